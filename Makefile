@@ -1,0 +1,127 @@
+# libckpt: static and shared library, the ckpt CLI, tests, install.
+#
+#   make                  library (build/libckpt.a, build/libckpt.so.0) and build/ckpt
+#   make demo             the main job on the bundled sample checkpoint
+#   make check            every test suite
+#   make check-asan       the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench            benchmarks (figures in README.md)
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# Missing Debian packages are installed on first use (scripts/ensure-deps.sh).
+
+VERSION   := 0.1.0
+SOVERSION := 0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BUILD     ?= build
+EXTERNAL  ?= $(abspath ../shared/external)
+
+CC        ?= cc
+OPT       ?= -O2
+CFLAGS    ?= $(OPT) -g
+WARN      := -std=c11 -Wall -Wextra -Werror -Wshadow -Wvla
+PKGS      := libzstd libarchive libxxhash jansson
+ALL_CPPFLAGS := -D_GNU_SOURCE -Ilibckpt/include -Ilibckpt -Iformats $(CPPFLAGS)
+ALL_CFLAGS   := $(WARN) -fPIC -fvisibility=hidden -pthread $(CFLAGS)
+
+ifeq ($(SANITIZE),1)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS    += -fsanitize=address,undefined
+endif
+
+DEPS_STAMP := $(BUILD)/.deps-build
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS)) -lm -pthread
+
+LIB_SRC   := $(sort $(wildcard libckpt/*.c) $(wildcard formats/*.c))
+CLI_SRC   := $(sort $(wildcard cli/*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+TEST_HELP := $(BUILD)/obj/tests/helpers.o
+
+STATIC    := $(BUILD)/libckpt.a
+SHARED    := $(BUILD)/libckpt.so.$(VERSION)
+CLI       := $(BUILD)/ckpt
+
+.PHONY: all demo check check-asan test-deps bench install uninstall clean
+all: $(STATIC) $(SHARED) $(CLI)
+
+$(DEPS_STAMP): scripts/ensure-deps.sh
+	@sh scripts/ensure-deps.sh build
+	@mkdir -p $(@D) && touch $@
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) -DCKPT_BUILDING $(PKG_CFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libckpt.so.$(SOVERSION) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	ln -sf libckpt.so.$(VERSION) $(BUILD)/libckpt.so.$(SOVERSION)
+	ln -sf libckpt.so.$(SOVERSION) $(BUILD)/libckpt.so
+
+$(CLI): $(CLI_OBJ) $(STATIC)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(PKG_LIBS)
+
+# ---- tests ----
+
+test-deps:
+	@sh scripts/ensure-deps.sh build test
+
+$(BUILD)/tests/%: tests/%.c $(TEST_HELP) $(STATIC) | test-deps
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) -Itests $(PKG_CFLAGS) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(TEST_HELP) \
+		$(STATIC) $(PKG_LIBS) $$(pkg-config --libs check) $(LDFLAGS)
+
+$(BUILD)/obj/tests/helpers.o: tests/helpers.c | test-deps $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) -Itests $(PKG_CFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+check: all $(TEST_BIN) test-deps
+	@CKPT_BIN=$(abspath $(CLI)) CKPT_EXTERNAL=$(EXTERNAL) CKPT_TESTDATA=$(abspath testdata) \
+	 CKPT_BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" sh tests/run.sh $(TEST_BIN)
+
+check-asan:
+	$(MAKE) BUILD=build-asan SANITIZE=1 OPT=-O1 check
+
+demo: all
+	sh scripts/demo.sh $(CLI)
+
+$(BUILD)/bench/%: bench/%.c $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(PKG_LIBS) $(LDFLAGS)
+
+bench: all $(BENCH_BIN)
+	CKPT_BUILD=$(abspath $(BUILD)) sh bench/run.sh
+
+# ---- install ----
+
+$(BUILD)/libckpt.pc: libckpt.pc.in Makefile
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PKGS@|$(PKGS)|' $< > $@
+
+install: all $(BUILD)/libckpt.pc
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 libckpt/include/ckpt.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libckpt.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libckpt.so.$(SOVERSION)
+	ln -sf libckpt.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libckpt.so
+	install -m 644 $(BUILD)/libckpt.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/ckpt.h $(DESTDIR)$(PREFIX)/lib/libckpt.* \
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/libckpt.pc $(DESTDIR)$(PREFIX)/bin/ckpt
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

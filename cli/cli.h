@@ -1,0 +1,41 @@
+/* cli.h: what the ckpt subcommands share: exit statuses, messages, formatting. */
+#ifndef CKPT_CLI_H
+#define CKPT_CLI_H
+
+#include "ckpt.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit statuses, the same for every command. */
+enum {
+    EXIT_OK = 0,
+    EXIT_DIFFERENCE = 1, /* a check found a difference */
+    EXIT_USAGE = 2,      /* the command line is wrong */
+    EXIT_INPUT = 3,      /* bad or unreadable input */
+    EXIT_OUTPUT = 4      /* output or system error */
+};
+
+/* The exit status for a library failure. */
+int cli_exit_for(int status);
+
+/* Prints "ckpt COMMAND: MESSAGE" to stderr and returns the exit status for `err`. */
+int cli_fail(const char *command, const ckpt_error *err);
+
+/* Prints "ckpt COMMAND: MESSAGE" and a pointer to --help; returns EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *fmt, ...);
+
+/* "[4096, 11008]" into buf. */
+void cli_format_shape(char *buf, size_t size, const ckpt_tensor *t);
+
+/* "1.5 GiB" into buf. */
+void cli_format_bytes(char *buf, size_t size, uint64_t bytes);
+
+/* Writes `root` to stdout as indented JSON and drops the reference; EXIT_OUTPUT on failure. */
+int cli_print_json(json_t *root);
+
+/* Subcommands: each parses its own arguments (argv[0] is the command name). */
+int cmd_inspect(int argc, char **argv);
+
+#endif

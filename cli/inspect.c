@@ -1,0 +1,158 @@
+/* inspect.c: `ckpt inspect`: what a checkpoint holds, as a table or JSON. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static const char inspect_help[] =
+    "Usage: ckpt inspect SRC [--json] [--objects]\n"
+    "Lists the detected format, files, tensors (name, dtype, shape, file) and totals of\n"
+    "the checkpoint SRC: a file, or a folder of shards.\n\n"
+    "  --json      print one JSON document instead of a table\n"
+    "  --objects   also list non-tensor values (step counts, args, ...)\n"
+    "  -h, --help  show this help\n";
+
+/* A file's name relative to the checkpoint root (its base name when it is the root). */
+static const char *relative_to(const char *path, const char *root)
+{
+    if (strcmp(path, root) == 0) {
+        const char *slash = strrchr(path, '/');
+        return slash ? slash + 1 : path;
+    }
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    if (strncmp(path, root, n) == 0 && path[n] == '/')
+        return path + n + 1;
+    return path;
+}
+
+static uint64_t total_bytes(const ckpt_source *src)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < ckpt_source_tensor_count(src); i++) {
+        const ckpt_tensor *t = ckpt_source_tensor(src, i);
+        if (!t->alias_of)
+            sum += t->nbytes;
+    }
+    return sum;
+}
+
+static json_t *tensor_json(const ckpt_source *src, const ckpt_tensor *t, const char *root)
+{
+    json_t *shape = json_array();
+    for (uint32_t d = 0; d < t->rank; d++)
+        json_array_append_new(shape, json_integer((json_int_t)t->shape[d]));
+    json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:s}", "name", t->name, "dtype", ckpt_dtype_name(t->dtype), "shape",
+                          shape, "bytes", (json_int_t)t->nbytes, "file",
+                          relative_to(ckpt_source_file_path(src, t->file), root));
+    if (o && t->alias_of)
+        json_object_set_new(o, "alias_of", json_string(t->alias_of));
+    return o;
+}
+
+static int print_json(const ckpt_source *src, const char *root, int with_objects)
+{
+    json_t *files = json_array(), *tensors = json_array(), *meta = json_object();
+    for (size_t i = 0; i < ckpt_source_file_count(src); i++)
+        json_array_append_new(files, json_pack("{s:s, s:I}", "path", ckpt_source_file_path(src, i), "size",
+                                               (json_int_t)ckpt_source_file_size(src, i)));
+    for (size_t i = 0; i < ckpt_source_tensor_count(src); i++)
+        json_array_append_new(tensors, tensor_json(src, ckpt_source_tensor(src, i), root));
+    for (size_t i = 0; i < ckpt_source_metadata_count(src); i++) {
+        const char *key, *value;
+        ckpt_source_metadata(src, i, &key, &value);
+        json_object_set_new(meta, key, json_string(value));
+    }
+    json_t *doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:o}", "path", root, "format",
+                            ckpt_source_format(src), "file_count", (json_int_t)ckpt_source_file_count(src),
+                            "tensor_count", (json_int_t)ckpt_source_tensor_count(src), "total_bytes",
+                            (json_int_t)total_bytes(src), "files", files, "metadata", meta, "tensors", tensors);
+    if (doc && with_objects) {
+        json_t *objects = json_array();
+        for (size_t i = 0; i < ckpt_source_object_count(src); i++) {
+            const ckpt_object *o = ckpt_source_object(src, i);
+            json_array_append_new(objects,
+                                  json_pack("{s:s, s:s, s:s}", "name", o->name, "kind", o->kind, "value", o->value));
+        }
+        json_object_set_new(doc, "objects", objects);
+    }
+    return cli_print_json(doc);
+}
+
+static int print_table(const ckpt_source *src, const char *root, int with_objects)
+{
+    char size[32], shape[512];
+    size_t n = ckpt_source_tensor_count(src);
+    cli_format_bytes(size, sizeof size, total_bytes(src));
+    printf("path:    %s\nformat:  %s\nfiles:   %zu\ntensors: %zu\nbytes:   %llu (%s)\n", root,
+           ckpt_source_format(src), ckpt_source_file_count(src), n, (unsigned long long)total_bytes(src), size);
+    for (size_t i = 0; i < ckpt_source_metadata_count(src); i++) {
+        const char *key, *value;
+        ckpt_source_metadata(src, i, &key, &value);
+        printf("metadata: %s = %s\n", key, value);
+    }
+    int name_w = 4, shape_w = 5;
+    for (size_t i = 0; i < n; i++) {
+        const ckpt_tensor *t = ckpt_source_tensor(src, i);
+        cli_format_shape(shape, sizeof shape, t);
+        if ((int)strlen(t->name) > name_w)
+            name_w = (int)strlen(t->name);
+        if ((int)strlen(shape) > shape_w)
+            shape_w = (int)strlen(shape);
+    }
+    if (n)
+        printf("\n%-*s  %-11s  %-*s  %s\n", name_w, "NAME", "DTYPE", shape_w, "SHAPE", "FILE");
+    for (size_t i = 0; i < n; i++) {
+        const ckpt_tensor *t = ckpt_source_tensor(src, i);
+        cli_format_shape(shape, sizeof shape, t);
+        printf("%-*s  %-11s  %-*s  %s", name_w, t->name, ckpt_dtype_name(t->dtype), shape_w, shape,
+               relative_to(ckpt_source_file_path(src, t->file), root));
+        if (t->alias_of)
+            printf("  (alias of %s)", t->alias_of);
+        putchar('\n');
+    }
+    if (with_objects && ckpt_source_object_count(src)) {
+        printf("\nOBJECTS\n");
+        for (size_t i = 0; i < ckpt_source_object_count(src); i++) {
+            const ckpt_object *o = ckpt_source_object(src, i);
+            printf("%s = %s  (%s)\n", o->name, o->value, o->kind);
+        }
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "ckpt inspect: cannot write output\n");
+        return EXIT_OUTPUT;
+    }
+    return EXIT_OK;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"objects", no_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int json = 0, objects = 0, c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = 1; break;
+        case 'o': objects = 1; break;
+        case 'h': fputs(inspect_help, stdout); return EXIT_OK;
+        default: return cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("inspect", "expects one checkpoint path, got %d", argc - optind);
+    const char *path = argv[optind];
+
+    ckpt_source *src;
+    ckpt_error err;
+    if (ckpt_source_open(&src, path, NULL, &err) != CKPT_OK)
+        return cli_fail("inspect", &err);
+    int status = json ? print_json(src, path, objects) : print_table(src, path, objects);
+    ckpt_source_free(src);
+    return status;
+}

@@ -1,0 +1,51 @@
+/* main.c: the ckpt program: global options and dispatch to subcommands. */
+#include "cli.h"
+
+#include <string.h>
+
+static const struct command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    {"inspect", "list a checkpoint's format, files and tensors", cmd_inspect},
+};
+
+#define COMMAND_COUNT (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: ckpt COMMAND [OPTIONS] ...\n"
+                 "Moves large-model checkpoints from training formats to Ascend inference.\n\nCommands:\n");
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nOptions:\n"
+                 "  -h, --help     show this help\n"
+                 "  -V, --version  show the version\n\n"
+                 "Run 'ckpt COMMAND --help' for a command's options.\n"
+                 "Exit status: 0 success, 1 a check found a difference, 2 usage error,\n"
+                 "3 bad or unreadable input, 4 output or system error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *first = argv[1];
+    if (strcmp(first, "-h") == 0 || strcmp(first, "--help") == 0 || strcmp(first, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(first, "-V") == 0 || strcmp(first, "--version") == 0) {
+        printf("ckpt %s (libckpt %s)\n", CKPT_VERSION_STRING, ckpt_version());
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        if (strcmp(first, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "ckpt: unknown command '%s'\n", first);
+    usage(stderr);
+    return EXIT_USAGE;
+}

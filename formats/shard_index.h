@@ -1,0 +1,43 @@
+/*
+ * shard_index.h: the `*.index.json` file that spreads one checkpoint over
+ * shards ({"metadata": {...}, "weight_map": {tensor: file}}), shared by
+ * safetensors and torch `.bin` shards.
+ */
+#ifndef CKPT_SHARD_INDEX_H
+#define CKPT_SHARD_INDEX_H
+
+#include "source.h"
+
+struct shard_index {
+    char *path;           /* the index file */
+    char **files;         /* distinct shard paths (folder joined), sorted */
+    size_t file_count;
+    char **names;         /* tensor names ... */
+    const char **name_file; /* ... and the shard each is mapped to (a string of `files`) */
+    size_t name_count;
+};
+
+/*
+ * Reads `dir/index_name`.  Refuses shard names that are absolute or climb
+ * out of the folder, and files listed that do not exist.
+ */
+int shard_index_load(struct shard_index *index, const char *dir, const char *index_name,
+                     const ckpt_limits *limits, ckpt_error *err);
+
+/*
+ * Checks the loaded source against the index: every listed tensor was found in
+ * the shard the index names, and no shard holds a tensor the index omits.
+ */
+int shard_index_verify(const struct shard_index *index, const struct ckpt_source *src, ckpt_error *err);
+
+void shard_index_free(struct shard_index *index);
+
+/* Sorted paths "dir/NAME" of regular files in `dir` whose names end in `suffix`, skipping dot files. */
+int dir_list_suffix(const char *dir, const char *suffix, char ***paths, size_t *count, ckpt_error *err);
+
+void path_list_free(char **paths, size_t count);
+
+/* A malloc'd "dir/name", or NULL when out of memory. */
+char *path_join(const char *dir, const char *name);
+
+#endif

@@ -1,0 +1,241 @@
+/*
+ * ckpt.h: the whole public interface of libckpt.
+ *
+ * libckpt reads large-model checkpoints written by training frameworks and
+ * writes what Ascend inference loads, without running any code from the
+ * input and with every byte accounted for.
+ *
+ * Conventions (after libgit2 and zstd):
+ *   - Functions return an int status: CKPT_OK (0) or a positive ckpt_status.
+ *   - Every function that can fail takes a `ckpt_error *err` last; when it is
+ *     not NULL it receives the status and a one-line message naming the file
+ *     and the problem.  There is no hidden per-thread or global error state.
+ *   - Handles are opaque; each `_open`/`_new` has a matching `_free`.
+ *   - The library never prints, exits or aborts.
+ *   - A ckpt_source is immutable once open: any number of threads may read
+ *     tensors from one source at the same time.
+ */
+#ifndef CKPT_H
+#define CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(CKPT_BUILDING)
+#define CKPT_API __attribute__((visibility("default")))
+#else
+#define CKPT_API
+#endif
+
+#define CKPT_VERSION_MAJOR 0
+#define CKPT_VERSION_MINOR 1
+#define CKPT_VERSION_PATCH 0
+#define CKPT_VERSION_STRING "0.1.0"
+
+/* The version of the library actually linked (may differ from the header). */
+CKPT_API const char *ckpt_version(void);
+
+/* ======================================================================
+ * Errors
+ * ====================================================================== */
+
+typedef enum ckpt_status {
+    CKPT_OK = 0,
+    CKPT_ERR_ARG,         /* the caller passed an invalid argument */
+    CKPT_ERR_FORMAT,      /* the input is malformed or hostile */
+    CKPT_ERR_UNSUPPORTED, /* the input is valid but uses something libckpt does not handle */
+    CKPT_ERR_LIMIT,       /* the input exceeds a resource limit (see ckpt_limits) */
+    CKPT_ERR_NOT_FOUND,   /* a named file or tensor does not exist */
+    CKPT_ERR_READ,        /* reading the input failed (I/O error, truncated file) */
+    CKPT_ERR_WRITE,       /* writing the output failed (disk full, permissions) */
+    CKPT_ERR_EXISTS,      /* the output already exists */
+    CKPT_ERR_NOMEM,       /* out of memory */
+    CKPT_ERR_MISMATCH,    /* a check found a difference */
+    CKPT_ERR_CANCELLED    /* the caller asked to stop */
+} ckpt_status;
+
+#define CKPT_ERROR_MESSAGE_MAX 512
+
+typedef struct ckpt_error {
+    int code;                              /* a ckpt_status */
+    char message[CKPT_ERROR_MESSAGE_MAX];  /* one line, no trailing newline */
+} ckpt_error;
+
+/* A short constant name for a status ("format error", ...). */
+CKPT_API const char *ckpt_status_name(int status);
+
+/* Non-zero when the status blames the input (bad, unreadable, over a limit). */
+CKPT_API int ckpt_status_is_input_error(int status);
+
+/* ======================================================================
+ * Element types
+ * ====================================================================== */
+
+/* Values are stable across releases; names follow safetensors. */
+typedef enum ckpt_dtype {
+    CKPT_DTYPE_INVALID = 0,
+    CKPT_DTYPE_BOOL,
+    CKPT_DTYPE_U8,
+    CKPT_DTYPE_I8,
+    CKPT_DTYPE_I16,
+    CKPT_DTYPE_U16,
+    CKPT_DTYPE_F16,
+    CKPT_DTYPE_BF16,
+    CKPT_DTYPE_I32,
+    CKPT_DTYPE_U32,
+    CKPT_DTYPE_F32,
+    CKPT_DTYPE_F64,
+    CKPT_DTYPE_I64,
+    CKPT_DTYPE_U64,
+    CKPT_DTYPE_F8_E4M3,     /* e4m3fn: no infinities, one NaN pattern per sign */
+    CKPT_DTYPE_F8_E5M2,
+    CKPT_DTYPE_F8_E8M0,
+    CKPT_DTYPE_F8_E4M3FNUZ,
+    CKPT_DTYPE_F8_E5M2FNUZ,
+    CKPT_DTYPE_C64,
+    CKPT_DTYPE_COUNT
+} ckpt_dtype;
+
+/* Bytes per element, or 0 for CKPT_DTYPE_INVALID. */
+CKPT_API size_t ckpt_dtype_size(ckpt_dtype dtype);
+
+/* The safetensors name ("BF16"), or "INVALID". */
+CKPT_API const char *ckpt_dtype_name(ckpt_dtype dtype);
+
+/* Parses a safetensors dtype name; returns CKPT_DTYPE_INVALID when unknown. */
+CKPT_API ckpt_dtype ckpt_dtype_from_name(const char *name);
+
+/* ======================================================================
+ * Resource limits applied to every input
+ * ====================================================================== */
+
+typedef struct ckpt_limits {
+    uint64_t max_header_bytes;  /* safetensors JSON header, index files (default 100,000,000) */
+    uint64_t max_tensors;       /* tensors in one source (default 10,000,000) */
+    uint32_t max_rank;          /* dimensions of one tensor (default 64) */
+    uint64_t max_pickle_bytes;  /* memory the pickle machine may allocate (default 1 GiB) */
+} ckpt_limits;
+
+/* Fills `limits` with the defaults above. */
+CKPT_API void ckpt_limits_default(ckpt_limits *limits);
+
+/* ======================================================================
+ * Sources: open a checkpoint, list its tensors, read their bytes
+ * ====================================================================== */
+
+typedef struct ckpt_source ckpt_source;
+
+/* One tensor of a source's catalog.  Pointers stay valid until the source is freed. */
+typedef struct ckpt_tensor {
+    const char *name;
+    ckpt_dtype dtype;
+    uint32_t rank;
+    const uint64_t *shape;   /* `rank` extents, outermost first */
+    uint64_t nbytes;         /* element count times element size, row-major */
+    uint32_t file;           /* index into the source's files */
+    const char *alias_of;    /* the tensor this one shares its data with, or NULL */
+} ckpt_tensor;
+
+/*
+ * Opens a checkpoint: a file, or a folder of shards.  The format is detected
+ * from the content.  `limits` may be NULL for the defaults.  Nothing is read
+ * from tensor data; headers are fully validated before this returns.
+ */
+CKPT_API int ckpt_source_open(ckpt_source **out, const char *path,
+                              const ckpt_limits *limits, ckpt_error *err);
+
+CKPT_API void ckpt_source_free(ckpt_source *src);
+
+/* The detected format, for example "safetensors". */
+CKPT_API const char *ckpt_source_format(const ckpt_source *src);
+
+CKPT_API size_t ckpt_source_file_count(const ckpt_source *src);
+CKPT_API const char *ckpt_source_file_path(const ckpt_source *src, size_t file);
+CKPT_API uint64_t ckpt_source_file_size(const ckpt_source *src, size_t file);
+
+CKPT_API size_t ckpt_source_tensor_count(const ckpt_source *src);
+
+/* The i-th tensor, in storage order (file by file); NULL when out of range. */
+CKPT_API const ckpt_tensor *ckpt_source_tensor(const ckpt_source *src, size_t i);
+
+/* Finds a tensor by name; returns CKPT_ERR_NOT_FOUND when absent. */
+CKPT_API int ckpt_source_find(const ckpt_source *src, const char *name, size_t *index);
+
+/* Free-form string metadata (safetensors `__metadata__`, merged across shards). */
+CKPT_API size_t ckpt_source_metadata_count(const ckpt_source *src);
+CKPT_API void ckpt_source_metadata(const ckpt_source *src, size_t i,
+                                   const char **key, const char **value);
+
+/*
+ * Non-tensor values found beside the tensors (training step, `args`, ...),
+ * flattened to dotted names like tensors.  `kind` is one of "none", "bool",
+ * "int", "float", "string", "bytes", "opaque" (an object libckpt keeps but
+ * never interprets or calls: `value` then names its class).  `value` is the
+ * value as text.
+ */
+typedef struct ckpt_object {
+    const char *name;
+    const char *kind;
+    const char *value;
+} ckpt_object;
+
+CKPT_API size_t ckpt_source_object_count(const ckpt_source *src);
+CKPT_API const ckpt_object *ckpt_source_object(const ckpt_source *src, size_t i);
+
+/* Rows of a tensor: shape[0], or 1 for a rank-0 tensor. */
+CKPT_API uint64_t ckpt_tensor_rows(const ckpt_tensor *t);
+
+/* Bytes of one row: nbytes / rows (0 for a tensor with no rows). */
+CKPT_API uint64_t ckpt_tensor_row_bytes(const ckpt_tensor *t);
+
+/*
+ * Copies rows [row_begin, row_begin + row_count) of tensor `i` into `dst`,
+ * row-major, little-endian, whatever the layout on disk.  `dst_size` must be
+ * at least row_count * row bytes.  Reads only what is asked for.
+ */
+CKPT_API int ckpt_source_read(const ckpt_source *src, size_t i,
+                              uint64_t row_begin, uint64_t row_count,
+                              void *dst, size_t dst_size, ckpt_error *err);
+
+/* ======================================================================
+ * safetensors writer: streaming, atomic
+ * ====================================================================== */
+
+typedef struct ckpt_writer ckpt_writer;
+
+typedef struct ckpt_kv {
+    const char *key;
+    const char *value;
+} ckpt_kv;
+
+/*
+ * Starts a safetensors file at `path` holding `tensors` in the given order
+ * (name, dtype, rank and shape are used; the other fields are ignored) and
+ * the string pairs in `metadata` as `__metadata__`.  The header is written at
+ * once; data then follows through ckpt_writer_write.  The file is built under
+ * a temporary name in the same folder and appears at `path` only when
+ * ckpt_writer_finish succeeds.  An existing `path` is an error.
+ */
+CKPT_API int ckpt_writer_open(ckpt_writer **out, const char *path,
+                              const ckpt_tensor *tensors, size_t tensor_count,
+                              const ckpt_kv *metadata, size_t metadata_count,
+                              ckpt_error *err);
+
+/* Appends data bytes: tensors in order, each exactly nbytes long, in any chunking. */
+CKPT_API int ckpt_writer_write(ckpt_writer *w, const void *data, size_t len, ckpt_error *err);
+
+/* Checks every byte was written, flushes to disk and renames into place. */
+CKPT_API int ckpt_writer_finish(ckpt_writer *w, ckpt_error *err);
+
+/* Frees the writer; an unfinished file is removed. */
+CKPT_API void ckpt_writer_free(ckpt_writer *w);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CKPT_H */

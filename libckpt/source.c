@@ -1,0 +1,462 @@
+/* source.c: the catalog of an open checkpoint and the public ckpt_source calls. */
+#include "source.h"
+
+#include "checked.h"
+#include "error.h"
+#include "format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+void ckpt_limits_default(ckpt_limits *limits)
+{
+    limits->max_header_bytes = 100000000;
+    limits->max_tensors = 10000000;
+    limits->max_rank = 64;
+    limits->max_pickle_bytes = (uint64_t)1 << 30;
+}
+
+static int grow(void **array, size_t *cap, size_t need, size_t elem_size, ckpt_error *err)
+{
+    if (need <= *cap)
+        return CKPT_OK;
+    size_t new_cap = *cap ? *cap * 2 : 16;
+    while (new_cap < need)
+        new_cap *= 2;
+    void *p = reallocarray(*array, new_cap, elem_size);
+    if (!p)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory growing a catalog to %zu entries", need);
+    *array = p;
+    *cap = new_cap;
+    return CKPT_OK;
+}
+
+static int append_file(struct ckpt_source *src, const char *path, const uint8_t *data,
+                       uint64_t size, bool mapped, uint32_t *index, ckpt_error *err)
+{
+    if (src->file_count >= UINT32_MAX)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: too many files in one checkpoint", path);
+    int rc = grow((void **)&src->files, &src->file_cap, src->file_count + 1, sizeof *src->files, err);
+    if (rc)
+        return rc;
+    char *copy = strdup(path);
+    if (!copy)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    src->files[src->file_count] = (struct source_file){copy, data, size, mapped};
+    *index = (uint32_t)src->file_count++;
+    return CKPT_OK;
+}
+
+int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, ckpt_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ckpt_fail(err, errno == ENOENT ? CKPT_ERR_NOT_FOUND : CKPT_ERR_READ,
+                         "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ckpt_fail(err, CKPT_ERR_READ, "%s: not a regular file", path);
+    }
+    const uint8_t *data = NULL;
+    if (st.st_size > 0) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            close(fd);
+            return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot map: %s", path, strerror(errno));
+        }
+        data = m;
+    }
+    close(fd);
+    int rc = append_file(src, path, data, (uint64_t)st.st_size, true, index, err);
+    if (rc && data)
+        munmap((void *)data, (size_t)st.st_size);
+    return rc;
+}
+
+int source_add_buffer(struct ckpt_source *src, const char *path, uint8_t *data, uint64_t size,
+                      uint32_t *index, ckpt_error *err)
+{
+    int rc = append_file(src, path, data, size, false, index, err);
+    if (rc)
+        free(data);
+    return rc;
+}
+
+/* ---- the name table ---- */
+
+static size_t name_hash(const char *name)
+{
+    return (size_t)XXH3_64bits(name, strlen(name));
+}
+
+size_t source_lookup(const struct ckpt_source *src, const char *name)
+{
+    if (!src->name_slot_count)
+        return SIZE_MAX;
+    size_t mask = src->name_slot_count - 1;
+    for (size_t s = name_hash(name) & mask;; s = (s + 1) & mask) {
+        size_t v = src->name_slots[s];
+        if (v == 0)
+            return SIZE_MAX;
+        if (strcmp(src->tensors[v - 1].pub.name, name) == 0)
+            return v - 1;
+    }
+}
+
+static void name_insert(struct ckpt_source *src, size_t index)
+{
+    size_t mask = src->name_slot_count - 1;
+    size_t s = name_hash(src->tensors[index].pub.name) & mask;
+    while (src->name_slots[s])
+        s = (s + 1) & mask;
+    src->name_slots[s] = index + 1;
+}
+
+/* Keeps the table at most half full, so that probes stay short. */
+static int name_table_reserve(struct ckpt_source *src, size_t count, ckpt_error *err)
+{
+    if (count * 2 <= src->name_slot_count)
+        return CKPT_OK;
+    size_t slots = src->name_slot_count ? src->name_slot_count * 2 : 64;
+    while (slots < count * 2)
+        slots *= 2;
+    size_t *table = calloc(slots, sizeof *table);
+    if (!table)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory indexing %zu tensor names", count);
+    free(src->name_slots);
+    src->name_slots = table;
+    src->name_slot_count = slots;
+    for (size_t i = 0; i < src->tensor_count; i++)
+        name_insert(src, i);
+    return CKPT_OK;
+}
+
+/* ---- tensors ---- */
+
+/*
+ * The highest element index a view reaches, plus one, or false on overflow.
+ * Zero when the tensor has no elements (it then touches no storage).
+ */
+static bool view_extent(uint32_t rank, const uint64_t *shape, const int64_t *strides,
+                        uint64_t elem_offset, uint64_t *extent)
+{
+    uint64_t count;
+    if (!ckpt_product_u64(shape, rank, &count))
+        return false;
+    if (count == 0) {
+        *extent = 0;
+        return true;
+    }
+    if (!strides)
+        return ckpt_add_u64(elem_offset, count, extent);
+    uint64_t last = elem_offset;
+    for (uint32_t d = 0; d < rank; d++) {
+        uint64_t step;
+        if (!ckpt_mul_u64(shape[d] - 1, (uint64_t)strides[d], &step) || !ckpt_add_u64(last, step, &last))
+            return false;
+    }
+    return ckpt_add_u64(last, 1, extent);
+}
+
+static int check_tensor(const struct ckpt_source *src, const char *name, ckpt_dtype dtype,
+                        uint32_t rank, const uint64_t *shape, const struct tensor_view *view,
+                        uint64_t *nbytes, ckpt_error *err)
+{
+    const char *file = view->file < src->file_count ? src->files[view->file].path : "?";
+    size_t esize = ckpt_dtype_size(dtype);
+    if (view->file >= src->file_count)
+        return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: no such file index %u", name, view->file);
+    if (esize == 0)
+        return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: tensor %s: unsupported element type", file, name);
+    if (src->tensor_count >= src->limits.max_tensors)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: more than %llu tensors (limit max_tensors)", file,
+                         (unsigned long long)src->limits.max_tensors);
+    if (rank > src->limits.max_rank || rank > SOURCE_MAX_RANK)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor %s has rank %u, over the limit of %u", file,
+                         name, rank, src->limits.max_rank < SOURCE_MAX_RANK ? src->limits.max_rank : SOURCE_MAX_RANK);
+    size_t previous = source_lookup(src, name);
+    if (previous != SIZE_MAX)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s is already defined in %s", file, name,
+                         src->files[src->tensors[previous].pub.file].path);
+    uint64_t count;
+    if (!ckpt_product_u64(shape, rank, &count) || !ckpt_mul_u64(count, esize, nbytes))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: shape overflows 64 bits", file, name);
+    if (view->strides)
+        for (uint32_t d = 0; d < rank; d++)
+            if (view->strides[d] < 0)
+                return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: negative stride", file, name);
+    uint64_t extent, extent_bytes, end;
+    if (!view_extent(rank, shape, view->strides, view->elem_offset, &extent) ||
+        !ckpt_mul_u64(extent, esize, &extent_bytes))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: view offsets overflow", file, name);
+    if (extent_bytes > view->storage_bytes)
+        return ckpt_fail(err, CKPT_ERR_FORMAT,
+                         "%s: tensor %s reads %llu bytes of a %llu-byte storage", file, name,
+                         (unsigned long long)extent_bytes, (unsigned long long)view->storage_bytes);
+    if (!ckpt_add_u64(view->storage_offset, view->storage_bytes, &end) ||
+        end > src->files[view->file].size)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: storage lies outside the file", file, name);
+    return CKPT_OK;
+}
+
+static bool is_contiguous(uint32_t rank, const uint64_t *shape, const int64_t *strides)
+{
+    if (!strides)
+        return true;
+    uint64_t expect = 1;
+    for (uint32_t d = rank; d-- > 0;) {
+        if (shape[d] != 1 && (uint64_t)strides[d] != expect)
+            return false;
+        expect *= shape[d];
+    }
+    return true;
+}
+
+int source_add_tensor(struct ckpt_source *src, const char *name, ckpt_dtype dtype,
+                      uint32_t rank, const uint64_t *shape, const struct tensor_view *view,
+                      ckpt_error *err)
+{
+    uint64_t nbytes = 0;
+    int rc = check_tensor(src, name, dtype, rank, shape, view, &nbytes, err);
+    if (!rc)
+        rc = grow((void **)&src->tensors, &src->tensor_cap, src->tensor_count + 1, sizeof *src->tensors, err);
+    if (!rc)
+        rc = name_table_reserve(src, src->tensor_count + 1, err);
+    if (rc)
+        return rc;
+
+    struct tensor_entry *t = &src->tensors[src->tensor_count];
+    memset(t, 0, sizeof *t);
+    char *name_copy = strdup(name);
+    t->shape = malloc((rank ? rank : 1) * sizeof *t->shape);
+    bool strided = !is_contiguous(rank, shape, view->strides);
+    t->strides = strided ? malloc(rank * sizeof *t->strides) : NULL;
+    if (!name_copy || !t->shape || (strided && !t->strides)) {
+        free(name_copy);
+        free(t->shape);
+        free(t->strides);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", name);
+    }
+    memcpy(t->shape, shape, rank * sizeof *t->shape);
+    if (strided)
+        memcpy(t->strides, view->strides, rank * sizeof *t->strides);
+    t->view = *view;
+    t->view.strides = t->strides;
+    t->pub = (ckpt_tensor){name_copy, dtype, rank, t->shape, nbytes, view->file, NULL};
+    t->alias_target = SIZE_MAX;
+    name_insert(src, src->tensor_count++);
+    return CKPT_OK;
+}
+
+int source_add_alias(struct ckpt_source *src, const char *name, size_t target, ckpt_error *err)
+{
+    if (target >= src->tensor_count)
+        return ckpt_fail(err, CKPT_ERR_ARG, "alias %s: no such tensor %zu", name, target);
+    struct tensor_entry *base = &src->tensors[target];
+    struct tensor_view view = base->view;
+    int rc = source_add_tensor(src, name, base->pub.dtype, base->pub.rank, base->shape, &view, err);
+    if (rc)
+        return rc;
+    struct tensor_entry *t = &src->tensors[src->tensor_count - 1];
+    base = &src->tensors[target];
+    t->alias_target = base->alias_target != SIZE_MAX ? base->alias_target : target;
+    t->pub.alias_of = src->tensors[t->alias_target].pub.name;
+    return CKPT_OK;
+}
+
+int source_add_metadata(struct ckpt_source *src, const char *key, const char *value,
+                        const char *file, ckpt_error *err)
+{
+    for (size_t i = 0; i < src->metadata_count; i++) {
+        if (strcmp(src->metadata[i].key, key) != 0)
+            continue;
+        if (strcmp(src->metadata[i].value, value) == 0)
+            return CKPT_OK;
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: metadata %s disagrees with an earlier shard", file, key);
+    }
+    int rc = grow((void **)&src->metadata, &src->metadata_cap, src->metadata_count + 1,
+                  sizeof *src->metadata, err);
+    if (rc)
+        return rc;
+    char *k = strdup(key), *v = strdup(value);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory reading metadata", file);
+    }
+    src->metadata[src->metadata_count++] = (ckpt_kv){k, v};
+    return CKPT_OK;
+}
+
+int source_add_object(struct ckpt_source *src, const char *name, const char *kind, const char *value,
+                      ckpt_error *err)
+{
+    int rc = grow((void **)&src->objects, &src->object_cap, src->object_count + 1, sizeof *src->objects, err);
+    if (rc)
+        return rc;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory recording object %s", name);
+    }
+    src->objects[src->object_count++] = (ckpt_object){n, kind, v};
+    return CKPT_OK;
+}
+
+/* ---- the public calls ---- */
+
+int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *limits, ckpt_error *err)
+{
+    ckpt_error_clear(err);
+    if (!out || !path)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: NULL argument");
+    *out = NULL;
+    const struct format_reader *reader;
+    int rc = format_detect(path, &reader, err);
+    if (rc)
+        return rc;
+    struct ckpt_source *src = calloc(1, sizeof *src);
+    if (!src)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    if (limits)
+        src->limits = *limits;
+    else
+        ckpt_limits_default(&src->limits);
+    src->format = reader->name;
+    rc = reader->open(src, path, err);
+    if (rc) {
+        ckpt_source_free(src);
+        return rc;
+    }
+    *out = src;
+    return CKPT_OK;
+}
+
+void ckpt_source_free(ckpt_source *src)
+{
+    if (!src)
+        return;
+    for (size_t i = 0; i < src->file_count; i++) {
+        struct source_file *f = &src->files[i];
+        if (f->mapped && f->data)
+            munmap((void *)f->data, (size_t)f->size);
+        else if (!f->mapped)
+            free((void *)f->data);
+        free(f->path);
+    }
+    for (size_t i = 0; i < src->tensor_count; i++) {
+        free((char *)src->tensors[i].pub.name);
+        free(src->tensors[i].shape);
+        free(src->tensors[i].strides);
+    }
+    for (size_t i = 0; i < src->metadata_count; i++) {
+        free((char *)src->metadata[i].key);
+        free((char *)src->metadata[i].value);
+    }
+    for (size_t i = 0; i < src->object_count; i++) {
+        free((char *)src->objects[i].name);
+        free((char *)src->objects[i].value);
+    }
+    free(src->objects);
+    free(src->files);
+    free(src->tensors);
+    free(src->name_slots);
+    free(src->metadata);
+    free(src);
+}
+
+const char *ckpt_source_format(const ckpt_source *src)
+{
+    return src->format;
+}
+
+size_t ckpt_source_file_count(const ckpt_source *src)
+{
+    return src->file_count;
+}
+
+const char *ckpt_source_file_path(const ckpt_source *src, size_t file)
+{
+    return file < src->file_count ? src->files[file].path : NULL;
+}
+
+uint64_t ckpt_source_file_size(const ckpt_source *src, size_t file)
+{
+    return file < src->file_count ? src->files[file].size : 0;
+}
+
+size_t ckpt_source_tensor_count(const ckpt_source *src)
+{
+    return src->tensor_count;
+}
+
+const ckpt_tensor *ckpt_source_tensor(const ckpt_source *src, size_t i)
+{
+    return i < src->tensor_count ? &src->tensors[i].pub : NULL;
+}
+
+int ckpt_source_find(const ckpt_source *src, const char *name, size_t *index)
+{
+    size_t i = source_lookup(src, name);
+    if (i == SIZE_MAX)
+        return CKPT_ERR_NOT_FOUND;
+    *index = i;
+    return CKPT_OK;
+}
+
+size_t ckpt_source_metadata_count(const ckpt_source *src)
+{
+    return src->metadata_count;
+}
+
+void ckpt_source_metadata(const ckpt_source *src, size_t i, const char **key, const char **value)
+{
+    *key = i < src->metadata_count ? src->metadata[i].key : NULL;
+    *value = i < src->metadata_count ? src->metadata[i].value : NULL;
+}
+
+size_t ckpt_source_object_count(const ckpt_source *src)
+{
+    return src->object_count;
+}
+
+const ckpt_object *ckpt_source_object(const ckpt_source *src, size_t i)
+{
+    return i < src->object_count ? &src->objects[i] : NULL;
+}
+
+uint64_t ckpt_tensor_rows(const ckpt_tensor *t)
+{
+    return t->rank ? t->shape[0] : 1;
+}
+
+uint64_t ckpt_tensor_row_bytes(const ckpt_tensor *t)
+{
+    uint64_t rows = ckpt_tensor_rows(t);
+    return rows ? t->nbytes / rows : 0;
+}
+
+int ckpt_source_read(const ckpt_source *src, size_t i, uint64_t row_begin, uint64_t row_count,
+                     void *dst, size_t dst_size, ckpt_error *err)
+{
+    if (i >= src->tensor_count)
+        return ckpt_fail(err, CKPT_ERR_ARG, "no tensor %zu", i);
+    const struct tensor_entry *t = &src->tensors[i];
+    uint64_t rows = ckpt_tensor_rows(&t->pub), end, need;
+    if (!ckpt_add_u64(row_begin, row_count, &end) || end > rows)
+        return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: rows %llu+%llu outside its %llu rows", t->pub.name,
+                         (unsigned long long)row_begin, (unsigned long long)row_count,
+                         (unsigned long long)rows);
+    if (!ckpt_mul_u64(row_count, ckpt_tensor_row_bytes(&t->pub), &need) || need > dst_size)
+        return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: destination of %zu bytes is too small", t->pub.name,
+                         dst_size);
+    return view_read_rows(src, t, row_begin, row_count, dst, err);
+}

@@ -1,0 +1,39 @@
+#!/bin/sh
+# ensure-deps.sh GROUP...: installs the Debian packages a build step needs, when missing.
+#   build  headers and libraries libckpt links against
+#   test   tools the test suites call (xmllint)
+#   fuzz   clang with libFuzzer
+set -eu
+
+packages_for() {
+    case "$1" in
+    build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev" ;;
+    test) echo "check libxml2-utils" ;;
+    fuzz) echo "clang" ;;
+    *) echo "ensure-deps.sh: unknown group $1" >&2; exit 2 ;;
+    esac
+}
+
+missing=""
+for group in "$@"; do
+    for pkg in $(packages_for "$group"); do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing="$missing $pkg"
+        fi
+    done
+done
+[ -z "$missing" ] && exit 0
+
+echo "Installing missing Debian packages:$missing"
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+else
+    echo "ensure-deps.sh: need root to install:$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
