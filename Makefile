@@ -86,7 +86,7 @@ $(BUILD)/obj/tests/helpers.o: tests/helpers.c | test-deps $(DEPS_STAMP)
 
 check: all $(TEST_BIN) test-deps
 	@CKPT_BIN=$(abspath $(CLI)) CKPT_EXTERNAL=$(EXTERNAL) CKPT_TESTDATA=$(abspath testdata) \
-	 CKPT_BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" sh tests/run.sh $(TEST_BIN)
+	 CKPT_BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" SANITIZE="$(SANITIZE)" sh tests/run.sh $(TEST_BIN)
 
 check-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT=-O1 check

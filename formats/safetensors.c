@@ -12,11 +12,15 @@
 
 #define SAFETENSORS_INDEX "model.safetensors.index.json"
 
-/* A file starts with its header length, then the JSON object. */
+/*
+ * A file starts with its header length, then the JSON object; a file named
+ * .safetensors is taken at its word, so that a damaged one gets a precise error.
+ */
 static bool safetensors_probe(const struct format_probe *p)
 {
+    size_t n = strlen(p->path);
     if (!p->is_dir)
-        return p->head_len >= 9 && p->head[8] == '{';
+        return (p->head_len >= 9 && p->head[8] == '{') || (n >= 12 && strcmp(p->path + n - 12, ".safetensors") == 0);
     if (format_dir_has(p->path, SAFETENSORS_INDEX))
         return true;
     char **files;
