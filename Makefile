@@ -103,18 +103,15 @@ bench: all $(BENCH_BIN)
 
 # ---- install ----
 
-$(BUILD)/libckpt.pc: libckpt.pc.in Makefile
-	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PKGS@|$(PKGS)|' $< > $@
-
-install: all $(BUILD)/libckpt.pc
+install: all
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 libckpt/include/ckpt.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libckpt.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libckpt.so.$(SOVERSION)
 	ln -sf libckpt.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libckpt.so
-	install -m 644 $(BUILD)/libckpt.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PKGS@|$(PKGS)|' \
+		libckpt.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libckpt.pc
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 
 uninstall:
