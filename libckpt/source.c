@@ -331,6 +331,10 @@ int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *lim
     else
         ckpt_limits_default(&src->limits);
     src->format = reader->name;
+    if (!(src->path = strdup(path))) {
+        free(src);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    }
     rc = reader->open(src, path, err);
     if (rc) {
         ckpt_source_free(src);
@@ -370,7 +374,13 @@ void ckpt_source_free(ckpt_source *src)
     free(src->tensors);
     free(src->name_slots);
     free(src->metadata);
+    free(src->path);
     free(src);
+}
+
+const char *ckpt_source_path(const ckpt_source *src)
+{
+    return src->path;
 }
 
 const char *ckpt_source_format(const ckpt_source *src)
@@ -458,5 +468,9 @@ int ckpt_source_read(const ckpt_source *src, size_t i, uint64_t row_begin, uint6
     if (!ckpt_mul_u64(row_count, ckpt_tensor_row_bytes(&t->pub), &need) || need > dst_size)
         return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: destination of %zu bytes is too small", t->pub.name,
                          dst_size);
-    return view_read_rows(src, t, row_begin, row_count, dst, err);
+    if (need == 0)
+        return CKPT_OK;
+    /* a row of the first dimension is a whole number of lines */
+    uint64_t lines_per_row = view_line_count(&t->pub) / rows;
+    return view_read_lines(src, t, row_begin * lines_per_row, row_count * lines_per_row, dst, err);
 }

@@ -52,6 +52,7 @@ struct tensor_entry {
 };
 
 struct ckpt_source {
+    char *path;                  /* as opened */
     const char *format;          /* static string */
     ckpt_limits limits;
     struct source_file *files;
@@ -96,8 +97,15 @@ int source_add_object(struct ckpt_source *src, const char *name, const char *kin
 /* Index of the tensor called `name`, or SIZE_MAX. */
 size_t source_lookup(const struct ckpt_source *src, const char *name);
 
-/* Copies rows of a tensor through its view (view.c). */
-int view_read_rows(const struct ckpt_source *src, const struct tensor_entry *t,
-                   uint64_t row_begin, uint64_t row_count, uint8_t *dst, ckpt_error *err);
+/*
+ * Lines are rows of the last dimension counted over all leading ones: a
+ * [B, M, N] tensor has B*M lines of N elements (a rank-0 tensor one line of one).
+ */
+uint64_t view_line_count(const ckpt_tensor *t);
+uint64_t view_line_bytes(const ckpt_tensor *t);
+
+/* Copies lines [first, first + count) of a tensor, row-major and little-endian (view.c). */
+int view_read_lines(const struct ckpt_source *src, const struct tensor_entry *t, uint64_t first, uint64_t count,
+                    uint8_t *dst, ckpt_error *err);
 
 #endif

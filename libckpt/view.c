@@ -1,6 +1,12 @@
 /*
- * view.c: copying a tensor's rows out of its storage, whatever its strides
+ * view.c: copying elements out of a tensor's storage, whatever its strides
  * and byte order, into row-major little-endian bytes.
+ *
+ * Reads are expressed in "lines": rows of the last dimension, counting over
+ * all leading dimensions (a [B, M, N] tensor has B*M lines of N elements).
+ * That is the unit convert streams in; ckpt_source_read's rows of the first
+ * dimension are whole runs of lines.  A rank-1 tensor has one line per
+ * element, so that long vectors stream too.
  */
 #include "source.h"
 
@@ -18,18 +24,22 @@ static void swap_bytes(uint8_t *buf, uint64_t len, size_t unit)
 }
 
 /*
- * Gathers a strided block into dst, row-major.  `base` points at the block's
- * first element.  The innermost dimension is copied as one run when its stride
- * is 1, element by element otherwise.
+ * Gathers `count` lines starting at line `first` of a strided view.  The
+ * innermost dimension is copied as one run when its stride is 1, element by
+ * element otherwise; an odometer walks the leading dimensions.
  */
-static void gather(const uint8_t *base, size_t esize, uint32_t rank, const uint64_t *shape,
-                   const int64_t *strides, uint8_t *dst)
+static void gather_lines(const uint8_t *base, size_t esize, uint32_t rank, const uint64_t *shape,
+                         const int64_t *strides, uint64_t first, uint64_t count, uint8_t *dst)
 {
     uint64_t index[SOURCE_MAX_RANK] = {0};
     uint32_t last = rank - 1;
+    for (uint32_t d = last; d-- > 0;) {
+        index[d] = first % shape[d];
+        first /= shape[d];
+    }
     uint64_t run_bytes = shape[last] * esize;
     uint64_t step = (uint64_t)strides[last] * esize;
-    for (;;) {
+    for (uint64_t line = 0; line < count; line++) {
         uint64_t off = 0;
         for (uint32_t d = 0; d < last; d++)
             off += index[d] * (uint64_t)strides[d];
@@ -41,12 +51,7 @@ static void gather(const uint8_t *base, size_t esize, uint32_t rank, const uint6
             for (uint64_t k = 0; k < shape[last]; k++, p += step, dst += esize)
                 memcpy(dst, p, esize);
         }
-        /* advance the odometer over the outer dimensions */
-        uint32_t d = last;
-        for (;;) {
-            if (d == 0)
-                return;
-            d--;
+        for (uint32_t d = last; d-- > 0;) {
             if (++index[d] < shape[d])
                 break;
             index[d] = 0;
@@ -54,29 +59,42 @@ static void gather(const uint8_t *base, size_t esize, uint32_t rank, const uint6
     }
 }
 
-int view_read_rows(const struct ckpt_source *src, const struct tensor_entry *t,
-                   uint64_t row_begin, uint64_t row_count, uint8_t *dst, ckpt_error *err)
+uint64_t view_line_count(const ckpt_tensor *t)
+{
+    if (t->rank <= 1)
+        return t->rank ? t->shape[0] : 1;
+    uint64_t lines = 1;
+    for (uint32_t d = 0; d + 1 < t->rank; d++)
+        lines *= t->shape[d];
+    return t->shape[t->rank - 1] == 0 ? 0 : lines;
+}
+
+uint64_t view_line_bytes(const ckpt_tensor *t)
+{
+    return (t->rank >= 2 ? t->shape[t->rank - 1] : 1) * ckpt_dtype_size(t->dtype);
+}
+
+int view_read_lines(const struct ckpt_source *src, const struct tensor_entry *t, uint64_t first, uint64_t count,
+                    uint8_t *dst, ckpt_error *err)
 {
     (void)err;
     const ckpt_tensor *pub = &t->pub;
     size_t esize = ckpt_dtype_size(pub->dtype);
-    uint64_t row_bytes = ckpt_tensor_row_bytes(pub);
-    uint64_t len = row_count * row_bytes;
+    uint64_t line_bytes = view_line_bytes(pub);
+    uint64_t len = count * line_bytes;
     if (len == 0)
         return CKPT_OK;
-    const uint8_t *base = src->files[t->view.file].data + t->view.storage_offset
-                          + t->view.elem_offset * esize;
+    const uint8_t *base = src->files[t->view.file].data + t->view.storage_offset + t->view.elem_offset * esize;
 
     if (!t->strides)
-        memcpy(dst, base + row_begin * row_bytes, len);
+        memcpy(dst, base + first * line_bytes, len);
     else if (pub->rank == 0)
         memcpy(dst, base, esize);
-    else {
-        uint64_t shape[SOURCE_MAX_RANK];
-        memcpy(shape, pub->shape, pub->rank * sizeof *shape);
-        shape[0] = row_count;
-        gather(base + row_begin * (uint64_t)t->strides[0] * esize, esize, pub->rank, shape, t->strides, dst);
-    }
+    else if (pub->rank == 1)
+        gather_lines(base + first * (uint64_t)t->strides[0] * esize, esize, 2, (uint64_t[]){count, 1},
+                     (int64_t[]){t->strides[0], 1}, 0, count, dst);
+    else
+        gather_lines(base, esize, pub->rank, pub->shape, t->strides, first, count, dst);
 
     if (t->view.big_endian && esize > 1)
         swap_bytes(dst, len, pub->dtype == CKPT_DTYPE_C64 ? 4 : esize);

@@ -150,6 +150,9 @@ CKPT_API int ckpt_source_open(ckpt_source **out, const char *path,
 
 CKPT_API void ckpt_source_free(ckpt_source *src);
 
+/* The path the source was opened from. */
+CKPT_API const char *ckpt_source_path(const ckpt_source *src);
+
 /* The detected format, for example "safetensors". */
 CKPT_API const char *ckpt_source_format(const ckpt_source *src);
 
