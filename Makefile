@@ -63,7 +63,7 @@ $(STATIC): $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(SHARED): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libckpt.so.$(SOVERSION) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) -shared -Wl,-soname,libckpt.so.$(SOVERSION) -Wl,--no-undefined $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 	ln -sf libckpt.so.$(VERSION) $(BUILD)/libckpt.so.$(SOVERSION)
 	ln -sf libckpt.so.$(SOVERSION) $(BUILD)/libckpt.so
 

@@ -136,7 +136,7 @@ int cmd_inspect(int argc, char **argv)
     };
     int json = 0, objects = 0, c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (c) {
         case 'j': json = 1; break;
         case 'o': objects = 1; break;

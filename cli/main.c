@@ -9,6 +9,7 @@ static const struct command {
     int (*run)(int argc, char **argv);
 } commands[] = {
     {"inspect", "list a checkpoint's format, files and tensors", cmd_inspect},
+    {"convert", "convert a checkpoint for Ascend inference, with a manifest", cmd_convert},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

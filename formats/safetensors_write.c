@@ -10,6 +10,7 @@
 #include "atomic_file.h"
 #include "checked.h"
 #include "error.h"
+#include "safetensors.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -54,8 +55,7 @@ static int add_tensor_json(json_t *root, const ckpt_tensor *t, uint64_t *offset,
     return CKPT_OK;
 }
 
-/* The header JSON padded with spaces so that the data starts 8-byte aligned. */
-static int build_header(const char *path, const ckpt_tensor *tensors, size_t tensor_count,
+int safetensors_header_build(const char *path, const ckpt_tensor *tensors, size_t tensor_count,
                         const ckpt_kv *metadata, size_t metadata_count, char **out, size_t *out_len,
                         uint64_t *data_bytes, ckpt_error *err)
 {
@@ -101,7 +101,7 @@ int ckpt_writer_open(ckpt_writer **out, const char *path, const ckpt_tensor *ten
     char *header = NULL;
     size_t header_len = 0;
     uint64_t data_bytes = 0;
-    int rc = build_header(path, tensors, tensor_count, metadata, metadata_count, &header, &header_len,
+    int rc = safetensors_header_build(path, tensors, tensor_count, metadata, metadata_count, &header, &header_len,
                           &data_bytes, err);
     if (rc)
         return rc;

@@ -237,6 +237,121 @@ CKPT_API int ckpt_writer_finish(ckpt_writer *w, ckpt_error *err);
 /* Frees the writer; an unfinished file is removed. */
 CKPT_API void ckpt_writer_free(ckpt_writer *w);
 
+/* ======================================================================
+ * Conversion: plan, then execute
+ * ====================================================================== */
+
+/* What a narrowing cast does with a finite value beyond the target's range. */
+typedef enum ckpt_overflow {
+    CKPT_OVERFLOW_SATURATE = 0, /* clamp to the largest finite value (default) */
+    CKPT_OVERFLOW_INF,          /* become infinity, as torch's .to() does */
+    CKPT_OVERFLOW_ERROR         /* fail with CKPT_ERR_LIMIT */
+} ckpt_overflow;
+
+/* The cost of a cast, accumulated across calls. */
+typedef struct ckpt_cast_counts {
+    uint64_t overflowed; /* finite values beyond the target's range */
+    uint64_t subnormal;  /* non-zero results that are subnormal in the target */
+    uint64_t flushed;    /* non-zero finite values that became zero */
+} ckpt_cast_counts;
+
+typedef enum ckpt_layout {
+    CKPT_LAYOUT_ND = 0,        /* row-major, as the shape says */
+    CKPT_LAYOUT_FRACTAL_NZ = 1 /* Ascend NZ tiles: (..., ceil(N/C0), ceil(M/16), 16, C0) */
+} ckpt_layout;
+
+typedef enum ckpt_nz_mode {
+    CKPT_NZ_AUTO = 0, /* what the target does */
+    CKPT_NZ_ALL,      /* every tensor whose last two dims are both > 1 */
+    CKPT_NZ_NONE
+} ckpt_nz_mode;
+
+typedef struct ckpt_convert_options {
+    const char *target;        /* "ascend-310p", "ascend-910b" or "nd" */
+    const char *dtype;         /* "f16", "bf16", "f32", "keep", or NULL for the target's choice */
+    ckpt_nz_mode nz;
+    ckpt_overflow overflow;
+    const char *rules;         /* extra rules (docs/rules.md), or NULL */
+    const char *rules_origin;  /* names the rules in messages, e.g. their file */
+    uint64_t max_shard_bytes;  /* default 5,000,000,000 */
+    uint64_t max_memory;       /* working memory for tensor data; 0: 64 MiB per job */
+    unsigned jobs;             /* worker threads; 0: one per core */
+    int force;                 /* replace an existing destination */
+} ckpt_convert_options;
+
+/* Fills `opts` with the defaults: target "nd", overflow saturate, 5 GB shards. */
+CKPT_API void ckpt_convert_options_default(ckpt_convert_options *opts);
+
+/* One output tensor of a plan. */
+typedef struct ckpt_plan_entry {
+    const char *name;            /* in the output */
+    const char *source_name;
+    ckpt_dtype source_dtype;
+    ckpt_dtype dtype;            /* as stored */
+    ckpt_layout layout;
+    int transposed;              /* the last two dims were swapped before tiling */
+    uint32_t rank;
+    const uint64_t *shape;       /* as stored (NZ: the tile shape) */
+    uint32_t nd_rank;
+    const uint64_t *nd_shape;    /* the logical row-major shape the stored bytes encode */
+    const char *scale_name;      /* fp8 block scales used to dequantize, or NULL */
+    const char *alias_of;        /* output tensor this one shares data with (not stored), or NULL */
+    uint32_t shard;              /* output file, see ckpt_plan_shard_name */
+    uint64_t offset;             /* of its bytes within the shard's data */
+    uint64_t nbytes;
+} ckpt_plan_entry;
+
+typedef struct ckpt_plan ckpt_plan;
+
+/*
+ * Decides, for every tensor of `src`, its output name, element type, layout,
+ * shard and offset, writing nothing.  `src` must outlive the plan.
+ */
+CKPT_API int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst,
+                             const ckpt_convert_options *opts, ckpt_error *err);
+
+CKPT_API void ckpt_plan_free(ckpt_plan *plan);
+
+CKPT_API size_t ckpt_plan_entry_count(const ckpt_plan *plan);
+CKPT_API const ckpt_plan_entry *ckpt_plan_entry_at(const ckpt_plan *plan, size_t i);
+CKPT_API size_t ckpt_plan_shard_count(const ckpt_plan *plan);
+CKPT_API const char *ckpt_plan_shard_name(const ckpt_plan *plan, size_t shard);
+
+/* Source tensors the plan leaves out (dropped by a rule, or fp8 scales consumed). */
+CKPT_API size_t ckpt_plan_dropped_count(const ckpt_plan *plan);
+CKPT_API const char *ckpt_plan_dropped(const ckpt_plan *plan, size_t i);
+
+/* Bytes the execution reads and writes (tensor data only). */
+CKPT_API uint64_t ckpt_plan_bytes_in(const ckpt_plan *plan);
+CKPT_API uint64_t ckpt_plan_bytes_out(const ckpt_plan *plan);
+
+/*
+ * Called from worker threads, one call at a time, as data is converted.
+ * Returning non-zero cancels the execution.
+ */
+typedef int (*ckpt_progress_fn)(void *payload, uint64_t bytes_done, uint64_t bytes_total);
+
+typedef struct ckpt_convert_stats {
+    uint64_t tensors;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    double seconds;
+    ckpt_cast_counts counts;
+} ckpt_convert_stats;
+
+/*
+ * Executes the plan: builds the destination folder under a temporary name
+ * beside it (shards, index, config and small files, ckpt-manifest.json) and
+ * renames it into place only when every byte is written and flushed.  On
+ * failure or cancellation nothing is left at the destination.
+ * `progress` and `stats` may be NULL.
+ */
+CKPT_API int ckpt_plan_execute(ckpt_plan *plan, ckpt_progress_fn progress, void *payload,
+                               ckpt_convert_stats *stats, ckpt_error *err);
+
+/* Asks a running ckpt_plan_execute to stop; safe from any thread or a signal handler. */
+CKPT_API void ckpt_plan_cancel(ckpt_plan *plan);
+
 #ifdef __cplusplus
 }
 #endif

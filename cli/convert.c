@@ -1,0 +1,351 @@
+/* convert.c: `ckpt convert`: plan, then stream a checkpoint into an Ascend-ready folder. */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char convert_help[] =
+    "Usage: ckpt convert SRC DST --target ascend-310p|ascend-910b|nd [options]\n"
+    "Converts the checkpoint SRC into a new folder DST that Ascend inference loads:\n"
+    "safetensors shards, model.safetensors.index.json, config.json, small side files\n"
+    "and ckpt-manifest.json (checksums of every file and tensor).\n\n"
+    "  --target T           ascend-310p: floats to f16, matmul weights FRACTAL_NZ;\n"
+    "                       ascend-910b: f32 and fp8 to bf16; nd: no change (default)\n"
+    "  --dtype D            f16, bf16, f32 or keep, for every floating tensor\n"
+    "  --nz MODE            auto (the target's choice), all, none\n"
+    "  --overflow P         saturate (default), inf (as torch), error\n"
+    "  --rules FILE         extra rules: name glob -> dtype / layout / rename / drop\n"
+    "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
+    "  --max-memory N       working memory for tensor data (default 32MiB per job)\n"
+    "  --jobs N             worker threads (default: one per core)\n"
+    "  --force              replace an existing DST\n"
+    "  --dry-run            print the plan and write nothing\n"
+    "  --json               machine-readable plan (--dry-run) or final summary\n"
+    "  --quiet              no progress line\n"
+    "  -h, --help           show this help\n";
+
+static ckpt_plan *running_plan;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running_plan)
+        ckpt_plan_cancel(running_plan);
+}
+
+/* "5GB", "512MiB", "1000" -> bytes. */
+static int parse_size(const char *text, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t factor;
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"K", 1000},
+                 {"KB", 1000},
+                 {"KiB", 1024},
+                 {"M", 1000000},
+                 {"MB", 1000000},
+                 {"MiB", 1 << 20},
+                 {"G", 1000000000},
+                 {"GB", 1000000000},
+                 {"GiB", 1 << 30},
+                 {"T", 1000000000000ull},
+                 {"TB", 1000000000000ull},
+                 {"TiB", 1ull << 40}};
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || text[0] == '-')
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > UINT64_MAX / units[i].factor)
+                return -1;
+            *out = v * units[i].factor;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static char *read_rules(const char *path, ckpt_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err->message, sizeof err->message, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap + 1);
+    size_t n;
+    while (text && (n = fread(text + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) {
+            if (cap >= (1u << 24)) {   /* a rules file is a few lines; refuse a huge one */
+                free(text);
+                text = NULL;
+                snprintf(err->message, sizeof err->message, "%s: rules file larger than 16 MiB", path);
+                break;
+            }
+            char *grown = realloc(text, 2 * cap + 1);
+            if (!grown)
+                free(text);
+            text = grown;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (text)
+        text[len] = '\0';
+    return text;
+}
+
+/* ---- printing ---- */
+
+static void format_dims(char *buf, size_t size, const uint64_t *shape, uint32_t rank)
+{
+    ckpt_tensor t = {.rank = rank, .shape = shape};
+    cli_format_shape(buf, size, &t);
+}
+
+static json_t *dims_json(const uint64_t *shape, uint32_t rank)
+{
+    json_t *a = json_array();
+    for (uint32_t d = 0; d < rank; d++)
+        json_array_append_new(a, json_integer((json_int_t)shape[d]));
+    return a;
+}
+
+static int print_plan_json(const ckpt_plan *plan)
+{
+    json_t *entries = json_array(), *dropped = json_array(), *shards = json_array();
+    for (size_t i = 0; i < ckpt_plan_entry_count(plan); i++) {
+        const ckpt_plan_entry *e = ckpt_plan_entry_at(plan, i);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:I}", "name", e->name, "source",
+                              e->source_name, "source_dtype", ckpt_dtype_name(e->source_dtype), "dtype",
+                              ckpt_dtype_name(e->dtype), "layout",
+                              e->layout == CKPT_LAYOUT_FRACTAL_NZ ? "FRACTAL_NZ" : "ND", "shape",
+                              dims_json(e->shape, e->rank), "nd_shape", dims_json(e->nd_shape, e->nd_rank),
+                              "transposed", e->transposed, "nbytes", (json_int_t)e->nbytes);
+        if (e->alias_of)
+            json_object_set_new(o, "alias_of", json_string(e->alias_of));
+        else {
+            json_object_set_new(o, "file", json_string(ckpt_plan_shard_name(plan, e->shard)));
+            json_object_set_new(o, "offset", json_integer((json_int_t)e->offset));
+        }
+        if (e->scale_name)
+            json_object_set_new(o, "scale", json_string(e->scale_name));
+        json_array_append_new(entries, o);
+    }
+    for (size_t i = 0; i < ckpt_plan_dropped_count(plan); i++)
+        json_array_append_new(dropped, json_string(ckpt_plan_dropped(plan, i)));
+    for (size_t i = 0; i < ckpt_plan_shard_count(plan); i++)
+        json_array_append_new(shards, json_string(ckpt_plan_shard_name(plan, i)));
+    return cli_print_json(json_pack("{s:I, s:I, s:o, s:o, s:o}", "bytes_in", (json_int_t)ckpt_plan_bytes_in(plan),
+                                    "bytes_out", (json_int_t)ckpt_plan_bytes_out(plan), "shards", shards,
+                                    "tensors", entries, "dropped", dropped));
+}
+
+static int print_plan_table(const ckpt_plan *plan)
+{
+    char in[32], out[32], shape[256], nd[256];
+    cli_format_bytes(in, sizeof in, ckpt_plan_bytes_in(plan));
+    cli_format_bytes(out, sizeof out, ckpt_plan_bytes_out(plan));
+    printf("plan: %zu tensors, %zu shards, %s in, %s out\n\n", ckpt_plan_entry_count(plan),
+           ckpt_plan_shard_count(plan), in, out);
+    printf("%-48s %-7s %-7s %-10s %-22s %-14s %s\n", "NAME", "FROM", "TO", "LAYOUT", "STORED SHAPE", "ND SHAPE",
+           "FILE");
+    for (size_t i = 0; i < ckpt_plan_entry_count(plan); i++) {
+        const ckpt_plan_entry *e = ckpt_plan_entry_at(plan, i);
+        format_dims(shape, sizeof shape, e->shape, e->rank);
+        format_dims(nd, sizeof nd, e->nd_shape, e->nd_rank);
+        printf("%-48s %-7s %-7s %-10s %-22s %-14s %s\n", e->name, ckpt_dtype_name(e->source_dtype),
+               ckpt_dtype_name(e->dtype), e->layout == CKPT_LAYOUT_FRACTAL_NZ ? "FRACTAL_NZ" : "ND", shape, nd,
+               e->alias_of ? "(alias)" : ckpt_plan_shard_name(plan, e->shard));
+    }
+    for (size_t i = 0; i < ckpt_plan_dropped_count(plan); i++)
+        printf("dropped: %s\n", ckpt_plan_dropped(plan, i));
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+}
+
+struct progress {
+    double start, last;
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A line on stderr, redrawn at most five times a second. */
+static int show_progress(void *payload, uint64_t done, uint64_t total)
+{
+    struct progress *p = payload;
+    double t = now();
+    if (t - p->last < 0.2 && done < total)
+        return 0;
+    p->last = t;
+    double rate = done / (t - p->start + 1e-9);
+    char d[32], r[32];
+    cli_format_bytes(d, sizeof d, done);
+    cli_format_bytes(r, sizeof r, (uint64_t)rate);
+    double left = rate > 0 ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\r%5.1f%%  %s  %s/s  %.0fs left   ", total ? 100.0 * done / total : 100.0, d, r, left);
+    if (done >= total)
+        fputc('\n', stderr);
+    return 0;
+}
+
+static int print_summary(const ckpt_convert_stats *s, const char *dst, int json)
+{
+    if (json)
+        return cli_print_json(json_pack("{s:s, s:I, s:I, s:I, s:f, s:{s:I, s:I, s:I}}", "destination", dst,
+                                        "tensors", (json_int_t)s->tensors, "bytes_in", (json_int_t)s->bytes_in,
+                                        "bytes_out", (json_int_t)s->bytes_out, "seconds", s->seconds, "counts",
+                                        "overflowed", (json_int_t)s->counts.overflowed, "subnormal",
+                                        (json_int_t)s->counts.subnormal, "flushed", (json_int_t)s->counts.flushed));
+    char in[32], out[32];
+    cli_format_bytes(in, sizeof in, s->bytes_in);
+    cli_format_bytes(out, sizeof out, s->bytes_out);
+    printf("converted %llu tensors, %s in, %s out, in %.2fs -> %s\n", (unsigned long long)s->tensors, in, out,
+           s->seconds, dst);
+    if (s->counts.overflowed || s->counts.subnormal || s->counts.flushed)
+        printf("cast cost: %llu overflowed, %llu subnormal, %llu flushed to zero\n",
+               (unsigned long long)s->counts.overflowed, (unsigned long long)s->counts.subnormal,
+               (unsigned long long)s->counts.flushed);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+}
+
+/* ---- options ---- */
+
+struct convert_args {
+    ckpt_convert_options opts;
+    const char *rules_path;
+    int dry_run, json, quiet;
+};
+
+static int parse_args(int argc, char **argv, struct convert_args *a)
+{
+    static const struct option options[] = {
+        {"target", required_argument, NULL, 't'},   {"dtype", required_argument, NULL, 'd'},
+        {"nz", required_argument, NULL, 'z'},       {"overflow", required_argument, NULL, 'o'},
+        {"rules", required_argument, NULL, 'r'},    {"max-shard-size", required_argument, NULL, 's'},
+        {"max-memory", required_argument, NULL, 'm'}, {"jobs", required_argument, NULL, 'j'},
+        {"force", no_argument, NULL, 'f'},          {"dry-run", no_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'J'},           {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    ckpt_convert_options_default(&a->opts);
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "hqj:", options, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            if (strcmp(optarg, "ascend-310p") && strcmp(optarg, "ascend-910b") && strcmp(optarg, "nd"))
+                return cli_usage_error("convert", "unknown target '%s' (ascend-310p, ascend-910b, nd)", optarg);
+            a->opts.target = optarg;
+            break;
+        case 'd': a->opts.dtype = optarg; break;
+        case 'z':
+            if (strcmp(optarg, "auto") == 0)
+                a->opts.nz = CKPT_NZ_AUTO;
+            else if (strcmp(optarg, "all") == 0)
+                a->opts.nz = CKPT_NZ_ALL;
+            else if (strcmp(optarg, "none") == 0)
+                a->opts.nz = CKPT_NZ_NONE;
+            else
+                return cli_usage_error("convert", "--nz takes auto, all or none, not '%s'", optarg);
+            break;
+        case 'o':
+            if (strcmp(optarg, "saturate") == 0)
+                a->opts.overflow = CKPT_OVERFLOW_SATURATE;
+            else if (strcmp(optarg, "inf") == 0)
+                a->opts.overflow = CKPT_OVERFLOW_INF;
+            else if (strcmp(optarg, "error") == 0)
+                a->opts.overflow = CKPT_OVERFLOW_ERROR;
+            else
+                return cli_usage_error("convert", "--overflow takes saturate, inf or error, not '%s'", optarg);
+            break;
+        case 'r': a->rules_path = optarg; break;
+        case 's':
+            if (parse_size(optarg, &a->opts.max_shard_bytes) || a->opts.max_shard_bytes == 0)
+                return cli_usage_error("convert", "bad --max-shard-size '%s'", optarg);
+            break;
+        case 'm':
+            if (parse_size(optarg, &a->opts.max_memory) || a->opts.max_memory == 0)
+                return cli_usage_error("convert", "bad --max-memory '%s'", optarg);
+            break;
+        case 'j': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 256)
+                return cli_usage_error("convert", "--jobs takes 1 to 256, not '%s'", optarg);
+            a->opts.jobs = (unsigned)v;
+            break;
+        }
+        case 'f': a->opts.force = 1; break;
+        case 'n': a->dry_run = 1; break;
+        case 'J': a->json = 1; break;
+        case 'q': a->quiet = 1; break;
+        case 'h': fputs(convert_help, stdout); return -1;
+        default: return cli_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 2)
+        return cli_usage_error("convert", "expects SRC and DST, got %d paths", argc - optind);
+    return EXIT_OK;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    struct convert_args a = {0};
+    int status = parse_args(argc, argv, &a);
+    if (status)
+        return status < 0 ? EXIT_OK : status;
+    const char *src_path = argv[optind], *dst = argv[optind + 1];
+    ckpt_error err = {0};
+    char *rules = NULL;
+    if (a.rules_path) {
+        if (!(rules = read_rules(a.rules_path, &err))) {
+            fprintf(stderr, "ckpt convert: %s\n", err.message);
+            return EXIT_INPUT;
+        }
+        a.opts.rules = rules;
+        a.opts.rules_origin = a.rules_path;
+    }
+    ckpt_source *src = NULL;
+    ckpt_plan *plan = NULL;
+    if (ckpt_source_open(&src, src_path, NULL, &err) != CKPT_OK ||
+        ckpt_plan_build(&plan, src, dst, &a.opts, &err) != CKPT_OK) {
+        status = cli_fail("convert", &err);
+        /* a rules file is the user's input: its mistakes are bad input, not usage */
+        if (rules && err.code == CKPT_ERR_FORMAT && strstr(err.message, a.rules_path) == err.message)
+            status = EXIT_INPUT;
+    } else if (a.dry_run) {
+        status = a.json ? print_plan_json(plan) : print_plan_table(plan);
+    } else {
+        struct progress p = {now(), 0};
+        ckpt_convert_stats stats;
+        running_plan = plan;
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        int show = !a.quiet && isatty(STDERR_FILENO);
+        if (ckpt_plan_execute(plan, show ? show_progress : NULL, &p, &stats, &err) != CKPT_OK)
+            status = cli_fail("convert", &err);
+        else
+            status = print_summary(&stats, dst, a.json);
+        running_plan = NULL;
+    }
+    ckpt_plan_free(plan);
+    ckpt_source_free(src);
+    free(rules);
+    return status;
+}

@@ -1,0 +1,52 @@
+/*
+ * outdir.h: a destination folder built under a temporary name and renamed
+ * into place only when complete.
+ *
+ * The temporary folder `.NAME.ckpt-tmp-XXXXXX` sits beside the destination
+ * (same filesystem, so the final rename is atomic) and is flock()ed for as
+ * long as its run lives.  A later run removes temporary folders whose lock
+ * it can take: those of killed runs.  So an interrupted conversion leaves no
+ * destination, and its litter goes with the next run.
+ */
+#ifndef CKPT_OUTDIR_H
+#define CKPT_OUTDIR_H
+
+#include "ckpt.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <xxhash.h>
+
+struct outdir {
+    char *dst;
+    char *tmp;
+    int lock_fd;
+    bool replace;   /* an existing destination is replaced (--force) */
+};
+
+/* Removes stale temporaries, refuses an existing destination unless `replace`, creates the temporary. */
+int outdir_begin(struct outdir *o, const char *dst, bool replace, ckpt_error *err);
+
+/* Creates (O_EXCL) the file `name` in the temporary folder; returns its descriptor in *fd. */
+int outdir_create(struct outdir *o, const char *name, int *fd, ckpt_error *err);
+
+/* Writes a whole small file and returns its XXH3-128. */
+int outdir_write_file(struct outdir *o, const char *name, const void *data, size_t len, XXH128_hash_t *hash,
+                      ckpt_error *err);
+
+/* A malloc'd path of `name` inside the temporary folder. */
+char *outdir_path(const struct outdir *o, const char *name);
+
+/* Flushes the folder and moves it to the destination. */
+int outdir_commit(struct outdir *o, ckpt_error *err);
+
+/* Removes the temporary folder (if not committed) and frees. */
+void outdir_end(struct outdir *o);
+
+/* Removes a folder tree without following symlinks. */
+int remove_tree(const char *path);
+
+/* fsyncs and closes a descriptor, reporting failure against `name`. */
+int close_synced(int fd, const char *name, ckpt_error *err);
+
+#endif

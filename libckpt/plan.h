@@ -1,0 +1,44 @@
+/* plan.h: the inside of a ckpt_plan, shared by plan.c (deciding) and execute.c (doing). */
+#ifndef CKPT_PLAN_H
+#define CKPT_PLAN_H
+
+#include "ckpt.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct plan_item {
+    ckpt_plan_entry pub;
+    size_t source_index;
+    size_t scale_index;          /* SIZE_MAX unless fp8 block dequantization */
+    uint64_t *shapes;            /* one allocation: stored shape, then ND shape */
+};
+
+struct plan_shard {
+    char *name;
+    uint64_t data_bytes;
+    size_t first_item, item_count;   /* stored items, consecutive in `items` */
+};
+
+struct ckpt_plan {
+    const ckpt_source *src;
+    char *dst;
+    ckpt_convert_options opts;       /* string fields point into owned copies below */
+    char *target, *dtype, *rules, *rules_origin;
+    struct plan_item *items;
+    size_t item_count;
+    struct plan_shard *shards;
+    size_t shard_count;
+    char **dropped;
+    size_t dropped_count;
+    uint64_t bytes_in, bytes_out;
+    uint64_t fp8_block[2];           /* rows, columns of one scale block */
+    bool fp8_dequantized;            /* some weight was dequantized: config loses quantization_config */
+    ckpt_dtype float_dtype;          /* the dominant floating output type, for config.json */
+    atomic_int cancelled;
+};
+
+/* The C0 of an NZ tile for an element size: 32 bytes of a row, 16 elements for 4-byte types. */
+uint64_t plan_nz_c0(size_t esize);
+
+#endif

@@ -1,0 +1,560 @@
+/*
+ * test_convert.c: `ckpt convert` and its library calls, end to end.
+ *
+ * Every output tensor is checked against an independent reference computed
+ * here: the NZ layout is undone with the formula from docs/manifest.md, and
+ * values are compared with the source cast by the compiler's own
+ * conversions (bf16 -> float is exact; float -> _Float16 rounds to nearest
+ * even).  The manifest's checksums are recomputed from the files.
+ */
+#include "helpers.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+/* ---- references ---- */
+
+static float bf16_to_float(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint16_t float_to_f16_bits(float f)
+{
+    _Float16 h = (_Float16)f;
+    uint16_t bits;
+    memcpy(&bits, &h, 2);
+    return bits;
+}
+
+/* Undoes FRACTAL_NZ for one [m, n] matrix of `esize`-byte elements, checking the padding is zero. */
+static uint8_t *undo_nz(const uint8_t *nz, uint64_t m, uint64_t n, size_t esize)
+{
+    uint64_t c0 = esize == 4 ? 16 : 32 / esize, n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
+    uint8_t *nd = malloc(m * n * esize + 1);
+    for (uint64_t r = 0; r < mp; r++)
+        for (uint64_t c = 0; c < n1 * c0; c++) {
+            const uint8_t *src = nz + ((c / c0) * (mp * c0) + r * c0 + c % c0) * esize;
+            if (r < m && c < n) {
+                memcpy(nd + (r * n + c) * esize, src, esize);
+            } else {
+                for (size_t k = 0; k < esize; k++)
+                    ck_assert_msg(src[k] == 0, "padding at row %llu col %llu is not zero", (unsigned long long)r,
+                                  (unsigned long long)c);
+            }
+        }
+    return nd;
+}
+
+static bool name_has(const char *name, const char *part)
+{
+    return strstr(name, part) != NULL;
+}
+
+/* Is this sample tensor a matmul weight that ascend-310p tiles? (the target's rules, restated) */
+static bool expect_nz_310p(const ckpt_tensor *t)
+{
+    return t->rank == 2 && t->shape[0] > 1 && t->shape[1] > 1 && strlen(t->name) > 7 &&
+           strcmp(t->name + strlen(t->name) - 7, ".weight") == 0 && !name_has(t->name, "embed") &&
+           !name_has(t->name, "norm") && !name_has(t->name, "lm_head") && !name_has(t->name, "output_layer");
+}
+
+/* ---- running the CLI ---- */
+
+static char *convert_sample(const char *args)
+{
+    char *dir = test_tmpdir();
+    char *dst = test_join(dir, "out");
+    char *sample = test_testdata("sample");
+    char *err;
+    int rc = test_ckpt(NULL, &err, "convert '%s' '%s' %s", sample, dst, args);
+    ck_assert_msg(rc == 0, "convert %s failed (%d): %s", args, rc, err);
+    free(err);
+    free(sample);
+    free(dir);
+    return dst;
+}
+
+static void remove_output(char *dst)
+{
+    char *parent = strdup(dst);
+    *strrchr(parent, '/') = '\0';
+    test_rmtree(parent);
+    free(parent);
+    free(dst);
+}
+
+/* ---- checks on an output folder ---- */
+
+static void check_manifest_hashes(const char *dst)
+{
+    char *mpath = test_join(dst, "ckpt-manifest.json");
+    json_error_t jerr;
+    json_t *m = json_load_file(mpath, JSON_REJECT_DUPLICATES, &jerr);
+    ck_assert_msg(m != NULL, "manifest: %s", jerr.text);
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(m, "files"), i, f) {
+        char *path = test_join(dst, json_string_value(json_object_get(f, "path")));
+        size_t len;
+        uint8_t *data = test_read_file(path, &len);
+        ck_assert_uint_eq(len, (size_t)json_integer_value(json_object_get(f, "size")));
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
+        char hex[33];
+        for (int k = 0; k < 16; k++)
+            sprintf(hex + 2 * k, "%02x", c.digest[k]);
+        ck_assert_str_eq(hex, json_string_value(json_object_get(f, "xxh3_128")));
+        free(data);
+        free(path);
+    }
+    /* every file of the folder is listed, except the manifest */
+    DIR *d = opendir(dst);
+    struct dirent *e;
+    size_t files = 0;
+    while ((e = readdir(d)))
+        files += e->d_name[0] != '.' && strcmp(e->d_name, "ckpt-manifest.json") != 0;
+    closedir(d);
+    ck_assert_uint_eq(files, json_array_size(json_object_get(m, "files")));
+    /* tensor hashes against the stored bytes, read back through the library */
+    ckpt_source *out = test_open(dst);
+    json_t *t;
+    json_array_foreach(json_object_get(m, "tensors"), i, t) {
+        const ckpt_tensor *info;
+        uint8_t *bytes = test_read_tensor(out, json_string_value(json_object_get(t, "name")), &info);
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits(bytes, info->nbytes));
+        char hex[33];
+        for (int k = 0; k < 16; k++)
+            sprintf(hex + 2 * k, "%02x", c.digest[k]);
+        ck_assert_str_eq(hex, json_string_value(json_object_get(t, "xxh3_128")));
+        free(bytes);
+    }
+    ckpt_source_free(out);
+    json_decref(m);
+    free(mpath);
+}
+
+START_TEST(convert_nd_is_identity)
+{
+    char *dst = convert_sample("--target nd --max-shard-size 100000");
+    char *sample = test_testdata("sample");
+    ckpt_source *a = test_open(sample), *b = test_open(dst);
+    ck_assert_uint_eq(ckpt_source_tensor_count(a), ckpt_source_tensor_count(b));
+    ck_assert_uint_ge(ckpt_source_file_count(b), 3);   /* 261504 bytes in shards of at most 100000 */
+    for (size_t i = 0; i < ckpt_source_tensor_count(a); i++) {
+        const ckpt_tensor *ta = ckpt_source_tensor(a, i), *tb;
+        uint8_t *x = test_read_tensor(a, ta->name, NULL), *y = test_read_tensor(b, ta->name, &tb);
+        ck_assert_int_eq(ta->dtype, tb->dtype);
+        ck_assert_mem_eq(x, y, ta->nbytes);
+        free(x);
+        free(y);
+    }
+    check_manifest_hashes(dst);
+    /* side files: config copied with its dtype, generation config unchanged */
+    char *gen = test_join(dst, "generation_config.json"), *gen_src = test_join(sample, "generation_config.json");
+    size_t n1, n2;
+    uint8_t *g1 = test_read_file(gen, &n1), *g2 = test_read_file(gen_src, &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_mem_eq(g1, g2, n1);
+    free(g1);
+    free(g2);
+    free(gen);
+    free(gen_src);
+    ckpt_source_free(a);
+    ckpt_source_free(b);
+    free(sample);
+    remove_output(dst);
+}
+END_TEST
+
+START_TEST(convert_310p_values_and_layout)
+{
+    char *dst = convert_sample("--target ascend-310p --jobs 2 --max-memory 64KiB");
+    char *sample = test_testdata("sample");
+    ckpt_source *a = test_open(sample), *b = test_open(dst);
+    size_t nz_count = 0;
+    for (size_t i = 0; i < ckpt_source_tensor_count(a); i++) {
+        const ckpt_tensor *ta = ckpt_source_tensor(a, i), *tb;
+        uint8_t *x = test_read_tensor(a, ta->name, NULL), *y = test_read_tensor(b, ta->name, &tb);
+        ck_assert_int_eq(tb->dtype, CKPT_DTYPE_F16);
+        uint64_t count = ta->nbytes / 2;
+        uint8_t *nd = y;
+        if (expect_nz_310p(ta)) {
+            uint64_t m = ta->shape[0], n = ta->shape[1];
+            ck_assert_uint_eq(tb->rank, 4);
+            ck_assert_uint_eq(tb->shape[0], (n + 15) / 16);
+            ck_assert_uint_eq(tb->shape[1], (m + 15) / 16);
+            ck_assert_uint_eq(tb->shape[2], 16);
+            ck_assert_uint_eq(tb->shape[3], 16);
+            nd = undo_nz(y, m, n, 2);
+            nz_count++;
+        } else {
+            ck_assert_uint_eq(tb->rank, ta->rank);
+            ck_assert_mem_eq(tb->shape, ta->shape, ta->rank * sizeof *ta->shape);
+        }
+        for (uint64_t k = 0; k < count; k++) {
+            uint16_t src_bits, out_bits;
+            memcpy(&src_bits, x + 2 * k, 2);
+            memcpy(&out_bits, nd + 2 * k, 2);
+            ck_assert_msg(out_bits == float_to_f16_bits(bf16_to_float(src_bits)), "%s[%llu]", ta->name,
+                          (unsigned long long)k);
+        }
+        if (nd != y)
+            free(nd);
+        free(x);
+        free(y);
+    }
+    ck_assert_uint_eq(nz_count, 2 * 7);   /* q, k, v, o, gate, up, down in each of 2 layers */
+    /* the shard metadata describes each NZ tensor */
+    bool found = false;
+    for (size_t i = 0; i < ckpt_source_metadata_count(b); i++) {
+        const char *k, *v;
+        ckpt_source_metadata(b, i, &k, &v);
+        if (strcmp(k, "ckpt.layout.model.layers.0.mlp.down_proj.weight") == 0) {
+            ck_assert_str_eq(v, "{\"layout\":\"FRACTAL_NZ\",\"nd_shape\":[64,170],\"transposed\":false}");
+            found = true;
+        }
+    }
+    ck_assert(found);
+    /* config.json now says float16 */
+    char *config = test_join(dst, "config.json");
+    json_t *c = json_load_file(config, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "torch_dtype")), "float16");
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "vocab_size")), 317);
+    json_decref(c);
+    free(config);
+    check_manifest_hashes(dst);
+    ckpt_source_free(a);
+    ckpt_source_free(b);
+    free(sample);
+    remove_output(dst);
+}
+END_TEST
+
+START_TEST(convert_910b_keeps_bf16_and_rules_apply)
+{
+    char *dir = test_tmpdir();
+    char *rules = test_join(dir, "rules.txt");
+    const char *text = "# test rules\n"
+                       "*.mlp.down_proj.weight  layout=nz-t\n"
+                       "lm_head.weight          drop\n"
+                       "model.layers.*.input_layernorm.weight  rename=layers.$1.ln_in dtype=f32\n";
+    test_write_file(rules, text, strlen(text));
+    char *args = malloc(strlen(rules) + 64);
+    sprintf(args, "--target ascend-910b --rules '%s'", rules);
+    char *dst = convert_sample(args);
+    char *sample = test_testdata("sample");
+    ckpt_source *a = test_open(sample), *b = test_open(dst);
+    size_t idx;
+    ck_assert_int_eq(ckpt_source_find(b, "lm_head.weight", &idx), CKPT_ERR_NOT_FOUND);
+    ck_assert_uint_eq(ckpt_source_tensor_count(b), ckpt_source_tensor_count(a) - 1);
+    /* renamed and widened: bf16 -> f32 is exact */
+    const ckpt_tensor *ln;
+    uint8_t *x = test_read_tensor(a, "model.layers.1.input_layernorm.weight", NULL);
+    uint8_t *y = test_read_tensor(b, "layers.1.ln_in", &ln);
+    ck_assert_int_eq(ln->dtype, CKPT_DTYPE_F32);
+    for (int k = 0; k < 64; k++) {
+        uint16_t h;
+        float f;
+        memcpy(&h, x + 2 * k, 2);
+        memcpy(&f, y + 4 * k, 4);
+        ck_assert_float_eq(f, bf16_to_float(h));
+    }
+    free(x);
+    free(y);
+    /* [64, 170] down_proj transposed to [170, 64], then tiled; bf16 kept */
+    const ckpt_tensor *dp;
+    x = test_read_tensor(a, "model.layers.0.mlp.down_proj.weight", NULL);
+    y = test_read_tensor(b, "model.layers.0.mlp.down_proj.weight", &dp);
+    ck_assert_int_eq(dp->dtype, CKPT_DTYPE_BF16);
+    ck_assert_uint_eq(dp->shape[0], 4);    /* ceil(64/16) */
+    ck_assert_uint_eq(dp->shape[1], 11);   /* ceil(170/16) */
+    uint8_t *nd = undo_nz(y, 170, 64, 2);
+    for (int r = 0; r < 64; r++)
+        for (int c = 0; c < 170; c++)
+            ck_assert_mem_eq(nd + (c * 64 + r) * 2, x + (r * 170 + c) * 2, 2);
+    free(nd);
+    free(x);
+    free(y);
+    check_manifest_hashes(dst);
+    ckpt_source_free(a);
+    ckpt_source_free(b);
+    free(sample);
+    free(args);
+    remove_output(dst);
+    test_rmtree(dir);
+    free(rules);
+    free(dir);
+}
+END_TEST
+
+START_TEST(dry_run_writes_nothing)
+{
+    char *dir = test_tmpdir();
+    char *dst = test_join(dir, "out");
+    char *sample = test_testdata("sample");
+    char *out;
+    ck_assert_int_eq(test_ckpt(&out, NULL, "convert '%s' '%s' --target ascend-310p --dry-run --json", sample, dst), 0);
+    json_t *plan = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(plan);
+    ck_assert_uint_eq(json_array_size(json_object_get(plan, "tensors")), 21);
+    ck_assert_int_eq(json_integer_value(json_object_get(plan, "bytes_in")), 261504);
+    json_t *first = json_array_get(json_object_get(plan, "tensors"), 2);   /* layer 0 q_proj */
+    ck_assert_str_eq(json_string_value(json_object_get(first, "layout")), "FRACTAL_NZ");
+    json_decref(plan);
+    free(out);
+    struct stat st;
+    ck_assert_int_ne(stat(dst, &st), 0);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        ck_assert_msg(e->d_name[0] == '.' && (!e->d_name[1] || e->d_name[1] == '.'), "left %s", e->d_name);
+    closedir(d);
+    test_rmtree(dir);
+    free(dst);
+    free(sample);
+    free(dir);
+}
+END_TEST
+
+START_TEST(existing_destination_refused)
+{
+    char *dst = convert_sample("--target nd");
+    char *sample = test_testdata("sample");
+    char *err;
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target nd", sample, dst), 4);
+    ck_assert_ptr_nonnull(strstr(err, "already exists"));
+    free(err);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target ascend-310p --force", sample, dst), 0);
+    free(err);
+    ckpt_source *b = test_open(dst);
+    ck_assert_int_eq(ckpt_source_tensor(b, 0)->dtype, CKPT_DTYPE_F16);
+    ckpt_source_free(b);
+    check_manifest_hashes(dst);
+    free(sample);
+    remove_output(dst);
+}
+END_TEST
+
+START_TEST(usage_and_input_errors)
+{
+    char *sample = test_testdata("sample");
+    char *err;
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s'", sample), 2);
+    free(err);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' /tmp/x --target gpu", sample), 2);
+    ck_assert_ptr_nonnull(strstr(err, "unknown target 'gpu'"));
+    free(err);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' /tmp/x --jobs 0", sample), 2);
+    free(err);
+    char *dir = test_tmpdir();
+    char *rules = test_join(dir, "bad.rules");
+    test_write_file(rules, "*.weight explode\n", 17);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/out' --rules '%s'", sample, dir, rules), 3);
+    ck_assert_ptr_nonnull(strstr(err, ":1: unknown action 'explode'"));
+    free(err);
+    char *abuse = test_external("safetensors-cpp/safetensors_abuse_attempt_1.safetensors");
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/out'", abuse, dir), 3);
+    free(err);
+    struct stat st;
+    char *out = test_join(dir, "out");
+    ck_assert_int_ne(stat(out, &st), 0);
+    test_rmtree(dir);
+    free(out);
+    free(abuse);
+    free(rules);
+    free(dir);
+    free(sample);
+}
+END_TEST
+
+/* ---- interruption ---- */
+
+/* A 48 MiB bf16 checkpoint, large enough that a conversion takes a while. */
+static char *make_big_source(const char *dir)
+{
+    char *path = test_join(dir, "big.safetensors");
+    ckpt_tensor plan[6];
+    char names[6][16];
+    uint64_t shape[2] = {2048, 2048};
+    for (int i = 0; i < 6; i++) {
+        sprintf(names[i], "w%d.weight", i);
+        plan[i] = (ckpt_tensor){names[i], CKPT_DTYPE_BF16, 2, shape, 0, 0, NULL};
+    }
+    ckpt_writer *w;
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_writer_open(&w, path, plan, 6, NULL, 0, &err), CKPT_OK);
+    uint16_t *row = malloc(2048 * 2);
+    for (int i = 0; i < 6 * 2048; i++) {
+        for (int k = 0; k < 2048; k++)
+            row[k] = (uint16_t)(0x3c00 + ((i * 31 + k) & 0x3ff));
+        ck_assert_int_eq(ckpt_writer_write(w, row, 2048 * 2, &err), CKPT_OK);
+    }
+    free(row);
+    ck_assert_int_eq(ckpt_writer_finish(w, &err), CKPT_OK);
+    ckpt_writer_free(w);
+    return path;
+}
+
+static size_t count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static pid_t start_convert(const char *src, const char *dst)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(getenv("CKPT_BIN"), "ckpt", "convert", src, dst, "--target", "ascend-310p", "--jobs", "1",
+              "--max-memory", "1MiB", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/*
+ * SIGKILL at spread-out points of a run whose length is measured first: a
+ * killed run must leave no destination, and the next run must sweep its
+ * temporary folder away.  Most kills must land mid-run, or the test proves
+ * nothing.
+ */
+START_TEST(killed_conversion_leaves_nothing)
+{
+    char *dir = test_tmpdir();
+    char *src = make_big_source(dir);
+    char *dst = test_join(dir, "out");
+    int status;
+    double t0 = seconds_now();
+    waitpid(start_convert(src, dst), &status, 0);
+    double full = seconds_now() - t0;
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    test_rmtree(dst);
+
+    int attempts = 8, interrupted = 0;
+    for (int k = 1; k <= attempts; k++) {
+        pid_t pid = start_convert(src, dst);
+        usleep((useconds_t)(full * 1e6 * k / (attempts + 1)));
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        struct stat st;
+        if (WIFSIGNALED(status)) {
+            interrupted++;
+            ck_assert_msg(stat(dst, &st) != 0, "a run killed at %d/%d left %s", k, attempts + 1, dst);
+        } else {
+            test_rmtree(dst);
+        }
+    }
+    ck_assert_msg(interrupted * 2 >= attempts, "only %d of %d kills landed mid-run", interrupted, attempts);
+    char *err;
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target ascend-310p", src, dst), 0);
+    free(err);
+    ck_assert_uint_eq(count_entries(dir), 2);   /* big.safetensors and out: no temporaries left */
+    check_manifest_hashes(dst);
+    test_rmtree(dir);
+    free(src);
+    free(dst);
+    free(dir);
+}
+END_TEST
+
+/* ---- the library interface ---- */
+
+static int cancel_at_half(void *payload, uint64_t done, uint64_t total)
+{
+    int *calls = payload;
+    ++*calls;
+    return done * 2 >= total;
+}
+
+START_TEST(library_plan_and_cancel)
+{
+    char *sample = test_testdata("sample");
+    char *dir = test_tmpdir();
+    char *dst = test_join(dir, "out");
+    ckpt_source *src = test_open(sample);
+    ckpt_convert_options opts;
+    ckpt_convert_options_default(&opts);
+    opts.target = "ascend-310p";
+    opts.jobs = 1;
+    opts.max_memory = 4096;
+    ckpt_plan *plan;
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_plan_build(&plan, src, dst, &opts, &err), CKPT_OK);
+    ck_assert_uint_eq(ckpt_plan_entry_count(plan), 21);
+    ck_assert_uint_eq(ckpt_plan_shard_count(plan), 1);
+    ck_assert_str_eq(ckpt_plan_shard_name(plan, 0), "model-00001-of-00001.safetensors");
+    const ckpt_plan_entry *e = ckpt_plan_entry_at(plan, 2);
+    ck_assert_str_eq(e->name, "model.layers.0.self_attn.q_proj.weight");
+    ck_assert_int_eq(e->layout, CKPT_LAYOUT_FRACTAL_NZ);
+    int calls = 0;
+    int rc = ckpt_plan_execute(plan, cancel_at_half, &calls, NULL, &err);
+    ck_assert_msg(rc == CKPT_ERR_CANCELLED, "%d: %s", rc, err.message);
+    ck_assert_int_gt(calls, 1);
+    ck_assert_uint_eq(count_entries(dir), 0);
+    ckpt_convert_stats stats;
+    ck_assert_int_eq(ckpt_plan_execute(plan, NULL, NULL, &stats, &err), CKPT_OK);
+    ck_assert_uint_eq(stats.tensors, 21);
+    ck_assert_uint_eq(stats.bytes_in, 261504);
+    ck_assert_uint_eq(count_entries(dir), 1);
+    ckpt_plan_free(plan);
+    ckpt_source_free(src);
+    test_rmtree(dir);
+    free(dst);
+    free(dir);
+    free(sample);
+}
+END_TEST
+
+static Suite *convert_suite(void)
+{
+    Suite *s = suite_create("convert");
+    TCase *tc = tcase_create("convert");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, convert_nd_is_identity);
+    tcase_add_test(tc, convert_310p_values_and_layout);
+    tcase_add_test(tc, convert_910b_keeps_bf16_and_rules_apply);
+    tcase_add_test(tc, dry_run_writes_nothing);
+    tcase_add_test(tc, existing_destination_refused);
+    tcase_add_test(tc, usage_and_input_errors);
+    tcase_add_test(tc, killed_conversion_leaves_nothing);
+    tcase_add_test(tc, library_plan_and_cancel);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_main(convert_suite());
+}
