@@ -99,6 +99,7 @@ $(BUILD)/bench/%: bench/%.c $(STATIC)
 	$(CC) $(ALL_CPPFLAGS) $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(PKG_LIBS) $(LDFLAGS)
 
 bench: all $(BENCH_BIN)
+	@sh scripts/ensure-deps.sh bench
 	CKPT_BUILD=$(abspath $(BUILD)) sh bench/run.sh
 
 # ---- install ----

@@ -3,7 +3,10 @@
 # measured in the same run.  Called by `make bench` with CKPT_BUILD set.
 set -eu
 for b in "$CKPT_BUILD"/bench/*; do
+    case "$(basename "$b")" in gen_*) continue ;; esac
     [ -x "$b" ] || continue
     echo "== $(basename "$b")"
     "$b"
 done
+echo "== convert"
+BENCH_JSON="$CKPT_BUILD/bench-convert.json" sh bench/convert.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_checkpoint"

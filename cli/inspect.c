@@ -87,11 +87,18 @@ static int print_table(const ckpt_source *src, const char *root, int with_object
     cli_format_bytes(size, sizeof size, total_bytes(src));
     printf("path:    %s\nformat:  %s\nfiles:   %zu\ntensors: %zu\nbytes:   %llu (%s)\n", root,
            ckpt_source_format(src), ckpt_source_file_count(src), n, (unsigned long long)total_bytes(src), size);
+    /* per-tensor layout records (docs/manifest.md) are counted, not listed: --json has them all */
+    size_t layouts = 0;
     for (size_t i = 0; i < ckpt_source_metadata_count(src); i++) {
         const char *key, *value;
         ckpt_source_metadata(src, i, &key, &value);
-        printf("metadata: %s = %s\n", key, value);
+        if (strncmp(key, "ckpt.layout.", 12) == 0)
+            layouts++;
+        else
+            printf("metadata: %s = %s\n", key, value);
     }
+    if (layouts)
+        printf("layouts: %zu tensors stored as FRACTAL_NZ (see --json metadata)\n", layouts);
     int name_w = 4, shape_w = 5;
     for (size_t i = 0; i < n; i++) {
         const ckpt_tensor *t = ckpt_source_tensor(src, i);

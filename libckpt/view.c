@@ -11,6 +11,27 @@
 #include "source.h"
 
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Reads at least this large give their pages back after copying. */
+#define RELEASE_MIN_BYTES ((uint64_t)1 << 20)
+
+/*
+ * Drops the pages wholly inside [p, p + len) from this process's mapping.
+ * They stay in the page cache, so a later read costs a page fault, not I/O;
+ * without this, streaming a checkpoint through its mapping would make the
+ * resident set grow to the whole checkpoint.  Only whole pages are dropped:
+ * another tensor may share the pages at either end.
+ */
+static void release_pages(const uint8_t *p, uint64_t len)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + len) & ~(page - 1);
+    if (end > start)
+        madvise((void *)start, end - start, MADV_DONTNEED);
+}
 
 /* Byte-reverses each `unit`-byte element of buf. */
 static void swap_bytes(uint8_t *buf, uint64_t len, size_t unit)
@@ -86,8 +107,11 @@ int view_read_lines(const struct ckpt_source *src, const struct tensor_entry *t,
         return CKPT_OK;
     const uint8_t *base = src->files[t->view.file].data + t->view.storage_offset + t->view.elem_offset * esize;
 
-    if (!t->strides)
+    if (!t->strides) {
         memcpy(dst, base + first * line_bytes, len);
+        if (src->files[t->view.file].mapped && len >= RELEASE_MIN_BYTES)
+            release_pages(base + first * line_bytes, len);
+    }
     else if (pub->rank == 0)
         memcpy(dst, base, esize);
     else if (pub->rank == 1)

@@ -3,6 +3,7 @@
 #   build  headers and libraries libckpt links against
 #   test   tools the test suites call (xmllint)
 #   fuzz   clang with libFuzzer
+#   bench  GNU time, for peak RSS
 set -eu
 
 packages_for() {
@@ -10,6 +11,7 @@ packages_for() {
     build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev" ;;
     test) echo "check libxml2-utils" ;;
     fuzz) echo "clang" ;;
+    bench) echo "time" ;;
     *) echo "ensure-deps.sh: unknown group $1" >&2; exit 2 ;;
     esac
 }

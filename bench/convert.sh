@@ -1,0 +1,45 @@
+#!/bin/sh
+# convert.sh CKPT GEN: convert and verify throughput against cp and cat of the same
+# bytes, measured in the same run, and peak RSS; prints a table and writes JSON.
+#   BENCH_DIR   where to generate (default /tmp/ckpt-bench; needs about 3x SIZE_MIB free)
+#   SIZE_MIB    checkpoint size (default 2048)
+#   JOBS        --jobs for convert (default 2)
+set -eu
+ckpt=$1
+gen=$2
+dir=${BENCH_DIR:-/tmp/ckpt-bench}
+size=${SIZE_MIB:-2048}
+jobs=${JOBS:-2}
+rm -rf "$dir"
+mkdir -p "$dir"
+trap 'rm -rf "$dir"' EXIT
+
+"$gen" "$dir/src" "$size" 4
+bytes=$(du -sb "$dir/src" | cut -f1)
+cat "$dir"/src/* >/dev/null   # warm the page cache: every run below reads the same cached bytes
+
+seconds() { /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null 2>&1; cat "$dir/time"; }
+
+cp_t=$(seconds cp -r "$dir/src" "$dir/copy" | cut -d' ' -f1)
+rm -rf "$dir/copy"
+cat_t=$(seconds sh -c "cat '$dir'/src/* > /dev/null" | cut -d' ' -f1)
+set -- $(seconds "$ckpt" convert "$dir/src" "$dir/out" --target ascend-310p --jobs "$jobs" --quiet)
+conv_t=$1 conv_rss=$2
+largest=$(( 4096 * 4096 * 2 ))
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+mibs() { awk -v b="$bytes" -v t="$1" 'BEGIN { printf "%.0f", (t > 0 ? b / t / 1048576 : 0) }'; }
+
+printf '\n%-44s %10s %10s %12s\n' "convert benchmark ($((bytes >> 20)) MiB bf16, 4 shards)" "seconds" "MiB/s" "vs baseline"
+printf '%-44s %10s %10s %12s\n' "cp -r (baseline)" "$cp_t" "$(mibs "$cp_t")" "1.00"
+printf '%-44s %10s %10s %12s\n' "cat > /dev/null" "$cat_t" "$(mibs "$cat_t")" ""
+printf '%-44s %10s %10s %12s\n' "ckpt convert --target ascend-310p --jobs $jobs" "$conv_t" "$(mibs "$conv_t")" \
+    "$(ratio "$cp_t" "$conv_t")x cp"
+printf 'peak RSS of convert: %d MiB (largest tensor %d MiB; goal <= largest + 64 MiB)\n' \
+    $((conv_rss / 1024)) $((largest >> 20))
+
+cat > "${BENCH_JSON:-bench-convert.json}" <<JSON
+{"bytes": $bytes, "jobs": $jobs, "cp_seconds": $cp_t, "cat_seconds": $cat_t,
+ "convert_310p_seconds": $conv_t, "convert_vs_cp": $(ratio "$cp_t" "$conv_t"),
+ "convert_peak_rss_kib": $conv_rss, "largest_tensor_bytes": $largest}
+JSON
