@@ -4,9 +4,8 @@
  * Every shard file is created with its final header at once, so workers can
  * write any tensor at its planned offset (pwrite) in any order.  A small
  * pool of threads takes tensors one at a time and streams each through
- * bounded buffers: read a block of lines, cast it, tile it when NZ, write
- * it.  Memory is therefore a few blocks per worker, whatever the checkpoint
- * size.  Meanwhile the calling thread hashes the source files for the
+ * bounded buffers (stream.c) into its shard.  Memory is therefore a few
+ * blocks per worker, whatever the checkpoint size.  Meanwhile the calling thread hashes the source files for the
  * manifest.  Only when everything is written and flushed is the folder
  * renamed into place (outdir.c).
  */
@@ -20,7 +19,7 @@
 #include "safetensors.h"
 #include "side_files.h"
 #include "source.h"
-#include "transform.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,26 +55,6 @@ struct execution {
     void *payload;
 };
 
-struct buffers {
-    uint8_t *in, *out, *tiles;
-    size_t in_cap, out_cap, tiles_cap;
-};
-
-static int ensure(uint8_t **buf, size_t *cap, uint64_t need, ckpt_error *err)
-{
-    if (need <= *cap)
-        return CKPT_OK;
-    if (need > SIZE_MAX)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "a block of %llu bytes does not fit in memory",
-                         (unsigned long long)need);
-    free(*buf);
-    *cap = 0;
-    if (!(*buf = malloc((size_t)need)))
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory for a %llu-byte block", (unsigned long long)need);
-    *cap = (size_t)need;
-    return CKPT_OK;
-}
-
 static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t offset, const struct execution *ex,
                       size_t shard, ckpt_error *err)
 {
@@ -104,149 +83,56 @@ static bool report(struct execution *ex, uint64_t bytes)
     return !atomic_load(&ex->plan->cancelled) && !atomic_load(&ex->failed);
 }
 
-/* ---- one tensor ---- */
+/* ---- one tensor: stream it into its shard ---- */
 
-struct job {
+struct write_sink {
+    struct stream_sink base;
     struct execution *ex;
-    const struct plan_item *it;
-    const struct tensor_entry *te;
-    struct transform tf;
     int fd;
     size_t shard;
-    uint64_t base;          /* file offset of the tensor's bytes */
-    size_t out_esize;
-    struct tensor_record *rec;
+    uint64_t tensor_base;   /* file offset of the tensor's bytes */
+    XXH3_state_t *hash;     /* ND pieces arrive in order and are hashed on the way */
 };
 
-/* Reads lines and converts them into b->out; returns the converted bytes in *out. */
-static int read_converted(struct job *j, struct buffers *b, uint64_t first, uint64_t count, uint64_t row0,
-                          uint8_t **out, ckpt_error *err)
+static int write_put(struct stream_sink *sink, const uint8_t *data, uint64_t len, uint64_t offset, ckpt_error *err)
 {
-    uint64_t in_bytes = count * view_line_bytes(&j->te->pub);
-    uint64_t out_bytes = count * j->tf.line_elems * j->out_esize;
-    int rc = ensure(&b->in, &b->in_cap, in_bytes, err);
-    if (!rc)
-        rc = view_read_lines(j->ex->src, j->te, first, count, b->in, err);
-    if (rc)
-        return rc;
-    if (j->tf.from == j->tf.to && !j->tf.scales) {
-        *out = b->in;
-        return CKPT_OK;
-    }
-    rc = ensure(&b->out, &b->out_cap, out_bytes, err);
-    if (!rc)
-        rc = transform_lines(&j->tf, b->in, b->out, row0, count, &j->rec->counts, err);
-    *out = b->out;
+    struct write_sink *w = (struct write_sink *)sink;
+    int rc = pwrite_all(w->fd, data, len, w->tensor_base + offset, w->ex, w->shard, err);
+    if (!rc && w->hash)
+        XXH3_128bits_update(w->hash, data, (size_t)len);
     return rc;
 }
 
-static int stream_nd(struct job *j, struct buffers *b, ckpt_error *err)
+static bool write_progress(struct stream_sink *sink, uint64_t bytes)
 {
-    uint64_t lines = view_line_count(&j->te->pub), in_line = view_line_bytes(&j->te->pub);
-    uint64_t out_line = j->tf.line_elems * j->out_esize;
-    uint64_t per = j->ex->budget / (in_line + out_line + 1);
-    if (per == 0)
-        per = 1;
-    XXH3_state_t *state = XXH3_createState();
-    if (!state)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-    XXH3_128bits_reset(state);
-    int rc = CKPT_OK;
-    for (uint64_t l0 = 0; l0 < lines && !rc; l0 += per) {
-        uint64_t k = lines - l0 < per ? lines - l0 : per;
-        uint8_t *out;
-        rc = read_converted(j, b, l0, k, l0, &out, err);
-        if (!rc)
-            rc = pwrite_all(j->fd, out, k * out_line, j->base + l0 * out_line, j->ex, j->shard, err);
-        if (!rc) {
-            XXH3_128bits_update(state, out, (size_t)(k * out_line));
-            if (!report(j->ex, k * in_line))
-                rc = CKPT_ERR_CANCELLED;
-        }
-    }
-    j->rec->hash = XXH3_128bits_digest(state);
-    XXH3_freeState(state);
-    return rc;
+    return report(((struct write_sink *)sink)->ex, bytes);
 }
 
-/*
- * NZ in row blocks: a block of R rows (R a multiple of 16) tiles into
- * ceil(N/C0) column chunks of R*C0 elements, each contiguous in the output.
- * With a transposed layout the source rows are output columns, so each
- * matrix is converted whole instead.
- */
-static int stream_nz(struct job *j, struct buffers *b, ckpt_error *err)
-{
-    const uint64_t *nd = j->it->pub.nd_shape;
-    uint32_t r = j->it->pub.nd_rank;
-    uint64_t m = nd[r - 2], n = nd[r - 1], c0 = plan_nz_c0(j->out_esize);
-    uint64_t n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
-    uint64_t src_rows = j->te->pub.shape[r - 2];   /* rows of each source matrix */
-    uint64_t batches = view_line_count(&j->te->pub) / src_rows;
-    uint64_t in_line = view_line_bytes(&j->te->pub), tile_row = n1 * c0 * j->out_esize;
-    uint64_t per = j->it->pub.transposed ? src_rows : j->ex->budget / (in_line + 2 * tile_row + 1) / 16 * 16;
-    if (per < 16)
-        per = 16;
-    int rc = CKPT_OK;
-    for (uint64_t bt = 0; bt < batches && !rc; bt++) {
-        for (uint64_t r0 = 0; r0 < src_rows && !rc; r0 += per) {
-            uint64_t k = src_rows - r0 < per ? src_rows - r0 : per;
-            uint64_t rp = j->it->pub.transposed ? mp : (k + 15) / 16 * 16;
-            uint8_t *rows;
-            rc = read_converted(j, b, bt * src_rows + r0, k, r0, &rows, err);
-            if (!rc)
-                rc = ensure(&b->tiles, &b->tiles_cap, n1 * rp * c0 * j->out_esize, err);
-            if (!rc)
-                rc = transform_nz(rows, b->tiles, k, j->tf.line_elems, j->tf.to, j->it->pub.transposed, err);
-            uint64_t chunk = rp * c0 * j->out_esize;
-            for (uint64_t col = 0; col < n1 && !rc; col++)
-                rc = pwrite_all(j->fd, b->tiles + col * chunk, chunk,
-                                j->base + ((bt * n1 + col) * mp + r0) * c0 * j->out_esize, j->ex, j->shard, err);
-            if (!rc && !report(j->ex, k * in_line))
-                rc = CKPT_ERR_CANCELLED;
-        }
-    }
-    /* the stored order is not the order written: hash what is on disk */
-    if (!rc)
-        rc = hash_file_range(j->fd, j->base, j->it->pub.nbytes, j->ex->plan->shards[j->shard].name, &j->rec->hash,
-                             err);
-    return rc;
-}
-
-static int read_scales(struct job *j, float **scales, ckpt_error *err)
-{
-    const ckpt_tensor *s = ckpt_source_tensor(j->ex->src, j->it->scale_index);
-    *scales = malloc(s->nbytes ? s->nbytes : 1);
-    if (!*scales)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory reading %s", s->name);
-    j->tf.scales = *scales;
-    j->tf.scale_cols = s->shape[1];
-    j->tf.block_rows = j->ex->plan->fp8_block[0];
-    j->tf.block_cols = j->ex->plan->fp8_block[1];
-    return ckpt_source_read(j->ex->src, j->it->scale_index, 0, s->shape[0], *scales, s->nbytes, err);
-}
-
-static int convert_item(struct execution *ex, size_t i, struct buffers *b, ckpt_error *err)
+static int convert_item(struct execution *ex, size_t i, struct stream_buffers *b, ckpt_error *err)
 {
     const struct plan_item *it = &ex->plan->items[i];
-    const struct tensor_entry *te = &ex->src->tensors[it->source_index];
-    struct job j = {ex, it, te, {0}, ex->shards[it->pub.shard].fd, it->pub.shard, 0,
-                    ckpt_dtype_size(it->pub.dtype), &ex->tensors[i]};
-    j.base = ex->shards[it->pub.shard].data_start + it->pub.offset;
-    j.tf = (struct transform){te->pub.dtype, it->pub.dtype, ex->plan->opts.overflow,
-                              te->pub.rank >= 2 ? te->pub.shape[te->pub.rank - 1] : 1, NULL, 0, 0, 0};
-    float *scales = NULL;
-    int rc = it->scale_index != SIZE_MAX ? read_scales(&j, &scales, err) : CKPT_OK;
-    if (!rc)
-        rc = it->pub.layout == CKPT_LAYOUT_FRACTAL_NZ ? stream_nz(&j, b, err) : stream_nd(&j, b, err);
-    free(scales);
+    struct tensor_record *rec = &ex->tensors[i];
+    struct write_sink sink = {{write_put, NULL, write_progress}, ex, ex->shards[it->pub.shard].fd, it->pub.shard,
+                              ex->shards[it->pub.shard].data_start + it->pub.offset, NULL};
+    bool nd = it->pub.layout == CKPT_LAYOUT_ND;
+    if (nd && !(sink.hash = XXH3_createState()))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    if (nd)
+        XXH3_128bits_reset(sink.hash);
+    int rc = stream_tensor(ex->plan, it, ex->budget, b, &sink.base, &rec->counts, err);
+    if (!rc && nd)
+        rec->hash = XXH3_128bits_digest(sink.hash);
+    else if (!rc) /* NZ pieces are written out of order: hash what is on disk */
+        rc = hash_file_range(sink.fd, sink.tensor_base, it->pub.nbytes, ex->plan->shards[it->pub.shard].name,
+                             &rec->hash, err);
+    XXH3_freeState(sink.hash);
     return rc;
 }
 
 static void *worker(void *arg)
 {
     struct execution *ex = arg;
-    struct buffers b = {0};
+    struct stream_buffers b = {0};
     while (!atomic_load(&ex->failed) && !atomic_load(&ex->plan->cancelled)) {
         size_t i = atomic_fetch_add(&ex->next, 1);
         if (i >= ex->stored)
@@ -263,9 +149,7 @@ static void *worker(void *arg)
             atomic_store(&ex->failed, 1);
         }
     }
-    free(b.in);
-    free(b.out);
-    free(b.tiles);
+    stream_buffers_free(&b);
     return NULL;
 }
 
