@@ -38,5 +38,7 @@ int cli_print_json(json_t *root);
 /* Subcommands: each parses its own arguments (argv[0] is the command name). */
 int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 #endif

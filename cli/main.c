@@ -10,6 +10,8 @@ static const struct command {
 } commands[] = {
     {"inspect", "list a checkpoint's format, files and tensors", cmd_inspect},
     {"convert", "convert a checkpoint for Ascend inference, with a manifest", cmd_convert},
+    {"verify", "prove a converted folder intact (and faithful to its source)", cmd_verify},
+    {"diff", "compare two checkpoints of any formats and layouts", cmd_diff},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

@@ -352,6 +352,77 @@ CKPT_API int ckpt_plan_execute(ckpt_plan *plan, ckpt_progress_fn progress, void 
 /* Asks a running ckpt_plan_execute to stop; safe from any thread or a signal handler. */
 CKPT_API void ckpt_plan_cancel(ckpt_plan *plan);
 
+/* ======================================================================
+ * Verification: proving a converted folder intact and faithful
+ * ====================================================================== */
+
+typedef enum ckpt_check {
+    CKPT_CHECK_FILE,       /* a file the manifest lists: present, same size, same checksum */
+    CKPT_CHECK_EXTRA_FILE, /* a file in the folder that the manifest does not list */
+    CKPT_CHECK_HEADER,     /* a shard header's entry for a tensor agrees with the manifest */
+    CKPT_CHECK_TENSOR,     /* a tensor's stored bytes match their checksum */
+    CKPT_CHECK_FIDELITY,   /* a tensor holds exactly what converting its source gives */
+    CKPT_CHECK_DIFF        /* a tensor compared between two checkpoints (ckpt_diff) */
+} ckpt_check;
+
+/* One check's outcome.  Strings are valid only during the callback. */
+typedef struct ckpt_finding {
+    ckpt_check check;
+    int ok;
+    const char *file;        /* the file concerned, or NULL */
+    const char *tensor;      /* the tensor concerned, or NULL */
+    const char *message;     /* what differs, or what was checked when ok */
+    double max_abs_error;    /* FIDELITY, DIFF: largest |stored - source| over the tensor */
+    double max_rel_error;    /* ... and largest |stored - source| / |source| (source != 0) */
+    uint64_t mismatched;     /* FIDELITY: elements whose bits differ from the recomputation */
+    ckpt_cast_counts counts; /* FIDELITY: the cost of the cast, as convert counts it */
+} ckpt_finding;
+
+/* Called once per check, one call at a time; returning non-zero stops the run. */
+typedef int (*ckpt_finding_fn)(void *payload, const ckpt_finding *finding);
+
+typedef struct ckpt_verify_options {
+    const char *against;     /* a source checkpoint to prove fidelity against, or NULL */
+    double max_abs_error;    /* with `against`: fail a tensor above this error (0: no bound) */
+    double max_rel_error;
+    unsigned jobs;           /* 0: one per core */
+    uint64_t max_memory;     /* with `against`: working memory (0: 32 MiB per job) */
+} ckpt_verify_options;
+
+typedef struct ckpt_verify_summary {
+    uint64_t checks;
+    uint64_t failures;
+    uint64_t bytes;          /* bytes hashed or compared */
+    double seconds;
+} ckpt_verify_summary;
+
+CKPT_API void ckpt_verify_options_default(ckpt_verify_options *opts);
+
+/*
+ * Re-hashes every file and tensor that DST's ckpt-manifest.json lists,
+ * checks every shard header against it, and with `against` recomputes every
+ * tensor from the source.  Returns CKPT_OK when every check passed,
+ * CKPT_ERR_MISMATCH when one failed, another status when verification could
+ * not run (an unreadable manifest is CKPT_ERR_FORMAT or CKPT_ERR_NOT_FOUND).
+ */
+CKPT_API int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_fn fn, void *payload,
+                         ckpt_verify_summary *summary, ckpt_error *err);
+
+typedef struct ckpt_diff_options {
+    int names_only;          /* compare names, element types and shapes, not values */
+    double max_abs_error;    /* values within these bounds count as equal (0: exact) */
+    double max_rel_error;
+} ckpt_diff_options;
+
+/*
+ * Compares two checkpoints of any formats and layouts: tensors only in one,
+ * changed element types or logical shapes, and values (NZ tensors written by
+ * convert are compared in their logical layout).  Returns CKPT_OK when they
+ * agree, CKPT_ERR_MISMATCH when they differ.
+ */
+CKPT_API int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *opts, ckpt_finding_fn fn,
+                       void *payload, ckpt_verify_summary *summary, ckpt_error *err);
+
 #ifdef __cplusplus
 }
 #endif

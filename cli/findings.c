@@ -1,0 +1,159 @@
+/* findings.c: see findings.h; the JSON schema is documented in docs/verify.md. */
+#include "findings.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *check_name(ckpt_check check)
+{
+    switch (check) {
+    case CKPT_CHECK_FILE: return "file";
+    case CKPT_CHECK_EXTRA_FILE: return "extra_file";
+    case CKPT_CHECK_HEADER: return "header";
+    case CKPT_CHECK_TENSOR: return "tensor";
+    case CKPT_CHECK_FIDELITY: return "fidelity";
+    case CKPT_CHECK_DIFF: return "diff";
+    }
+    return "unknown";
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+int findings_collect(void *payload, const ckpt_finding *f)
+{
+    struct findings *fs = payload;
+    if (!fs->quiet_text && (!f->ok || fs->verbose))
+        printf("%s %-10s %s\n", f->ok ? "ok  " : "FAIL", check_name(f->check), f->message);
+    if (fs->count == fs->cap) {
+        size_t cap = fs->cap ? fs->cap * 2 : 64;
+        struct finding_copy *grown = realloc(fs->items, cap * sizeof *grown);
+        if (!grown) {
+            fs->oom = 1;
+            return 1;
+        }
+        fs->items = grown;
+        fs->cap = cap;
+    }
+    struct finding_copy *c = &fs->items[fs->count++];
+    c->f = *f;
+    c->file = dup_or_null(f->file);
+    c->tensor = dup_or_null(f->tensor);
+    c->message = dup_or_null(f->message);
+    c->f.file = c->file;
+    c->f.tensor = c->tensor;
+    c->f.message = c->message;
+    return 0;
+}
+
+void findings_free(struct findings *fs)
+{
+    for (size_t i = 0; i < fs->count; i++) {
+        free(fs->items[i].file);
+        free(fs->items[i].tensor);
+        free(fs->items[i].message);
+    }
+    free(fs->items);
+}
+
+static json_t *finding_json(const ckpt_finding *f)
+{
+    json_t *o = json_pack("{s:s, s:b, s:s?, s:s?, s:s?}", "check", check_name(f->check), "ok", f->ok, "file", f->file,
+                          "tensor", f->tensor, "message", f->message);
+    if (o && (f->check == CKPT_CHECK_FIDELITY || f->check == CKPT_CHECK_DIFF)) {
+        json_object_set_new(o, "max_abs_error", json_real(f->max_abs_error));
+        json_object_set_new(o, "max_rel_error", json_real(f->max_rel_error));
+        json_object_set_new(o, "mismatched", json_integer((json_int_t)f->mismatched));
+    }
+    if (o && f->check == CKPT_CHECK_FIDELITY)
+        json_object_set_new(o, "counts", json_pack("{s:I, s:I, s:I}", "overflowed", (json_int_t)f->counts.overflowed,
+                                                   "subnormal", (json_int_t)f->counts.subnormal, "flushed",
+                                                   (json_int_t)f->counts.flushed));
+    return o;
+}
+
+int findings_print(const struct findings *fs, const char *command, const ckpt_verify_summary *s, int json)
+{
+    if (json) {
+        json_t *list = json_array();
+        for (size_t i = 0; i < fs->count; i++)
+            json_array_append_new(list, finding_json(&fs->items[i].f));
+        return cli_print_json(json_pack("{s:s, s:b, s:I, s:I, s:I, s:f, s:o}", "command", command, "ok",
+                                        s->failures == 0, "checks", (json_int_t)s->checks, "failures",
+                                        (json_int_t)s->failures, "bytes", (json_int_t)s->bytes, "seconds",
+                                        s->seconds, "findings", list));
+    }
+    char bytes[32];
+    cli_format_bytes(bytes, sizeof bytes, s->bytes);
+    printf("%s: %llu checks, %llu failed (%s in %.2fs)\n", command, (unsigned long long)s->checks,
+           (unsigned long long)s->failures, bytes, s->seconds);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+}
+
+static void xml_escaped(FILE *out, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", out); break;
+        case '<': fputs("&lt;", out); break;
+        case '>': fputs("&gt;", out); break;
+        case '"': fputs("&quot;", out); break;
+        case '\'': fputs("&apos;", out); break;
+        default:
+            /* XML 1.0 has no place for most control characters, even escaped */
+            if ((unsigned char)*s >= 0x20 || *s == '\t' || *s == '\n')
+                fputc(*s, out);
+            else
+                fputc('?', out);
+        }
+    }
+}
+
+int findings_write_junit(const struct findings *fs, const char *suite, const ckpt_verify_summary *s,
+                         const char *path)
+{
+    size_t n = strlen(path) + 8;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return EXIT_OUTPUT;
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fprintf(stderr, "ckpt %s: cannot write %s\n", suite, tmp);
+        free(tmp);
+        return EXIT_OUTPUT;
+    }
+    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    fprintf(out, "  <testsuite name=\"ckpt %s\" tests=\"%llu\" failures=\"%llu\" errors=\"0\" time=\"%.3f\">\n", suite,
+            (unsigned long long)s->checks, (unsigned long long)s->failures, s->seconds);
+    for (size_t i = 0; i < fs->count; i++) {
+        const ckpt_finding *f = &fs->items[i].f;
+        fprintf(out, "    <testcase classname=\"%s\" name=\"", check_name(f->check));
+        xml_escaped(out, f->tensor ? f->tensor : f->file);
+        if (f->tensor && f->file) {
+            fputs(" (", out);
+            xml_escaped(out, f->file);
+            fputc(')', out);
+        }
+        fputc('"', out);
+        if (f->ok) {
+            fputs("/>\n", out);
+            continue;
+        }
+        fputs(">\n      <failure message=\"", out);
+        xml_escaped(out, f->message);
+        fputs("\"/>\n    </testcase>\n", out);
+    }
+    fprintf(out, "  </testsuite>\n</testsuites>\n");
+    int bad = ferror(out) | fflush(out) | fclose(out);
+    if (bad || rename(tmp, path) != 0) {
+        fprintf(stderr, "ckpt %s: cannot write %s\n", suite, path);
+        remove(tmp);
+        free(tmp);
+        return EXIT_OUTPUT;
+    }
+    free(tmp);
+    return EXIT_OK;
+}

@@ -1,0 +1,34 @@
+/* findings.h: collecting verify/diff findings and printing them as text, JSON or JUnit XML. */
+#ifndef CKPT_CLI_FINDINGS_H
+#define CKPT_CLI_FINDINGS_H
+
+#include "cli.h"
+
+struct finding_copy {
+    ckpt_finding f;
+    char *file, *tensor, *message;
+};
+
+struct findings {
+    struct finding_copy *items;
+    size_t count, cap;
+    int verbose;          /* print passing checks too */
+    int quiet_text;       /* collect only (for --json) */
+    int oom;
+};
+
+/* The ckpt_finding_fn: copies the finding and prints failures as they come. */
+int findings_collect(void *payload, const ckpt_finding *f);
+
+/* The final report: a summary line, or the JSON document. */
+int findings_print(const struct findings *fs, const char *command, const ckpt_verify_summary *s, int json);
+
+/* Writes JUnit XML (one test case per check) to `path` atomically; EXIT_OUTPUT on failure. */
+int findings_write_junit(const struct findings *fs, const char *suite, const ckpt_verify_summary *s,
+                         const char *path);
+
+void findings_free(struct findings *fs);
+
+const char *check_name(ckpt_check check);
+
+#endif

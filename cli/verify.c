@@ -1,0 +1,152 @@
+/* verify.c: `ckpt verify` and `ckpt diff`: CI-friendly checks with text, JSON and JUnit output. */
+#include "findings.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char verify_help[] =
+    "Usage: ckpt verify DST [--against SRC] [options]\n"
+    "Checks the folder DST that ckpt convert wrote against its ckpt-manifest.json: every\n"
+    "file's size and checksum, every tensor's checksum, every shard header entry, and no\n"
+    "unlisted files.  With --against, also recomputes every tensor from SRC and proves it\n"
+    "bit for bit, reporting each cast's error and overflow counts.\n\n"
+    "  --against SRC     the source checkpoint to prove fidelity against\n"
+    "  --max-abs-error X fail a tensor whose largest absolute error exceeds X (with --against)\n"
+    "  --max-rel-error X the same for the relative error\n"
+    "  --jobs N          worker threads (default: one per core)\n"
+    "  --json            one JSON document (schema: docs/verify.md)\n"
+    "  --junit FILE      also write JUnit XML, one test case per check\n"
+    "  -v, --verbose     print passing checks too\n"
+    "  -h, --help        show this help\n"
+    "Exit status: 0 intact, 1 a difference was found, 3 the manifest or input is unreadable.\n";
+
+static const char diff_help[] =
+    "Usage: ckpt diff A B [options]\n"
+    "Compares two checkpoints of any formats and layouts: tensors only in one, changed\n"
+    "element types or shapes, and values (exactly equal, or the largest error).  Tensors\n"
+    "that ckpt convert stored as FRACTAL_NZ are compared in their logical layout.\n\n"
+    "  --names-only      compare names, dtypes and shapes only (fast)\n"
+    "  --max-abs-error X values within X count as equal\n"
+    "  --max-rel-error X the same for the relative error\n"
+    "  --json, --junit FILE, -v, -h   as for verify\n"
+    "Exit status: 0 the same, 1 they differ, 3 an input is unreadable.\n";
+
+struct check_args {
+    const char *against, *junit;
+    double max_abs, max_rel;
+    unsigned jobs;
+    int json, verbose, names_only;
+};
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    *out = strtod(s, &end);
+    return *end || *out < 0 ? -1 : 0;
+}
+
+/* Returns EXIT_OK to go on, -1 after --help, or a usage status. */
+static int parse_args(const char *command, const char *help, int argc, char **argv, struct check_args *a)
+{
+    static const struct option options[] = {
+        {"against", required_argument, NULL, 'a'}, {"max-abs-error", required_argument, NULL, 'A'},
+        {"max-rel-error", required_argument, NULL, 'R'}, {"jobs", required_argument, NULL, 'j'},
+        {"json", no_argument, NULL, 'J'},          {"junit", required_argument, NULL, 'U'},
+        {"verbose", no_argument, NULL, 'v'},       {"names-only", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "hvj:", options, NULL)) != -1) {
+        switch (c) {
+        case 'a': a->against = optarg; break;
+        case 'A':
+            if (parse_double(optarg, &a->max_abs))
+                return cli_usage_error(command, "bad --max-abs-error '%s'", optarg);
+            break;
+        case 'R':
+            if (parse_double(optarg, &a->max_rel))
+                return cli_usage_error(command, "bad --max-rel-error '%s'", optarg);
+            break;
+        case 'j': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 64)
+                return cli_usage_error(command, "--jobs takes 1 to 64, not '%s'", optarg);
+            a->jobs = (unsigned)v;
+            break;
+        }
+        case 'J': a->json = 1; break;
+        case 'U': a->junit = optarg; break;
+        case 'v': a->verbose = 1; break;
+        case 'n': a->names_only = 1; break;
+        case 'h': fputs(help, stdout); return -1;
+        default: return cli_usage_error(command, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    return EXIT_OK;
+}
+
+/* Prints and writes the report, and turns the library's status into the exit status. */
+static int finish(const char *command, int rc, const ckpt_error *err, struct findings *fs,
+                  const ckpt_verify_summary *s, const struct check_args *a)
+{
+    if (fs->oom) {
+        fprintf(stderr, "ckpt %s: out of memory collecting findings\n", command);
+        return EXIT_OUTPUT;
+    }
+    if (rc != CKPT_OK && rc != CKPT_ERR_MISMATCH)
+        return cli_fail(command, err);
+    int status = findings_print(fs, command, s, a->json);
+    if (!status && a->junit)
+        status = findings_write_junit(fs, command, s, a->junit);
+    if (status)
+        return status;
+    return rc == CKPT_ERR_MISMATCH ? EXIT_DIFFERENCE : EXIT_OK;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    struct check_args a = {0};
+    int status = parse_args("verify", verify_help, argc, argv, &a);
+    if (status)
+        return status < 0 ? EXIT_OK : status;
+    if (argc - optind != 1)
+        return cli_usage_error("verify", "expects one folder, got %d paths", argc - optind);
+    if ((a.max_abs > 0 || a.max_rel > 0) && !a.against)
+        return cli_usage_error("verify", "error bounds need --against SRC");
+    ckpt_verify_options opts;
+    ckpt_verify_options_default(&opts);
+    opts.against = a.against;
+    opts.max_abs_error = a.max_abs;
+    opts.max_rel_error = a.max_rel;
+    opts.jobs = a.jobs;
+    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json};
+    ckpt_verify_summary s = {0};
+    ckpt_error err = {0};
+    int rc = ckpt_verify(argv[optind], &opts, findings_collect, &fs, &s, &err);
+    status = finish("verify", rc, &err, &fs, &s, &a);
+    findings_free(&fs);
+    return status;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+    struct check_args a = {0};
+    int status = parse_args("diff", diff_help, argc, argv, &a);
+    if (status)
+        return status < 0 ? EXIT_OK : status;
+    if (argc - optind != 2)
+        return cli_usage_error("diff", "expects two checkpoints, got %d paths", argc - optind);
+    if (a.against)
+        return cli_usage_error("diff", "--against is an option of verify");
+    ckpt_diff_options opts = {a.names_only, a.max_abs, a.max_rel};
+    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json};
+    ckpt_verify_summary s = {0};
+    ckpt_error err = {0};
+    int rc = ckpt_diff(argv[optind], argv[optind + 1], &opts, findings_collect, &fs, &s, &err);
+    status = finish("diff", rc, &err, &fs, &s, &a);
+    findings_free(&fs);
+    return status;
+}

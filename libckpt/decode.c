@@ -1,0 +1,67 @@
+/* decode.c: see decode.h. */
+#include "decode.h"
+
+#include <math.h>
+#include <string.h>
+
+/* A small float format: `mbits` mantissa bits, exponent bias `bias`; `ieee_top` says whether the
+ * all-ones exponent holds infinities and NaNs (e5m2) or ordinary values but one NaN (e4m3fn). */
+static double small_float(unsigned bits, int ebits, int mbits, int bias, int ieee_top)
+{
+    unsigned sign = bits >> (ebits + mbits), e = (bits >> mbits) & ((1u << ebits) - 1), m = bits & ((1u << mbits) - 1);
+    double v;
+    if (ieee_top && e == (1u << ebits) - 1)
+        v = m ? NAN : INFINITY;
+    else if (!ieee_top && e == (1u << ebits) - 1 && m == (1u << mbits) - 1)
+        v = NAN;
+    else if (e == 0)
+        v = ldexp((double)m, 1 - bias - mbits);
+    else
+        v = ldexp((double)(m | (1u << mbits)), (int)e - bias - mbits);
+    return sign ? -v : v;
+}
+
+void decode_f64(ckpt_dtype dtype, const void *src, double *out, uint64_t count)
+{
+    const uint8_t *p = src;
+    size_t es = ckpt_dtype_size(dtype);
+    for (uint64_t i = 0; i < count; i++, p += es) {
+        uint16_t u16;
+        uint32_t u32;
+        uint64_t u64;
+        float f;
+        double d;
+        switch (dtype) {
+        case CKPT_DTYPE_BOOL:
+        case CKPT_DTYPE_U8: out[i] = p[0]; break;
+        case CKPT_DTYPE_I8: out[i] = (int8_t)p[0]; break;
+        case CKPT_DTYPE_I16: memcpy(&u16, p, 2); out[i] = (int16_t)u16; break;
+        case CKPT_DTYPE_U16: memcpy(&u16, p, 2); out[i] = u16; break;
+        case CKPT_DTYPE_I32: memcpy(&u32, p, 4); out[i] = (int32_t)u32; break;
+        case CKPT_DTYPE_U32: memcpy(&u32, p, 4); out[i] = u32; break;
+        case CKPT_DTYPE_I64: memcpy(&u64, p, 8); out[i] = (double)(int64_t)u64; break;
+        case CKPT_DTYPE_U64: memcpy(&u64, p, 8); out[i] = (double)u64; break;
+        case CKPT_DTYPE_F16: memcpy(&u16, p, 2); out[i] = small_float(u16, 5, 10, 15, 1); break;
+        case CKPT_DTYPE_BF16: memcpy(&u16, p, 2); u32 = (uint32_t)u16 << 16; memcpy(&f, &u32, 4); out[i] = f; break;
+        case CKPT_DTYPE_F32: memcpy(&f, p, 4); out[i] = f; break;
+        case CKPT_DTYPE_F64: memcpy(&d, p, 8); out[i] = d; break;
+        case CKPT_DTYPE_F8_E4M3: out[i] = small_float(p[0], 4, 3, 7, 0); break;
+        case CKPT_DTYPE_F8_E5M2: out[i] = small_float(p[0], 5, 2, 15, 1); break;
+        case CKPT_DTYPE_F8_E8M0: out[i] = p[0] == 0xff ? NAN : ldexp(1.0, (int)p[0] - 127); break;
+        default: out[i] = NAN; break;   /* FNUZ and complex types: compared on bits only */
+        }
+    }
+}
+
+void error_update(const double *a, const double *b, uint64_t count, double *abs_err, double *rel_err)
+{
+    for (uint64_t i = 0; i < count; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i]))
+            continue;
+        double d = fabs(b[i] - a[i]);
+        if (d > *abs_err)
+            *abs_err = d;
+        if (a[i] != 0 && d / fabs(a[i]) > *rel_err)
+            *rel_err = d / fabs(a[i]);
+    }
+}

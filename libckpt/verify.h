@@ -1,0 +1,35 @@
+/* verify.h: what verify.c, fidelity.c and diff.c share. */
+#ifndef CKPT_VERIFY_H
+#define CKPT_VERIFY_H
+
+#include "ckpt.h"
+#include "manifest_read.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* Serialises findings to the caller's callback and counts them. */
+struct reporter {
+    ckpt_finding_fn fn;
+    void *payload;
+    pthread_mutex_t lock;
+    ckpt_verify_summary summary;
+    atomic_int stop;     /* the callback asked to stop */
+};
+
+void reporter_init(struct reporter *r, ckpt_finding_fn fn, void *payload);
+void reporter_free(struct reporter *r);
+
+/* Reports one finding with a formatted message. */
+void report_finding(struct reporter *r, ckpt_finding f, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+void reporter_add_bytes(struct reporter *r, uint64_t bytes);
+
+/* Proves every tensor of the manifest against converting `source` (fidelity.c). */
+int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify_options *opts, struct reporter *r,
+                    ckpt_error *err);
+
+/* The number of worker threads for `jobs` (0: one per core), at most `work` and 64. */
+unsigned worker_count(unsigned jobs, size_t work);
+
+#endif
