@@ -1,9 +1,10 @@
 /*
  * verify.c: `ckpt verify`: a converted folder checked against its manifest.
  *
- * Each listed file is read once, sequentially: every chunk feeds the file's
- * checksum and the checksums of the tensors whose bytes it holds, so a
- * mismatch names the tensor at no extra cost.  Shard headers are compared
+ * Each listed file is read once, sequentially, for its checksum.  Only when
+ * that fails is it read again, feeding each chunk to the checksums of the
+ * tensors whose bytes it holds, so that the report names the tensor: an
+ * intact folder costs one hash per byte.  Shard headers are compared
  * entry by entry with the manifest, so an edited header is caught even when
  * someone also edited the manifest's file checksum.  Files are spread over
  * worker threads.
@@ -177,7 +178,7 @@ static void check_header(struct file_check *fc, int fd, uint64_t size, uint64_t 
     json_decref(header);
 }
 
-/* One sequential pass: the file's checksum and each tensor's. */
+/* One sequential pass: the file's checksum, or (with `states`) each tensor's. */
 static int hash_pass(struct file_check *fc, int fd, uint64_t size, uint64_t data_start, XXH128_hash_t *file_hash,
                      XXH3_state_t **states, ckpt_error *err)
 {
@@ -195,8 +196,9 @@ static int hash_pass(struct file_check *fc, int fd, uint64_t size, uint64_t data
                            n < 0 ? strerror(errno) : "file shrank");
             break;
         }
-        XXH3_128bits_update(fs, buf, (size_t)n);
-        for (size_t k = 0; data_start && k < fc->count; k++) {
+        if (!states)
+            XXH3_128bits_update(fs, buf, (size_t)n);
+        for (size_t k = 0; states && data_start && k < fc->count; k++) {
             const struct manifest_tensor *t = tensor_at(fc, k);
             uint64_t lo = data_start + t->offset, hi = lo + t->nbytes;   /* manifest_load checked no overflow */
             uint64_t a = lo > at ? lo : at, b = hi < at + (uint64_t)n ? hi : at + (uint64_t)n;
@@ -205,7 +207,7 @@ static int hash_pass(struct file_check *fc, int fd, uint64_t size, uint64_t data
         }
         at += (uint64_t)n;
     }
-    if (!rc)
+    if (!rc && !states)
         *file_hash = XXH3_128bits_digest(fs);
     reporter_add_bytes(fc->r, size);
     XXH3_freeState(fs);
@@ -269,30 +271,45 @@ static int verify_file(struct file_check *fc, ckpt_error *err)
     size_t len = strlen(mf->path);
     if (len > 12 && strcmp(mf->path + len - 12, ".safetensors") == 0)
         check_header(fc, fd, size, &data_start);
+    XXH128_hash_t h = {0, 0};
+    char hex[33];
+    int rc = hash_pass(fc, fd, size, data_start, &h, NULL, err);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    hash_hex(h, hex);
+    f.ok = size == mf->size && strcmp(hex, mf->xxh3_128) == 0;
+    if (size != mf->size)
+        report_finding(fc->r, f, "%s: %llu bytes, the manifest says %llu", mf->path, (unsigned long long)size,
+                       (unsigned long long)mf->size);
+    else if (!f.ok)
+        report_finding(fc->r, f, "%s: checksum %s, the manifest says %s", mf->path, hex, mf->xxh3_128);
+    else
+        report_finding(fc->r, f, "%s: %llu bytes, checksum matches", mf->path, (unsigned long long)size);
+    if (f.ok && data_start) {
+        /* the whole file matches, so every tensor in it does */
+        for (size_t k = 0; k < fc->count; k++) {
+            const struct manifest_tensor *t = tensor_at(fc, k);
+            report_finding(fc->r,
+                           (ckpt_finding){.check = CKPT_CHECK_TENSOR, .ok = 1, .file = mf->path, .tensor = t->name},
+                           "%s: %llu bytes match (file checksum)", t->name, (unsigned long long)t->nbytes);
+        }
+        close(fd);
+        return CKPT_OK;
+    }
     XXH3_state_t **states = calloc(fc->count + 1, sizeof *states);
-    int rc = states ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    rc = states ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     for (size_t k = 0; k < fc->count && !rc; k++)
         if (!(states[k] = XXH3_createState()))
             rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
         else
             XXH3_128bits_reset(states[k]);
-    XXH128_hash_t h = {0, 0};
     if (!rc)
         rc = hash_pass(fc, fd, size, data_start, &h, states, err);
     close(fd);
-    if (!rc) {
-        char hex[33];
-        hash_hex(h, hex);
-        f.ok = size == mf->size && strcmp(hex, mf->xxh3_128) == 0;
-        if (size != mf->size)
-            report_finding(fc->r, f, "%s: %llu bytes, the manifest says %llu", mf->path, (unsigned long long)size,
-                           (unsigned long long)mf->size);
-        else if (!f.ok)
-            report_finding(fc->r, f, "%s: checksum %s, the manifest says %s", mf->path, hex, mf->xxh3_128);
-        else
-            report_finding(fc->r, f, "%s: %llu bytes, checksum matches", mf->path, (unsigned long long)size);
+    if (!rc)
         check_tensors(fc, size, data_start, states);
-    }
     for (size_t k = 0; states && k < fc->count; k++)
         XXH3_freeState(states[k]);
     free(states);
