@@ -47,7 +47,7 @@ STATIC    := $(BUILD)/libckpt.a
 SHARED    := $(BUILD)/libckpt.so.$(VERSION)
 CLI       := $(BUILD)/ckpt
 
-.PHONY: all demo check check-asan test-deps bench install uninstall clean
+.PHONY: all demo check check-asan test-deps bench fuzz install uninstall clean
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(DEPS_STAMP): scripts/ensure-deps.sh
@@ -102,6 +102,23 @@ bench: all $(BENCH_BIN)
 	@sh scripts/ensure-deps.sh bench
 	CKPT_BUILD=$(abspath $(BUILD)) sh bench/run.sh
 
+# ---- fuzzing (clang's libFuzzer with ASan+UBSan) ----
+
+FUZZ_SECONDS ?= 60
+FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+build-fuzz/libckpt.a:
+	@sh scripts/ensure-deps.sh build fuzz
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" build-fuzz/libckpt.a
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c build-fuzz/libckpt.a
+	clang $(ALL_CPPFLAGS) -Ifuzz $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< build-fuzz/libckpt.a $(PKG_LIBS)
+
+fuzz: $(FUZZ_BIN)
+	EXTERNAL=$(EXTERNAL) sh fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
 # ---- install ----
 
 install: all
@@ -120,6 +137,6 @@ uninstall:
 	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/libckpt.pc $(DESTDIR)$(PREFIX)/bin/ckpt
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -71,27 +71,6 @@ static void read_layout(const ckpt_source *src, const ckpt_tensor *t, struct log
     }
 }
 
-/* Untiles NZ bytes into row-major [batch, M, N] (transposed back when recorded so). */
-static void untile(const struct logical *l, const uint8_t *nz, uint8_t *out, uint64_t stored_bytes)
-{
-    size_t es = ckpt_dtype_size(l->dtype);
-    uint32_t r = l->rank;
-    uint64_t rows = l->shape[r - 2], cols = l->shape[r - 1];
-    uint64_t m = l->transposed ? cols : rows, n = l->transposed ? rows : cols;   /* the tiled matrix */
-    uint64_t c0 = plan_nz_c0(es), n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
-    uint64_t batches = 1;
-    for (uint32_t d = 0; d + 2 < r; d++)
-        batches *= l->shape[d];
-    for (uint64_t b = 0; b < batches; b++)
-        for (uint64_t i = 0; i < m; i++)
-            for (uint64_t j = 0; j < n; j++) {
-                uint64_t at = ((b * n1 + j / c0) * mp + i) * c0 + j % c0;
-                uint64_t to = b * m * n + (l->transposed ? j * m + i : i * n + j);
-                if ((at + 1) * es <= stored_bytes)
-                    memcpy(out + to * es, nz + at * es, es);
-            }
-}
-
 static int load_logical(const ckpt_source *src, size_t i, struct logical *l, ckpt_error *err)
 {
     const ckpt_tensor *t = ckpt_source_tensor(src, i);
@@ -115,9 +94,19 @@ static int load_logical(const ckpt_source *src, size_t i, struct logical *l, ckp
         free(stored);
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory untiling %s", t->name);
     }
-    untile(l, stored, l->data, t->nbytes);
+    /* the shape tiled is the logical one, with the last two dims swapped when transposed */
+    uint64_t tiled[SOURCE_MAX_RANK + 3];
+    uint32_t nz_rank;
+    unsigned bits = (unsigned)ckpt_dtype_size(l->dtype) * 8;
+    rc = ckpt_nz_shape(l->shape, l->rank, bits, l->transposed, tiled, &nz_rank, err);
+    uint64_t need = 0;
+    if (!rc && (nz_rank != t->rank || memcmp(tiled, t->shape, nz_rank * sizeof *tiled) != 0 ||
+                !ckpt_product_u64(tiled, nz_rank, &need) || need * (bits / 8) != t->nbytes))
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "tensor %s: its layout record does not match its stored shape", t->name);
+    if (!rc)
+        rc = ckpt_nz_to_nd(stored, l->data, l->shape, l->rank, bits, l->transposed, err);
     free(stored);
-    return CKPT_OK;
+    return rc;
 }
 
 static void format_shape(char *buf, size_t size, const uint64_t *shape, uint32_t rank)

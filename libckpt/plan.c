@@ -30,11 +30,6 @@ void ckpt_convert_options_default(ckpt_convert_options *opts)
                                    .max_shard_bytes = 5000000000ull};
 }
 
-uint64_t plan_nz_c0(size_t esize)
-{
-    return esize == 4 ? 16 : 32 / esize;
-}
-
 static bool is_float(ckpt_dtype d)
 {
     switch (d) {
@@ -140,10 +135,10 @@ static ckpt_dtype output_dtype(const ckpt_tensor *t, const struct rule_decision 
 static int lay_out(struct plan_item *it, const ckpt_tensor *t, int layout, ckpt_error *err)
 {
     uint32_t rank = t->rank;
-    it->shapes = calloc(2 * (size_t)rank + 2, sizeof *it->shapes);
+    it->shapes = calloc(2 * (size_t)rank + 3, sizeof *it->shapes);
     if (!it->shapes)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning %s", t->name);
-    uint64_t *stored = it->shapes, *nd = it->shapes + rank + 2;
+    uint64_t *stored = it->shapes, *nd = it->shapes + rank + 3;   /* NZ adds up to 3 dims */
     memcpy(nd, t->shape, rank * sizeof *nd);
     size_t esize = ckpt_dtype_size(it->pub.dtype);
     bool nz = (layout == RULE_LAYOUT_NZ || layout == RULE_LAYOUT_NZ_T) && rank >= 2 && t->shape[rank - 1] > 1 &&
@@ -162,13 +157,9 @@ static int lay_out(struct plan_item *it, const ckpt_tensor *t, int layout, ckpt_
         it->pub.rank = rank;
         it->pub.layout = CKPT_LAYOUT_ND;
     } else {
-        uint64_t m = nd[rank - 2], n = nd[rank - 1], c0 = plan_nz_c0(esize);
-        memcpy(stored, nd, (rank - 2) * sizeof *stored);
-        stored[rank - 2] = (n + c0 - 1) / c0;
-        stored[rank - 1] = (m + 15) / 16;
-        stored[rank] = 16;
-        stored[rank + 1] = c0;
-        it->pub.rank = rank + 2;
+        int rc = ckpt_nz_shape(nd, rank, (unsigned)esize * 8, 0, stored, &it->pub.rank, err);
+        if (rc)
+            return rc;
         it->pub.layout = CKPT_LAYOUT_FRACTAL_NZ;
     }
     if (!ckpt_product_u64(stored, it->pub.rank, &count) || !ckpt_mul_u64(count, esize, &it->pub.nbytes))

@@ -38,7 +38,4 @@ struct ckpt_plan {
     atomic_int cancelled;
 };
 
-/* The C0 of an NZ tile for an element size: 32 bytes of a row, 16 elements for 4-byte types. */
-uint64_t plan_nz_c0(size_t esize);
-
 #endif

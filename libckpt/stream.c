@@ -94,7 +94,7 @@ static int stream_nz(struct job *j, ckpt_error *err)
 {
     const uint64_t *nd = j->it->pub.nd_shape;
     uint32_t r = j->it->pub.nd_rank;
-    uint64_t m = nd[r - 2], n = nd[r - 1], c0 = plan_nz_c0(j->out_esize);
+    uint64_t m = nd[r - 2], n = nd[r - 1], c0 = ckpt_nz_c0((unsigned)j->out_esize * 8);
     uint64_t n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
     uint64_t src_rows = j->te->pub.shape[r - 2];   /* rows of each source matrix */
     uint64_t batches = view_line_count(&j->te->pub) / src_rows;
@@ -132,6 +132,7 @@ static int read_scales(struct job *j, float **scales, ckpt_error *err)
     if (!*scales)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory reading %s", s->name);
     j->tf.scales = *scales;
+    j->tf.scale_rows = s->shape[0];
     j->tf.scale_cols = s->shape[1];
     j->tf.block_rows = j->plan->fp8_block[0];
     j->tf.block_cols = j->plan->fp8_block[1];
@@ -144,7 +145,7 @@ int stream_tensor(const struct ckpt_plan *plan, const struct plan_item *it, uint
     const struct tensor_entry *te = &plan->src->tensors[it->source_index];
     struct job j = {plan, it, te, {0}, ckpt_dtype_size(it->pub.dtype), budget, b, sink, counts};
     j.tf = (struct transform){te->pub.dtype, it->pub.dtype, plan->opts.overflow,
-                              te->pub.rank >= 2 ? te->pub.shape[te->pub.rank - 1] : 1, NULL, 0, 0, 0};
+                              te->pub.rank >= 2 ? te->pub.shape[te->pub.rank - 1] : 1, NULL, 0, 0, 0, 0};
     float *scales = NULL;
     int rc = it->scale_index != SIZE_MAX ? read_scales(&j, &scales, err) : CKPT_OK;
     if (!rc)

@@ -13,8 +13,8 @@ struct transform {
     ckpt_dtype from, to;
     ckpt_overflow overflow;
     uint64_t line_elems;      /* elements per line (the last dimension) */
-    const float *scales;      /* fp8 block scales [ceil(M/block_rows), scale_cols], or NULL */
-    uint64_t scale_cols, block_rows, block_cols;
+    const float *scales;      /* fp8 block scales [scale_rows, scale_cols], or NULL */
+    uint64_t scale_rows, scale_cols, block_rows, block_cols;
 };
 
 /*

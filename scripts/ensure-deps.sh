@@ -10,7 +10,7 @@ packages_for() {
     case "$1" in
     build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev" ;;
     test) echo "check libxml2-utils" ;;
-    fuzz) echo "clang" ;;
+    fuzz) echo "clang libclang-rt-14-dev" ;;
     bench) echo "time" ;;
     *) echo "ensure-deps.sh: unknown group $1" >&2; exit 2 ;;
     esac

@@ -238,7 +238,7 @@ CKPT_API int ckpt_writer_finish(ckpt_writer *w, ckpt_error *err);
 CKPT_API void ckpt_writer_free(ckpt_writer *w);
 
 /* ======================================================================
- * Conversion: plan, then execute
+ * Kernels: element-type conversion and Ascend layouts
  * ====================================================================== */
 
 /* What a narrowing cast does with a finite value beyond the target's range. */
@@ -254,6 +254,66 @@ typedef struct ckpt_cast_counts {
     uint64_t subnormal;  /* non-zero results that are subnormal in the target */
     uint64_t flushed;    /* non-zero finite values that became zero */
 } ckpt_cast_counts;
+
+/*
+ * Converts `count` elements between F64, F32, F16, BF16, F8_E4M3 (fn) and
+ * F8_E5M2, rounding to nearest even, bit-identical to torch's .to(dtype)
+ * (narrowing goes through float, as torch's does).  NaN stays NaN with its
+ * sign (the target's canonical quiet NaN); infinities stay infinite (NaN in
+ * e4m3fn, which has none).  `counts` (may be NULL) accumulates.  Fails with
+ * CKPT_ERR_LIMIT under CKPT_OVERFLOW_ERROR, CKPT_ERR_UNSUPPORTED for other
+ * types (the same type is a copy).  src and dst may not overlap unless equal.
+ */
+CKPT_API int ckpt_cast(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t count,
+                       ckpt_overflow overflow, ckpt_cast_counts *counts, ckpt_error *err);
+
+/*
+ * Dequantizes rows [row0, row0 + rows) of a block-scaled fp8 weight with
+ * `cols` columns: each element becomes float(w) * scale of its block, then
+ * `to` (as torch's `(w.float() * s).to(dtype)`).  `scales` is the whole
+ * [scale_rows, scale_cols] float32 scale matrix (DeepSeek-V3's
+ * `weight_scale_inv`); blocks are block_rows x block_cols, edge blocks smaller.
+ */
+CKPT_API int ckpt_fp8_dequant(ckpt_dtype weight_dtype, const void *weight, uint64_t rows, uint64_t cols,
+                              uint64_t row0, const float *scales, uint64_t scale_rows, uint64_t scale_cols,
+                              uint64_t block_rows, uint64_t block_cols, ckpt_dtype to, void *dst,
+                              ckpt_overflow overflow, ckpt_cast_counts *counts, ckpt_error *err);
+
+/* C0 of NZ tiles for elements of `elem_bits` bits (4, 8, 16, 32): 64, 32, 16, 16. */
+CKPT_API uint64_t ckpt_nz_c0(unsigned elem_bits);
+
+/*
+ * The FRACTAL_NZ storage shape of an ND shape (..., M, N): (..., ceil(N/C0),
+ * ceil(M/16), 16, C0); rank 1 is taken as (1, N); with `transpose` the last
+ * two dims are swapped first.  `nz_shape` needs room for rank + 3 extents.
+ */
+CKPT_API int ckpt_nz_shape(const uint64_t *nd_shape, uint32_t rank, unsigned elem_bits, int transpose,
+                           uint64_t *nz_shape, uint32_t *nz_rank, ckpt_error *err);
+
+/* ND (shape as given) to NZ, zero padded, and back.  Packed int4 rows need an even N. */
+CKPT_API int ckpt_nd_to_nz(const void *src, void *dst, const uint64_t *shape, uint32_t rank, unsigned elem_bits,
+                           int transpose, ckpt_error *err);
+CKPT_API int ckpt_nz_to_nd(const void *src, void *dst, const uint64_t *shape, uint32_t rank, unsigned elem_bits,
+                           int transpose, ckpt_error *err);
+
+/* Bytes of the NC1HWC0 (fractal_z = 0) or FRACTAL_Z (1) form of an NCHW tensor; 0 if invalid. */
+CKPT_API uint64_t ckpt_conv_layout_bytes(const uint64_t nchw[4], size_t elem_size, int fractal_z);
+
+/* NCHW feature maps to NC1HWC0 ("5HD") and back. */
+CKPT_API int ckpt_nchw_to_nc1hwc0(const void *src, void *dst, const uint64_t nchw[4], size_t elem_size,
+                                  ckpt_error *err);
+CKPT_API int ckpt_nc1hwc0_to_nchw(const void *src, void *dst, const uint64_t nchw[4], size_t elem_size,
+                                  ckpt_error *err);
+
+/* Conv weights (N, C, H, W) to FRACTAL_Z and back. */
+CKPT_API int ckpt_conv_to_fractal_z(const void *src, void *dst, const uint64_t nchw[4], size_t elem_size,
+                                    ckpt_error *err);
+CKPT_API int ckpt_fractal_z_to_conv(const void *src, void *dst, const uint64_t nchw[4], size_t elem_size,
+                                    ckpt_error *err);
+
+/* ======================================================================
+ * Conversion: plan, then execute
+ * ====================================================================== */
 
 typedef enum ckpt_layout {
     CKPT_LAYOUT_ND = 0,        /* row-major, as the shape says */

@@ -1,0 +1,31 @@
+#!/bin/sh
+# run.sh SECONDS TARGET...: runs each libFuzzer target for SECONDS, seeded from the
+# project's fixtures and ../shared/external; fails on any crash, leak or timeout.
+# New crashers are left in build-fuzz/crashes/ (minimise them and add them to fuzz/regressions/).
+set -u
+seconds=$1
+shift
+root=$(pwd)
+status=0
+for target in "$@"; do
+    name=$(basename "$target")
+    corpus="build-fuzz/corpus/$name"
+    seeds="fuzz/seeds/$name"
+    mkdir -p "$corpus" "build-fuzz/crashes/$name" "$seeds"
+    case "$name" in
+    fuzz_safetensors) cp -n testdata/sample/*.safetensors "$EXTERNAL"/*/*.safetensors "$corpus"/ 2>/dev/null ;;
+    esac
+    echo "== $name: ${seconds}s"
+    if ! "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="build-fuzz/crashes/$name/" "$corpus" "$seeds" fuzz/regressions/"$name" \
+        >"build-fuzz/$name.log" 2>&1; then
+        tail -n 40 "build-fuzz/$name.log"
+        echo "not ok - $name found a crash, leak or timeout"
+        status=1
+    else
+        grep -E "stat::number_of_executed_units" "build-fuzz/$name.log" | sed "s/^/$name: /"
+        echo "ok - $name ran ${seconds}s clean"
+    fi
+done
+cd "$root"
+exit $status

@@ -1,0 +1,148 @@
+/*
+ * cast_x86.c: AVX2 + F16C paths for the conversions every checkpoint
+ * needs (bf16/f32 -> f16, f32 -> bf16, and back to f32), chosen at run time.
+ *
+ * Each converts 8 values a step and classifies the results the same way
+ * the reference does (cast.c), from the result bits: overflowed (finite
+ * input, infinite result), subnormal, flushed to zero.  NaNs are then made
+ * canonical and overflows saturated by blending, so no branch sits in the
+ * loop.  The tail is left to the reference.
+ */
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#define TARGET __attribute__((target("avx2,f16c")))
+
+bool cpu_has_avx2_f16c(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+}
+
+/* Results in the low 16 bits of each 32-bit lane, with the inputs' float bits beside them. */
+struct lanes16 {
+    __m256i result, input_bits;
+};
+
+/*
+ * Classifies 16-bit results of one format (exponent mask, infinity, the
+ * canonical NaN, the largest finite value) and fixes NaN and overflow.
+ */
+TARGET static __m256i finish16(struct lanes16 v, uint32_t exp_mask, uint32_t inf_code, uint32_t nan_code,
+                               uint32_t max_code, ckpt_overflow policy, ckpt_cast_counts *counts)
+{
+    const __m256i mag_mask = _mm256_set1_epi32(0x7FFF), sign_mask = _mm256_set1_epi32(0x8000);
+    __m256i in_abs = _mm256_and_si256(v.input_bits, _mm256_set1_epi32(0x7FFFFFFF));
+    __m256i in_nan = _mm256_cmpgt_epi32(in_abs, _mm256_set1_epi32(0x7F800000));
+    __m256i in_finite = _mm256_cmpgt_epi32(_mm256_set1_epi32(0x7F800000), in_abs);
+    __m256i in_nonzero = _mm256_xor_si256(_mm256_cmpeq_epi32(in_abs, _mm256_setzero_si256()), _mm256_set1_epi32(-1));
+    __m256i mag = _mm256_and_si256(v.result, mag_mask);
+    __m256i sign = _mm256_and_si256(v.result, sign_mask);
+    __m256i overflow = _mm256_and_si256(in_finite, _mm256_cmpeq_epi32(mag, _mm256_set1_epi32((int)inf_code)));
+    __m256i zero_exp = _mm256_cmpeq_epi32(_mm256_and_si256(mag, _mm256_set1_epi32((int)exp_mask)), _mm256_setzero_si256());
+    __m256i mag_zero = _mm256_cmpeq_epi32(mag, _mm256_setzero_si256());
+    __m256i subnormal = _mm256_andnot_si256(mag_zero, zero_exp);
+    __m256i flushed = _mm256_and_si256(mag_zero, _mm256_and_si256(in_nonzero, in_finite));
+    counts->overflowed += (uint64_t)__builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(overflow)));
+    counts->subnormal += (uint64_t)__builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(subnormal)));
+    counts->flushed += (uint64_t)__builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(flushed)));
+    __m256i r = _mm256_blendv_epi8(v.result, _mm256_or_si256(sign, _mm256_set1_epi32((int)nan_code)), in_nan);
+    if (policy == CKPT_OVERFLOW_SATURATE)
+        r = _mm256_blendv_epi8(r, _mm256_or_si256(sign, _mm256_set1_epi32((int)max_code)), overflow);
+    return r;
+}
+
+/* Packs eight 32-bit lanes holding 16-bit values into 8 uint16 and stores them. */
+TARGET static void store16(uint16_t *dst, __m256i r)
+{
+    __m256i packed = _mm256_packus_epi32(r, r);                        /* [a0..3 a0..3 | a4..7 a4..7] */
+    packed = _mm256_permute4x64_epi64(packed, 0x08);                   /* [a0..3 a4..7 | ...] */
+    _mm_storeu_si128((__m128i *)dst, _mm256_castsi256_si128(packed));
+}
+
+TARGET static __m256i load_bf16_as_f32(const uint16_t *src)
+{
+    return _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)src)), 16);
+}
+
+/* f32 (as bits) -> f16, 8 at a time. */
+TARGET static void f32_bits_to_f16(__m256i bits, uint16_t *dst, ckpt_overflow policy, ckpt_cast_counts *counts)
+{
+    __m128i h = _mm256_cvtps_ph(_mm256_castsi256_ps(bits), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    struct lanes16 v = {_mm256_cvtepu16_epi32(h), bits};
+    store16(dst, finish16(v, 0x7C00, 0x7C00, 0x7E00, 0x7BFF, policy, counts));
+}
+
+/* f32 (as bits) -> bf16 with round to nearest even, 8 at a time. */
+TARGET static void f32_bits_to_bf16(__m256i bits, uint16_t *dst, ckpt_overflow policy, ckpt_cast_counts *counts)
+{
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF)));
+    struct lanes16 v = {_mm256_srli_epi32(rounded, 16), bits};
+    store16(dst, finish16(v, 0x7F80, 0x7F80, 0x7FC0, 0x7F7F, policy, counts));
+}
+
+TARGET static __m256i canonical_nan32(__m256i bits)
+{
+    __m256i abs = _mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFFFF));
+    __m256i nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7F800000));
+    __m256i canonical = _mm256_or_si256(_mm256_andnot_si256(_mm256_set1_epi32(0x7FFFFFFF), bits),
+                                        _mm256_set1_epi32(0x7FC00000));
+    return _mm256_blendv_epi8(bits, canonical, nan);
+}
+
+TARGET static void run(ckpt_dtype from, const uint8_t *src, ckpt_dtype to, uint8_t *dst, size_t n,
+                       ckpt_overflow policy, ckpt_cast_counts *counts)
+{
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        __m256i bits;
+        if (from == CKPT_DTYPE_BF16)
+            bits = load_bf16_as_f32((const uint16_t *)src + i);
+        else if (from == CKPT_DTYPE_F16)
+            bits = _mm256_castps_si256(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i))));
+        else
+            bits = _mm256_loadu_si256((const __m256i *)((const float *)src + i));
+        if (to == CKPT_DTYPE_F16)
+            f32_bits_to_f16(bits, (uint16_t *)dst + i, policy, counts);
+        else if (to == CKPT_DTYPE_BF16)
+            f32_bits_to_bf16(bits, (uint16_t *)dst + i, policy, counts);
+        else /* widening is exact; only NaNs become canonical, keeping their sign */
+            _mm256_storeu_si256((__m256i *)((float *)dst + i), canonical_nan32(bits));
+    }
+}
+
+bool cast_fast(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t n, ckpt_overflow overflow,
+               ckpt_cast_counts *counts)
+{
+    bool pair = (from == CKPT_DTYPE_BF16 && (to == CKPT_DTYPE_F16 || to == CKPT_DTYPE_F32)) ||
+                (from == CKPT_DTYPE_F16 && (to == CKPT_DTYPE_BF16 || to == CKPT_DTYPE_F32)) ||
+                (from == CKPT_DTYPE_F32 && (to == CKPT_DTYPE_F16 || to == CKPT_DTYPE_BF16));
+    if (!pair || !cpu_has_avx2_f16c())
+        return false;
+    size_t body = n & ~(size_t)7;
+    run(from, src, to, dst, body, overflow, counts);
+    size_t in = ckpt_dtype_size(from), out = ckpt_dtype_size(to);
+    if (body < n)   /* the reference for the tail; its error status is the caller's to raise */
+        cast_portable(from, (const uint8_t *)src + body * in, to, (uint8_t *)dst + body * out, n - body,
+                      overflow == CKPT_OVERFLOW_ERROR ? CKPT_OVERFLOW_INF : overflow, counts, NULL);
+    return true;
+}
+
+#else
+
+bool cpu_has_avx2_f16c(void)
+{
+    return false;
+}
+
+bool cast_fast(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t n, ckpt_overflow overflow,
+               ckpt_cast_counts *counts)
+{
+    (void)from, (void)src, (void)to, (void)dst, (void)n, (void)overflow, (void)counts;
+    return false;
+}
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * kernels.h: the inside of the element-type and layout kernels, for the
+ * library and its tests.  Each hot kernel has a portable reference and, on
+ * x86 with AVX2 and F16C, a vectorised path chosen at run time; the tests
+ * prove both give the same bytes.
+ */
+#ifndef CKPT_KERNELS_H
+#define CKPT_KERNELS_H
+
+#include "ckpt.h"
+
+#include <stdbool.h>
+
+/* The portable reference for any pair of floating types; CKPT_ERR_UNSUPPORTED for others. */
+int cast_portable(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t count, ckpt_overflow overflow,
+                  ckpt_cast_counts *counts, ckpt_error *err);
+
+/*
+ * The vectorised path.  Returns false, doing nothing, when this CPU or this
+ * pair of types has none.  Overflow under CKPT_OVERFLOW_ERROR is reported
+ * through *overflowed (the caller turns it into the error).
+ */
+bool cast_fast(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t count, ckpt_overflow overflow,
+               ckpt_cast_counts *counts);
+
+/* True when the CPU has AVX2 and F16C (checked with cpuid each call: cheap, and no global state). */
+bool cpu_has_avx2_f16c(void);
+
+/* How one value fared in a cast. */
+enum cast_class { CAST_EXACT_OR_ROUNDED, CAST_OVERFLOW, CAST_SUBNORMAL, CAST_FLUSHED };
+
+/*
+ * NZ tiling of one row-major matrix of `rows` rows of `cols_bytes` bytes into
+ * [ceil(cols_bytes/c0_bytes), ceil(rows/16)*16, c0_bytes] bytes, zero padded:
+ * the portable reference and the vectorised path, and their inverse.
+ */
+void nz_tile_portable(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes);
+void nz_tile_fast(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes);
+void nz_untile_portable(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes);
+
+/* The portable tiling of row blocks [r_begin, r_end) (multiples of 16) and column blocks from j_begin. */
+void nz_tile_edge(const uint8_t *src, uint8_t *dst, uint64_t r_begin, uint64_t r_end, uint64_t rows,
+                  uint64_t cols_bytes, uint64_t c0_bytes, uint64_t j_begin);
+
+#endif
