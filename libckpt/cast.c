@@ -154,9 +154,13 @@ int cast_portable(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, si
             memcpy(o + 8 * i, &v, 8);
             continue;
         }
-        /* torch narrows through float: the first rounding happens here */
-        float f = (float)v;
+        /* torch narrows through float: the first rounding happens here; NaN payloads go */
+        float f = isnan(v) ? copysignf(NAN, signbit(v) ? -1.0f : 1.0f) : (float)v;
         enum cast_class cls = CAST_EXACT_OR_ROUNDED;
+        if (to == CKPT_DTYPE_F32 && from != CKPT_DTYPE_F64) {
+            memcpy(o + 4 * i, &f, 4);   /* widening: exact, nothing to count */
+            continue;
+        }
         if (to == CKPT_DTYPE_F32) {
             if (finite_input && isinf(f)) {
                 cls = CAST_OVERFLOW;
