@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -383,6 +384,92 @@ START_TEST(usage_and_input_errors)
 }
 END_TEST
 
+/* ---- fp8 block-scaled weights ---- */
+
+/* e4m3fn decoded by its definition: sign, 4 exponent bits (bias 7), 3 mantissa bits. */
+static float e4m3_value(uint8_t c)
+{
+    int e = (c >> 3) & 15, m = c & 7;
+    float v = e ? ldexpf(1.0f + m / 8.0f, e - 7) : ldexpf(m / 8.0f, -6);
+    return c & 0x80 ? -v : v;
+}
+
+static uint16_t f32_to_bf16_rne(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+}
+
+START_TEST(fp8_weights_are_dequantized)
+{
+    char *dir = test_tmpdir();
+    char *src = test_join(dir, "fp8"), *dst = test_join(dir, "out");
+    mkdir(src, 0755);
+    /* a 130 x 200 e4m3 weight in 64 x 64 blocks (from config.json): scales [3, 4], edge blocks smaller */
+    enum { R = 130, C = 200, SR = 3, SC = 4 };
+    uint8_t *w = malloc(R * C);
+    float scales[SR * SC];
+    for (int i = 0; i < R * C; i++)
+        w[i] = (uint8_t)((i * 131 + 7) % 251) & 0xF7;   /* no NaN codes */
+    for (int i = 0; i < SR * SC; i++)
+        scales[i] = 0.001f * (float)(i + 1) * (i % 2 ? -1.0f : 1.0f);
+    ckpt_tensor plan[3] = {{"model.layers.0.mlp.down_proj.weight", CKPT_DTYPE_F8_E4M3, 2, (uint64_t[]){R, C}, 0, 0, NULL},
+                           {"model.layers.0.mlp.down_proj.weight_scale_inv", CKPT_DTYPE_F32, 2, (uint64_t[]){SR, SC}, 0, 0,
+                            NULL},
+                           {"model.norm.weight", CKPT_DTYPE_BF16, 1, (uint64_t[]){4}, 0, 0, NULL}};
+    char *shard = test_join(src, "model.safetensors");
+    ckpt_writer *wr;
+    ck_assert_int_eq(ckpt_writer_open(&wr, shard, plan, 3, NULL, 0, NULL), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(wr, w, R * C, NULL), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(wr, scales, sizeof scales, NULL), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(wr, "\x80\x3f\x00\x40\x40\x40\x80\x40", 8, NULL), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_finish(wr, NULL), CKPT_OK);
+    ckpt_writer_free(wr);
+    char *config = test_join(src, "config.json");
+    const char *cfg = "{\"torch_dtype\": \"bfloat16\", \"quantization_config\": {\"quant_method\": \"fp8\", "
+                      "\"weight_block_size\": [64, 64]}}";
+    test_write_file(config, cfg, strlen(cfg));
+
+    char *err;
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target ascend-910b", src, dst), 0);
+    free(err);
+    ckpt_source *out = test_open(dst);
+    size_t idx;
+    ck_assert_int_eq(ckpt_source_find(out, "model.layers.0.mlp.down_proj.weight_scale_inv", &idx), CKPT_ERR_NOT_FOUND);
+    const ckpt_tensor *t;
+    uint8_t *got = test_read_tensor(out, "model.layers.0.mlp.down_proj.weight", &t);
+    ck_assert_int_eq(t->dtype, CKPT_DTYPE_BF16);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            uint16_t g;
+            memcpy(&g, got + 2 * (r * C + c), 2);
+            float expect = e4m3_value(w[r * C + c]) * scales[(r / 64) * SC + c / 64];
+            ck_assert_msg(g == f32_to_bf16_rne(expect), "[%d, %d]: 0x%04x", r, c, g);
+        }
+    free(got);
+    ckpt_source_free(out);
+    /* config.json lost its fp8 quantization_config; the manifest names the scales */
+    char *out_config = test_join(dst, "config.json");
+    json_t *c = json_load_file(out_config, 0, NULL);
+    ck_assert_ptr_null(json_object_get(c, "quantization_config"));
+    ck_assert_str_eq(json_string_value(json_object_get(c, "torch_dtype")), "bfloat16");
+    json_decref(c);
+    check_manifest_hashes(dst);
+    /* and verify --against recomputes it bit for bit */
+    ck_assert_int_eq(test_ckpt(NULL, &err, "verify '%s' --against '%s'", dst, src), 0);
+    free(err);
+    free(out_config);
+    free(config);
+    free(shard);
+    free(w);
+    test_rmtree(dir);
+    free(src);
+    free(dst);
+    free(dir);
+}
+END_TEST
+
 /* ---- interruption ---- */
 
 /* A 48 MiB bf16 checkpoint, large enough that a conversion takes a while. */
@@ -548,6 +635,7 @@ static Suite *convert_suite(void)
     tcase_add_test(tc, dry_run_writes_nothing);
     tcase_add_test(tc, existing_destination_refused);
     tcase_add_test(tc, usage_and_input_errors);
+    tcase_add_test(tc, fp8_weights_are_dequantized);
     tcase_add_test(tc, killed_conversion_leaves_nothing);
     tcase_add_test(tc, library_plan_and_cancel);
     suite_add_tcase(s, tc);
