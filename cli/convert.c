@@ -21,7 +21,7 @@ static const char convert_help[] =
     "  --overflow P         saturate (default), inf (as torch), error\n"
     "  --rules FILE         extra rules: name glob -> dtype / layout / rename / drop\n"
     "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
-    "  --max-memory N       working memory for tensor data (default 32MiB per job)\n"
+    "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
     "  --jobs N             worker threads (default: one per core)\n"
     "  --force              replace an existing DST\n"
     "  --dry-run            print the plan and write nothing\n"

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_BUDGET ((uint64_t)32 << 20)  /* buffer bytes per worker */
+#define DEFAULT_BUDGET ((uint64_t)16 << 20)  /* buffer bytes per worker */
 
 struct shard_out {
     int fd;

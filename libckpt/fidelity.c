@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_BUDGET ((uint64_t)32 << 20)
+#define DEFAULT_BUDGET ((uint64_t)16 << 20)
 
 struct compare_sink {
     struct stream_sink base;

@@ -334,7 +334,7 @@ typedef struct ckpt_convert_options {
     const char *rules;         /* extra rules (docs/rules.md), or NULL */
     const char *rules_origin;  /* names the rules in messages, e.g. their file */
     uint64_t max_shard_bytes;  /* default 5,000,000,000 */
-    uint64_t max_memory;       /* working memory for tensor data; 0: 64 MiB per job */
+    uint64_t max_memory;       /* working memory for tensor data; 0: 16 MiB per job */
     unsigned jobs;             /* worker threads; 0: one per core */
     int force;                 /* replace an existing destination */
 } ckpt_convert_options;
@@ -446,7 +446,7 @@ typedef struct ckpt_verify_options {
     double max_abs_error;    /* with `against`: fail a tensor above this error (0: no bound) */
     double max_rel_error;
     unsigned jobs;           /* 0: one per core */
-    uint64_t max_memory;     /* with `against`: working memory (0: 32 MiB per job) */
+    uint64_t max_memory;     /* with `against`: working memory (0: 16 MiB per job) */
 } ckpt_verify_options;
 
 typedef struct ckpt_verify_summary {
