@@ -427,9 +427,10 @@ static int build(struct machine *m)
     struct pk_value *state = pop(m), *obj = top(m);
     if (!state || !obj)
         return stack_underflow(m, "BUILD");
-    if (obj->kind != PK_CALL)
+    /* a dict's state is an OrderedDict's attributes (torch's _metadata): kept, never applied */
+    if (obj->kind != PK_CALL && obj->kind != PK_DICT)
         return obj->kind == PK_GLOBAL ? refuse_call(m, obj)
-                                      : FAIL(m, CKPT_ERR_FORMAT, "%s: BUILD on a %s", m->origin, "non-object");
+                                      : FAIL(m, CKPT_ERR_FORMAT, "%s: pickle BUILD on a plain value", m->origin);
     obj->state = state;
     return CKPT_OK;
 }

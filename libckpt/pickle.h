@@ -45,6 +45,7 @@ struct pk_value {
     size_t count, cap;
     struct pk_value *fn, *args, *state;
     int64_t tag;          /* for the interpreter: -1 until it assigns something */
+    bool visiting;        /* for the interpreter's walks: on the current path (a cycle if met again) */
 };
 
 struct pk_chunk;

@@ -24,7 +24,7 @@
  * resident set grow to the whole checkpoint.  Only whole pages are dropped:
  * another tensor may share the pages at either end.
  */
-static void release_pages(const uint8_t *p, uint64_t len)
+void source_release_pages(const uint8_t *p, uint64_t len)
 {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
@@ -110,7 +110,7 @@ int view_read_lines(const struct ckpt_source *src, const struct tensor_entry *t,
     if (!t->strides) {
         memcpy(dst, base + first * line_bytes, len);
         if (src->files[t->view.file].mapped && len >= RELEASE_MIN_BYTES)
-            release_pages(base + first * line_bytes, len);
+            source_release_pages(base + first * line_bytes, len);
     }
     else if (pub->rank == 0)
         memcpy(dst, base, esize);
