@@ -1,0 +1,201 @@
+/*
+ * test_pickle.c: the pickle machine on pickles built byte by byte here:
+ * each opcode family, and each way a hostile pickle tries to exhaust or
+ * trick a reader.
+ */
+#include "helpers.h"
+
+#include "pickle.h"
+#include "source.h"
+#include "torch_state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int load(const char *bytes, size_t n, struct pickle *p, ckpt_error *err)
+{
+    return pickle_load(p, (const uint8_t *)bytes, n, "test.pkl", 1 << 24, err);
+}
+
+#define LOAD(lit, p, err) load(lit, sizeof lit - 1, p, err)
+
+START_TEST(opcodes_build_values)
+{
+    struct pickle p;
+    ckpt_error err;
+    /* protocol 2: {'a': [1, -2, True, None, 1.5], 'b': (b'xy',)} with memo reuse */
+    const char v2[] = "\x80\x02}q\x00(X\x01\x00\x00\x00" "aq\x01]q\x02(K\x01J\xfe\xff\xff\xff\x88N"
+                      "G\x3f\xf8\x00\x00\x00\x00\x00\x00" "eX\x01\x00\x00\x00" "bC\x02xy\x85h\x01\x86u.";
+    ck_assert_int_eq(LOAD(v2, &p, &err), CKPT_OK);
+    ck_assert_int_eq(p.root->kind, PK_DICT);
+    ck_assert_uint_eq(p.root->count, 4);
+    const struct pk_value *list = p.root->items[1];
+    int64_t i;
+    ck_assert(pk_int(list->items[0], &i) && i == 1);
+    ck_assert(pk_int(list->items[1], &i) && i == -2);
+    ck_assert_int_eq(list->items[2]->kind, PK_BOOL);
+    ck_assert_int_eq(list->items[3]->kind, PK_NONE);
+    ck_assert_double_eq(list->items[4]->f, 1.5);
+    const struct pk_value *tuple = p.root->items[3];
+    ck_assert_int_eq(tuple->kind, PK_TUPLE);
+    ck_assert_str_eq(pk_str(tuple->items[1]), "a");   /* the memo gave back the same key */
+    pickle_free(&p);
+    /* protocol 0 text forms: (I42\nL-7L\nF0.25\nS'hi'\nVnamé\ntp0\n. */
+    const char v0[] = "(I42\nL-7L\nF0.25\nS'h\\x69'\nI01\ntp0\n.";
+    ck_assert_int_eq(LOAD(v0, &p, &err), CKPT_OK);
+    ck_assert(pk_int(p.root->items[0], &i) && i == 42);
+    ck_assert(pk_int(p.root->items[1], &i) && i == -7);
+    ck_assert_double_eq(p.root->items[2]->f, 0.25);
+    ck_assert_mem_eq(p.root->items[3]->s, "hi", 2);
+    ck_assert_int_eq(p.root->items[4]->kind, PK_BOOL);
+    pickle_free(&p);
+    /* LONG1 negative and 10-byte; protocol 4 framing and MEMOIZE */
+    const char v4[] = "\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00\x8a\x02\x00\xff\x94\x8c\x01z\x94h\x00\x87\x94.";
+    ck_assert_int_eq(LOAD(v4, &p, &err), CKPT_OK);
+    ck_assert(pk_int(p.root->items[0], &i) && i == -256);
+    ck_assert(pk_int(p.root->items[2], &i) && i == -256);
+    pickle_free(&p);
+}
+END_TEST
+
+START_TEST(allowed_calls_are_simulated)
+{
+    struct pickle p;
+    ckpt_error err;
+    /* OrderedDict() becomes a dict that SETITEM fills; _codecs.encode('\xff', 'latin1') bytes */
+    const char od[] = "\x80\x02" "ccollections\nOrderedDict\n)RX\x01\x00\x00\x00k"
+                      "c_codecs\nencode\nX\x02\x00\x00\x00\xc3\xbfX\x06\x00\x00\x00latin1\x86Rs.";
+    ck_assert_int_eq(LOAD(od, &p, &err), CKPT_OK);
+    ck_assert_int_eq(p.root->kind, PK_DICT);
+    ck_assert_int_eq(p.root->items[1]->kind, PK_BYTES);
+    ck_assert_uint_eq(p.root->items[1]->len, 1);
+    ck_assert_uint_eq((uint8_t)p.root->items[1]->s[0], 0xFF);
+    pickle_free(&p);
+    /* argparse.Namespace() with BUILD state is kept for the reader */
+    const char ns[] = "\x80\x02" "cargparse\nNamespace\n)\x81}X\x02\x00\x00\x00lrG\x3f\x50\x62\x4d\xd2\xf1\xa9\xfcsb.";
+    ck_assert_int_eq(LOAD(ns, &p, &err), CKPT_OK);
+    ck_assert(pk_is_call(p.root, "argparse", "Namespace"));
+    ck_assert_int_eq(p.root->state->kind, PK_DICT);
+    pickle_free(&p);
+}
+END_TEST
+
+static void expect_refused(const char *bytes, size_t n, int code, const char *needle)
+{
+    struct pickle p;
+    ckpt_error err;
+    int rc = load(bytes, n, &p, &err);
+    ck_assert_msg(rc == code, "status %d (%s), want %d", rc, rc ? err.message : "ok", code);
+    ck_assert_msg(strstr(err.message, needle) != NULL, "'%s' lacks '%s'", err.message, needle);
+    ck_assert_msg(strstr(err.message, "test.pkl") != NULL, "'%s' does not name the input", err.message);
+}
+
+#define REFUSED(lit, code, needle) expect_refused(lit, sizeof lit - 1, code, needle)
+
+START_TEST(calls_outside_the_allow_list_are_refused)
+{
+    REFUSED("cos\nsystem\n(S'touch /tmp/pwned'\ntR.", CKPT_ERR_FORMAT, "refusing to call os.system");
+    REFUSED("\x80\x04\x8c\x08" "builtins\x8c\x04" "eval\x93\x8c\x01x\x85R.", CKPT_ERR_FORMAT, "refusing to call builtins.eval");
+    REFUSED("(cos\nsystem\nS'id'\no.", CKPT_ERR_FORMAT, "refusing to call os.system");
+    REFUSED("(S'id'\nios\nsystem\n.", CKPT_ERR_FORMAT, "refusing to call os.system");
+    /* BUILD straight on a class (a __setstate__ gadget) */
+    REFUSED("\x80\x02" "csubprocess\nPopen\n}b.", CKPT_ERR_FORMAT, "refusing to call subprocess.Popen");
+    /* calling the result of a call */
+    REFUSED("\x80\x02" "ctorch\nSize\n)R)R.", CKPT_ERR_FORMAT, "calls something that is not a global");
+    /* the extension registry names callables by number */
+    REFUSED("\x80\x02\x82\x01)R.", CKPT_ERR_FORMAT, "extension codes");
+    /* a global alone is only a name: no refusal at load time */
+    struct pickle p;
+    ck_assert_int_eq(LOAD("cos\nsystem\n.", &p, NULL), CKPT_OK);
+    ck_assert(pk_is_global(p.root, "os", "system"));
+    pickle_free(&p);
+}
+END_TEST
+
+START_TEST(malformed_pickles_are_refused)
+{
+    REFUSED("\x80\x02]q\x00", CKPT_ERR_FORMAT, "before its STOP");
+    REFUSED("\x80\x02h\x05.", CKPT_ERR_FORMAT, "never stored");
+    REFUSED("\x80\x02" "a.", CKPT_ERR_FORMAT, "too few values");
+    REFUSED("\x80\x02K\x01K\x02.", CKPT_ERR_FORMAT, "2 values on its stack");
+    REFUSED("\x80\x02\xff.", CKPT_ERR_FORMAT, "unknown pickle opcode 0xff");
+    REFUSED("\x80\x02X\xff\xff\xff\x7f", CKPT_ERR_FORMAT, "before its STOP");
+    REFUSED("\x80\x02X\x02\x00\x00\x00\xc3\x28.", CKPT_ERR_FORMAT, "not valid UTF-8");
+    REFUSED("\x80\x02K\x01K\x02s.", CKPT_ERR_FORMAT, "");
+    REFUSED("\x80\x06.", CKPT_ERR_UNSUPPORTED, "protocol 6");
+    REFUSED("\x80\x02Nr\xff\xff\xff\xff.", CKPT_ERR_LIMIT, "memo key");
+}
+END_TEST
+
+START_TEST(resource_limits)
+{
+    /* 70,000 MARKs: nesting past the limit */
+    size_t n = 70000;
+    char *deep = malloc(n + 4);
+    memset(deep, '(', n);
+    memcpy(deep + n, "N.", 2);
+    expect_refused(deep, n + 2, CKPT_ERR_LIMIT, "nests deeper");
+    free(deep);
+    /* a string of 20 MB against a 16 MiB memory limit */
+    size_t big = 20u << 20;
+    char *s = malloc(big + 16);
+    memcpy(s, "\x80\x02X", 3);
+    s[3] = (char)(big & 0xFF), s[4] = (char)(big >> 8 & 0xFF), s[5] = (char)(big >> 16 & 0xFF), s[6] = (char)(big >> 24);
+    memset(s + 7, 'a', big);
+    memcpy(s + 7 + big, ".", 1);
+    expect_refused(s, big + 8, CKPT_ERR_LIMIT, "max_pickle_bytes");
+    free(s);
+}
+END_TEST
+
+/* A list that holds itself, and 2^40 paths built from 40 memoized doublings. */
+START_TEST(walker_survives_cycles_and_bombs)
+{
+    struct ckpt_source *src = calloc(1, sizeof *src);
+    ckpt_limits_default(&src->limits);
+    struct pickle p;
+    ckpt_error err;
+    ck_assert_int_eq(LOAD("\x80\x02]q\x00h\x00" "a.", &p, &err), CKPT_OK);
+    ck_assert_int_eq(torch_state_declare(src, p.root, "cycle.pkl", NULL, NULL, &err), CKPT_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.message, "contains itself"));
+    pickle_free(&p);
+
+    char bomb[512];
+    size_t k = 0;
+    memcpy(bomb, "\x80\x02N", 3);
+    k = 3;
+    for (int level = 0; level < 40; level++) {   /* x = (x, x) */
+        bomb[k++] = 'q';
+        bomb[k++] = (char)level;
+        bomb[k++] = 'h';
+        bomb[k++] = (char)level;
+        bomb[k++] = '\x86';
+    }
+    bomb[k++] = '.';
+    ck_assert_int_eq(load(bomb, k, &p, &err), CKPT_OK);
+    ck_assert_int_eq(torch_state_declare(src, p.root, "bomb.pkl", NULL, NULL, &err), CKPT_ERR_LIMIT);
+    ck_assert_ptr_nonnull(strstr(err.message, "pickle bomb"));
+    pickle_free(&p);
+    ckpt_source_free(src);
+}
+END_TEST
+
+static Suite *pickle_suite(void)
+{
+    Suite *s = suite_create("pickle");
+    TCase *tc = tcase_create("machine");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, opcodes_build_values);
+    tcase_add_test(tc, allowed_calls_are_simulated);
+    tcase_add_test(tc, calls_outside_the_allow_list_are_refused);
+    tcase_add_test(tc, malformed_pickles_are_refused);
+    tcase_add_test(tc, resource_limits);
+    tcase_add_test(tc, walker_survives_cycles_and_bombs);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_main(pickle_suite());
+}

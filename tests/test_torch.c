@@ -1,0 +1,313 @@
+/*
+ * test_torch.c: torch.save files, ours (testdata/torch, made by real torch)
+ * and other projects' (../shared/external), against golden values torch.load
+ * gave (testdata/torch/make_fixtures.py); and every file that must be
+ * refused, refused without running anything.
+ */
+#include "helpers.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static json_t *load_golden(void)
+{
+    char *path = test_testdata("torch/golden.json");
+    json_t *g = json_load_file(path, 0, NULL);
+    ck_assert_msg(g != NULL, "cannot read %s", path);
+    free(path);
+    return g;
+}
+
+static void fnv_hex(const uint8_t *p, size_t n, char out[17])
+{
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001B3ull;
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* Every tensor torch.load found is in the catalog, equal in dtype, shape and every byte; nothing else is. */
+static void check_against(const char *path, json_t *expect)
+{
+    ckpt_source *src = test_open(path);
+    ck_assert_msg(ckpt_source_tensor_count(src) == json_object_size(expect), "%s: %zu tensors, torch has %zu", path,
+                  ckpt_source_tensor_count(src), json_object_size(expect));
+    const char *name;
+    json_t *e;
+    json_object_foreach(expect, name, e) {
+        size_t i;
+        ck_assert_msg(ckpt_source_find(src, name, &i) == CKPT_OK, "%s: no tensor %s", path, name);
+        const ckpt_tensor *t = ckpt_source_tensor(src, i);
+        if (json_object_get(e, "alias_of")) {
+            ck_assert_msg(t->alias_of && strcmp(t->alias_of, json_string_value(json_object_get(e, "alias_of"))) == 0,
+                          "%s: %s should alias %s", path, name, json_string_value(json_object_get(e, "alias_of")));
+            continue;
+        }
+        ck_assert_msg(strcmp(ckpt_dtype_name(t->dtype), json_string_value(json_object_get(e, "dtype"))) == 0,
+                      "%s: %s is %s", path, name, ckpt_dtype_name(t->dtype));
+        json_t *shape = json_object_get(e, "shape");
+        ck_assert_uint_eq(t->rank, json_array_size(shape));
+        for (uint32_t d = 0; d < t->rank; d++)
+            ck_assert_uint_eq(t->shape[d], (uint64_t)json_integer_value(json_array_get(shape, d)));
+        ck_assert_uint_eq(t->nbytes, (uint64_t)json_integer_value(json_object_get(e, "nbytes")));
+        uint8_t *data = test_read_tensor(src, name, NULL);
+        char hex[17];
+        fnv_hex(data, t->nbytes, hex);
+        ck_assert_msg(strcmp(hex, json_string_value(json_object_get(e, "fnv"))) == 0, "%s: %s values differ from torch",
+                      path, name);
+        free(data);
+    }
+    ckpt_source_free(src);
+}
+
+START_TEST(fixtures_match_torch)
+{
+    json_t *g = load_golden();
+    const char *file;
+    json_t *expect;
+    json_object_foreach(json_object_get(g, "fixtures"), file, expect) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "torch/%s", file);
+        char *path = test_testdata(rel);
+        check_against(path, expect);
+        free(path);
+    }
+    json_decref(g);
+}
+END_TEST
+
+START_TEST(external_files_match_torch)
+{
+    json_t *g = load_golden();
+    const char *file;
+    json_t *expect;
+    size_t n = 0;
+    json_object_foreach(json_object_get(g, "external"), file, expect) {
+        char *path = test_external(file);
+        check_against(path, expect);
+        free(path);
+        n++;
+    }
+    ck_assert_uint_ge(n, 34);
+    json_decref(g);
+}
+END_TEST
+
+static const ckpt_object *find_object(const ckpt_source *src, const char *name)
+{
+    for (size_t i = 0; i < ckpt_source_object_count(src); i++)
+        if (strcmp(ckpt_source_object(src, i)->name, name) == 0)
+            return ckpt_source_object(src, i);
+    ck_abort_msg("no object %s", name);
+    return NULL;
+}
+
+START_TEST(training_checkpoint_objects)
+{
+    char *path = test_testdata("torch/training.pt");
+    ckpt_source *src = test_open(path);
+    ck_assert_str_eq(ckpt_source_format(src), "torch");
+    const ckpt_object *o = find_object(src, "iteration");
+    ck_assert_str_eq(o->kind, "int");
+    ck_assert_str_eq(o->value, "100");
+    ck_assert_str_eq(find_object(src, "args.lr")->value, "0.001");
+    ck_assert_str_eq(find_object(src, "args.hidden_size")->value, "64");
+    ck_assert_str_eq(find_object(src, "args.name")->value, "tiny");
+    ck_assert_str_eq(find_object(src, "args.use_bias")->value, "True");
+    ck_assert_str_eq(find_object(src, "args.layers.1")->value, "2");
+    ck_assert_str_eq(find_object(src, "note")->kind, "none");
+    ckpt_source_free(src);
+    /* the CLI shows them with --objects */
+    char *out;
+    ck_assert_int_eq(test_ckpt(&out, NULL, "inspect --objects '%s'", path), 0);
+    ck_assert_ptr_nonnull(strstr(out, "args.lr = 0.001  (float)"));
+    ck_assert_ptr_nonnull(strstr(out, "model.layer.weight"));
+    free(out);
+    free(path);
+}
+END_TEST
+
+/* ---- refusals ---- */
+
+static bool must_read(const char *rel)
+{
+    static const char *const ok[] = {"picklescan/data/pytorch_model.bin", "picklescan/data/new_pytorch_model.bin"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(rel, ok[i]) == 0)
+            return true;
+    return strncmp(rel, "burn/", 5) == 0 && strcmp(rel, "burn/broken.pt") != 0 && strstr(rel, ".tar") == NULL;
+}
+
+static size_t entries_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+/* Each file under `folder` that must be refused exits 3 with one line naming it; nothing runs. */
+static size_t check_refusals(const char *folder, const char *cwd)
+{
+    char *dir = test_external(folder);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    size_t refused = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char rel[512];
+        snprintf(rel, sizeof rel, "%s/%s", folder, e->d_name);
+        if (must_read(rel))
+            continue;
+        char *path = test_join(dir, e->d_name), *err;
+        /* the caller runs this from an empty folder: a payload that ran would likely leave something there */
+        int rc = test_ckpt(NULL, &err, "inspect '%s'", path);
+        ck_assert_msg(rc == 3, "%s: exit %d, want 3: %s", rel, rc, err);
+        ck_assert_msg(strstr(err, path) != NULL && strchr(err, '\n') == err + strlen(err) - 1,
+                      "%s: the message should be one line naming the file: %s", rel, err);
+        if (strstr(err, "refusing to call"))
+            ck_assert_msg(strstr(err, "refusing to call ") && strchr(strstr(err, "refusing to call ") + 17, '.'),
+                          "%s: the refusal should name module.global: %s", rel, err);
+        free(err);
+        free(path);
+        refused++;
+    }
+    closedir(d);
+    free(dir);
+    ck_assert_uint_eq(entries_in(cwd), 0);
+    return refused;
+}
+
+START_TEST(hostile_files_refused)
+{
+    char *cwd = test_tmpdir();
+    char *here = getcwd(NULL, 0);
+    ck_assert_int_eq(chdir(cwd), 0);
+    size_t n = check_refusals("picklescan/data", cwd) + check_refusals("picklescan/data2", cwd) +
+               check_refusals("burn", cwd);
+    ck_assert_int_eq(chdir(here), 0);
+    ck_assert_uint_ge(n, 100);
+    ck_assert_uint_eq(entries_in(cwd), 0);
+    /* the payload of a typical sample, if it had run, would have made this file */
+    ck_assert_int_ne(access("/tmp/pwned", F_OK), 0);
+    test_rmtree(cwd);
+    free(here);
+    free(cwd);
+}
+END_TEST
+
+START_TEST(named_refusals)
+{
+    static const struct {
+        const char *file, *needle;
+    } cases[] = {
+        {"picklescan/data/malicious1_v4.pkl", "refusing to call builtins.eval"},
+        {"picklescan/data2/GHSA-4675-36f9-wf6r.pkl", "refusing to call ctypes.CDLL"},
+        {"picklescan/data/malicious1.zip", "refusing to call builtins.eval"},
+        {"picklescan/data/benign0_v3.pkl", "no tensors"},
+        {"burn/broken.pt", "pickle"},
+        {"picklescan/data2/malicious1_crc.zip", "CRC"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = test_external(cases[i].file);
+        ckpt_source *src = NULL;
+        ckpt_error err;
+        int rc = ckpt_source_open(&src, path, NULL, &err);
+        ck_assert_msg(rc != CKPT_OK && ckpt_status_is_input_error(rc), "%s: status %d", cases[i].file, rc);
+        ck_assert_msg(strstr(err.message, cases[i].needle) != NULL, "%s: %s", cases[i].file, err.message);
+        free(path);
+    }
+}
+END_TEST
+
+START_TEST(sharded_bin_folder)
+{
+    char *dir = test_tmpdir();
+    char *a = test_join(dir, "pytorch_model-00001-of-00002.bin"), *b = test_join(dir, "pytorch_model-00002-of-00002.bin");
+    char *views = test_testdata("torch/views.pt"), *dtypes = test_testdata("torch/dtypes.pt");
+    size_t n;
+    uint8_t *x = test_read_file(views, &n);
+    test_write_file(a, x, n);
+    free(x);
+    x = test_read_file(dtypes, &n);
+    test_write_file(b, x, n);
+    free(x);
+    char *index = test_join(dir, "pytorch_model.bin.index.json");
+    const char *json = "{\"weight_map\": {\"base\": \"pytorch_model-00001-of-00002.bin\", "
+                       "\"transposed\": \"pytorch_model-00001-of-00002.bin\", \"slice\": \"pytorch_model-00001-of-00002.bin\", "
+                       "\"expanded\": \"pytorch_model-00001-of-00002.bin\", \"offset\": \"pytorch_model-00001-of-00002.bin\", "
+                       "\"strided\": \"pytorch_model-00001-of-00002.bin\", \"tied\": \"pytorch_model-00001-of-00002.bin\", "
+                       "\"bf16\": \"pytorch_model-00002-of-00002.bin\", \"f16\": \"pytorch_model-00002-of-00002.bin\", "
+                       "\"f32\": \"pytorch_model-00002-of-00002.bin\", \"f64\": \"pytorch_model-00002-of-00002.bin\", "
+                       "\"i8\": \"pytorch_model-00002-of-00002.bin\", \"i16\": \"pytorch_model-00002-of-00002.bin\", "
+                       "\"i32\": \"pytorch_model-00002-of-00002.bin\", \"i64\": \"pytorch_model-00002-of-00002.bin\", "
+                       "\"u8\": \"pytorch_model-00002-of-00002.bin\", \"bool\": \"pytorch_model-00002-of-00002.bin\", "
+                       "\"scalar\": \"pytorch_model-00002-of-00002.bin\", \"empty\": \"pytorch_model-00002-of-00002.bin\"}}";
+    test_write_file(index, json, strlen(json));
+    ckpt_source *src = test_open(dir);
+    ck_assert_str_eq(ckpt_source_format(src), "torch");
+    ck_assert_uint_eq(ckpt_source_file_count(src), 2);
+    ck_assert_uint_eq(ckpt_source_tensor_count(src), 19);
+    ckpt_source_free(src);
+    test_rmtree(dir);
+    free(a);
+    free(b);
+    free(index);
+    free(views);
+    free(dtypes);
+    free(dir);
+}
+END_TEST
+
+START_TEST(convert_torch_to_safetensors)
+{
+    char *dir = test_tmpdir();
+    char *dst = test_join(dir, "out"), *src = test_testdata("torch/views.pt");
+    char *err;
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target nd", src, dst), 0);
+    free(err);
+    json_t *g = load_golden();
+    json_t *expect = json_deep_copy(json_object_get(json_object_get(g, "fixtures"), "views.pt"));
+    json_object_del(expect, "tied");   /* written once: the alias is in the manifest */
+    check_against(dst, expect);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "verify '%s' --against '%s'", dst, src), 0);
+    free(err);
+    json_decref(expect);
+    json_decref(g);
+    test_rmtree(dir);
+    free(dst);
+    free(src);
+    free(dir);
+}
+END_TEST
+
+static Suite *torch_suite(void)
+{
+    Suite *s = suite_create("torch");
+    TCase *tc = tcase_create("torch");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, fixtures_match_torch);
+    tcase_add_test(tc, external_files_match_torch);
+    tcase_add_test(tc, training_checkpoint_objects);
+    tcase_add_test(tc, hostile_files_refused);
+    tcase_add_test(tc, named_refusals);
+    tcase_add_test(tc, sharded_bin_folder);
+    tcase_add_test(tc, convert_torch_to_safetensors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_main(torch_suite());
+}
