@@ -77,7 +77,8 @@ int dir_list_suffix(const char *dir, const char *suffix, char ***paths, size_t *
         path_list_free(list, n);
         return rc;
     }
-    qsort(list, n, sizeof *list, by_string);
+    if (n)
+        qsort(list, n, sizeof *list, by_string);
     *paths = list;
     *count = n;
     return CKPT_OK;

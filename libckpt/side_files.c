@@ -141,7 +141,8 @@ static int copy_small_files(struct outdir *o, const char *dir, struct file_recor
             count++;
     }
     closedir(d);
-    qsort(names, count, sizeof *names, by_string);
+    if (count)
+        qsort(names, count, sizeof *names, by_string);
     for (size_t i = 0; i < count; i++) {
         char path[4096];
         struct stat st;
