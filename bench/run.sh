@@ -8,5 +8,7 @@ for b in "$CKPT_BUILD"/bench/*; do
     echo "== $(basename "$b")"
     "$b"
 done
+echo "== torch_rss"
+sh bench/torch_rss.sh "$CKPT_BUILD/ckpt"
 echo "== convert"
 BENCH_JSON="$CKPT_BUILD/bench-convert.json" sh bench/convert.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_checkpoint"
