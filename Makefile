@@ -109,12 +109,17 @@ FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-build-fuzz/libckpt.a:
-	@sh scripts/ensure-deps.sh build fuzz
-	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" build-fuzz/libckpt.a
+FUZZ_LIB  := build-fuzz/lib/libckpt.a
 
-build-fuzz/fuzz_%: fuzz/fuzz_%.c build-fuzz/libckpt.a
-	clang $(ALL_CPPFLAGS) -Ifuzz $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< build-fuzz/libckpt.a $(PKG_LIBS)
+# the library itself, built by this Makefile again with clang and the fuzzer's instrumentation
+ifndef FUZZ_INNER
+$(FUZZ_LIB): $(LIB_SRC)
+	@sh scripts/ensure-deps.sh build fuzz
+	$(MAKE) FUZZ_INNER=1 BUILD=build-fuzz/lib CC=clang CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" $@
+endif
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB)
+	clang $(ALL_CPPFLAGS) -Ifuzz $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(PKG_LIBS)
 
 fuzz: $(FUZZ_BIN)
 	EXTERNAL=$(EXTERNAL) sh fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)

@@ -20,6 +20,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 static const uint8_t magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
@@ -30,20 +31,58 @@ struct legacy_storage {
     bool placed;
 };
 
+/*
+ * Storages are found by key through an open-addressing table (index + 1,
+ * 0 empty): a hostile file can name a million storages, and a linear search
+ * per reference would take hours.
+ */
 struct legacy_ctx {
     struct ckpt_source *src;
     uint32_t file;
     struct legacy_storage *storages;
     size_t count, cap;
+    size_t *slots;
+    size_t slot_count;
     bool big_endian;
 };
 
+static size_t key_slot(const struct legacy_ctx *c, const char *key)
+{
+    return (size_t)XXH3_64bits(key, strlen(key)) & (c->slot_count - 1);
+}
+
 static struct legacy_storage *find(struct legacy_ctx *c, const char *key)
 {
-    for (size_t i = 0; i < c->count; i++)
-        if (strcmp(c->storages[i].key, key) == 0)
-            return &c->storages[i];
-    return NULL;
+    if (!c->slot_count)
+        return NULL;
+    for (size_t s = key_slot(c, key);; s = (s + 1) & (c->slot_count - 1)) {
+        size_t v = c->slots[s];
+        if (v == 0)
+            return NULL;
+        if (strcmp(c->storages[v - 1].key, key) == 0)
+            return &c->storages[v - 1];
+    }
+}
+
+/* Keeps the table at most half full; rebuilt from the storages when it grows. */
+static int reserve_slots(struct legacy_ctx *c, size_t count, const char *path, ckpt_error *err)
+{
+    if (count * 2 <= c->slot_count)
+        return CKPT_OK;
+    size_t n = c->slot_count ? c->slot_count * 2 : 128;
+    size_t *slots = calloc(n, sizeof *slots);
+    if (!slots)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory indexing %zu storages", path, count);
+    free(c->slots);
+    c->slots = slots;
+    c->slot_count = n;
+    for (size_t i = 0; i < c->count; i++) {
+        size_t s = key_slot(c, c->storages[i].key);
+        while (c->slots[s])
+            s = (s + 1) & (n - 1);
+        c->slots[s] = i + 1;
+    }
+    return CKPT_OK;
 }
 
 static int collect(void *ctx, const struct torch_storage_ref *ref, ckpt_error *err)
@@ -65,7 +104,14 @@ static int collect(void *ctx, const struct torch_storage_ref *ref, ckpt_error *e
         c->storages = grown;
         c->cap = cap;
     }
+    int rc = reserve_slots(c, c->count + 1, path, err);
+    if (rc)
+        return rc;
+    size_t slot = key_slot(c, ref->key);
+    while (c->slots[slot])
+        slot = (slot + 1) & (c->slot_count - 1);
     c->storages[c->count++] = (struct legacy_storage){ref->key, ref->dtype, ref->numel, 0, false};
+    c->slots[slot] = c->count;
     return CKPT_OK;
 }
 
@@ -102,7 +148,8 @@ static int locate(void *ctx, const struct torch_storage_ref *ref, ckpt_dtype dty
 {
     struct legacy_ctx *c = ctx;
     struct legacy_storage *s = find(c, ref->key);
-    size_t es = ckpt_dtype_size(dtype);
+    (void)dtype;   /* extents are in the storage's own elements: the bytes place_storages checked */
+    size_t es = s ? ckpt_dtype_size(s->dtype) : 0;
     if (!s || !s->placed)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: storage %s has no data", c->src->files[c->file].path, ref->key);
     view->file = c->file;
@@ -150,7 +197,7 @@ int torch_load_legacy(struct ckpt_source *src, uint32_t file, ckpt_error *err)
         pickle_free(&p[0]);
         return rc;
     }
-    struct legacy_ctx c = {src, file, NULL, 0, 0, false};
+    struct legacy_ctx c = {src, file, NULL, 0, 0, NULL, 0, false};
     int64_t version = 0;
     for (int k = 1; k < 5 && !rc; k++)
         rc = next_pickle(src, f, &at, &p[k], err);
@@ -170,5 +217,6 @@ int torch_load_legacy(struct ckpt_source *src, uint32_t file, ckpt_error *err)
     for (int k = 0; k < 5; k++)
         pickle_free(&p[k]);
     free(c.storages);
+    free(c.slots);
     return rc;
 }

@@ -8,7 +8,8 @@
  * give that (it streams entries through its own buffers), so the fast path
  * reads the central directory itself (zip.c).  Entries that are compressed
  * (an archive re-zipped by some other tool) are inflated by libarchive into
- * memory, bounded by max_pickle_bytes.
+ * memory, each once however many tensors view it, and all of them together
+ * bounded by max_pickle_bytes.
  */
 #include "torch.h"
 
@@ -32,6 +33,8 @@ struct zip_ctx {
     struct zip zip;
     char prefix[1024];
     bool big_endian;
+    uint32_t *inflated;        /* per entry: its buffer's file index + 1, 0 while not inflated */
+    uint64_t inflated_bytes;
 };
 
 static const char *path_of(const struct zip_ctx *c)
@@ -86,11 +89,28 @@ static int entry_bytes(struct zip_ctx *c, const struct zip_entry *e, uint32_t *f
         *offset = e->data_offset;
         return CKPT_OK;
     }
+    *offset = 0;
+    size_t index = (size_t)(e - c->zip.entries);
+    if (!c->inflated && !(c->inflated = calloc(c->zip.count, sizeof *c->inflated)))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path_of(c));
+    if (c->inflated[index]) {
+        *file = c->inflated[index] - 1;
+        return CKPT_OK;
+    }
+    uint64_t total;
+    if (!ckpt_add_u64(c->inflated_bytes, e->size, &total) || total > c->src->limits.max_pickle_bytes)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: compressed entries inflate to more than %llu bytes (max_pickle_bytes)",
+                         path_of(c), (unsigned long long)c->src->limits.max_pickle_bytes);
     uint8_t *buf;
+    char name[1200];
+    snprintf(name, sizeof name, "%s:%s", path_of(c), e->name);
     int rc = inflate_entry(c, e, &buf, err);
     if (!rc)
-        rc = source_add_buffer(c->src, e->name, buf, e->size, file, err);
-    *offset = 0;
+        rc = source_add_buffer(c->src, name, buf, e->size, file, err);
+    if (!rc) {
+        c->inflated[index] = *file + 1;
+        c->inflated_bytes = total;
+    }
     return rc;
 }
 
@@ -178,7 +198,7 @@ static int read_byteorder(struct zip_ctx *c, ckpt_error *err)
 
 int torch_load_zip(struct ckpt_source *src, uint32_t file, ckpt_error *err)
 {
-    struct zip_ctx c = {src, file, {0}, "", false};
+    struct zip_ctx c = {src, file, {0}, "", false, NULL, 0};
     const struct source_file *f = &src->files[file];
     int rc = zip_open(&c.zip, f->data, f->size, f->path, err);
     if (rc)
@@ -202,5 +222,6 @@ int torch_load_zip(struct ckpt_source *src, uint32_t file, ckpt_error *err)
         rc = torch_state_declare(src, p.root, origin, locate, &c, err);
     pickle_free(&p);
     zip_free(&c.zip);
+    free(c.inflated);
     return rc;
 }

@@ -64,7 +64,7 @@ static int find_directory(const uint8_t *d, uint64_t size, const char *path, str
         if (at < 20 || ckpt_load_le32(d + at - 20) != LOCATOR_SIG)
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: zip64 archive without its locator", path);
         uint64_t z64 = ckpt_load_le64(d + at - 20 + 8);
-        if (z64 > size - 56 || ckpt_load_le32(d + z64) != EOCD64_SIG)
+        if (size < 56 || z64 > size - 56 || ckpt_load_le32(d + z64) != EOCD64_SIG)
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: zip64 end record lies outside the file", path);
         cd->entries = ckpt_load_le64(d + z64 + 32);
         cd->size = ckpt_load_le64(d + z64 + 40);
@@ -169,7 +169,7 @@ static int read_entry(struct zip *z, const uint8_t *d, uint64_t size, uint64_t *
     if (rc)
         return rc;
     /* the local header gives the true data offset: its own name and extra (torch's alignment padding) */
-    if (local > size - 30 || ckpt_load_le32(d + local) != LOCAL_SIG)
+    if (size < 30 || local > size - 30 || ckpt_load_le32(d + local) != LOCAL_SIG)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: zip entry %s: local header lies outside the file", path, name);
     uint64_t end;
     e->data_offset = local + 30 + ckpt_load_le16(d + local + 26) + ckpt_load_le16(d + local + 28);

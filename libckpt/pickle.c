@@ -152,6 +152,9 @@ static int pop_mark(struct machine *m, size_t *first, const char *op)
     if (!m->mark_count)
         return FAIL(m, CKPT_ERR_FORMAT, "%s: pickle %s at byte %zu without a MARK", m->origin, op, m->pos);
     *first = m->marks[--m->mark_count];
+    /* every opcode keeps the stack at or above the last MARK; checked again so that no slice is negative */
+    if (*first > m->depth)
+        return stack_underflow(m, op);
     return CKPT_OK;
 }
 
@@ -744,10 +747,13 @@ static int step(struct machine *m, uint8_t op, bool *stop)
         if ((rc = pop_mark(m, &first, "ADDITEMS")))
             return rc;
         return append_to(m, first, PK_SET, "ADDITEMS");
-    case 's':
-        if (m->depth < 3)
+    case 's': {
+        /* the key and value must both lie above the last MARK, or the stack would drop below it */
+        size_t floor = m->mark_count ? m->marks[m->mark_count - 1] : 0;
+        if (m->depth < 3 || m->depth - 2 < floor)
             return stack_underflow(m, "SETITEM");
         return set_items(m, m->depth - 2, "SETITEM");
+    }
     case 'u':
         if ((rc = pop_mark(m, &first, "SETITEMS")))
             return rc;

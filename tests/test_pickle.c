@@ -124,6 +124,8 @@ START_TEST(malformed_pickles_are_refused)
     REFUSED("\x80\x02K\x01K\x02s.", CKPT_ERR_FORMAT, "");
     REFUSED("\x80\x06.", CKPT_ERR_UNSUPPORTED, "protocol 6");
     REFUSED("\x80\x02Nr\xff\xff\xff\xff.", CKPT_ERR_LIMIT, "memo key");
+    /* a SETITEM whose key lies below the last MARK: once made a negative slice and looped forever */
+    REFUSED("\x80\x02}K\x00(K\x01st.", CKPT_ERR_FORMAT, "SETITEM");
 }
 END_TEST
 

@@ -6,6 +6,8 @@
  */
 #include "helpers.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <dirent.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -291,6 +293,115 @@ START_TEST(convert_torch_to_safetensors)
 }
 END_TEST
 
+/* views.pt re-zipped with every entry deflated, as some tools rewrite archives. */
+static void write_deflated_copy(const char *from, const char *to)
+{
+    struct archive *in = archive_read_new(), *out = archive_write_new();
+    archive_read_support_format_zip(in);
+    ck_assert_int_eq(archive_read_open_filename(in, from, 1 << 16), ARCHIVE_OK);
+    archive_write_set_format_zip(out);
+    archive_write_zip_set_compression_deflate(out);
+    ck_assert_int_eq(archive_write_open_filename(out, to), ARCHIVE_OK);
+    struct archive_entry *e;
+    static uint8_t buf[1 << 16];
+    while (archive_read_next_header(in, &e) == ARCHIVE_OK) {
+        ck_assert_int_eq(archive_write_header(out, e), ARCHIVE_OK);
+        la_ssize_t n;
+        while ((n = archive_read_data(in, buf, sizeof buf)) > 0)
+            ck_assert_int_eq(archive_write_data(out, buf, (size_t)n), n);
+    }
+    archive_write_free(out);
+    archive_read_free(in);
+}
+
+/*
+ * A legacy file naming `n` storages, one float each: storage lookups must not
+ * grow with the square of their number (300,000 once took over five minutes).
+ */
+static void write_many_storages(const char *path, uint32_t n)
+{
+    size_t cap = (size_t)n * 96 + 4096, k = 0;
+    uint8_t *b = malloc(cap);
+#define PUT(lit) (memcpy(b + k, lit, sizeof lit - 1), k += sizeof lit - 1)
+    /* the magic number, protocol 1001 and a sys_info dict, as torch 1.5 wrote them */
+    PUT("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.");
+    PUT("\x80\x02M\xe9\x03.");
+    PUT("\x80\x02}X\x0d\x00\x00\x00little_endian\x88s.");
+    PUT("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\nq\x00" "0" "ctorch\nFloatStorage\nq\x01" "0"
+        "X\x07\x00\x00\x00storageq\x02" "0" "X\x03\x00\x00\x00" "cpuq\x03" "0" "](");
+    for (uint32_t i = 0; i < n; i++) {
+        char key[16];
+        int len = snprintf(key, sizeof key, "%u", i);
+        PUT("h\x00((h\x02h\x01X");
+        uint8_t l4[4] = {(uint8_t)len, 0, 0, 0};
+        memcpy(b + k, l4, 4), k += 4;
+        memcpy(b + k, key, (size_t)len), k += (size_t)len;
+        PUT("h\x03K\x01tQK\x00K\x01\x85K\x01\x85\x89}tR");
+    }
+    PUT("e.\x80\x02](");
+    for (uint32_t i = 0; i < n; i++) {
+        char key[16];
+        int len = snprintf(key, sizeof key, "%u", i);
+        b[k++] = 'X';
+        uint8_t l4[4] = {(uint8_t)len, 0, 0, 0};
+        memcpy(b + k, l4, 4), k += 4;
+        memcpy(b + k, key, (size_t)len), k += (size_t)len;
+    }
+    PUT("e.");
+    for (uint32_t i = 0; i < n; i++) {
+        PUT("\x01\x00\x00\x00\x00\x00\x00\x00");
+        float f = (float)i;
+        memcpy(b + k, &f, 4), k += 4;
+    }
+#undef PUT
+    ck_assert_uint_le(k, cap);
+    test_write_file(path, b, k);
+    free(b);
+}
+
+START_TEST(crafted_archives)
+{
+    char *dir = test_tmpdir();
+    /* deflated entries: inflated once per storage however many views share it, values as torch gave */
+    char *views = test_testdata("torch/views.pt"), *deflated = test_join(dir, "views.pt");
+    write_deflated_copy(views, deflated);
+    json_t *g = load_golden();
+    check_against(deflated, json_object_get(json_object_get(g, "fixtures"), "views.pt"));
+    json_decref(g);
+    ckpt_source *src = test_open(deflated);
+    ck_assert_uint_eq(ckpt_source_file_count(src), 3);   /* the archive, data.pkl, one storage */
+    ckpt_source_free(src);
+
+    /* a 46-byte zip64 archive whose end record points anywhere: once read outside the mapping */
+    char *tiny = test_join(dir, "tiny.pt");
+    uint8_t z[46] = {'P', 'K', 3, 4, 'P', 'K', 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0, 0, 0, 1, 0, 0, 0,
+                     'P', 'K', 5, 6, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0};
+    test_write_file(tiny, z, sizeof z);
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_source_open(&src, tiny, NULL, &err), CKPT_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.message, "zip64"));
+
+    char *many = test_join(dir, "many.pt");
+    write_many_storages(many, 200000);
+    src = test_open(many);
+    ck_assert_uint_eq(ckpt_source_tensor_count(src), 200000);
+    const ckpt_tensor *t;
+    uint8_t *v = test_read_tensor(src, "199999", &t);
+    float f;
+    memcpy(&f, v, 4);
+    ck_assert_float_eq(f, 199999.0f);
+    free(v);
+    ckpt_source_free(src);
+
+    test_rmtree(dir);
+    free(views);
+    free(deflated);
+    free(tiny);
+    free(many);
+    free(dir);
+}
+END_TEST
+
 static Suite *torch_suite(void)
 {
     Suite *s = suite_create("torch");
@@ -303,6 +414,7 @@ static Suite *torch_suite(void)
     tcase_add_test(tc, named_refusals);
     tcase_add_test(tc, sharded_bin_folder);
     tcase_add_test(tc, convert_torch_to_safetensors);
+    tcase_add_test(tc, crafted_archives);
     suite_add_tcase(s, tc);
     return s;
 }
