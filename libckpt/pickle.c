@@ -160,6 +160,8 @@ static int pop_mark(struct machine *m, size_t *first, const char *op)
 
 static int append_items(struct machine *m, struct pk_value *c, struct pk_value **items, size_t n)
 {
+    if (n == 0)   /* an empty APPENDS or SETITEMS: c->items may still be NULL */
+        return CKPT_OK;
     if (c->count + n > c->cap) {
         size_t cap = c->cap ? c->cap : 4;
         while (cap < c->count + n)
@@ -847,6 +849,10 @@ int pickle_load(struct pickle *p, const uint8_t *data, size_t len, const char *o
     memset(p, 0, sizeof *p);
     p->limit = max_bytes;
     struct machine m = {.p = p, .data = data, .len = len, .origin = origin, .err = err};
+    /* the stack exists from the start, so that slices of it are never taken from NULL */
+    m.stack_cap = 64;
+    if (!(m.stack = malloc(m.stack_cap * sizeof *m.stack)))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", origin);
     bool stop = false;
     int rc = CKPT_OK;
     while (!rc && !stop) {

@@ -49,6 +49,13 @@ START_TEST(opcodes_build_values)
     ck_assert_mem_eq(p.root->items[3]->s, "hi", 2);
     ck_assert_int_eq(p.root->items[4]->kind, PK_BOOL);
     pickle_free(&p);
+    /* empty containers from marks (fuzzer finds: slices of an empty stack, empty APPENDS) */
+    ck_assert_int_eq(LOAD("(d.", &p, &err), CKPT_OK);
+    ck_assert_int_eq(p.root->kind, PK_DICT);
+    pickle_free(&p);
+    ck_assert_int_eq(LOAD("](e.", &p, &err), CKPT_OK);
+    ck_assert_uint_eq(p.root->count, 0);
+    pickle_free(&p);
     /* LONG1 negative and 10-byte; protocol 4 framing and MEMOIZE */
     const char v4[] = "\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00\x8a\x02\x00\xff\x94\x8c\x01z\x94h\x00\x87\x94.";
     ck_assert_int_eq(LOAD(v4, &p, &err), CKPT_OK);
