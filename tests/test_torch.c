@@ -402,6 +402,56 @@ START_TEST(crafted_archives)
 }
 END_TEST
 
+/* views.pt (f32, strided views, an alias) for each Ascend target, against casts done here */
+START_TEST(convert_torch_for_each_target)
+{
+    static const struct {
+        const char *target;
+        ckpt_dtype dtype;
+    } targets[] = {{"ascend-310p", CKPT_DTYPE_F16}, {"ascend-910b", CKPT_DTYPE_BF16}};
+    char *src = test_testdata("torch/views.pt");
+    ckpt_source *in = test_open(src);
+    for (size_t k = 0; k < 2; k++) {
+        char *dir = test_tmpdir();
+        char *dst = test_join(dir, "out"), *err;
+        ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target %s", src, dst, targets[k].target), 0);
+        free(err);
+        ckpt_source *out = test_open(dst);
+        static const char *const names[] = {"base", "transposed", "slice", "expanded", "offset", "strided"};
+        for (size_t n = 0; n < 6; n++) {
+            const ckpt_tensor *t;
+            uint8_t *x = test_read_tensor(in, names[n], NULL), *y = test_read_tensor(out, names[n], &t);
+            ck_assert_int_eq(t->dtype, targets[k].dtype);
+            for (uint64_t e = 0; e < t->nbytes / 2; e++) {
+                float f;
+                uint16_t got, want;
+                memcpy(&f, x + 4 * e, 4);
+                memcpy(&got, y + 2 * e, 2);
+                if (targets[k].dtype == CKPT_DTYPE_F16) {
+                    _Float16 h = (_Float16)f;
+                    memcpy(&want, &h, 2);
+                } else {   /* these small integers are exact in bf16: the top half of the float */
+                    uint32_t b;
+                    memcpy(&b, &f, 4);
+                    want = (uint16_t)(b >> 16);
+                }
+                ck_assert_msg(got == want, "%s %s[%llu]", targets[k].target, names[n], (unsigned long long)e);
+            }
+            free(x);
+            free(y);
+        }
+        ckpt_source_free(out);
+        ck_assert_int_eq(test_ckpt(NULL, &err, "verify '%s' --against '%s'", dst, src), 0);
+        free(err);
+        test_rmtree(dir);
+        free(dst);
+        free(dir);
+    }
+    ckpt_source_free(in);
+    free(src);
+}
+END_TEST
+
 static Suite *torch_suite(void)
 {
     Suite *s = suite_create("torch");
@@ -414,6 +464,7 @@ static Suite *torch_suite(void)
     tcase_add_test(tc, named_refusals);
     tcase_add_test(tc, sharded_bin_folder);
     tcase_add_test(tc, convert_torch_to_safetensors);
+    tcase_add_test(tc, convert_torch_for_each_target);
     tcase_add_test(tc, crafted_archives);
     suite_add_tcase(s, tc);
     return s;
