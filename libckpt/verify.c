@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHUNK_BYTES ((size_t)8 << 20)
+#define CHUNK_BYTES ((size_t)1 << 20)   /* read then hashed while still in cache */
 #define HEADER_MAX_BYTES 100000000u
 
 /* ---- reporting ---- */
