@@ -23,6 +23,9 @@ char *test_join(const char *dir, const char *name);
 void test_write_file(const char *path, const void *data, size_t len);
 uint8_t *test_read_file(const char *path, size_t *len);
 
+/* Entries of a folder, "." and ".." aside. */
+size_t test_count_entries(const char *dir);
+
 /* Removes a folder tree (best effort). */
 void test_rmtree(const char *path);
 

@@ -498,17 +498,6 @@ static char *make_big_source(const char *dir)
     return path;
 }
 
-static size_t count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-    closedir(d);
-    return n;
-}
-
 static double seconds_now(void)
 {
     struct timespec ts;
@@ -567,7 +556,7 @@ START_TEST(killed_conversion_leaves_nothing)
     char *err;
     ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target ascend-310p", src, dst), 0);
     free(err);
-    ck_assert_uint_eq(count_entries(dir), 2);   /* big.safetensors and out: no temporaries left */
+    ck_assert_uint_eq(test_count_entries(dir), 2);   /* big.safetensors and out: no temporaries left */
     check_manifest_hashes(dst);
     test_rmtree(dir);
     free(src);
@@ -609,12 +598,12 @@ START_TEST(library_plan_and_cancel)
     int rc = ckpt_plan_execute(plan, cancel_at_half, &calls, NULL, &err);
     ck_assert_msg(rc == CKPT_ERR_CANCELLED, "%d: %s", rc, err.message);
     ck_assert_int_gt(calls, 1);
-    ck_assert_uint_eq(count_entries(dir), 0);
+    ck_assert_uint_eq(test_count_entries(dir), 0);
     ckpt_convert_stats stats;
     ck_assert_int_eq(ckpt_plan_execute(plan, NULL, NULL, &stats, &err), CKPT_OK);
     ck_assert_uint_eq(stats.tensors, 21);
     ck_assert_uint_eq(stats.bytes_in, 261504);
-    ck_assert_uint_eq(count_entries(dir), 1);
+    ck_assert_uint_eq(test_count_entries(dir), 1);
     ckpt_plan_free(plan);
     ckpt_source_free(src);
     test_rmtree(dir);

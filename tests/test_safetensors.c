@@ -7,7 +7,6 @@
  */
 #include "helpers.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -671,17 +670,6 @@ START_TEST(round_trip_external)
 }
 END_TEST
 
-static size_t count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-    closedir(d);
-    return n;
-}
-
 START_TEST(writer_refusals_leave_nothing)
 {
     char *dir = test_tmpdir();
@@ -695,10 +683,10 @@ START_TEST(writer_refusals_leave_nothing)
     ck_assert_int_eq(ckpt_writer_open(&w, path, plan, 1, NULL, 0, &err), CKPT_OK);
     ck_assert_int_eq(ckpt_writer_write(w, "1234", 4, &err), CKPT_OK);
     ck_assert_int_eq(ckpt_writer_write(w, "123456789", 9, &err), CKPT_ERR_ARG);
-    ck_assert_uint_eq(count_entries(dir), 1); /* the hidden temporary */
+    ck_assert_uint_eq(test_count_entries(dir), 1); /* the hidden temporary */
     ck_assert_int_eq(ckpt_writer_finish(w, &err), CKPT_ERR_ARG);
     ckpt_writer_free(w);
-    ck_assert_uint_eq(count_entries(dir), 0);
+    ck_assert_uint_eq(test_count_entries(dir), 0);
     /* an existing file is never replaced */
     test_write_file(path, "keep", 4);
     ck_assert_int_eq(ckpt_writer_open(&w, path, plan, 1, NULL, 0, &err), CKPT_ERR_EXISTS);

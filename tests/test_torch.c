@@ -145,17 +145,6 @@ static bool must_read(const char *rel)
     return strncmp(rel, "burn/", 5) == 0 && strcmp(rel, "burn/broken.pt") != 0 && strstr(rel, ".tar") == NULL;
 }
 
-static size_t entries_in(const char *dir)
-{
-    DIR *d = opendir(dir);
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-    closedir(d);
-    return n;
-}
-
 /* Each file under `folder` that must be refused exits 3 with one line naming it; nothing runs. */
 static size_t check_refusals(const char *folder, const char *cwd)
 {
@@ -186,7 +175,7 @@ static size_t check_refusals(const char *folder, const char *cwd)
     }
     closedir(d);
     free(dir);
-    ck_assert_uint_eq(entries_in(cwd), 0);
+    ck_assert_uint_eq(test_count_entries(cwd), 0);
     return refused;
 }
 
@@ -199,7 +188,7 @@ START_TEST(hostile_files_refused)
                check_refusals("burn", cwd);
     ck_assert_int_eq(chdir(here), 0);
     ck_assert_uint_ge(n, 100);
-    ck_assert_uint_eq(entries_in(cwd), 0);
+    ck_assert_uint_eq(test_count_entries(cwd), 0);
     /* the payload of a typical sample, if it had run, would have made this file */
     ck_assert_int_ne(access("/tmp/pwned", F_OK), 0);
     test_rmtree(cwd);
