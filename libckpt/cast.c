@@ -10,9 +10,15 @@
  *     CKPT_OVERFLOW_SATURATE gives the largest finite value instead, and
  *     CKPT_OVERFLOW_ERROR refuses.  Infinite inputs stay infinite (NaN for
  *     e4m3fn) under every policy: they did not overflow here.
- *   - NaN stays NaN with its sign, as the canonical quiet NaN of the target
- *     (torch 1.13 itself is not consistent: 0xFFFF from f32 to bf16, 0x7FC0
- *     from f16 to bf16).
+ *   - NaN stays NaN with its sign, as the canonical quiet NaN of the target:
+ *     0x7E00 (f16), 0x7FC0 (bf16), 0x7F (e4m3fn and e5m2, as torch's
+ *     fp8e*_from_fp32_value give), 0x7FC00000, 0x7FF8000000000000.  torch
+ *     itself is not consistent here (f32 -> bf16 gives 0xFFFF from its
+ *     vectorised loop, 0x7FC0 without the sign from its scalar one; widening
+ *     keeps payloads), so only "NaN, same sign" can be promised.
+ *   - counts: `overflowed` counts finite inputs past the target's range,
+ *     `subnormal` non-zero subnormal results, `flushed` non-zero finite
+ *     inputs that became zero (also when the rounding to float did it).
  * The portable code here is the reference; cast_x86.c has the fast paths.
  */
 #include "kernels.h"
@@ -35,7 +41,7 @@ struct narrow {
 static const struct narrow fmt_f16 = {10, -14, 0x7BFF, 0x7C00, 0x7E00, 15};
 static const struct narrow fmt_bf16 = {7, -126, 0x7F7F, 0x7F80, 0x7FC0, 15};
 static const struct narrow fmt_e4m3 = {3, -6, 0x7E, 0, 0x7F, 7};
-static const struct narrow fmt_e5m2 = {2, -14, 0x7B, 0x7C, 0x7E, 7};
+static const struct narrow fmt_e5m2 = {2, -14, 0x7B, 0x7C, 0x7F, 7};
 
 static const struct narrow *narrow_of(ckpt_dtype d)
 {
@@ -151,6 +157,8 @@ int cast_portable(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, si
         double v = load(from, s, i);
         bool finite_input = isfinite(v);
         if (to == CKPT_DTYPE_F64) {
+            if (isnan(v))
+                v = copysign(NAN, v);
             memcpy(o + 8 * i, &v, 8);
             continue;
         }
@@ -174,6 +182,8 @@ int cast_portable(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, si
             memcpy(o + 4 * i, &f, 4);
         } else {
             uint32_t code = encode_magnitude(fabs((double)f), t, finite_input, overflow, &cls);
+            if (code == 0 && v != 0)   /* an f64 the rounding to float already flushed */
+                cls = CAST_FLUSHED;
             code |= (uint32_t)(signbit(f) ? 1 : 0) << t->sign_shift;
             if (t->sign_shift == 15) {
                 uint16_t h = (uint16_t)code;
@@ -194,8 +204,12 @@ int cast_portable(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, si
 int ckpt_cast(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t count_elems, ckpt_overflow overflow,
               ckpt_cast_counts *counts, ckpt_error *err)
 {
+    size_t bytes;
+    if (__builtin_mul_overflow(count_elems, ckpt_dtype_size(from), &bytes))
+        return ckpt_fail(err, CKPT_ERR_ARG, "%zu %s elements overflow the address space", count_elems,
+                         ckpt_dtype_name(from));
     if (from == to && ckpt_dtype_size(from)) {
-        memmove(dst, src, count_elems * ckpt_dtype_size(from));
+        memmove(dst, src, bytes);
         return CKPT_OK;
     }
     ckpt_cast_counts local = {0, 0, 0};

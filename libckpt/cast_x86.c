@@ -1,6 +1,7 @@
 /*
  * cast_x86.c: AVX2 + F16C paths for the conversions every checkpoint
- * needs (bf16/f32 -> f16, f32 -> bf16, and back to f32), chosen at run time.
+ * needs (bf16/f32 -> f16, f32 -> bf16, fp8 -> f32/f16/bf16, and 16-bit
+ * types back to f32), chosen at run time.
  *
  * Each converts 8 values a step and classifies the results the same way
  * the reference does (cast.c), from the result bits: overflowed (finite
@@ -14,6 +15,7 @@
 
 #include <cpuid.h>
 #include <immintrin.h>
+#include <pthread.h>
 #include <string.h>
 
 #define TARGET __attribute__((target("avx2,f16c")))
@@ -22,22 +24,33 @@
 
 /*
  * AVX2, F16C and POPCNT from cpuid, and the OS saving the AVX registers
- * (OSXSAVE and XCR0 bits 1-2): asking each time costs less than a
- * microsecond and keeps the library free of global state.
+ * (OSXSAVE and XCR0 bits 1-2).  Asked once per process: under a hypervisor
+ * cpuid traps and costs tens of microseconds, more than casting a 4096-value
+ * block.  pthread_once makes the one write safe from any thread; the answer
+ * never changes afterwards.
  */
-bool cpu_has_avx2_f16c(void)
+static bool has_avx2_f16c;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+
+static void detect_cpu(void)
 {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
-        return false;
+        return;
     bool f16c = c & (1u << 29), osxsave = c & (1u << 27), popcnt = c & (1u << 23);
     if (!f16c || !osxsave || !popcnt)
-        return false;
+        return;
     unsigned lo, hi;
     __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & 6) != 6 || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
-        return false;
-    return b & (1u << 5);   /* AVX2 */
+        return;
+    has_avx2_f16c = b & (1u << 5);   /* AVX2 */
+}
+
+bool cpu_has_avx2_f16c(void)
+{
+    pthread_once(&cpu_once, detect_cpu);
+    return has_avx2_f16c;
 }
 
 /* Results in the low 16 bits of each 32-bit lane, with the inputs' float bits beside them. */
@@ -45,17 +58,17 @@ struct lanes16 {
     __m256i result, input_bits;
 };
 
-/*
- * Classifies 16-bit results of one format (exponent mask, infinity, the
- * canonical NaN, the largest finite value) and fixes NaN and overflow.
- */
 /* Per-lane counters kept in registers: each mask lane is -1 where counted, so subtracting adds one. */
 struct tallies {
     __m256i overflowed, subnormal, flushed;
 };
 
-INLINE __m256i finish16(struct lanes16 v, uint32_t exp_mask, uint32_t inf_code, uint32_t nan_code,
-                               uint32_t max_code, ckpt_overflow policy, struct tallies *t)
+/*
+ * Classifies 16-bit results of one format (exponent mask, infinity, the
+ * canonical NaN, the largest finite value) and fixes NaN and overflow.
+ */
+INLINE __m256i finish16(struct lanes16 v, uint32_t exp_mask, uint32_t inf_code, uint32_t nan_code, uint32_t max_code,
+                        ckpt_overflow policy, struct tallies *t)
 {
     const __m256i mag_mask = _mm256_set1_epi32(0x7FFF), sign_mask = _mm256_set1_epi32(0x8000);
     __m256i in_abs = _mm256_and_si256(v.input_bits, _mm256_set1_epi32(0x7FFFFFFF));
@@ -118,6 +131,33 @@ INLINE __m256i canonical_nan32(__m256i bits)
     return _mm256_blendv_epi8(bits, canonical, nan);
 }
 
+/*
+ * e4m3fn to f32, 8 at a time.  A magnitude shifted to f16's place is an f16
+ * of the same value divided by 2^8 (exponent bias 7 against 15), subnormals
+ * included, so F16C decodes it exactly; 0x7F/0xFF, e4m3fn's NaNs, are fixed.
+ */
+INLINE __m256i load_e4m3_as_f32(const uint8_t *src)
+{
+    __m128i codes = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)src));
+    __m128i mag = _mm_and_si128(codes, _mm_set1_epi16(0x7F));
+    __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_slli_epi16(mag, 7)), _mm256_set1_ps(256.0f));
+    __m256i mag32 = _mm256_cvtepu16_epi32(mag);
+    __m256i nan = _mm256_cmpeq_epi32(mag32, _mm256_set1_epi32(0x7F));
+    __m256i bits = _mm256_blendv_epi8(_mm256_castps_si256(v), _mm256_set1_epi32(0x7FC00000), nan);
+    __m256i sign = _mm256_slli_epi32(_mm256_xor_si256(_mm256_cvtepu16_epi32(codes), mag32), 24);
+    return _mm256_or_si256(bits, sign);
+}
+
+/*
+ * e5m2 to f32, 8 at a time: an e5m2 code is the top byte of the f16 of the
+ * same value (NaNs keep payloads here; every target makes them canonical).
+ */
+INLINE __m256i load_e5m2_as_f32(const uint8_t *src)
+{
+    __m128i h = _mm_slli_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)src)), 8);
+    return _mm256_castps_si256(_mm256_cvtph_ps(h));
+}
+
 INLINE uint64_t lane_sum(__m256i v)
 {
     uint32_t lanes[8];
@@ -139,6 +179,10 @@ TARGET static void run_block(ckpt_dtype from, const uint8_t *src, ckpt_dtype to,
             bits = load_bf16_as_f32((const uint16_t *)src + i);
         else if (from == CKPT_DTYPE_F16)
             bits = _mm256_castps_si256(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i))));
+        else if (from == CKPT_DTYPE_F8_E4M3)
+            bits = load_e4m3_as_f32(src + i);
+        else if (from == CKPT_DTYPE_F8_E5M2)
+            bits = load_e5m2_as_f32(src + i);
         else
             bits = _mm256_loadu_si256((const __m256i *)((const float *)src + i));
         if (to == CKPT_DTYPE_F16)
@@ -207,9 +251,11 @@ static void run(ckpt_dtype from, const uint8_t *src, ckpt_dtype to, uint8_t *dst
 bool cast_fast(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t n, ckpt_overflow overflow,
                ckpt_cast_counts *counts)
 {
+    bool to16 = to == CKPT_DTYPE_F16 || to == CKPT_DTYPE_BF16;
+    bool fp8 = from == CKPT_DTYPE_F8_E4M3 || from == CKPT_DTYPE_F8_E5M2;
     bool pair = (from == CKPT_DTYPE_BF16 && (to == CKPT_DTYPE_F16 || to == CKPT_DTYPE_F32)) ||
                 (from == CKPT_DTYPE_F16 && (to == CKPT_DTYPE_BF16 || to == CKPT_DTYPE_F32)) ||
-                (from == CKPT_DTYPE_F32 && (to == CKPT_DTYPE_F16 || to == CKPT_DTYPE_BF16));
+                (from == CKPT_DTYPE_F32 && to16) || (fp8 && (to16 || to == CKPT_DTYPE_F32));
     if (!pair || !cpu_has_avx2_f16c())
         return false;
     size_t body = n & ~(size_t)15;   /* whole steps of both loops */

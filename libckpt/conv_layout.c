@@ -19,6 +19,9 @@ static int conv_dims(const uint64_t shape[4], size_t elem_size, uint64_t *c0, ui
         return ckpt_fail(err, CKPT_ERR_ARG, "conv layouts need 1, 2 or 4-byte elements");
     *c0 = ckpt_nz_c0((unsigned)elem_size * 8);
     *c1 = shape[1] / *c0 + (shape[1] % *c0 != 0);
+    *bytes = 0;
+    if (!shape[0] || !shape[1] || !shape[2] || !shape[3])   /* empty, whatever the other extents */
+        return CKPT_OK;
     uint64_t n = z ? (shape[0] + 15) / 16 * 16 : shape[0], count;
     if (!ckpt_product_u64((uint64_t[]){n, *c1, shape[2], shape[3], *c0}, 5, &count) ||
         !ckpt_mul_u64(count, elem_size, bytes))
@@ -30,7 +33,6 @@ static int conv_dims(const uint64_t shape[4], size_t elem_size, uint64_t *c0, ui
 static uint64_t conv_index(const uint64_t s[4], uint64_t c0, uint64_t c1, bool z, uint64_t n, uint64_t c, uint64_t h,
                            uint64_t w)
 {
-    (void)c1;
     if (!z)
         return (((n * c1 + c / c0) * s[2] + h) * s[3] + w) * c0 + c % c0;
     uint64_t n1 = (s[0] + 15) / 16;
@@ -42,7 +44,7 @@ static int conv_apply(const void *src, void *dst, const uint64_t shape[4], size_
 {
     uint64_t c0, c1, bytes;
     int rc = conv_dims(shape, es, &c0, &c1, &bytes, z, err);
-    if (rc)
+    if (rc || bytes == 0)   /* no bytes: some extent is zero, there is nothing to move */
         return rc;
     if (forward)
         memset(dst, 0, bytes);

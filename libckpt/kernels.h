@@ -23,7 +23,7 @@ int cast_portable(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, si
 bool cast_fast(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t count, ckpt_overflow overflow,
                ckpt_cast_counts *counts);
 
-/* True when the CPU has AVX2 and F16C (checked with cpuid each call: cheap, and no global state). */
+/* True when the CPU has AVX2 and F16C (asked of cpuid once per process, under pthread_once). */
 bool cpu_has_avx2_f16c(void);
 
 /* How one value fared in a cast. */

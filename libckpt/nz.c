@@ -4,10 +4,10 @@
  * An ND tensor (..., M, N) becomes (..., ceil(N/C0), ceil(M/16), 16, C0):
  * tiles of 16 rows by C0 columns, column blocks outermost, zero padded.
  * C0 is 32 bytes of a row (16 two-byte, 32 one-byte, 64 packed int4
- * elements) and 16 for four-byte elements.  The copy goes tile by tile: a
- * block of 16 rows is read once, and each of its column blocks is written
- * as one contiguous run of 16*C0 elements, so neither side is walked through
- * strided memory element by element.
+ * elements) and 16 for four-byte elements.  Both directions go tile by
+ * tile: a block of 16 rows is visited once, and each of its column blocks
+ * is one contiguous run of 16*C0 elements on the NZ side, so neither side is
+ * walked through strided memory element by element.
  */
 #include "kernels.h"
 
@@ -45,14 +45,18 @@ int ckpt_nz_shape(const uint64_t *nd_shape, uint32_t rank, unsigned elem_bits, i
         n = t;
     }
     uint32_t batch = rank >= 2 ? rank - 2 : 0;
-    memcpy(nz_shape, nd_shape, batch * sizeof *nz_shape);
+    memmove(nz_shape, nd_shape, batch * sizeof *nz_shape);
     nz_shape[batch] = n / c0 + (n % c0 != 0);
     nz_shape[batch + 1] = m / 16 + (m % 16 != 0);
     nz_shape[batch + 2] = 16;
     nz_shape[batch + 3] = c0;
     *nz_rank = batch + 4;
+    /* the size in bits must fit, unless a zero extent makes it zero whatever the others */
+    bool empty = false;
+    for (uint32_t d = 0; d < *nz_rank; d++)
+        empty |= nz_shape[d] == 0;
     uint64_t count;
-    if (!ckpt_product_u64(nz_shape, *nz_rank, &count) || !ckpt_mul_u64(count, elem_bits, &count))
+    if (!empty && (!ckpt_product_u64(nz_shape, *nz_rank, &count) || !ckpt_mul_u64(count, elem_bits, &count)))
         return ckpt_fail(err, CKPT_ERR_ARG, "NZ shape overflows 64 bits");
     return CKPT_OK;
 }
@@ -85,24 +89,43 @@ void nz_tile_portable(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t 
     nz_tile_edge(src, dst, 0, (rows + 15) / 16 * 16, rows, cols_bytes, c0_bytes, 0);
 }
 
+/* The inverse, also tile by tile; padding is skipped. */
 void nz_untile_portable(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes)
 {
     uint64_t n1 = (cols_bytes + c0_bytes - 1) / c0_bytes, mp = (rows + 15) / 16 * 16;
-    for (uint64_t r = 0; r < rows; r++)
+    for (uint64_t r0 = 0; r0 < rows; r0 += 16) {
+        uint64_t height = rows - r0 < 16 ? rows - r0 : 16;
         for (uint64_t j = 0; j < n1; j++) {
+            const uint8_t *tile = src + (j * mp + r0) * c0_bytes;
             uint64_t len = cols_bytes - j * c0_bytes < c0_bytes ? cols_bytes - j * c0_bytes : c0_bytes;
-            memcpy(dst + r * cols_bytes + j * c0_bytes, src + (j * mp + r) * c0_bytes, len);
+            for (uint64_t i = 0; i < height; i++)
+                memcpy(dst + (r0 + i) * cols_bytes + j * c0_bytes, tile + i * c0_bytes, len);
         }
+    }
 }
 
-/* Transposes a [rows, cols] matrix of `es`-byte elements in 16 x 16 blocks. */
-static void transpose_blocked(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols, size_t es)
+/*
+ * Transposes a [rows, cols] matrix of `es`-byte elements in 16 x 16 blocks,
+ * so that both sides stay in cache.  Inlined per element size: a copy of a
+ * constant size is one move, a call to memcpy per element is not.
+ */
+static inline __attribute__((always_inline)) void transpose_es(const uint8_t *src, uint8_t *dst, uint64_t rows,
+                                                               uint64_t cols, size_t es)
 {
     for (uint64_t i0 = 0; i0 < rows; i0 += 16)
         for (uint64_t j0 = 0; j0 < cols; j0 += 16)
             for (uint64_t i = i0; i < i0 + 16 && i < rows; i++)
                 for (uint64_t j = j0; j < j0 + 16 && j < cols; j++)
                     memcpy(dst + (j * rows + i) * es, src + (i * cols + j) * es, es);
+}
+
+static void transpose_blocked(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols, size_t es)
+{
+    switch (es) {
+    case 1: transpose_es(src, dst, rows, cols, 1); break;
+    case 2: transpose_es(src, dst, rows, cols, 2); break;
+    default: transpose_es(src, dst, rows, cols, 4); break;
+    }
 }
 
 /* Walks the batch of matrices of an ND shape, tiling or untiling each. */
@@ -116,18 +139,22 @@ static int nz_apply(const void *src, void *dst, const uint64_t *shape, uint32_t 
         return rc;
     if (transpose && elem_bits == 4)
         return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "transposing packed int4 is not supported");
-    uint64_t m = rank == 1 ? 1 : shape[rank - 2], n = shape[rank - 1];
+    uint64_t m = rank == 1 ? 1 : shape[rank - 2], n = shape[rank - 1], count;
     if (elem_bits == 4 && n % 2)
         return ckpt_fail(err, CKPT_ERR_ARG, "packed int4 rows need an even number of elements");
-    uint64_t batches = 1;
-    for (uint32_t d = 0; d + 2 < rank; d++)
-        batches *= shape[d];
-    uint64_t c0b = c0_bytes_of(elem_bits);
+    /*
+     * Without a zero extent the padded NZ form is the larger and its size was
+     * checked, so nothing below wraps; with one (the only way this product can
+     * overflow) there is nothing to move.
+     */
+    if (!ckpt_product_u64(shape, rank, &count) || count == 0)
+        return CKPT_OK;
+    uint64_t batches = count / (m * n), c0b = c0_bytes_of(elem_bits);
     /* the tiled matrix: [m, n] as stored, or [n, m] when transposed */
     uint64_t tm = transpose ? n : m, tn_bytes = (transpose ? m : n) * elem_bits / 8;
     uint64_t nd_bytes = m * n * elem_bits / 8, nz_bytes = nz[nz_rank - 4] * nz[nz_rank - 3] * 16 * c0b;
     uint8_t *tmp = NULL;
-    if (transpose && !(tmp = malloc(nd_bytes ? nd_bytes : 1)))
+    if (transpose && !(tmp = malloc(nd_bytes)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory transposing a %llu-byte matrix",
                          (unsigned long long)nd_bytes);
     const uint8_t *s = src;

@@ -82,6 +82,93 @@ static uint64_t next_random(uint64_t *s)
     return *s;
 }
 
+/*
+ * ascend.md's formula, element by element: (b, m, n) goes to
+ * b*(N1*Mp*C0) + (n/C0)*(Mp*C0) + m*C0 + n%C0, everything else is zero.
+ * With `transpose` element (b, m, n) is tiled as (b, n, m).  Packed int4 is
+ * taken as bytes, C0 32 of them.
+ */
+static uint8_t *naive_nz(const uint8_t *src, const uint64_t *shape, uint32_t rank, size_t es, uint64_t c0,
+                         int transpose, size_t *size)
+{
+    uint64_t m = rank == 1 ? 1 : shape[rank - 2], n = shape[rank - 1], batches = 1;
+    for (uint32_t d = 0; d + 2 < rank; d++)
+        batches *= shape[d];
+    uint64_t tm = transpose ? n : m, tn = transpose ? m : n;
+    uint64_t n1 = (tn + c0 - 1) / c0, mp = (tm + 15) / 16 * 16;
+    *size = batches * n1 * mp * c0 * es;
+    uint8_t *dst = calloc(1, *size);
+    for (uint64_t b = 0; b < batches; b++)
+        for (uint64_t i = 0; i < m; i++)
+            for (uint64_t j = 0; j < n; j++) {
+                uint64_t row = transpose ? j : i, col = transpose ? i : j;
+                uint64_t at = b * n1 * mp * c0 + (col / c0) * mp * c0 + row * c0 + col % c0;
+                memcpy(dst + at * es, src + ((b * m + i) * n + j) * es, es);
+            }
+    return dst;
+}
+
+START_TEST(documented_shapes_hold_documented_positions)
+{
+    static const struct {
+        uint64_t shape[3];
+        uint32_t rank;
+        unsigned bits;
+        int transpose;
+    } cases[] = {
+        {{128, 512}, 2, 8, 0},   {{31, 127, 511}, 3, 8, 0}, {{128, 512}, 2, 16, 0}, {{8, 100, 30}, 3, 16, 0},
+        {{40}, 1, 16, 0},        {{20, 40}, 2, 32, 0},      {{20, 130}, 2, 4, 0},   {{3, 50, 70}, 3, 16, 1},
+        {{33, 65}, 2, 8, 1},     {{17, 5}, 2, 32, 1},
+    };
+    uint64_t seed = 4242;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        uint64_t count = 1, nzs[8], nz_count = 1;
+        uint32_t rank = cases[k].rank, nzr;
+        for (uint32_t d = 0; d < rank; d++)
+            count *= cases[k].shape[d];
+        unsigned bits = cases[k].bits;
+        size_t nd_bytes = count * bits / 8, es = bits == 4 ? 1 : bits / 8;
+        uint64_t c0 = bits == 4 ? 32 : ckpt_nz_c0(bits);
+        uint64_t logical[3] = {cases[k].shape[0], cases[k].shape[1], cases[k].shape[2]};
+        if (bits == 4)   /* as bytes: half the elements of a row */
+            logical[rank - 1] /= 2;
+        uint8_t *x = malloc(nd_bytes);
+        for (size_t i = 0; i < nd_bytes; i++)
+            x[i] = (uint8_t)(next_random(&seed) | 1);   /* never 0, so that padding is told apart */
+        size_t want_size;
+        uint8_t *want = naive_nz(x, logical, rank, es, c0, cases[k].transpose, &want_size);
+        ck_assert_int_eq(ckpt_nz_shape(cases[k].shape, rank, bits, cases[k].transpose, nzs, &nzr, NULL), CKPT_OK);
+        for (uint32_t d = 0; d < nzr; d++)
+            nz_count *= nzs[d];
+        ck_assert_uint_eq(nz_count * bits / 8, want_size);
+        uint8_t *got = malloc(want_size);
+        memset(got, 0xCC, want_size);
+        ck_assert_int_eq(ckpt_nd_to_nz(x, got, cases[k].shape, rank, bits, cases[k].transpose, NULL), CKPT_OK);
+        ck_assert_msg(memcmp(got, want, want_size) == 0, "case %zu differs from the formula", k);
+        free(x);
+        free(want);
+        free(got);
+    }
+}
+END_TEST
+
+START_TEST(empty_tensors_move_nothing)
+{
+    /* a zero extent with huge others: nothing to do, and nothing to loop over */
+    uint8_t a[4] = {1, 2, 3, 4}, b[4] = {9, 9, 9, 9};
+    static const uint64_t shapes[][3] = {{1ull << 40, 0, 1}, {0, 1ull << 40, 1ull << 40}, {1ull << 62, 1ull << 62, 0}};
+    for (int k = 0; k < 3; k++)
+        for (int t = 0; t < 2; t++) {
+            ck_assert_int_eq(ckpt_nd_to_nz(a, b, shapes[k], 3, 16, t, NULL), CKPT_OK);
+            ck_assert_int_eq(ckpt_nz_to_nd(a, b, shapes[k], 3, 16, t, NULL), CKPT_OK);
+        }
+    uint64_t conv[4] = {1ull << 40, 0, 3, 3};
+    ck_assert_int_eq(ckpt_conv_to_fractal_z(a, b, conv, 2, NULL), CKPT_OK);
+    ck_assert_int_eq(ckpt_nchw_to_nc1hwc0(a, b, conv, 2, NULL), CKPT_OK);
+    ck_assert_uint_eq(b[0], 9);
+}
+END_TEST
+
 START_TEST(round_trips_on_random_shapes)
 {
     uint64_t seed = 12345;
@@ -175,6 +262,52 @@ START_TEST(conv_layouts)
 }
 END_TEST
 
+/* ascend.md's conv formulas, element by element, for 1, 2 and 4-byte elements (C0 32, 16, 16). */
+START_TEST(conv_layouts_follow_the_formulas)
+{
+    static const uint64_t shapes[][4] = {{3, 40, 2, 3}, {17, 33, 1, 2}, {1, 5, 3, 1}};
+    uint64_t seed = 77;
+    for (size_t es = 1; es <= 4; es *= 2)
+        for (size_t k = 0; k < 3; k++) {
+            const uint64_t *s = shapes[k];
+            uint64_t c0 = es == 1 ? 32 : 16, c1 = (s[1] + c0 - 1) / c0, n1 = (s[0] + 15) / 16;
+            size_t count = s[0] * s[1] * s[2] * s[3];
+            size_t five_hd = s[0] * c1 * s[2] * s[3] * c0 * es, frac_z = c1 * s[2] * s[3] * n1 * 16 * c0 * es;
+            ck_assert_uint_eq(ckpt_conv_layout_bytes(s, es, 0), five_hd);
+            ck_assert_uint_eq(ckpt_conv_layout_bytes(s, es, 1), frac_z);
+            uint8_t *x = malloc(count * es), *a = calloc(1, five_hd), *z = calloc(1, frac_z);
+            uint8_t *got_a = malloc(five_hd), *got_z = malloc(frac_z), *back = malloc(count * es);
+            for (size_t i = 0; i < count * es; i++)
+                x[i] = (uint8_t)(next_random(&seed) | 1);
+            for (uint64_t n = 0; n < s[0]; n++)
+                for (uint64_t c = 0; c < s[1]; c++)
+                    for (uint64_t h = 0; h < s[2]; h++)
+                        for (uint64_t w = 0; w < s[3]; w++) {
+                            const uint8_t *e = x + (((n * s[1] + c) * s[2] + h) * s[3] + w) * es;
+                            uint64_t ia = (((n * c1 + c / c0) * s[2] + h) * s[3] + w) * c0 + c % c0;
+                            uint64_t iz = (((c / c0) * s[2] * s[3] + h * s[3] + w) * n1 + n / 16) * 16 * c0 +
+                                          (n % 16) * c0 + c % c0;
+                            memcpy(a + ia * es, e, es);
+                            memcpy(z + iz * es, e, es);
+                        }
+            memset(got_a, 0xCC, five_hd);
+            memset(got_z, 0xCC, frac_z);
+            ck_assert_int_eq(ckpt_nchw_to_nc1hwc0(x, got_a, s, es, NULL), CKPT_OK);
+            ck_assert_int_eq(ckpt_conv_to_fractal_z(x, got_z, s, es, NULL), CKPT_OK);
+            ck_assert_msg(memcmp(got_a, a, five_hd) == 0, "NC1HWC0, %zu-byte elements, shape %zu", es, k);
+            ck_assert_msg(memcmp(got_z, z, frac_z) == 0, "FRACTAL_Z, %zu-byte elements, shape %zu", es, k);
+            ck_assert_int_eq(ckpt_fractal_z_to_conv(got_z, back, s, es, NULL), CKPT_OK);
+            ck_assert_mem_eq(back, x, count * es);
+            free(x);
+            free(a);
+            free(z);
+            free(got_a);
+            free(got_z);
+            free(back);
+        }
+}
+END_TEST
+
 START_TEST(refusals)
 {
     uint64_t out[8];
@@ -196,9 +329,12 @@ static Suite *layout_suite(void)
     TCase *tc = tcase_create("nz");
     tcase_add_test(tc, storage_shapes_from_ascend_docs);
     tcase_add_test(tc, hand_worked_positions_and_padding);
+    tcase_add_test(tc, documented_shapes_hold_documented_positions);
+    tcase_add_test(tc, empty_tensors_move_nothing);
     tcase_add_test(tc, round_trips_on_random_shapes);
     tcase_add_test(tc, fast_tiling_matches_portable);
     tcase_add_test(tc, conv_layouts);
+    tcase_add_test(tc, conv_layouts_follow_the_formulas);
     tcase_add_test(tc, refusals);
     suite_add_tcase(s, tc);
     return s;

@@ -1,24 +1,36 @@
 #!/usr/bin/env python3
-"""Golden values for the cast kernels, from real torch (Debian python3-torch 1.13).
+"""Golden values for the cast and fp8 kernels, from real torch (Debian python3-torch 1.13).
 
 Run once: /usr/bin/python3 make_golden.py; the outputs are committed and the tests
-(tests/test_cast.c) need no Python.
+(tests/test_cast.c, tests/test_fp8.c) need no Python.
 
 What comes from where:
   - every bf16 and f16 bit pattern, a boundary set of f32 and f64 patterns, and
-    2,000,000 pseudo-random f32 patterns, converted by torch's .to() to each
+    4,000,000 pseudo-random f32 patterns (2,000,000 of any bits, 2,000,000 with
+    exponents inside the narrow types' ranges), converted by torch's .to() to each
     narrower type torch has (f32, f16, bf16);
-  - conversions to fp8 (e4m3fn, e5m2), which torch 1.13 lacks, by an independent
-    method: a nearest-value search over the 256 codes' exact values (ties to the
-    even code), after torch's own rounding to float for f64 inputs;
-  - the 256 fp8 codes decoded from the OCP FP8 definitions, then widened by torch.
-NaN results are replaced by the target's canonical quiet NaN with the input's sign,
-the rule libckpt documents: torch 1.13 itself is inconsistent there (0xFFFF from
-f32 to bf16, 0x7FC0 from f16 to bf16, both dropping the sign).
+  - conversions to fp8 (e4m3fn, e5m2), which torch 1.13 lacks (float8 dtypes came
+    in torch 2.1), by an independent method: a nearest-value search over the 256
+    codes' exact values (ties to the even code), after torch's own rounding to
+    float for f64 inputs.  Overflow gives what torch >= 2.1 gives: infinity in
+    e5m2, NaN in e4m3fn (which has no infinity);
+  - the 256 fp8 codes decoded from the OCP FP8 definitions (checked below against
+    the OCP specification's table of special values, and e5m2 against torch's
+    own f16 decoder, since an e5m2 code is the top byte of an f16), then
+    widened by torch;
+  - block-scaled fp8 dequantization (DeepSeek-V3 weight + weight_scale_inv):
+    torch's (w.float() * scale_of_its_block).to(dtype) on a 130 x 260 e4m3
+    weight in 128 x 128 blocks, so that edge blocks are partial.
+NaN results are replaced by the target's canonical quiet NaN with the input's sign
+(0x7E00, 0x7FC0, 0x7FC00000, 0x7F for both fp8 types as torch >= 2.1 gives), the
+rule libckpt documents: torch 1.13 itself is inconsistent there (0xFFFF from f32 to
+bf16, 0x7FC0 from f16 to bf16, both dropping the sign).
 
-Random inputs are splitmix64 outputs (low 32 bits for f32, all 64 for f64) from seed
-0, the same sequence tests/test_cast.c generates; their outputs are kept as FNV-1a
-64-bit checksums in golden.json rather than as 8 MB of raw bytes.
+Random inputs are splitmix64 outputs from seed 0, the same sequence tests/test_cast.c
+generates: the first 2,000,000 give f32 patterns (low 32 bits) and f64 patterns
+(all 64 bits, first 200,000), the next 2,000,000 give in-range f32 patterns (see
+in_range_f32).  Their outputs are kept as FNV-1a 64-bit checksums in golden.json
+rather than as 12 MB of raw bytes: the tests recompute the inputs, convert, hash.
 """
 import json
 import math
@@ -31,11 +43,15 @@ OUT = os.path.dirname(os.path.abspath(__file__))
 M64 = (1 << 64) - 1
 RANDOM_F32 = 2_000_000
 RANDOM_F64 = 200_000
+IN_RANGE_F32 = 2_000_000
 
 
 def splitmix64(n):
+    return splitmix64_from(0, n)
+
+
+def splitmix64_from(state, n):
     out = np.empty(n, dtype=np.uint64)
-    state = 0
     for i in range(n):
         state = (state + 0x9E3779B97F4A7C15) & M64
         z = state
@@ -50,7 +66,7 @@ def fnv1a64_np(arr) -> str:
     data = np.frombuffer(arr.tobytes(), dtype=np.uint8)
     h = 0xCBF29CE484222325
     prime = 0x100000001B3
-    for b in data.tolist():
+    for b in data.tobytes():
         h = ((h ^ b) * prime) & M64
     return "%016x" % h
 
@@ -62,7 +78,7 @@ FP8 = {
     "e4m3": (4, 3, 7, False),
     "e5m2": (5, 2, 15, True),
 }
-CANONICAL_NAN = {"e4m3": 0x7F, "e5m2": 0x7E, "f16": 0x7E00, "bf16": 0x7FC0, "f32": 0x7FC00000}
+CANONICAL_NAN = {"e4m3": 0x7F, "e5m2": 0x7F, "f16": 0x7E00, "bf16": 0x7FC0, "f32": 0x7FC00000}
 
 
 def fp8_value(code, fmt):
@@ -78,6 +94,27 @@ def fp8_value(code, fmt):
     if e == 0:
         return sign * m * 2.0 ** (1 - bias - m_bits)
     return sign * (1 + m / 2 ** m_bits) * 2.0 ** (e - bias)
+
+
+def check_fp8_decoding():
+    """The OCP FP8 specification's table of special values, by hand, and e5m2 against torch's f16."""
+    spec = {
+        "e4m3": {0x00: 0.0, 0x80: -0.0, 0x01: 2.0 ** -9, 0x07: 0.875 * 2.0 ** -6, 0x08: 2.0 ** -6,
+                 0x38: 1.0, 0x7E: 448.0, 0xFE: -448.0, 0x77: 240.0, 0x40: 2.0},
+        "e5m2": {0x00: 0.0, 0x80: -0.0, 0x01: 2.0 ** -16, 0x03: 0.75 * 2.0 ** -14, 0x04: 2.0 ** -14,
+                 0x3C: 1.0, 0x7B: 57344.0, 0xFB: -57344.0, 0x7C: math.inf, 0xFC: -math.inf},
+    }
+    nans = {"e4m3": [0x7F, 0xFF], "e5m2": [0x7D, 0x7E, 0x7F, 0xFD, 0xFE, 0xFF]}
+    for fmt, table in spec.items():
+        for code, want in table.items():
+            got = fp8_value(code, fmt)
+            assert got == want and math.copysign(1, got) == math.copysign(1, want), (fmt, hex(code), got)
+        for code in range(256):
+            assert math.isnan(fp8_value(code, fmt)) == (code in nans[fmt]), (fmt, hex(code))
+    as_f16 = torch.tensor([c << 8 for c in range(256)], dtype=torch.int32).to(torch.int16).view(torch.float16)
+    for code, v in enumerate(as_f16.to(torch.float64).tolist()):
+        mine = fp8_value(code, "e5m2")
+        assert (math.isnan(v) and math.isnan(mine)) or v == mine, (hex(code), v, mine)
 
 
 def fp8_encoder(fmt):
@@ -153,7 +190,34 @@ def boundary_f64():
     return np.concatenate([b, near, extra])
 
 
+def in_range_f32(r):
+    """Sign and mantissa from the random bits, the exponent field in [96, 151]: 2^-31 .. 2^24,
+    the ranges of f16, bf16 and both fp8 types with their subnormals and overflows."""
+    bits = r & np.uint64(0x807FFFFF)
+    exp = np.uint64(96) + (r >> np.uint64(32)) % np.uint64(56)
+    return (bits | (exp << np.uint64(23))).astype(np.uint32)
+
+
+def fp8_dequant_goldens():
+    """A 130 x 260 e4m3 weight (random codes, NaNs included) with 128 x 128 blocks: scales [2, 3].
+    The scales mix DeepSeek-V3-like magnitudes with ones that overflow f16 and flush to zero."""
+    rows, cols, block = 130, 260, 128
+    codes = (splitmix64_from(12345, rows * cols) & np.uint64(0xFF)).astype(np.uint8)
+    scales = np.array([[3.0517578e-05, 0.0123, 300.0], [1.7e-7, 1.0, 2.5e-3]], dtype=np.float32)
+    table = torch.tensor([fp8_value(c, "e4m3") for c in range(256)], dtype=torch.float32)
+    w = table[torch.from_numpy(codes.astype(np.int64))].reshape(rows, cols)
+    s = torch.from_numpy(scales).repeat_interleave(block, 0)[:rows].repeat_interleave(block, 1)[:, :cols]
+    product = w * s   # torch: (w.float() * scale_of_its_block)
+    write("fp8_weight_e4m3.bin", codes)
+    write("fp8_scales.bin", scales)
+    write("fp8_dequant_to_f32.bin", torch_cast(product, torch.float32, "f32"))
+    write("fp8_dequant_to_bf16.bin", torch_cast(product, torch.bfloat16, "bf16"))
+    write("fp8_dequant_to_f16.bin", torch_cast(product, torch.float16, "f16"))
+
+
 def main():
+    np.seterr(invalid="ignore")   # widening signalling-NaN patterns warns; the NaN is what is wanted
+    check_fp8_decoding()
     golden = {}
     all16 = np.arange(65536, dtype=np.uint32).astype(np.uint16)
     bf16 = torch.from_numpy(all16.view(np.int16)).view(torch.bfloat16)
@@ -185,7 +249,7 @@ def main():
     for fmt in FP8:   # torch narrows through float: so does the reference
         write(f"f64b_to_{fmt}.bin", ENC[fmt](x.to(torch.float32).numpy()))
 
-    r = splitmix64(max(RANDOM_F32, RANDOM_F64))
+    r = splitmix64(RANDOM_F32 + IN_RANGE_F32)
     r32 = (r[:RANDOM_F32] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     x = torch.from_numpy(r32.view(np.float32).copy())
     golden["random_f32_count"] = RANDOM_F32
@@ -193,11 +257,18 @@ def main():
     golden["random_f32_to_bf16_fnv"] = fnv1a64_np(torch_cast(x, torch.bfloat16, "bf16"))
     for fmt in FP8:
         golden[f"random_f32_to_{fmt}_fnv"] = fnv1a64_np(ENC[fmt](x.numpy()))
+    x = torch.from_numpy(in_range_f32(r[RANDOM_F32:]).view(np.float32).copy())
+    golden["in_range_f32_count"] = IN_RANGE_F32
+    golden["in_range_f32_to_f16_fnv"] = fnv1a64_np(torch_cast(x, torch.float16, "f16"))
+    golden["in_range_f32_to_bf16_fnv"] = fnv1a64_np(torch_cast(x, torch.bfloat16, "bf16"))
+    for fmt in FP8:
+        golden[f"in_range_f32_to_{fmt}_fnv"] = fnv1a64_np(ENC[fmt](x.numpy()))
     x64 = torch.from_numpy(r[:RANDOM_F64].view(np.float64).copy())
     golden["random_f64_count"] = RANDOM_F64
     golden["random_f64_to_f32_fnv"] = fnv1a64_np(torch_cast(x64, torch.float32, "f32"))
     golden["random_f64_to_f16_fnv"] = fnv1a64_np(torch_cast(x64, torch.float16, "f16"))
     golden["random_f64_to_bf16_fnv"] = fnv1a64_np(torch_cast(x64, torch.bfloat16, "bf16"))
+    fp8_dequant_goldens()
     with open(os.path.join(OUT, "golden.json"), "w") as f:
         json.dump(golden, f, indent=1, sort_keys=True)
         f.write("\n")
