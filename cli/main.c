@@ -1,6 +1,7 @@
 /* main.c: the ckpt program: global options and dispatch to subcommands. */
 #include "cli.h"
 
+#include <signal.h>
 #include <string.h>
 
 static const struct command {
@@ -32,6 +33,8 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* past a file-size limit, writes should fail with EFBIG and be reported, not kill the process */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -240,7 +240,8 @@ static int add_object(struct walk *w, const char *kind, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(value, sizeof value, fmt, ap);
     va_end(ap);
-    return source_add_object(w->src, w->name[0] ? w->name : TORCH_ROOT_TENSOR_NAME, kind, value, w->err);
+    int rc = source_add_object(w->src, w->name[0] ? w->name : TORCH_ROOT_TENSOR_NAME, kind, value, w->err);
+    return rc == CKPT_ERR_LIMIT ? fail(w, rc, "too many non-tensor values (a pickle bomb?)") : rc;
 }
 
 static int walk(struct walk *w, struct pk_value *v, size_t name_len, int depth);

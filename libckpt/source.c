@@ -298,6 +298,8 @@ int source_add_metadata(struct ckpt_source *src, const char *key, const char *va
 int source_add_object(struct ckpt_source *src, const char *name, const char *kind, const char *value,
                       ckpt_error *err)
 {
+    if (src->object_count >= SOURCE_MAX_OBJECTS)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "more than %d non-tensor values, at %.200s", SOURCE_MAX_OBJECTS, name);
     int rc = grow((void **)&src->objects, &src->object_cap, src->object_count + 1, sizeof *src->objects, err);
     if (rc)
         return rc;

@@ -17,6 +17,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Non-tensor values kept per source: enough for any training checkpoint's args and counters. */
+#define SOURCE_MAX_OBJECTS 200000
+
 /* No tensor has more dimensions than this, whatever ckpt_limits.max_rank says. */
 #define SOURCE_MAX_RANK 64
 

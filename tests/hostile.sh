@@ -1,0 +1,47 @@
+#!/bin/bash
+# hostile.sh: every input that must be refused is refused with exit 3 within 10 s and (outside
+# the sanitizer build, whose shadow memory needs a huge address space) 256 MiB of address space;
+# and a conversion that runs out of space exits 4 and leaves no destination behind.
+set -u
+n=0
+check() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
+
+limits='ulimit -t 10'
+[ "${SANITIZE:-}" = 1 ] || limits="$limits; ulimit -v 262144"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# pickle bombs and hostile archives made here, beside the external samples
+printf '\200\002' > "$work/deep.pkl"
+head -c 200000 /dev/zero | tr '\0' '(' >> "$work/deep.pkl"
+printf 'N.' >> "$work/deep.pkl"
+python_free_bomb() {   # x = (x, x) forty times over, memoized: 2^40 paths in 200 bytes
+    printf '\200\002N'
+    for i in $(seq 0 39); do printf "q\\$(printf '%03o' "$i")h\\$(printf '%03o' "$i")\206"; done
+    printf '.'
+}
+python_free_bomb > "$work/bomb.pkl"
+printf '\377\377\377\377\377\377\377\177{}' > "$work/huge-header.safetensors"
+head -c 64 /dev/urandom > "$work/random.pt"
+
+refused=0
+for f in "$CKPT_EXTERNAL"/picklescan/data/* "$CKPT_EXTERNAL"/picklescan/data2/* "$CKPT_EXTERNAL"/burn/broken.pt \
+         "$CKPT_EXTERNAL"/burn/*.tar "$CKPT_EXTERNAL"/safetensors-cpp/safetensors_abuse_attempt_1.safetensors "$work"/*; do
+    case "$f" in */pytorch_model.bin | */new_pytorch_model.bin) continue ;; esac
+    (cd "$work" && eval "$limits" && exec "$CKPT_BIN" inspect "$f") >/dev/null 2>"$work/err"
+    status=$?
+    if [ "$status" -ne 3 ]; then
+        echo "# $f: exit $status: $(cat "$work/err")"
+        refused=-1000
+    fi
+    refused=$((refused + 1))
+done
+check "every hostile input ($refused) refused with exit 3 under the caps" '[ "$refused" -ge 110 ]'
+check "nothing was created while refusing" '[ -z "$(ls -A "$work" | grep -v -e "\.pkl$" -e "\.pt$" -e "\.safetensors$" -e "^err$")" ]'
+
+# out of space: a 64 KiB file-size limit against a 260 KiB conversion
+(ulimit -f 128; exec "$CKPT_BIN" convert "$CKPT_TESTDATA/sample" "$work/out" --target ascend-310p) >/dev/null 2>"$work/err"
+status=$?
+check "out of space exits 4 (got $status)" '[ "$status" -eq 4 ]'
+check "out of space names the problem" 'grep -q "File too large" "$work/err"'
+check "out of space leaves no destination and no temporary" '[ ! -e "$work/out" ] && ! ls -A "$work" | grep -q "ckpt-tmp"'
