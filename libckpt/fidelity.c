@@ -269,17 +269,10 @@ int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify
         rc = check_missing(&fd, err);
     }
     if (!rc) {
-        unsigned n = worker_count(opts->jobs, m->tensor_count), started = 0;
+        unsigned n = worker_count(opts->jobs, m->tensor_count);
         uint64_t total = opts->max_memory ? opts->max_memory : DEFAULT_BUDGET * n;
         fd.budget = total / n ? total / n : 1;
-        pthread_t threads[64];
-        for (; started < n; started++)
-            if (pthread_create(&threads[started], NULL, fidelity_worker, &fd) != 0)
-                break;
-        if (started == 0)
-            fidelity_worker(&fd);
-        for (unsigned t = 0; t < started; t++)
-            pthread_join(threads[t], NULL);
+        run_on_threads(n, fidelity_worker, &fd);
         rc = fd.rc;
         if (rc && err)
             *err = fd.err;

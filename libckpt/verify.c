@@ -78,6 +78,19 @@ unsigned worker_count(unsigned jobs, size_t work)
     return n > 64 ? 64 : n;
 }
 
+void run_on_threads(unsigned n, void *(*fn)(void *), void *arg)
+{
+    pthread_t threads[64];
+    unsigned started = 0;
+    for (; started < n && started < 64; started++)
+        if (pthread_create(&threads[started], NULL, fn, arg) != 0)
+            break;
+    if (started == 0)
+        fn(arg);
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+}
+
 /* ---- one file ---- */
 
 struct file_check {
@@ -538,15 +551,7 @@ int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_f
     struct pool p = {&m, dst, &r, 0, PTHREAD_MUTEX_INITIALIZER, CKPT_OK, {0}};
     check_tensor_files(&m, &r);
     check_extra_files(dst, &m, &r);
-    pthread_t threads[64];
-    unsigned n = worker_count(opts->jobs, m.file_count), started = 0;
-    for (; started < n; started++)
-        if (pthread_create(&threads[started], NULL, file_worker, &p) != 0)
-            break;
-    if (started == 0)
-        file_worker(&p);
-    for (unsigned t = 0; t < started; t++)
-        pthread_join(threads[t], NULL);
+    run_on_threads(worker_count(opts->jobs, m.file_count), file_worker, &p);
     rc = p.rc;
     if (rc && err)
         *err = p.err;

@@ -32,4 +32,7 @@ int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify
 /* The number of worker threads for `jobs` (0: one per core), at most `work` and 64. */
 unsigned worker_count(unsigned jobs, size_t work);
 
+/* Runs fn(arg) on n threads (n <= 64) and waits for them; inline when no thread can start. */
+void run_on_threads(unsigned n, void *(*fn)(void *), void *arg);
+
 #endif
