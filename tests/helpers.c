@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 int test_main(Suite *suite)
 {
@@ -128,6 +129,22 @@ int test_ckpt(char **out, char **errout, const char *args_fmt, ...)
     free(e);
     free(dir);
     return WEXITSTATUS(status);
+}
+
+void test_fnv1a_hex(const uint8_t *p, size_t n, char out[17])
+{
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001B3ull;
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void test_xxh128_hex(const uint8_t *p, size_t n, char out[33])
+{
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(p, n));
+    for (int k = 0; k < 16; k++)
+        snprintf(out + 2 * k, 3, "%02x", c.digest[k]);
 }
 
 ckpt_source *test_open(const char *path)

@@ -35,6 +35,10 @@ void test_rmtree(const char *path);
  */
 int test_ckpt(char **out, char **errout, const char *args_fmt, ...);
 
+/* Digests as the goldens and manifests spell them: FNV-1a 64 (16 hex digits), XXH3-128 canonical (32). */
+void test_fnv1a_hex(const uint8_t *p, size_t n, char out[17]);
+void test_xxh128_hex(const uint8_t *p, size_t n, char out[33]);
+
 /* Opens a source or fails the test with the library's message. */
 ckpt_source *test_open(const char *path);
 

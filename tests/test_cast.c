@@ -143,14 +143,6 @@ static uint64_t splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-static void fnv_hex(const uint8_t *p, size_t n, char out[17])
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001B3ull;
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
-
 static void check_random(json_t *g, const char *key, ckpt_dtype from, const void *in, size_t n, ckpt_dtype to)
 {
     size_t es = ckpt_dtype_size(to);
@@ -159,7 +151,7 @@ static void check_random(json_t *g, const char *key, ckpt_dtype from, const void
     for (int p = 0; p < 2; p++) {
         ck_assert_int_eq(paths[p](from, in, to, out, n, CKPT_OVERFLOW_INF, NULL, NULL), CKPT_OK);
         char hex[17];
-        fnv_hex(out, n * es, hex);
+        test_fnv1a_hex(out, n * es, hex);
         ck_assert_msg(strcmp(hex, json_string_value(json_object_get(g, key))) == 0, "%s (path %d): %s", key, p, hex);
     }
     free(out);

@@ -25,14 +25,6 @@ static json_t *load_golden(void)
     return g;
 }
 
-static void fnv_hex(const uint8_t *p, size_t n, char out[17])
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001B3ull;
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
-
 /* Every tensor torch.load found is in the catalog, equal in dtype, shape and every byte; nothing else is. */
 static void check_against(const char *path, json_t *expect)
 {
@@ -59,7 +51,7 @@ static void check_against(const char *path, json_t *expect)
         ck_assert_uint_eq(t->nbytes, (uint64_t)json_integer_value(json_object_get(e, "nbytes")));
         uint8_t *data = test_read_tensor(src, name, NULL);
         char hex[17];
-        fnv_hex(data, t->nbytes, hex);
+        test_fnv1a_hex(data, t->nbytes, hex);
         ck_assert_msg(strcmp(hex, json_string_value(json_object_get(e, "fnv"))) == 0, "%s: %s values differ from torch",
                       path, name);
         free(data);

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #define SHARD1 "model-00001-of-00003.safetensors"
 #define SHARD2 "model-00002-of-00003.safetensors"
@@ -212,14 +211,6 @@ START_TEST(swapped_shards)
 }
 END_TEST
 
-static void hex128(const uint8_t *data, size_t n, char out[33])
-{
-    XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, XXH3_128bits(data, n));
-    for (int k = 0; k < 16; k++)
-        sprintf(out + 2 * k, "%02x", c.digest[k]);
-}
-
 /* The manifest is re-signed to match an edited shard, but the header still disagrees. */
 START_TEST(manifest_edited_to_match)
 {
@@ -228,11 +219,11 @@ START_TEST(manifest_edited_to_match)
     size_t n;
     uint8_t *before = test_read_file(shard, &n);
     char old_hash[33], new_hash[33];
-    hex128(before, n, old_hash);
+    test_xxh128_hex(before, n, old_hash);
     free(before);
     patch(shard, "\"shape\":[317,64]", "\"shape\":[64,317]");
     uint8_t *after = test_read_file(shard, &n);
-    hex128(after, n, new_hash);
+    test_xxh128_hex(after, n, new_hash);
     free(after);
     patch(m, old_hash, new_hash);
     expect_caught(dst, "re-signed manifest", "has another shape in the shard header", NULL);
@@ -278,7 +269,7 @@ static void forge(const char *dst, const char *name, const uint8_t *bytes, size_
     json_array_foreach(json_object_get(doc, "tensors"), i, t) {
         if (strcmp(json_string_value(json_object_get(t, "name")), name) == 0) {
             char hex[33];
-            hex128(bytes, len, hex);
+            test_xxh128_hex(bytes, len, hex);
             json_object_set_new(t, "xxh3_128", json_string(hex));
             file = json_string_value(json_object_get(t, "file"));
         }
@@ -292,7 +283,7 @@ static void forge(const char *dst, const char *name, const uint8_t *bytes, size_
     json_array_foreach(json_object_get(doc, "files"), i, f) {
         if (strcmp(json_string_value(json_object_get(f, "path")), file) == 0) {
             char hex[33];
-            hex128(data, n, hex);
+            test_xxh128_hex(data, n, hex);
             json_object_set_new(f, "xxh3_128", json_string(hex));
         }
     }
