@@ -107,13 +107,5 @@ int manifest_write(struct outdir *o, const struct ckpt_plan *plan, const struct 
         overflow_name(opt->overflow), "max_shard_bytes", (json_int_t)opt->max_shard_bytes, "rules", opt->rules,
         "fp8_block", (json_int_t)plan->fp8_block[0], (json_int_t)plan->fp8_block[1], "files",
         files_json(output_files), "dropped", dropped, "tensors", tensor_list);
-    char *text = doc ? json_dumps(doc, JSON_INDENT(1)) : NULL;
-    json_decref(doc);
-    if (!text)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory building the manifest", plan->dst);
-    size_t len = strlen(text);
-    text[len] = '\n';   /* the terminating NUL becomes the final newline */
-    int rc = outdir_write_file(o, MANIFEST_NAME, text, len + 1, NULL, err);
-    free(text);
-    return rc;
+    return outdir_write_json(o, MANIFEST_NAME, doc, JSON_INDENT(1), NULL, NULL, err);
 }

@@ -177,6 +177,22 @@ int outdir_write_file(struct outdir *o, const char *name, const void *data, size
     return rc;
 }
 
+int outdir_write_json(struct outdir *o, const char *name, json_t *doc, size_t flags, XXH128_hash_t *hash,
+                      uint64_t *size, ckpt_error *err)
+{
+    char *text = doc ? json_dumps(doc, flags) : NULL;
+    json_decref(doc);
+    if (!text)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s/%s: out of memory building the file", o->dst, name);
+    size_t len = strlen(text);
+    text[len] = '\n';   /* the terminating NUL becomes the final newline */
+    int rc = outdir_write_file(o, name, text, len + 1, hash, err);
+    if (size)
+        *size = len + 1;
+    free(text);
+    return rc;
+}
+
 int outdir_commit(struct outdir *o, ckpt_error *err)
 {
     int rc = sync_dir(o->tmp, err);

@@ -13,6 +13,7 @@
 
 #include "ckpt.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <xxhash.h>
@@ -33,6 +34,13 @@ int outdir_create(struct outdir *o, const char *name, int *fd, ckpt_error *err);
 /* Writes a whole small file and returns its XXH3-128. */
 int outdir_write_file(struct outdir *o, const char *name, const void *data, size_t len, XXH128_hash_t *hash,
                       ckpt_error *err);
+
+/*
+ * Writes `doc` (consumed) as a small JSON file ending in a newline, dumped
+ * with jansson `flags`; returns its XXH3-128 and size when asked.
+ */
+int outdir_write_json(struct outdir *o, const char *name, json_t *doc, size_t flags, XXH128_hash_t *hash,
+                      uint64_t *size, ckpt_error *err);
 
 /* A malloc'd path of `name` inside the temporary folder. */
 char *outdir_path(const struct outdir *o, const char *name);

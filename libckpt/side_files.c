@@ -16,18 +16,10 @@
 
 static int write_json(struct outdir *o, const char *name, json_t *doc, struct file_records *files, ckpt_error *err)
 {
-    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
-    json_decref(doc);
-    if (!text)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory writing %s", name);
-    size_t len = strlen(text);
-    text[len] = '\n';   /* the terminating NUL becomes the final newline */
     XXH128_hash_t h;
-    int rc = outdir_write_file(o, name, text, len + 1, &h, err);
-    if (!rc)
-        rc = file_records_add(files, name, len + 1, h, err);
-    free(text);
-    return rc;
+    uint64_t size;
+    int rc = outdir_write_json(o, name, doc, JSON_INDENT(2), &h, &size, err);
+    return rc ? rc : file_records_add(files, name, size, h, err);
 }
 
 static int write_index(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files, ckpt_error *err)
