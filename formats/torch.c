@@ -38,8 +38,11 @@ int torch_load_file(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
     uint32_t file;
     int rc = source_add_file(src, path, &file, err);
-    if (rc)
-        return rc;
+    return rc ? rc : torch_load_at(src, file, err);
+}
+
+int torch_load_at(struct ckpt_source *src, uint32_t file, ckpt_error *err)
+{
     const struct source_file *f = &src->files[file];
     if (f->size >= 4 && memcmp(f->data, "PK\x03\x04", 4) == 0)
         return torch_load_zip(src, file, err);

@@ -7,6 +7,9 @@
 /* A torch.save file of either kind, added to `src` (a shard of a folder, or the whole checkpoint). */
 int torch_load_file(struct ckpt_source *src, const char *path, ckpt_error *err);
 
+/* A torch.save file (either kind) that is already file `file` of `src`, e.g. a slice of a bigger file. */
+int torch_load_at(struct ckpt_source *src, uint32_t file, ckpt_error *err);
+
 /* torch >= 1.6: a zip archive holding data.pkl and one entry per storage. */
 int torch_load_zip(struct ckpt_source *src, uint32_t file, ckpt_error *err);
 

@@ -80,6 +80,8 @@ int hash_source_files(const struct ckpt_source *src, struct file_records *record
     for (size_t i = 0; i < src->file_count && !rc && !atomic_load(stop); i++) {
         const struct source_file *f = &src->files[i];
         XXH128_hash_t h;
+        if (f->borrowed)
+            continue;   /* its bytes are hashed with the file they belong to */
         if (!f->mapped) {
             h = XXH3_128bits(f->data, (size_t)f->size);
         } else {

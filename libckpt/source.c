@@ -38,7 +38,7 @@ static int grow(void **array, size_t *cap, size_t need, size_t elem_size, ckpt_e
 }
 
 static int append_file(struct ckpt_source *src, const char *path, const uint8_t *data,
-                       uint64_t size, bool mapped, uint32_t *index, ckpt_error *err)
+                       uint64_t size, bool mapped, bool borrowed, uint32_t *index, ckpt_error *err)
 {
     if (src->file_count >= UINT32_MAX)
         return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: too many files in one checkpoint", path);
@@ -48,7 +48,7 @@ static int append_file(struct ckpt_source *src, const char *path, const uint8_t 
     char *copy = strdup(path);
     if (!copy)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    src->files[src->file_count] = (struct source_file){copy, data, size, mapped};
+    src->files[src->file_count] = (struct source_file){copy, data, size, mapped, borrowed};
     *index = (uint32_t)src->file_count++;
     return CKPT_OK;
 }
@@ -74,7 +74,7 @@ int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, 
         data = m;
     }
     close(fd);
-    int rc = append_file(src, path, data, (uint64_t)st.st_size, true, index, err);
+    int rc = append_file(src, path, data, (uint64_t)st.st_size, true, false, index, err);
     if (rc && data)
         munmap((void *)data, (size_t)st.st_size);
     return rc;
@@ -83,10 +83,39 @@ int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, 
 int source_add_buffer(struct ckpt_source *src, const char *path, uint8_t *data, uint64_t size,
                       uint32_t *index, ckpt_error *err)
 {
-    int rc = append_file(src, path, data, size, false, index, err);
+    int rc = append_file(src, path, data, size, false, false, index, err);
     if (rc)
         free(data);
     return rc;
+}
+
+int source_add_slice(struct ckpt_source *src, uint32_t parent, uint64_t offset, uint64_t size, const char *path,
+                     uint32_t *index, ckpt_error *err)
+{
+    uint64_t end;
+    if (parent >= src->file_count)
+        return ckpt_fail(err, CKPT_ERR_ARG, "%s: no such file index %u", path, parent);
+    const struct source_file *p = &src->files[parent];
+    if (!ckpt_add_u64(offset, size, &end) || end > p->size)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: bytes %llu+%llu lie outside %s (%llu bytes)", path,
+                         (unsigned long long)offset, (unsigned long long)size, p->path, (unsigned long long)p->size);
+    return append_file(src, path, p->data ? p->data + offset : NULL, size, p->mapped, true, index, err);
+}
+
+int source_adopt_files(struct ckpt_source *src, struct ckpt_source *scratch, uint32_t *base, ckpt_error *err)
+{
+    if (src->file_count + scratch->file_count >= UINT32_MAX)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: too many files in one checkpoint", src->path);
+    int rc = grow((void **)&src->files, &src->file_cap, src->file_count + scratch->file_count, sizeof *src->files,
+                  err);
+    if (rc)
+        return rc;
+    *base = (uint32_t)src->file_count;
+    if (scratch->file_count)
+        memcpy(src->files + src->file_count, scratch->files, scratch->file_count * sizeof *scratch->files);
+    src->file_count += scratch->file_count;
+    scratch->file_count = 0;
+    return CKPT_OK;
 }
 
 /* ---- the name table ---- */
@@ -165,14 +194,13 @@ static bool view_extent(uint32_t rank, const uint64_t *shape, const int64_t *str
     return ckpt_add_u64(last, 1, extent);
 }
 
-static int check_tensor(const struct ckpt_source *src, const char *name, ckpt_dtype dtype,
-                        uint32_t rank, const uint64_t *shape, const struct tensor_view *view,
-                        uint64_t *nbytes, ckpt_error *err)
+int source_check_new_tensor(const struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
+                            const uint64_t *shape, uint32_t file_index, uint64_t *nbytes, ckpt_error *err)
 {
-    const char *file = view->file < src->file_count ? src->files[view->file].path : "?";
+    if (file_index >= src->file_count)
+        return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: no such file index %u", name, file_index);
+    const char *file = src->files[file_index].path;
     size_t esize = ckpt_dtype_size(dtype);
-    if (view->file >= src->file_count)
-        return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: no such file index %u", name, view->file);
     if (esize == 0)
         return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: tensor %s: unsupported element type", file, name);
     if (src->tensor_count >= src->limits.max_tensors)
@@ -188,6 +216,16 @@ static int check_tensor(const struct ckpt_source *src, const char *name, ckpt_dt
     uint64_t count;
     if (!ckpt_product_u64(shape, rank, &count) || !ckpt_mul_u64(count, esize, nbytes))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: shape overflows 64 bits", file, name);
+    return CKPT_OK;
+}
+
+int source_check_view(const struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
+                      const uint64_t *shape, const struct tensor_view *view, ckpt_error *err)
+{
+    if (view->file >= src->file_count)
+        return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: no such file index %u", name, view->file);
+    const char *file = src->files[view->file].path;
+    size_t esize = ckpt_dtype_size(dtype);
     if (view->strides)
         for (uint32_t d = 0; d < rank; d++)
             if (view->strides[d] < 0)
@@ -219,40 +257,75 @@ static bool is_contiguous(uint32_t rank, const uint64_t *shape, const int64_t *s
     return true;
 }
 
+int source_fill_entry(struct tensor_entry *t, const char *name, ckpt_dtype dtype, uint32_t rank,
+                      const uint64_t *shape, const struct tensor_view *view, uint64_t nbytes, ckpt_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->shape = malloc((rank ? rank : 1) * sizeof *t->shape);
+    bool strided = !is_contiguous(rank, shape, view->strides);
+    t->strides = strided ? malloc(rank * sizeof *t->strides) : NULL;
+    if (!t->shape || (strided && !t->strides)) {
+        source_entry_release(t);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", name);
+    }
+    if (rank)
+        memcpy(t->shape, shape, rank * sizeof *t->shape);
+    if (strided)
+        memcpy(t->strides, view->strides, rank * sizeof *t->strides);
+    t->view = *view;
+    t->view.strides = t->strides;
+    t->pub = (ckpt_tensor){name, dtype, rank, t->shape, nbytes, view->file, NULL};
+    t->alias_target = SIZE_MAX;
+    return CKPT_OK;
+}
+
+void source_entry_release(struct tensor_entry *t)
+{
+    for (size_t i = 0; i < t->part_count; i++) {
+        free(t->parts[i].offsets);
+        source_entry_release(&t->parts[i].entry);
+    }
+    free(t->parts);
+    free(t->shape);
+    free(t->strides);
+    t->parts = NULL;
+    t->shape = NULL;
+    t->strides = NULL;
+    t->part_count = 0;
+}
+
+int source_append_entry(struct ckpt_source *src, struct tensor_entry *t, ckpt_error *err)
+{
+    int rc = grow((void **)&src->tensors, &src->tensor_cap, src->tensor_count + 1, sizeof *src->tensors, err);
+    if (!rc)
+        rc = name_table_reserve(src, src->tensor_count + 1, err);
+    char *name = rc ? NULL : strdup(t->pub.name);
+    if (!rc && !name)
+        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", t->pub.name);
+    if (rc) {
+        source_entry_release(t);
+        return rc;
+    }
+    t->pub.name = name;
+    for (size_t i = 0; i < t->part_count; i++)
+        t->parts[i].entry.pub.name = name;
+    src->tensors[src->tensor_count] = *t;
+    name_insert(src, src->tensor_count++);
+    return CKPT_OK;
+}
+
 int source_add_tensor(struct ckpt_source *src, const char *name, ckpt_dtype dtype,
                       uint32_t rank, const uint64_t *shape, const struct tensor_view *view,
                       ckpt_error *err)
 {
     uint64_t nbytes = 0;
-    int rc = check_tensor(src, name, dtype, rank, shape, view, &nbytes, err);
+    struct tensor_entry t;
+    int rc = source_check_new_tensor(src, name, dtype, rank, shape, view->file, &nbytes, err);
     if (!rc)
-        rc = grow((void **)&src->tensors, &src->tensor_cap, src->tensor_count + 1, sizeof *src->tensors, err);
+        rc = source_check_view(src, name, dtype, rank, shape, view, err);
     if (!rc)
-        rc = name_table_reserve(src, src->tensor_count + 1, err);
-    if (rc)
-        return rc;
-
-    struct tensor_entry *t = &src->tensors[src->tensor_count];
-    memset(t, 0, sizeof *t);
-    char *name_copy = strdup(name);
-    t->shape = malloc((rank ? rank : 1) * sizeof *t->shape);
-    bool strided = !is_contiguous(rank, shape, view->strides);
-    t->strides = strided ? malloc(rank * sizeof *t->strides) : NULL;
-    if (!name_copy || !t->shape || (strided && !t->strides)) {
-        free(name_copy);
-        free(t->shape);
-        free(t->strides);
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", name);
-    }
-    memcpy(t->shape, shape, rank * sizeof *t->shape);
-    if (strided)
-        memcpy(t->strides, view->strides, rank * sizeof *t->strides);
-    t->view = *view;
-    t->view.strides = t->strides;
-    t->pub = (ckpt_tensor){name_copy, dtype, rank, t->shape, nbytes, view->file, NULL};
-    t->alias_target = SIZE_MAX;
-    name_insert(src, src->tensor_count++);
-    return CKPT_OK;
+        rc = source_fill_entry(&t, name, dtype, rank, shape, view, nbytes, err);
+    return rc ? rc : source_append_entry(src, &t, err);
 }
 
 int source_add_alias(struct ckpt_source *src, const char *name, size_t target, ckpt_error *err)
@@ -260,6 +333,8 @@ int source_add_alias(struct ckpt_source *src, const char *name, size_t target, c
     if (target >= src->tensor_count)
         return ckpt_fail(err, CKPT_ERR_ARG, "alias %s: no such tensor %zu", name, target);
     struct tensor_entry *base = &src->tensors[target];
+    if (base->parts)
+        return ckpt_fail(err, CKPT_ERR_ARG, "alias %s: tensor %s is stored in pieces", name, base->pub.name);
     struct tensor_view view = base->view;
     int rc = source_add_tensor(src, name, base->pub.dtype, base->pub.rank, base->shape, &view, err);
     if (rc)
@@ -315,6 +390,22 @@ int source_add_object(struct ckpt_source *src, const char *name, const char *kin
 
 /* ---- the public calls ---- */
 
+struct ckpt_source *source_new(const char *path, const ckpt_limits *limits)
+{
+    struct ckpt_source *src = calloc(1, sizeof *src);
+    if (!src)
+        return NULL;
+    if (limits)
+        src->limits = *limits;
+    else
+        ckpt_limits_default(&src->limits);
+    if (!(src->path = strdup(path))) {
+        free(src);
+        return NULL;
+    }
+    return src;
+}
+
 int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *limits, ckpt_error *err)
 {
     ckpt_error_clear(err);
@@ -325,18 +416,10 @@ int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *lim
     int rc = format_detect(path, &reader, err);
     if (rc)
         return rc;
-    struct ckpt_source *src = calloc(1, sizeof *src);
+    struct ckpt_source *src = source_new(path, limits);
     if (!src)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    if (limits)
-        src->limits = *limits;
-    else
-        ckpt_limits_default(&src->limits);
     src->format = reader->name;
-    if (!(src->path = strdup(path))) {
-        free(src);
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    }
     rc = reader->open(src, path, err);
     if (rc) {
         ckpt_source_free(src);
@@ -352,16 +435,15 @@ void ckpt_source_free(ckpt_source *src)
         return;
     for (size_t i = 0; i < src->file_count; i++) {
         struct source_file *f = &src->files[i];
-        if (f->mapped && f->data)
+        if (!f->borrowed && f->mapped && f->data)
             munmap((void *)f->data, (size_t)f->size);
-        else if (!f->mapped)
+        else if (!f->borrowed && !f->mapped)
             free((void *)f->data);
         free(f->path);
     }
     for (size_t i = 0; i < src->tensor_count; i++) {
         free((char *)src->tensors[i].pub.name);
-        free(src->tensors[i].shape);
-        free(src->tensors[i].strides);
+        source_entry_release(&src->tensors[i]);
     }
     for (size_t i = 0; i < src->metadata_count; i++) {
         free((char *)src->metadata[i].key);

@@ -29,6 +29,7 @@ struct source_file {
     const uint8_t *data;
     uint64_t size;
     bool mapped;      /* data is an mmap (else malloc'd and owned) */
+    bool borrowed;    /* data belongs to another file of the source (a member, a slice): never freed */
 };
 
 /*
@@ -46,12 +47,22 @@ struct tensor_view {
     bool big_endian;
 };
 
+struct tensor_part;
+
 struct tensor_entry {
     ckpt_tensor pub;
     uint64_t *shape;
     int64_t *strides;        /* NULL when contiguous */
     struct tensor_view view;
     size_t alias_target;     /* index of the aliased tensor, or SIZE_MAX */
+    struct tensor_part *parts; /* a tensor stored in pieces (pieces.c); `view` is then unused */
+    size_t part_count;
+};
+
+/* One stored piece of a tensor: the box starting at `offsets`, read like a tensor of its own. */
+struct tensor_part {
+    uint64_t *offsets;
+    struct tensor_entry entry; /* shape = the box's sizes; name borrowed from the whole tensor */
 };
 
 struct ckpt_source {
@@ -78,6 +89,26 @@ int source_add_buffer(struct ckpt_source *src, const char *path, uint8_t *data, 
                       uint32_t *index, ckpt_error *err);
 
 /*
+ * Appends bytes [offset, offset + size) of file `parent` as a file of their
+ * own (a torch.save blob inside a DCP file, an archive member), named `path`
+ * in messages.  Refuses a range outside the parent.
+ */
+int source_add_slice(struct ckpt_source *src, uint32_t parent, uint64_t offset, uint64_t size, const char *path,
+                     uint32_t *index, ckpt_error *err);
+
+/* An empty source with `limits` (the defaults when NULL), or NULL when out of memory. */
+struct ckpt_source *source_new(const char *path, const ckpt_limits *limits);
+
+/*
+ * Moves every file of `scratch` to the end of `src`'s files; scratch's file
+ * index i becomes base + i.  A reader that assembles tensors from several
+ * files loads each into a scratch source with an existing reader, reads the
+ * scratch catalog, adopts its files, and declares pieces with the shifted
+ * file indexes.  Scratch keeps its catalog (for reading) but no files.
+ */
+int source_adopt_files(struct ckpt_source *src, struct ckpt_source *scratch, uint32_t *base, ckpt_error *err);
+
+/*
  * Declares a tensor.  Refuses duplicate names, ranks or counts over the
  * limits, sizes that overflow, negative strides and views that reach outside
  * their storage or their file; every refusal names the file and the tensor.
@@ -85,6 +116,44 @@ int source_add_buffer(struct ckpt_source *src, const char *path, uint8_t *data, 
 int source_add_tensor(struct ckpt_source *src, const char *name, ckpt_dtype dtype,
                       uint32_t rank, const uint64_t *shape, const struct tensor_view *view,
                       ckpt_error *err);
+
+/*
+ * A block of a tensor stored in pieces (tensor-parallel shards, DCP chunks):
+ * the box [offsets, offsets + sizes) of the whole tensor, whose elements are
+ * found through `view` as if it were a tensor of shape `sizes`.
+ */
+struct tensor_piece {
+    const uint64_t *offsets;
+    const uint64_t *sizes;
+    struct tensor_view view;
+};
+
+/*
+ * A run of a tensor stored in pieces of a flat vector (ZeRO partitions):
+ * elements [first, first + count) in row-major order, stored contiguously
+ * from view.elem_offset on (view.strides must be NULL).
+ */
+struct tensor_run {
+    uint64_t first, count;
+    struct tensor_view view;
+};
+
+/* No tensor is assembled from more pieces than this (overlaps are checked pairwise). */
+#define SOURCE_MAX_PIECES 16384
+
+/*
+ * Declares a tensor assembled from pieces.  Each piece's view is checked as
+ * source_add_tensor checks a view; the pieces must also lie inside the
+ * tensor and cover it exactly, with no gap and no overlap.  Refusals name
+ * the tensor and a file of the offending piece.  Pieces count toward
+ * max_tensors.
+ */
+int source_add_pieces(struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
+                      const uint64_t *shape, const struct tensor_piece *pieces, size_t count, ckpt_error *err);
+
+/* The same for a tensor given as runs of its row-major elements (each becomes at most 2 * rank - 1 boxes). */
+int source_add_runs(struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
+                    const uint64_t *shape, const struct tensor_run *runs, size_t count, ckpt_error *err);
 
 /* Declares `name` as another name for the already declared tensor `target`. */
 int source_add_alias(struct ckpt_source *src, const char *name, size_t target, ckpt_error *err);
@@ -96,6 +165,26 @@ int source_add_metadata(struct ckpt_source *src, const char *key, const char *va
 /* Records a non-tensor value; `kind` must be a static string (see ckpt_object). */
 int source_add_object(struct ckpt_source *src, const char *name, const char *kind, const char *value,
                       ckpt_error *err);
+
+/* ---- shared by source.c and pieces.c ---- */
+
+/* Checks a new tensor's name, rank and size against the catalog and its limits; sets *nbytes. */
+int source_check_new_tensor(const struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
+                            const uint64_t *shape, uint32_t file, uint64_t *nbytes, ckpt_error *err);
+
+/* Checks that a view of `shape` stays inside its storage and its file. */
+int source_check_view(const struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
+                      const uint64_t *shape, const struct tensor_view *view, ckpt_error *err);
+
+/* Fills `t` (shape and strides copied) for a view already checked; the name is not copied. */
+int source_fill_entry(struct tensor_entry *t, const char *name, ckpt_dtype dtype, uint32_t rank,
+                      const uint64_t *shape, const struct tensor_view *view, uint64_t nbytes, ckpt_error *err);
+
+/* Appends a checked entry `t` (taking its allocations and a copy of its name) to the catalog. */
+int source_append_entry(struct ckpt_source *src, struct tensor_entry *t, ckpt_error *err);
+
+/* Frees what an entry owns besides its name. */
+void source_entry_release(struct tensor_entry *t);
 
 /* Index of the tensor called `name`, or SIZE_MAX. */
 size_t source_lookup(const struct ckpt_source *src, const char *name);
