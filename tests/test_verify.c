@@ -431,6 +431,52 @@ START_TEST(diff_reports_differences)
 }
 END_TEST
 
+/* Writes one F32 [rows, cols] tensor "w" holding i * 0.25 at flat index i, then the given changes. */
+static char *write_matrix(const char *dir, const char *file, uint64_t rows, uint64_t cols, const uint64_t *at,
+                          const float *delta, size_t changes)
+{
+    char *path = test_join(dir, file);
+    uint64_t shape[2] = {rows, cols}, n = rows * cols;
+    float *v = malloc(n * sizeof *v);
+    for (uint64_t i = 0; i < n; i++)
+        v[i] = (float)(i % 4096) * 0.25f;
+    for (size_t k = 0; k < changes; k++)
+        v[at[k]] += delta[k];
+    ckpt_tensor t = {"w", CKPT_DTYPE_F32, 2, shape, n * sizeof *v, 0, NULL};
+    ckpt_writer *w;
+    ck_assert_int_eq(ckpt_writer_open(&w, path, &t, 1, NULL, 0, NULL), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(w, v, n * sizeof *v, NULL), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_finish(w, NULL), CKPT_OK);
+    ckpt_writer_free(w);
+    free(v);
+    return path;
+}
+
+START_TEST(diff_streams_large_tensors)
+{
+    /* 16 MiB: compared in two blocks of rows; the changes sit in the first row, the second block and the end */
+    char *dir = test_tmpdir();
+    uint64_t rows = 4096, cols = 1024, at[] = {5, 3000 * 1024 + 7, 4096 * 1024 - 1};
+    char *a = write_matrix(dir, "a.safetensors", rows, cols, NULL, NULL, 0);
+    char *b = write_matrix(dir, "b.safetensors", rows, cols, at, (float[]){0.5f, 2.0f, -1.0f}, 3);
+    char *out;
+    ck_assert_int_eq(test_ckpt(&out, NULL, "diff '%s' '%s'", a, a), 0);
+    free(out);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "diff '%s' '%s' --json", a, b), 1);
+    json_t *doc = json_loads(out, 0, NULL);
+    json_t *f = json_array_get(json_object_get(doc, "findings"), 0);
+    ck_assert_msg(f, "%s", out);
+    ck_assert_int_eq(json_integer_value(json_object_get(f, "mismatched")), 3);
+    ck_assert(json_real_value(json_object_get(f, "max_abs_error")) == 2.0);
+    json_decref(doc);
+    free(out);
+    free(a);
+    free(b);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *verify_suite(void)
 {
     Suite *s = suite_create("verify");
@@ -449,6 +495,7 @@ static Suite *verify_suite(void)
     tcase_add_test(tc, against_catches_wrong_layout_and_cast);
     tcase_add_test(tc, junit_is_well_formed);
     tcase_add_test(tc, diff_reports_differences);
+    tcase_add_test(tc, diff_streams_large_tensors);
     suite_add_tcase(s, tc);
     return s;
 }
