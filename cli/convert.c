@@ -19,7 +19,9 @@ static const char convert_help[] =
     "  --dtype D            f16, bf16, f32 or keep, for every floating tensor\n"
     "  --nz MODE            auto (the target's choice), all, none\n"
     "  --overflow P         saturate (default), inf (as torch), error\n"
-    "  --rules FILE         extra rules: name glob -> dtype / layout / rename / drop\n"
+    "  --rename SET         hf-llama: Megatron-LM GPT/Llama names and fused QKV / fc1\n"
+    "                       to Hugging Face Llama tensors (rules after the target's)\n"
+    "  --rules FILE         extra rules: name glob -> dtype / layout / rename / rows / drop\n"
     "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
     "  --jobs N             worker threads (default: one per core)\n"
@@ -141,6 +143,12 @@ static int print_plan_json(const ckpt_plan *plan)
         }
         if (e->scale_name)
             json_object_set_new(o, "scale", json_string(e->scale_name));
+        const ckpt_row_select *r = &e->rows;
+        if (r->groups)
+            json_object_set_new(o, "source_rows",
+                                json_pack("{s:I, s:I, s:I, s:I}", "groups", (json_int_t)r->groups, "group_rows",
+                                          (json_int_t)r->group_rows, "offset", (json_int_t)r->offset, "count",
+                                          (json_int_t)r->count));
         json_array_append_new(entries, o);
     }
     for (size_t i = 0; i < ckpt_plan_dropped_count(plan); i++)
@@ -238,6 +246,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
         {"target", required_argument, NULL, 't'},   {"dtype", required_argument, NULL, 'd'},
         {"nz", required_argument, NULL, 'z'},       {"overflow", required_argument, NULL, 'o'},
         {"rules", required_argument, NULL, 'r'},    {"max-shard-size", required_argument, NULL, 's'},
+        {"rename", required_argument, NULL, 'R'},
         {"max-memory", required_argument, NULL, 'm'}, {"jobs", required_argument, NULL, 'j'},
         {"force", no_argument, NULL, 'f'},          {"dry-run", no_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'J'},           {"quiet", no_argument, NULL, 'q'},
@@ -275,6 +284,11 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
                 return cli_usage_error("convert", "--overflow takes saturate, inf or error, not '%s'", optarg);
             break;
         case 'r': a->rules_path = optarg; break;
+        case 'R':
+            if (strcmp(optarg, "hf-llama"))
+                return cli_usage_error("convert", "unknown rename set '%s' (hf-llama)", optarg);
+            a->opts.rename = optarg;
+            break;
         case 's':
             if (parse_size(optarg, &a->opts.max_shard_bytes) || a->opts.max_shard_bytes == 0)
                 return cli_usage_error("convert", "bad --max-shard-size '%s'", optarg);

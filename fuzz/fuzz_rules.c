@@ -1,4 +1,4 @@
-/* fuzz_rules.c: any text as a rules file, then applied to a few names. */
+/* fuzz_rules.c: any text as a rules file, then applied to a few names and a [96, 8] shape. */
 #include "rules.h"
 
 #include <stdlib.h>
@@ -16,8 +16,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char *const names[] = {"model.layers.0.mlp.down_proj.weight", "lm_head.weight", "", "a*b?c$1"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             struct rule_decision d;
-            if (ruleset_decide(&rs, names[i], CKPT_DTYPE_BF16, &d, NULL) == CKPT_OK)
-                free(d.name);
+            static const uint64_t shape[2] = {96, 8};
+            if (ruleset_decide(&rs, NULL, names[i], CKPT_DTYPE_BF16, &d, NULL) != CKPT_OK)
+                continue;
+            for (size_t part = 0; part < d.parts; part++) {
+                ckpt_row_select rows;
+                rule_rows(&d, part, names[i], 2, shape, &rows, NULL);
+            }
+            rule_decision_free(&d);
         }
     }
     ruleset_free(&rs);

@@ -123,6 +123,9 @@ static const char *plan_disagreement(const ckpt_plan_entry *e, const struct mani
     if (e->rank != t->rank || memcmp(e->shape, t->shape, t->rank * sizeof *t->shape) != 0 || e->nd_rank != t->nd_rank ||
         memcmp(e->nd_shape, t->nd_shape, t->nd_rank * sizeof *t->nd_shape) != 0)
         return "another shape";
+    if (e->rows.groups != t->rows.groups || e->rows.group_rows != t->rows.group_rows ||
+        e->rows.offset != t->rows.offset || e->rows.count != t->rows.count)
+        return "other source rows";
     if ((e->alias_of == NULL) != (t->alias_of == NULL) || (e->alias_of && strcmp(e->alias_of, t->alias_of) != 0))
         return "another alias";
     return NULL;

@@ -60,6 +60,11 @@ static json_t *tensor_json(const struct ckpt_plan *plan, size_t i, const struct 
                           e->transposed, "source", "name", e->source_name, "dtype", ckpt_dtype_name(e->source_dtype));
     if (!o)
         return NULL;
+    if (e->rows.groups)
+        json_object_set_new(json_object_get(o, "source"), "rows",
+                            json_pack("{s:I, s:I, s:I, s:I}", "groups", (json_int_t)e->rows.groups, "group_rows",
+                                      (json_int_t)e->rows.group_rows, "offset", (json_int_t)e->rows.offset, "count",
+                                      (json_int_t)e->rows.count));
     if (e->alias_of) {
         json_object_set_new(o, "alias_of", json_string(e->alias_of));
         return o;
@@ -100,12 +105,12 @@ int manifest_write(struct outdir *o, const struct ckpt_plan *plan, const struct 
         json_array_append_new(dropped, json_string(plan->dropped[i]));
     const ckpt_convert_options *opt = &plan->opts;
     json_t *doc = json_pack(
-        "{s:i, s:s, s:{s:s, s:s, s:o}, s:s, s:{s:s?, s:s, s:s, s:I, s:s?, s:[I, I]}, s:o, s:o, s:o}",
+        "{s:i, s:s, s:{s:s, s:s, s:o}, s:s, s:{s:s?, s:s, s:s, s:I, s:s?, s:s?, s:[I, I]}, s:o, s:o, s:o}",
         "manifest_version", MANIFEST_VERSION, "tool", "libckpt " CKPT_VERSION_STRING, "source", "path",
         ckpt_source_path(plan->src), "format", ckpt_source_format(plan->src), "files", files_json(source_files),
         "target", opt->target, "options", "dtype", opt->dtype, "nz", nz_name(opt->nz), "overflow",
         overflow_name(opt->overflow), "max_shard_bytes", (json_int_t)opt->max_shard_bytes, "rules", opt->rules,
-        "fp8_block", (json_int_t)plan->fp8_block[0], (json_int_t)plan->fp8_block[1], "files",
+        "rename", opt->rename, "fp8_block", (json_int_t)plan->fp8_block[0], (json_int_t)plan->fp8_block[1], "files",
         files_json(output_files), "dropped", dropped, "tensors", tensor_list);
     return outdir_write_json(o, MANIFEST_NAME, doc, JSON_INDENT(1), NULL, NULL, err);
 }

@@ -77,6 +77,18 @@ static int load_files(struct manifest *m, const json_t *files, const char *path,
     return CKPT_OK;
 }
 
+/* source.rows, when present: a selection inside its groups (docs/manifest.md). */
+static bool get_rows(const json_t *src, ckpt_row_select *out)
+{
+    const json_t *o = json_object_get(src, "rows");
+    *out = (ckpt_row_select){0, 0, 0, 0};
+    if (!o)
+        return true;
+    return get_u64(o, "groups", &out->groups) && get_u64(o, "group_rows", &out->group_rows) &&
+           get_u64(o, "offset", &out->offset) && get_u64(o, "count", &out->count) && out->groups > 0 &&
+           out->count > 0 && out->offset <= out->group_rows && out->count <= out->group_rows - out->offset;
+}
+
 static int load_tensor(struct manifest_tensor *t, const json_t *o, const char *path, size_t i, ckpt_error *err)
 {
     const json_t *src = json_object_get(o, "source");
@@ -89,7 +101,8 @@ static int load_tensor(struct manifest_tensor *t, const json_t *o, const char *p
     t->transposed = json_is_true(json_object_get(o, "transposed"));
     bool ok = t->name && t->source_name && t->dtype != CKPT_DTYPE_INVALID && t->source_dtype != CKPT_DTYPE_INVALID &&
               layout && (strcmp(layout, "ND") == 0 || strcmp(layout, "FRACTAL_NZ") == 0) &&
-              get_shape(o, "shape", t->shape, &t->rank, 66) && get_shape(o, "nd_shape", t->nd_shape, &t->nd_rank, 64);
+              get_shape(o, "shape", t->shape, &t->rank, 66) && get_shape(o, "nd_shape", t->nd_shape, &t->nd_rank, 64) &&
+              get_rows(src, &t->rows);
     if (ok)
         t->layout = strcmp(layout, "ND") == 0 ? CKPT_LAYOUT_ND : CKPT_LAYOUT_FRACTAL_NZ;
     if (ok && !t->alias_of) {
@@ -147,6 +160,7 @@ int manifest_load(struct manifest *m, const char *dir, ckpt_error *err)
     m->nz = get_str(opts, "nz");
     m->overflow = get_str(opts, "overflow");
     m->rules = get_str(opts, "rules");
+    m->rename = get_str(opts, "rename");   /* absent in manifests older than rename sets */
     if (!m->target || !m->nz || !m->overflow || !get_u64(opts, "max_shard_bytes", &m->max_shard_bytes))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: target or options are missing", path);
     int rc = load_files(m, json_object_get(m->root, "files"), path, err);
@@ -170,6 +184,7 @@ int manifest_options(const struct manifest *m, ckpt_convert_options *opts, const
     opts->dtype = m->dtype;
     opts->rules = m->rules;
     opts->rules_origin = "manifest rules";
+    opts->rename = m->rename;
     opts->max_shard_bytes = m->max_shard_bytes;
     if (strcmp(m->nz, "auto") == 0)
         opts->nz = CKPT_NZ_AUTO;

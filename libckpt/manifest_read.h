@@ -25,11 +25,12 @@ struct manifest_tensor {
     uint32_t rank, nd_rank;
     uint64_t shape[66], nd_shape[64];
     uint64_t offset, nbytes;
+    ckpt_row_select rows;   /* groups 0 when the manifest records no row selection */
 };
 
 struct manifest {
     json_t *root;
-    const char *target, *dtype, *nz, *overflow, *rules;
+    const char *target, *dtype, *nz, *overflow, *rules, *rename;
     uint64_t max_shard_bytes;
     struct manifest_file *files;
     size_t file_count;

@@ -52,9 +52,11 @@ static bool is_fp8(ckpt_dtype d)
 
 /* ---- reading the options into rules ---- */
 
-static int build_rules(struct ruleset *rs, const ckpt_convert_options *o, ckpt_error *err)
+static int build_rules(struct ruleset *rs, const ckpt_convert_options *o, const ckpt_source *src, ckpt_error *err)
 {
     int rc = ruleset_add_target(rs, o->target ? o->target : "nd", err);
+    if (!rc && o->rename)
+        rc = ruleset_add_rename(rs, o->rename, src, err);
     if (!rc && o->rules)
         rc = ruleset_parse(rs, o->rules, o->rules_origin ? o->rules_origin : "rules", err);
     if (!rc && o->dtype) {
@@ -131,7 +133,10 @@ static ckpt_dtype output_dtype(const ckpt_tensor *t, const struct rule_decision 
     return d->dtype;
 }
 
-/* Fills an item's shapes: ND as the source (transposed for nz-t), NZ tiles when asked and possible. */
+/*
+ * Fills an item's shapes: ND as the source (its selected rows; transposed
+ * for nz-t), NZ tiles when asked and possible.
+ */
 static int lay_out(struct plan_item *it, const ckpt_tensor *t, int layout, ckpt_error *err)
 {
     uint32_t rank = t->rank;
@@ -140,12 +145,19 @@ static int lay_out(struct plan_item *it, const ckpt_tensor *t, int layout, ckpt_
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning %s", t->name);
     uint64_t *stored = it->shapes, *nd = it->shapes + rank + 3;   /* NZ adds up to 3 dims */
     memcpy(nd, t->shape, rank * sizeof *nd);
+    const ckpt_row_select *sel = &it->pub.rows;
+    it->in_bytes = t->nbytes;
+    if (sel->groups) {   /* rule_rows checked that these rows lie inside the tensor */
+        nd[0] = sel->groups * sel->count;
+        it->in_bytes = t->nbytes / t->shape[0] * nd[0];
+    }
     size_t esize = ckpt_dtype_size(it->pub.dtype);
-    bool nz = (layout == RULE_LAYOUT_NZ || layout == RULE_LAYOUT_NZ_T) && rank >= 2 && t->shape[rank - 1] > 1 &&
-              t->shape[rank - 2] > 1 && esize <= 4;
+    bool nz = (layout == RULE_LAYOUT_NZ || layout == RULE_LAYOUT_NZ_T) && rank >= 2 && nd[rank - 1] > 1 &&
+              nd[rank - 2] > 1 && esize <= 4;
     if (nz && layout == RULE_LAYOUT_NZ_T) {
-        nd[rank - 2] = t->shape[rank - 1];
-        nd[rank - 1] = t->shape[rank - 2];
+        uint64_t rows = nd[rank - 2];
+        nd[rank - 2] = nd[rank - 1];
+        nd[rank - 1] = rows;
         it->pub.transposed = 1;
     }
     it->pub.nd_rank = rank;
@@ -180,36 +192,68 @@ static int add_dropped(struct ckpt_plan *plan, const char *name, ckpt_error *err
     return CKPT_OK;
 }
 
+/* A zeroed item at the end of the plan's items, which owns it from then on. */
+static int new_item(struct ckpt_plan *plan, struct plan_item **out, ckpt_error *err)
+{
+    if (plan->item_count == plan->item_cap) {
+        size_t cap = plan->item_cap ? plan->item_cap * 2 : 64;
+        struct plan_item *grown = reallocarray(plan->items, cap, sizeof *grown);
+        if (!grown)
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
+        plan->items = grown;
+        plan->item_cap = cap;
+    }
+    *out = memset(&plan->items[plan->item_count++], 0, sizeof **out);
+    return CKPT_OK;
+}
+
+/* The outputs of one source tensor: usually one, one per part when a rule splits it. */
 static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t i, bool *consumed,
                        ckpt_error *err)
 {
     const ckpt_tensor *t = ckpt_source_tensor(plan->src, i);
     struct rule_decision d;
-    int rc = ruleset_decide(rs, t->name, t->dtype, &d, err);
+    int rc = ruleset_decide(rs, plan->src, t->name, t->dtype, &d, err);
     if (rc)
         return rc;
-    if (d.drop) {
-        free(d.name);
+    if (d.drop)
         return add_dropped(plan, t->name, err);
+    for (size_t part = 0; part < d.parts && !rc; part++) {
+        ckpt_row_select rows;
+        struct plan_item *it = NULL;
+        rc = rule_rows(&d, part, t->name, t->rank, t->shape, &rows, err);
+        if (!rc)
+            rc = new_item(plan, &it, err);
+        if (rc)
+            break;
+        it->source_index = i;
+        it->pub.name = d.names[part];
+        d.names[part] = NULL;
+        it->pub.rows = rows;
+        it->pub.source_name = t->name;
+        it->pub.source_dtype = t->dtype;
+        it->pub.dtype = output_dtype(t, &d);
+        it->scale_index = find_scale(plan, t, it->pub.dtype);
+        if (it->scale_index != SIZE_MAX) {
+            consumed[it->scale_index] = true;
+            it->pub.scale_name = ckpt_source_tensor(plan->src, it->scale_index)->name;
+            plan->fp8_dequantized = true;
+        }
+        rc = lay_out(it, t, d.layout, err);
     }
-    struct plan_item *it = &plan->items[plan->item_count];
-    memset(it, 0, sizeof *it);
-    it->source_index = i;
-    it->pub.name = d.name;
-    it->pub.source_name = t->name;
-    it->pub.source_dtype = t->dtype;
-    it->pub.dtype = output_dtype(t, &d);
-    it->scale_index = find_scale(plan, t, it->pub.dtype);
-    if (it->scale_index != SIZE_MAX) {
-        consumed[it->scale_index] = true;
-        it->pub.scale_name = ckpt_source_tensor(plan->src, it->scale_index)->name;
-        plan->fp8_dequantized = true;
-    }
-    plan->item_count++;   /* owned by the plan from here, so that a failure below frees it */
-    return lay_out(it, t, d.layout, err);
+    rule_decision_free(&d);
+    return rc;
 }
 
-/* Aliases point at their target's output name; an alias of a dropped tensor is stored itself. */
+static bool same_rows(const ckpt_row_select *a, const ckpt_row_select *b)
+{
+    return a->groups == b->groups && a->group_rows == b->group_rows && a->offset == b->offset && a->count == b->count;
+}
+
+/*
+ * Aliases point at their target's output name (the same rows of it); an
+ * alias of a dropped tensor is stored itself.
+ */
 static void resolve_aliases(struct ckpt_plan *plan)
 {
     for (size_t i = 0; i < plan->item_count; i++) {
@@ -217,7 +261,8 @@ static void resolve_aliases(struct ckpt_plan *plan)
         if (!t->alias_of)
             continue;
         for (size_t j = 0; j < plan->item_count; j++) {
-            if (j != i && strcmp(plan->items[j].pub.source_name, t->alias_of) == 0 && !plan->items[j].pub.alias_of) {
+            if (j != i && strcmp(plan->items[j].pub.source_name, t->alias_of) == 0 && !plan->items[j].pub.alias_of &&
+                same_rows(&plan->items[j].pub.rows, &plan->items[i].pub.rows)) {
                 plan->items[i].pub.alias_of = plan->items[j].pub.name;
                 break;
             }
@@ -291,7 +336,7 @@ static int assign_shards(struct ckpt_plan *plan, ckpt_error *err)
         it->pub.offset = cur->data_bytes;
         cur->data_bytes += it->pub.nbytes;
         cur->item_count++;
-        plan->bytes_in += ckpt_source_tensor(plan->src, it->source_index)->nbytes;
+        plan->bytes_in += it->in_bytes;
         plan->bytes_out += it->pub.nbytes;
     }
     if (!rc && plan->shard_count == 0)
@@ -333,13 +378,15 @@ static int copy_options(struct ckpt_plan *plan, const char *dst, const ckpt_conv
     plan->dtype = opts->dtype ? strdup(opts->dtype) : NULL;
     plan->rules = opts->rules ? strdup(opts->rules) : NULL;
     plan->rules_origin = opts->rules_origin ? strdup(opts->rules_origin) : NULL;
+    plan->rename = opts->rename ? strdup(opts->rename) : NULL;
     if (!plan->dst || !plan->target || (opts->dtype && !plan->dtype) || (opts->rules && !plan->rules) ||
-        (opts->rules_origin && !plan->rules_origin))
+        (opts->rules_origin && !plan->rules_origin) || (opts->rename && !plan->rename))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
     plan->opts.target = plan->target;
     plan->opts.dtype = plan->dtype;
     plan->opts.rules = plan->rules;
     plan->opts.rules_origin = plan->rules_origin;
+    plan->opts.rename = plan->rename;
     return CKPT_OK;
 }
 
@@ -361,10 +408,8 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
         plan->src = src;
         rc = copy_options(plan, dst, opts ? opts : &defaults, err);
     }
-    if (!rc && !(plan->items = calloc(n + 1, sizeof *plan->items)))
-        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning %zu tensors", n);
     if (!rc)
-        rc = build_rules(&rs, &plan->opts, err);
+        rc = build_rules(&rs, &plan->opts, src, err);
     if (!rc)
         rc = read_fp8_block(plan, err);
     for (size_t i = 0; i < n && !rc; i++)
@@ -419,6 +464,7 @@ void ckpt_plan_free(ckpt_plan *plan)
     free(plan->dtype);
     free(plan->rules);
     free(plan->rules_origin);
+    free(plan->rename);
     free(plan);
 }
 

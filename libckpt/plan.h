@@ -12,6 +12,7 @@ struct plan_item {
     size_t source_index;
     size_t scale_index;          /* SIZE_MAX unless fp8 block dequantization */
     uint64_t *shapes;            /* one allocation: stored shape, then ND shape */
+    uint64_t in_bytes;           /* source bytes it is made of (its selected rows) */
 };
 
 struct plan_shard {
@@ -24,9 +25,9 @@ struct ckpt_plan {
     const ckpt_source *src;
     char *dst;
     ckpt_convert_options opts;       /* string fields point into owned copies below */
-    char *target, *dtype, *rules, *rules_origin;
+    char *target, *dtype, *rules, *rules_origin, *rename;
     struct plan_item *items;
-    size_t item_count;
+    size_t item_count, item_cap;
     struct plan_shard *shards;
     size_t shard_count;
     char **dropped;

@@ -5,9 +5,14 @@
  * optional `from=DTYPE` filter on the source element type, and actions:
  * `dtype=f16|bf16|f32|f64|keep`, `layout=nd|nz|nz-t`, `rename=TEMPLATE`
  * (`$1`..`$9` are what the pattern's `*`s matched), `drop`.  `#` starts a
- * comment.  For each attribute the last matching rule wins, so the built-in
- * target rules come first, then the user's file, then command-line options.
- * docs/rules.md is the user's description.
+ * comment.  Row actions pick rows of dim 0 and may make several outputs of
+ * one tensor: `rows=N` (the first N rows), `split=P1:P2:...` (consecutive
+ * parts in these proportions, one rename template each, comma-separated),
+ * `groups=G` (with split: G equal groups, each cut by split).  Their values
+ * may be `${KEY}`, read from the source metadata when the rule applies.
+ * For each attribute the last matching rule wins, so the built-in target
+ * rules come first, then a built-in rename set, then the user's file, then
+ * command-line options.  docs/rules.md is the user's description.
  */
 #ifndef CKPT_RULES_H
 #define CKPT_RULES_H
@@ -15,6 +20,8 @@
 #include "ckpt.h"
 
 #include <stdbool.h>
+
+#define RULE_MAX_PARTS 16
 
 enum rule_layout { RULE_LAYOUT_UNSET = -1, RULE_LAYOUT_ND, RULE_LAYOUT_NZ, RULE_LAYOUT_NZ_T };
 
@@ -26,6 +33,10 @@ struct rule {
     int layout;           /* enum rule_layout */
     char *rename;         /* NULL: unchanged */
     bool drop;
+    char *rows;           /* `rows=` value as written (a number or ${KEY}), or NULL */
+    char *split;          /* `split=` value as written, or NULL */
+    char *groups;         /* `groups=` value as written (needs split), or NULL */
+    char *where;          /* "origin:line", for messages */
 };
 
 struct ruleset {
@@ -39,7 +50,12 @@ struct rule_decision {
     bool set_dtype;
     ckpt_dtype dtype;     /* when set_dtype; CKPT_DTYPE_INVALID: keep */
     int layout;           /* enum rule_layout, RULE_LAYOUT_UNSET when no rule spoke */
-    char *name;           /* malloc'd output name */
+    size_t parts;         /* outputs: 1, or the number of split parts */
+    char *names[RULE_MAX_PARTS];   /* malloc'd output name of each part */
+    uint64_t rows;        /* rows of dim 0 kept (rows=), 0: all */
+    uint64_t groups;      /* groups of the kept rows (groups=), 1 unless set */
+    uint64_t split[RULE_MAX_PARTS];   /* proportions of each part, when parts > 1 */
+    const char *rows_rule, *split_rule;   /* where rows= and split= were decided, or NULL */
 };
 
 /* Appends the rules in `text`; errors name `origin` and the line. */
@@ -48,9 +64,30 @@ int ruleset_parse(struct ruleset *rs, const char *text, const char *origin, ckpt
 /* Appends the built-in rules of a target ("ascend-310p", "ascend-910b", "nd"). */
 int ruleset_add_target(struct ruleset *rs, const char *target, ckpt_error *err);
 
-/* Applies the rules to one source tensor. */
-int ruleset_decide(const struct ruleset *rs, const char *name, ckpt_dtype from, struct rule_decision *out,
-                   ckpt_error *err);
+/*
+ * Appends a built-in rename set ("hf-llama"); refuses a source whose
+ * metadata says the set does not fit it (src may be NULL).
+ */
+int ruleset_add_rename(struct ruleset *rs, const char *set, const ckpt_source *src, ckpt_error *err);
+
+/*
+ * Applies the rules to one source tensor; `${KEY}` values are read from the
+ * metadata of `src`.  A missing key or a bad value is a format error naming
+ * the rule and the tensor.
+ */
+int ruleset_decide(const struct ruleset *rs, const ckpt_source *src, const char *name, ckpt_dtype from,
+                   struct rule_decision *out, ckpt_error *err);
+
+/*
+ * The rows of part `part` of a decision, for a source tensor of `shape`
+ * (rank 2 or more): refuses rows= beyond the tensor and groups or parts that
+ * do not divide the rows, naming the tensor and the rule.  Selecting every
+ * row in order gives groups = 0 (no selection).
+ */
+int rule_rows(const struct rule_decision *d, size_t part, const char *tensor, uint32_t rank, const uint64_t *shape,
+              ckpt_row_select *out, ckpt_error *err);
+
+void rule_decision_free(struct rule_decision *d);
 
 void ruleset_free(struct ruleset *rs);
 

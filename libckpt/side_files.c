@@ -2,6 +2,7 @@
 #include "side_files.h"
 
 #include "error.h"
+#include "llama_config.h"
 #include "manifest.h"
 
 #include <dirent.h>
@@ -147,18 +148,29 @@ static int copy_small_files(struct outdir *o, const char *dir, struct file_recor
     return rc;
 }
 
+/* A source without config.json renamed to hf-llama gets one made from its Megatron metadata. */
+static int write_made_config(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files,
+                             ckpt_error *err)
+{
+    if (!plan->opts.rename || strcmp(plan->opts.rename, "hf-llama") != 0)
+        return CKPT_OK;
+    json_t *config;
+    int rc = llama_config(plan, torch_dtype_name(plan->float_dtype), &config, err);
+    return rc || !config ? rc : write_json(o, "config.json", config, files, err);
+}
+
 int write_side_files(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files, ckpt_error *err)
 {
     int rc = write_index(o, plan, files, err);
-    if (rc || !source_is_dir(plan))
-        return rc;
-    const char *dir = ckpt_source_path(plan->src);
+    bool dir = source_is_dir(plan);
     char config[4096];
     struct stat st;
-    if (snprintf(config, sizeof config, "%s/config.json", dir) < (int)sizeof config && lstat(config, &st) == 0 &&
-        S_ISREG(st.st_mode))
+    if (!rc && dir && snprintf(config, sizeof config, "%s/config.json", ckpt_source_path(plan->src)) <
+                          (int)sizeof config && lstat(config, &st) == 0 && S_ISREG(st.st_mode))
         rc = write_config(o, plan, config, files, err);
-    if (!rc)
-        rc = copy_small_files(o, dir, files, err);
+    else if (!rc)
+        rc = write_made_config(o, plan, files, err);
+    if (!rc && dir)
+        rc = copy_small_files(o, ckpt_source_path(plan->src), files, err);
     return rc;
 }

@@ -9,6 +9,8 @@ struct job {
     const struct ckpt_plan *plan;
     const struct plan_item *it;
     const struct tensor_entry *te;
+    uint64_t lines;           /* lines of the item, in source orientation (its selected rows) */
+    uint64_t row_lines;       /* lines per row of dim 0, for row selections */
     struct transform tf;
     size_t out_esize;
     uint64_t budget;
@@ -39,34 +41,59 @@ void stream_buffers_free(struct stream_buffers *b)
     *b = (struct stream_buffers){0};
 }
 
-/* Reads lines and converts them; *out points at the converted bytes. */
+/*
+ * The source line that item line `line` comes from, and in *run how many
+ * item lines from there on follow it in the source (to the end of its group).
+ */
+static uint64_t source_line(const struct job *j, uint64_t line, uint64_t *run)
+{
+    const ckpt_row_select *s = &j->it->pub.rows;
+    if (!s->groups) {
+        *run = j->lines - line;
+        return line;
+    }
+    uint64_t row = line / j->row_lines, within = line % j->row_lines;
+    uint64_t group = row / s->count, k = row % s->count;
+    *run = (s->count - k) * j->row_lines - within;
+    return (group * s->group_rows + s->offset + k) * j->row_lines + within;
+}
+
+/*
+ * Reads item lines [first, first + count), gathered from their source lines,
+ * and converts them; *out points at the converted bytes.  `row0` is the
+ * first line's row within its matrix (for fp8 scales); a selected run's rows
+ * are its source lines (fp8 weights are 2-D).
+ */
 static int read_converted(struct job *j, uint64_t first, uint64_t count, uint64_t row0, uint8_t **out,
                           ckpt_error *err)
 {
     struct stream_buffers *b = j->b;
-    uint64_t in_bytes = count * view_line_bytes(&j->te->pub);
+    uint64_t in_line = view_line_bytes(&j->te->pub), out_line = j->tf.line_elems * j->out_esize;
     uint64_t elems = count * j->tf.line_elems;
-    int rc = ensure(&b->in, &b->in_cap, in_bytes, err);
-    if (!rc)
-        rc = view_read_lines(j->plan->src, j->te, first, count, b->in, err);
+    bool copy = j->tf.from == j->tf.to && !j->tf.scales;
+    int rc = ensure(&b->in, &b->in_cap, count * in_line, err);
+    if (!rc && !copy)
+        rc = ensure(&b->out, &b->out_cap, elems * j->out_esize, err);
+    for (uint64_t done = 0, run; done < count && !rc; done += run) {
+        uint64_t src = source_line(j, first + done, &run);
+        if (run > count - done)
+            run = count - done;
+        rc = view_read_lines(j->plan->src, j->te, src, run, b->in + done * in_line, err);
+        if (!rc && !copy)
+            rc = transform_lines(&j->tf, b->in + done * in_line, b->out + done * out_line,
+                                 j->it->pub.rows.groups ? src : row0 + done, run, j->counts, err);
+    }
     if (rc)
         return rc;
-    if (j->tf.from == j->tf.to && !j->tf.scales) {
-        *out = b->in;
-    } else {
-        rc = ensure(&b->out, &b->out_cap, elems * j->out_esize, err);
-        if (!rc)
-            rc = transform_lines(&j->tf, b->in, b->out, row0, count, j->counts, err);
-        *out = b->out;
-    }
-    if (!rc && j->sink->observe)
+    *out = copy ? b->in : b->out;
+    if (j->sink->observe)
         j->sink->observe(j->sink, b->in, *out, elems);
-    return rc;
+    return CKPT_OK;
 }
 
 static int stream_nd(struct job *j, ckpt_error *err)
 {
-    uint64_t lines = view_line_count(&j->te->pub), in_line = view_line_bytes(&j->te->pub);
+    uint64_t lines = j->lines, in_line = view_line_bytes(&j->te->pub);
     uint64_t out_line = j->tf.line_elems * j->out_esize;
     uint64_t per = j->budget / (in_line + out_line + 1);
     if (per == 0)
@@ -96,8 +123,9 @@ static int stream_nz(struct job *j, ckpt_error *err)
     uint32_t r = j->it->pub.nd_rank;
     uint64_t m = nd[r - 2], n = nd[r - 1], c0 = ckpt_nz_c0((unsigned)j->out_esize * 8);
     uint64_t n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
-    uint64_t src_rows = j->te->pub.shape[r - 2];   /* rows of each source matrix */
-    uint64_t batches = view_line_count(&j->te->pub) / src_rows;
+    /* rows of each source matrix: the selected ones when dim 0 is the rows */
+    uint64_t src_rows = r == 2 && j->it->pub.rows.groups ? j->lines : j->te->pub.shape[r - 2];
+    uint64_t batches = j->lines / src_rows;
     uint64_t in_line = view_line_bytes(&j->te->pub), tile_row = n1 * c0 * j->out_esize;
     bool whole = j->it->pub.transposed;
     uint64_t per = whole ? src_rows : j->budget / (in_line + 2 * tile_row + 1) / 16 * 16;
@@ -143,7 +171,12 @@ int stream_tensor(const struct ckpt_plan *plan, const struct plan_item *it, uint
                   struct stream_buffers *b, struct stream_sink *sink, ckpt_cast_counts *counts, ckpt_error *err)
 {
     const struct tensor_entry *te = &plan->src->tensors[it->source_index];
-    struct job j = {plan, it, te, {0}, ckpt_dtype_size(it->pub.dtype), budget, b, sink, counts};
+    struct job j = {plan, it, te, view_line_count(&te->pub), 0, {0}, ckpt_dtype_size(it->pub.dtype), budget, b, sink,
+                    counts};
+    if (it->pub.rows.groups) {   /* the plan checked rank >= 2 and rows inside the tensor */
+        j.row_lines = j.lines / te->pub.shape[0];
+        j.lines = j.row_lines * it->pub.rows.groups * it->pub.rows.count;
+    }
     j.tf = (struct transform){te->pub.dtype, it->pub.dtype, plan->opts.overflow,
                               te->pub.rank >= 2 ? te->pub.shape[te->pub.rank - 1] : 1, NULL, 0, 0, 0, 0};
     float *scales = NULL;

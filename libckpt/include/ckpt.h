@@ -333,6 +333,7 @@ typedef struct ckpt_convert_options {
     ckpt_overflow overflow;
     const char *rules;         /* extra rules (docs/rules.md), or NULL */
     const char *rules_origin;  /* names the rules in messages, e.g. their file */
+    const char *rename;        /* a built-in rename set applied after the target's rules ("hf-llama"), or NULL */
     uint64_t max_shard_bytes;  /* default 5,000,000,000 */
     uint64_t max_memory;       /* working memory for tensor data; 0: 16 MiB per job */
     unsigned jobs;             /* worker threads; 0: one per core */
@@ -341,6 +342,18 @@ typedef struct ckpt_convert_options {
 
 /* Fills `opts` with the defaults: target "nd", overflow saturate, 5 GB shards. */
 CKPT_API void ckpt_convert_options_default(ckpt_convert_options *opts);
+
+/*
+ * The rows of the source's first dimension that a plan entry holds (rules
+ * `rows=`, `groups=`, `split=`): the source's first groups * group_rows rows
+ * are `groups` groups of `group_rows` consecutive rows, and the entry holds
+ * rows [offset, offset + count) of each group, in group order, so its row r
+ * is source row (r / count) * group_rows + offset + r % count.
+ * groups == 0: every row, as stored.
+ */
+typedef struct ckpt_row_select {
+    uint64_t groups, group_rows, offset, count;
+} ckpt_row_select;
 
 /* One output tensor of a plan. */
 typedef struct ckpt_plan_entry {
@@ -356,6 +369,7 @@ typedef struct ckpt_plan_entry {
     const uint64_t *nd_shape;    /* the logical row-major shape the stored bytes encode */
     const char *scale_name;      /* fp8 block scales used to dequantize, or NULL */
     const char *alias_of;        /* output tensor this one shares data with (not stored), or NULL */
+    ckpt_row_select rows;        /* rows of the source taken (groups 0: all) */
     uint32_t shard;              /* output file, see ckpt_plan_shard_name */
     uint64_t offset;             /* of its bytes within the shard's data */
     uint64_t nbytes;

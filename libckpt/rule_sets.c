@@ -1,0 +1,106 @@
+/*
+ * rule_sets.c: the built-in rules, written in the language users write
+ * (docs/rules.md): the targets, and rename sets that map one naming scheme
+ * onto another.
+ */
+#include "rules.h"
+
+#include "error.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name;
+    const char *rules;
+} targets[] = {
+    {"nd", ""},
+    {"ascend-310p",
+     "# 310P computes in fp16 only; matmul weights are tiled FRACTAL_NZ as stored ([out, in])\n"
+     "*               dtype=f16\n"
+     "*.weight        layout=nz\n"
+     "*embed*         layout=nd\n"
+     "*norm*          layout=nd\n"
+     "*lm_head*       layout=nd\n"
+     "*output_layer*  layout=nd\n"},
+    {"ascend-910b",
+     "# 910B computes in bf16 and fp16; wider and fp8 types become bf16\n"
+     "* from=f32      dtype=bf16\n"
+     "* from=f8_e4m3  dtype=bf16\n"
+     "* from=f8_e5m2  dtype=bf16\n"},
+};
+
+/*
+ * Megatron-LM GPT/Llama names (Megatron-core and legacy) to Hugging Face
+ * Llama names.  Fused QKV is num_query_groups groups of [heads_per_group
+ * query heads; k; v] (each head kv_channels rows), so split=h/G:1:1 within
+ * G groups gives q, k and v whatever the head size; SwiGLU fc1 is [gate;
+ * up].  Vocabulary padding rows are cut; non-weights are dropped.  The
+ * megatron.* keys are the metadata the Megatron reader records.
+ */
+#define QKV_ROWS "groups=${megatron.num_query_groups} split=${megatron.heads_per_group}:1:1 "
+#define QKV_NAMES                                                                                            \
+    "rename=model.layers.$1.self_attn.q_proj.weight,model.layers.$1.self_attn.k_proj.weight,"               \
+    "model.layers.$1.self_attn.v_proj.weight\n"
+#define FC1_NAMES "split=1:1 rename=model.layers.$1.mlp.gate_proj.weight,model.layers.$1.mlp.up_proj.weight\n"
+#define VOCAB_ROWS "rows=${megatron.vocab_size} "
+
+static const char hf_llama[] =
+    "# Megatron-core names\n"
+    "embedding.word_embeddings.weight " VOCAB_ROWS "rename=model.embed_tokens.weight\n"
+    "decoder.layers.*.self_attention.linear_qkv.layer_norm_weight rename=model.layers.$1.input_layernorm.weight\n"
+    "decoder.layers.*.input_layernorm.weight rename=model.layers.$1.input_layernorm.weight\n"
+    "decoder.layers.*.self_attention.linear_qkv.weight " QKV_ROWS QKV_NAMES
+    "decoder.layers.*.self_attention.linear_proj.weight rename=model.layers.$1.self_attn.o_proj.weight\n"
+    "decoder.layers.*.mlp.linear_fc1.layer_norm_weight rename=model.layers.$1.post_attention_layernorm.weight\n"
+    "decoder.layers.*.pre_mlp_layernorm.weight rename=model.layers.$1.post_attention_layernorm.weight\n"
+    "decoder.layers.*.mlp.linear_fc1.weight " FC1_NAMES
+    "decoder.layers.*.mlp.linear_fc2.weight rename=model.layers.$1.mlp.down_proj.weight\n"
+    "decoder.final_layernorm.weight rename=model.norm.weight\n"
+    "output_layer.weight " VOCAB_ROWS "rename=lm_head.weight\n"
+    "# legacy Megatron-LM names, same layouts\n"
+    "language_model.embedding.word_embeddings.weight " VOCAB_ROWS "rename=model.embed_tokens.weight\n"
+    "language_model.encoder.layers.*.input_layernorm.weight rename=model.layers.$1.input_layernorm.weight\n"
+    "language_model.encoder.layers.*.self_attention.query_key_value.weight " QKV_ROWS QKV_NAMES
+    "language_model.encoder.layers.*.self_attention.dense.weight rename=model.layers.$1.self_attn.o_proj.weight\n"
+    "language_model.encoder.layers.*.post_attention_layernorm.weight "
+    "rename=model.layers.$1.post_attention_layernorm.weight\n"
+    "language_model.encoder.layers.*.mlp.dense_h_to_4h.weight " FC1_NAMES
+    "language_model.encoder.layers.*.mlp.dense_4h_to_h.weight rename=model.layers.$1.mlp.down_proj.weight\n"
+    "language_model.encoder.final_layernorm.weight rename=model.norm.weight\n"
+    "language_model.output_layer.weight " VOCAB_ROWS "rename=lm_head.weight\n"
+    "# not weights: Transformer Engine state, rotary frequencies\n"
+    "*._extra_state drop\n"
+    "*.inv_freq drop\n";
+
+static const struct {
+    const char *name;
+    const char *rules;
+    const char *key, *value;   /* refused when the source metadata gives `key` another value */
+} renames[] = {
+    {"hf-llama", hf_llama, "megatron.swiglu", "true"},   /* Llama's MLP is gated: fc1 must be [gate; up] */
+};
+
+int ruleset_add_target(struct ruleset *rs, const char *target, ckpt_error *err)
+{
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+        if (strcmp(targets[i].name, target) == 0)
+            return ruleset_parse(rs, targets[i].rules, target, err);
+    return ckpt_fail(err, CKPT_ERR_ARG, "unknown target '%s' (ascend-310p, ascend-910b, nd)", target);
+}
+
+int ruleset_add_rename(struct ruleset *rs, const char *set, const ckpt_source *src, ckpt_error *err)
+{
+    for (size_t i = 0; i < sizeof renames / sizeof renames[0]; i++) {
+        if (strcmp(renames[i].name, set) != 0)
+            continue;
+        for (size_t k = 0; src && k < ckpt_source_metadata_count(src); k++) {
+            const char *key, *value;
+            ckpt_source_metadata(src, k, &key, &value);
+            if (strcmp(key, renames[i].key) == 0 && strcmp(value, renames[i].value) != 0)
+                return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: rename set %s needs %s = %s, not %s",
+                                 ckpt_source_path(src), set, key, renames[i].value, value);
+        }
+        return ruleset_parse(rs, renames[i].rules, set, err);
+    }
+    return ckpt_fail(err, CKPT_ERR_ARG, "unknown rename set '%s' (hf-llama)", set);
+}

@@ -1,0 +1,205 @@
+/*
+ * test_rename.c: `ckpt convert --rename hf-llama` end to end on
+ * testdata/rename (make_rename.py): a Llama model in Hugging Face names, and
+ * the same weights as Megatron-LM stores them (fused GQA QKV, [gate; up]
+ * fc1, padded vocabulary, non-weights), built independently with torch.
+ *
+ * Converting the Megatron file with the rename must give exactly the
+ * tensors (names, types, stored shapes, bytes) that converting the HF model
+ * gives, for an NZ target and for nd (where they are the HF originals).
+ */
+#include "helpers.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every tensor of `a` is in `b` with the same type, stored shape and bytes, and the counts agree. */
+static void check_same_tensors(const char *a_path, const char *b_path)
+{
+    ckpt_source *a = test_open(a_path), *b = test_open(b_path);
+    ck_assert_uint_eq(ckpt_source_tensor_count(a), ckpt_source_tensor_count(b));
+    for (size_t i = 0; i < ckpt_source_tensor_count(a); i++) {
+        const ckpt_tensor *ta = ckpt_source_tensor(a, i), *tb;
+        uint8_t *da = test_read_tensor(a, ta->name, &ta), *db = test_read_tensor(b, ta->name, &tb);
+        ck_assert_msg(ta->dtype == tb->dtype && ta->rank == tb->rank && ta->nbytes == tb->nbytes, "%s: type or shape",
+                      ta->name);
+        ck_assert_msg(memcmp(ta->shape, tb->shape, ta->rank * sizeof *ta->shape) == 0, "%s: shape", ta->name);
+        ck_assert_msg(memcmp(da, db, ta->nbytes) == 0, "%s: bytes differ between %s and %s", ta->name, a_path, b_path);
+        free(da);
+        free(db);
+    }
+    ckpt_source_free(a);
+    ckpt_source_free(b);
+}
+
+static void convert(const char *src, const char *dst, const char *options)
+{
+    char *err = NULL;
+    int status = test_ckpt(NULL, &err, "convert '%s' '%s' --quiet %s", src, dst, options);
+    ck_assert_msg(status == 0, "convert %s %s: %s", src, options, err);
+    free(err);
+}
+
+static void check_renamed(const char *megatron_name, const char *target)
+{
+    char *dir = test_tmpdir(), *megatron = test_testdata(megatron_name), *hf = test_testdata("rename/hf");
+    char *renamed = test_join(dir, "renamed"), *direct = test_join(dir, "direct"), options[64];
+    snprintf(options, sizeof options, "--target %s --rename hf-llama", target);
+    convert(megatron, renamed, options);
+    snprintf(options, sizeof options, "--target %s", target);
+    convert(hf, direct, options);
+    check_same_tensors(renamed, direct);
+    if (strcmp(target, "nd") == 0)
+        check_same_tensors(renamed, hf);
+    char *out = NULL;
+    ck_assert_int_eq(test_ckpt(&out, NULL, "verify '%s' --against '%s'", renamed, megatron), 0);
+    free(out);
+    test_rmtree(dir);
+    free(renamed);
+    free(direct);
+    free(megatron);
+    free(hf);
+    free(dir);
+}
+
+START_TEST(megatron_core_names_310p)
+{
+    check_renamed("rename/megatron.safetensors", "ascend-310p");
+}
+END_TEST
+
+START_TEST(megatron_core_names_nd)
+{
+    check_renamed("rename/megatron.safetensors", "nd");
+}
+END_TEST
+
+START_TEST(legacy_names_310p)
+{
+    check_renamed("rename/megatron_legacy.safetensors", "ascend-310p");
+}
+END_TEST
+
+/* config.json made from the megatron.* metadata says what the HF model's own config says. */
+START_TEST(config_made_from_metadata)
+{
+    char *dir = test_tmpdir(), *megatron = test_testdata("rename/megatron.safetensors");
+    char *hf_config = test_testdata("rename/hf/config.json"), *dst = test_join(dir, "out");
+    convert(megatron, dst, "--target ascend-310p --rename hf-llama");
+    char *made_path = test_join(dst, "config.json");
+    json_t *made = json_load_file(made_path, 0, NULL), *want = json_load_file(hf_config, 0, NULL);
+    ck_assert_ptr_nonnull(made);
+    ck_assert_ptr_nonnull(want);
+    const char *key;
+    json_t *value;
+    json_object_foreach(want, key, value) {
+        if (strcmp(key, "torch_dtype") == 0)
+            continue;
+        ck_assert_msg(json_equal(json_object_get(made, key), value), "config.json %s differs", key);
+    }
+    ck_assert_str_eq(json_string_value(json_object_get(made, "torch_dtype")), "float16");
+    json_decref(made);
+    json_decref(want);
+    test_rmtree(dir);
+    free(made_path);
+    free(dst);
+    free(hf_config);
+    free(megatron);
+    free(dir);
+}
+END_TEST
+
+/* Rewrites DST/ckpt-manifest.json through `edit`. */
+static void edit_manifest(const char *dst, void (*edit)(json_t *))
+{
+    char *path = test_join(dst, "ckpt-manifest.json");
+    json_t *m = json_load_file(path, 0, NULL);
+    ck_assert_ptr_nonnull(m);
+    edit(m);
+    ck_assert_int_eq(json_dump_file(m, path, JSON_INDENT(1)), 0);
+    json_decref(m);
+    free(path);
+}
+
+static void shift_q_rows(json_t *m)
+{
+    json_t *tensors = json_object_get(m, "tensors"), *t;
+    size_t i;
+    json_array_foreach(tensors, i, t) {
+        if (strcmp(json_string_value(json_object_get(t, "name")), "model.layers.1.self_attn.q_proj.weight") == 0)
+            json_object_set_new(json_object_get(json_object_get(t, "source"), "rows"), "offset", json_integer(8));
+    }
+}
+
+static void drop_rename_option(json_t *m)
+{
+    json_object_del(json_object_get(m, "options"), "rename");
+}
+
+START_TEST(verify_checks_recorded_rows)
+{
+    char *dir = test_tmpdir(), *megatron = test_testdata("rename/megatron.safetensors");
+    char *hf = test_testdata("rename/hf"), *renamed = test_join(dir, "renamed"), *plain = test_join(dir, "plain");
+    convert(megatron, renamed, "--target nd --rename hf-llama");
+    edit_manifest(renamed, shift_q_rows);
+    char *out = NULL;
+    ck_assert_int_eq(test_ckpt(&out, NULL, "verify '%s' --against '%s'", renamed, megatron), 1);
+    ck_assert_msg(strstr(out, "q_proj") && strstr(out, "other source rows"), "%s", out);
+    free(out);
+    /* a manifest written before rename sets has no rename option: it still verifies */
+    convert(hf, plain, "--target ascend-310p");
+    edit_manifest(plain, drop_rename_option);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "verify '%s' --against '%s'", plain, hf), 0);
+    test_rmtree(dir);
+    free(renamed);
+    free(plain);
+    free(hf);
+    free(megatron);
+    free(dir);
+}
+END_TEST
+
+START_TEST(bad_rules_and_sets_refused)
+{
+    char *dir = test_tmpdir(), *megatron = test_testdata("rename/megatron.safetensors");
+    char *rules = test_join(dir, "bad.rules"), *err = NULL;
+    const char *missing = "# a key the source does not have\nembedding.word_embeddings.weight rows=${megatron.nope}\n";
+    test_write_file(rules, missing, strlen(missing));
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --rules '%s'", megatron, dir, rules), 3);
+    ck_assert_msg(strstr(err, "bad.rules:2") && strstr(err, "megatron.nope"), "%s", err);
+    free(err);
+    const char *uneven = "decoder.layers.*.self_attention.linear_proj.weight split=3:2 rename=a$1,b$1\n";
+    test_write_file(rules, uneven, strlen(uneven));
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --rules '%s'", megatron, dir, rules), 3);
+    ck_assert_msg(strstr(err, "bad.rules:1") && strstr(err, "do not divide"), "%s", err);
+    free(err);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --rename hf-mistery", megatron, dir), 2);
+    ck_assert_uint_eq(test_count_entries(dir), 1);   /* only the rules file: nothing was written */
+    test_rmtree(dir);
+    free(rules);
+    free(megatron);
+    free(dir);
+}
+END_TEST
+
+static Suite *rename_suite(void)
+{
+    Suite *s = suite_create("rename");
+    TCase *tc = tcase_create("hf-llama");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, megatron_core_names_310p);
+    tcase_add_test(tc, megatron_core_names_nd);
+    tcase_add_test(tc, legacy_names_310p);
+    tcase_add_test(tc, config_made_from_metadata);
+    tcase_add_test(tc, verify_checks_recorded_rows);
+    tcase_add_test(tc, bad_rules_and_sets_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_main(rename_suite());
+}

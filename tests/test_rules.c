@@ -1,0 +1,162 @@
+/*
+ * test_rules.c: the row actions of the rules language (rows=, groups=,
+ * split=, ${KEY}) against row maps worked out by hand, and their refusals.
+ *
+ * A selection is checked by listing, for each output row, the source row
+ * it comes from (the formula of ckpt_row_select in ckpt.h), against lists
+ * written out here.
+ */
+#include "helpers.h"
+
+#include "rules.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The source rows of a selection, one per output row, for a tensor of `rows` rows. */
+static size_t source_rows(const ckpt_row_select *s, uint64_t rows, uint64_t *out, size_t cap)
+{
+    if (!s->groups) {
+        for (uint64_t r = 0; r < rows && r < cap; r++)
+            out[r] = r;
+        return rows;
+    }
+    size_t n = 0;
+    for (uint64_t r = 0; r < s->groups * s->count && n < cap; r++)
+        out[n++] = (r / s->count) * s->group_rows + s->offset + r % s->count;
+    return n;
+}
+
+/* Decides `name` of shape [rows, 4] under `text` and checks part `part`'s name and source rows. */
+static void check_part(const char *text, const char *name, uint64_t rows, size_t parts, size_t part,
+                       const char *expect_name, const uint64_t *expect, size_t expect_count)
+{
+    char *path = test_testdata("rename/megatron.safetensors");
+    ckpt_source *src = test_open(path);
+    struct ruleset rs = {0};
+    ckpt_error err = {0};
+    ck_assert_int_eq(ruleset_parse(&rs, text, "test", &err), CKPT_OK);
+    struct rule_decision d;
+    ck_assert_msg(ruleset_decide(&rs, src, name, CKPT_DTYPE_BF16, &d, &err) == CKPT_OK, "%s", err.message);
+    ck_assert_uint_eq(d.parts, parts);
+    ck_assert_str_eq(d.names[part], expect_name);
+    ckpt_row_select sel;
+    uint64_t shape[2] = {rows, 4}, got[256];
+    ck_assert_msg(rule_rows(&d, part, name, 2, shape, &sel, &err) == CKPT_OK, "%s", err.message);
+    size_t n = source_rows(&sel, rows, got, 256);
+    ck_assert_uint_eq(n, expect_count);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(got[i] == expect[i], "%s part %zu: output row %zu from source row %llu, expected %llu", name,
+                      part, i, (unsigned long long)got[i], (unsigned long long)expect[i]);
+    rule_decision_free(&d);
+    ruleset_free(&rs);
+    ckpt_source_free(src);
+    free(path);
+}
+
+START_TEST(grouped_split_row_maps)
+{
+    /* 16 rows, 2 groups of 8, each [2 units q; 1 k; 1 v] of 2 rows */
+    const char *rules = "*.qkv groups=2 split=2:1:1 rename=$1.q,$1.k,$1.v\n";
+    check_part(rules, "l0.qkv", 16, 3, 0, "l0.q", (uint64_t[]){0, 1, 2, 3, 8, 9, 10, 11}, 8);
+    check_part(rules, "l0.qkv", 16, 3, 1, "l0.k", (uint64_t[]){4, 5, 12, 13}, 4);
+    check_part(rules, "l0.qkv", 16, 3, 2, "l0.v", (uint64_t[]){6, 7, 14, 15}, 4);
+    /* the same from the source metadata: 2 groups, 2 heads per group */
+    const char *meta = "*.qkv groups=${megatron.num_query_groups} split=${megatron.heads_per_group}:1:1 "
+                       "rename=q,k,v\n";
+    check_part(meta, "l0.qkv", 16, 3, 1, "k", (uint64_t[]){4, 5, 12, 13}, 4);
+}
+END_TEST
+
+START_TEST(split_and_rows_row_maps)
+{
+    check_part("fc1 split=1:1 rename=gate,up\n", "fc1", 6, 2, 1, "up", (uint64_t[]){3, 4, 5}, 3);
+    check_part("emb rows=3\n", "emb", 5, 1, 0, "emb", (uint64_t[]){0, 1, 2}, 3);
+    check_part("emb rows=${megatron.vocab_size}\n", "emb", 64, 1, 0, "emb",
+               (uint64_t[]){0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+                            20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39,
+                            40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59},
+               60);
+    /* rows= first, then groups of what is kept: 12 of 14 rows, 2 groups of 6, units of 2 */
+    const char *both = "x rows=12 groups=2 split=1:2 rename=a,b\n";
+    check_part(both, "x", 14, 2, 0, "a", (uint64_t[]){0, 1, 6, 7}, 4);
+    check_part(both, "x", 14, 2, 1, "b", (uint64_t[]){2, 3, 4, 5, 8, 9, 10, 11}, 8);
+    /* a later rule's split takes an earlier rule's names; a comma without split is part of the name */
+    check_part("w rename=p,q\nw split=3:1\n", "w", 8, 2, 1, "q", (uint64_t[]){6, 7}, 2);
+    check_part("w rename=p,q\n", "w", 2, 1, 0, "p,q", (uint64_t[]){0, 1}, 2);
+}
+END_TEST
+
+START_TEST(every_row_is_no_selection)
+{
+    ckpt_error err = {0};
+    struct ruleset rs = {0};
+    struct rule_decision d;
+    ckpt_row_select sel = {9, 9, 9, 9};
+    ck_assert_int_eq(ruleset_parse(&rs, "e rows=64\n", "test", &err), CKPT_OK);
+    ck_assert_int_eq(ruleset_decide(&rs, NULL, "e", CKPT_DTYPE_BF16, &d, &err), CKPT_OK);
+    ck_assert_int_eq(rule_rows(&d, 0, "e", 2, (uint64_t[]){64, 32}, &sel, &err), CKPT_OK);
+    ck_assert_uint_eq(sel.groups, 0);
+    rule_decision_free(&d);
+    ruleset_free(&rs);
+}
+END_TEST
+
+/* Parses `text`, decides `name` (shape [rows, 4], or rank 1) and expects a refusal mentioning each of `words`. */
+static void check_refused(const char *text, const char *name, uint64_t rows, uint32_t rank, const char *w1,
+                          const char *w2)
+{
+    char *path = test_testdata("rename/megatron.safetensors");
+    ckpt_source *src = test_open(path);
+    struct ruleset rs = {0};
+    ckpt_error err = {0};
+    int rc = ruleset_parse(&rs, text, "test", &err);
+    struct rule_decision d;
+    if (rc == CKPT_OK && (rc = ruleset_decide(&rs, src, name, CKPT_DTYPE_BF16, &d, &err)) == CKPT_OK) {
+        ckpt_row_select sel;
+        for (size_t part = 0; part < d.parts && rc == CKPT_OK; part++)
+            rc = rule_rows(&d, part, name, rank, (uint64_t[]){rows, 4}, &sel, &err);
+        rule_decision_free(&d);
+    }
+    ck_assert_msg(rc == CKPT_ERR_FORMAT, "'%s' on %s: expected a format error, got %d", text, name, rc);
+    ck_assert_msg(strstr(err.message, w1) && strstr(err.message, w2), "message '%s' lacks '%s' or '%s'", err.message,
+                  w1, w2);
+    ruleset_free(&rs);
+    ckpt_source_free(src);
+    free(path);
+}
+
+START_TEST(bad_row_rules_refused)
+{
+    check_refused("e rows=${megatron.nope}\n", "e", 64, 2, "test:1", "megatron.nope");
+    check_refused("\nq groups=2 split=2:1:1 rename=a,b,c\n", "q", 30, 2, "test:2", "do not divide");
+    check_refused("e rows=65\n", "e", 64, 2, "test:1", "64 rows");
+    check_refused("e rows=4\n", "e", 64, 1, "test:1", "rank 1");
+    check_refused("f split=1:1 rename=a,b,c\n", "f", 8, 2, "test:1", "number of names");
+    check_refused("f split=1:1 rename=a\n", "f", 8, 2, "test:1", "number of names");
+    check_refused("f split=1:1\n", "f", 8, 2, "test:1", "no rename");
+    check_refused("e rows=${megatron.swiglu}\n", "e", 8, 2, "test:1", "'true'");
+    check_refused("e rows=0\n", "e", 8, 2, "test:1", "positive");
+    check_refused("f groups=2 rename=a\n", "f", 8, 2, "test:1", "needs split");
+    check_refused("f split=2 rename=a\n", "f", 8, 2, "test:1", "split=2");
+    check_refused("f split=1:x rename=a,b\n", "f", 8, 2, "test:1", "split=1:x");
+    check_refused("f rows=${oops rename=a\n", "f", 8, 2, "test:1", "rows=${oops");
+}
+END_TEST
+
+static Suite *rules_suite(void)
+{
+    Suite *s = suite_create("rules");
+    TCase *tc = tcase_create("rows");
+    tcase_add_test(tc, grouped_split_row_maps);
+    tcase_add_test(tc, split_and_rows_row_maps);
+    tcase_add_test(tc, every_row_is_no_selection);
+    tcase_add_test(tc, bad_row_rules_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_main(rules_suite());
+}
