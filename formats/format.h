@@ -45,5 +45,6 @@ bool format_dir_has(const char *path, const char *name);
 /* The readers, in the order they are asked. */
 extern const struct format_reader format_safetensors;
 extern const struct format_reader format_torch;
+extern const struct format_reader format_dcp;
 
 #endif

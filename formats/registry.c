@@ -14,6 +14,7 @@
 static const struct format_reader *const readers[] = {
     &format_safetensors,
     &format_torch,
+    &format_dcp,
 };
 
 bool format_is_dir(const char *path)

@@ -45,6 +45,14 @@ static const struct {
     {"uint16", CKPT_DTYPE_U16},   {"uint32", CKPT_DTYPE_U32},    {"uint64", CKPT_DTYPE_U64},
 };
 
+ckpt_dtype torch_dtype_global(const struct pk_value *g)
+{
+    for (size_t i = 0; g && g->kind == PK_GLOBAL && i < sizeof dtype_globals / sizeof dtype_globals[0]; i++)
+        if (strcmp(g->s, "torch") == 0 && strcmp(g->s2, dtype_globals[i].name) == 0)
+            return dtype_globals[i].dtype;
+    return CKPT_DTYPE_INVALID;
+}
+
 static bool get_u64(const struct pk_value *v, uint64_t *out)
 {
     int64_t i;
@@ -207,11 +215,7 @@ static int declare_tensor(struct walk *w, struct pk_value *v)
         return rc;
     ckpt_dtype dtype = ref.dtype;
     if (pk_is_global(fn, "torch._utils", "_rebuild_tensor_v3")) {
-        const struct pk_value *d = a->count > 6 ? a->items[6] : NULL;
-        dtype = CKPT_DTYPE_INVALID;
-        for (size_t i = 0; d && d->kind == PK_GLOBAL && i < sizeof dtype_globals / sizeof dtype_globals[0]; i++)
-            if (strcmp(d->s, "torch") == 0 && strcmp(d->s2, dtype_globals[i].name) == 0)
-                dtype = dtype_globals[i].dtype;
+        dtype = torch_dtype_global(a->count > 6 ? a->items[6] : NULL);
     }
     if (dtype == CKPT_DTYPE_INVALID)
         return fail(w, CKPT_ERR_UNSUPPORTED, "a tensor of an element type libckpt does not read");

@@ -27,6 +27,9 @@ struct torch_storage_ref {
 typedef int (*torch_locate_fn)(void *ctx, const struct torch_storage_ref *ref, ckpt_dtype dtype,
                                struct tensor_view *view, ckpt_error *err);
 
+/* The element type a torch dtype global names (torch.bfloat16 ...), or CKPT_DTYPE_INVALID. */
+ckpt_dtype torch_dtype_global(const struct pk_value *g);
+
 int torch_parse_persid(const struct pk_value *pid, struct torch_storage_ref *ref, const char *origin, ckpt_error *err);
 
 /*

@@ -327,6 +327,33 @@ static const struct {
     {"numpy._core.multiarray", "scalar"},
     {"numpy", "ndarray"},
     {"numpy", "dtype"},
+    /*
+     * PyTorch Distributed Checkpoint `.metadata` (dcp_metadata.c): dataclasses
+     * rebuilt as records, never constructed.  torch < 2 kept them under
+     * torch.distributed._shard; later releases moved them.  StorageMeta's
+     * checkpoint_id is the writer's folder, a pathlib path; torch pickles a
+     * layout (TensorProperties.layout) as _get_layout("torch.strided").
+     */
+    {"torch.serialization", "_get_layout"},
+    {"torch.distributed._shard.checkpoint.metadata", "Metadata"},
+    {"torch.distributed._shard.checkpoint.metadata", "TensorStorageMetadata"},
+    {"torch.distributed._shard.checkpoint.metadata", "ChunkStorageMetadata"},
+    {"torch.distributed._shard.checkpoint.metadata", "BytesStorageMetadata"},
+    {"torch.distributed._shard.checkpoint.metadata", "MetadataIndex"},
+    {"torch.distributed._shard.checkpoint.filesystem", "_StorageInfo"},
+    {"torch.distributed._shard.sharded_tensor.metadata", "TensorProperties"},
+    {"torch.distributed._shard.sharded_tensor.metadata", "MEM_FORMAT_ENCODING"},
+    {"torch.distributed.checkpoint.metadata", "Metadata"},
+    {"torch.distributed.checkpoint.metadata", "TensorStorageMetadata"},
+    {"torch.distributed.checkpoint.metadata", "ChunkStorageMetadata"},
+    {"torch.distributed.checkpoint.metadata", "BytesStorageMetadata"},
+    {"torch.distributed.checkpoint.metadata", "MetadataIndex"},
+    {"torch.distributed.checkpoint.metadata", "TensorProperties"},
+    {"torch.distributed.checkpoint.metadata", "_MEM_FORMAT_ENCODING"},
+    {"torch.distributed.checkpoint.metadata", "StorageMeta"},
+    {"torch.distributed.checkpoint.filesystem", "_StorageInfo"},
+    {"pathlib", "PosixPath"},
+    {"pathlib", "PurePosixPath"},
 };
 
 bool pk_is_global(const struct pk_value *v, const char *module, const char *name)
@@ -399,10 +426,20 @@ static struct pk_value *latin1_bytes(struct machine *m, const struct pk_value *t
     return v;
 }
 
+/*
+ * Python >= 3.11 pickles an enum member as getattr(EnumClass, "NAME"): a
+ * getattr is accepted only in that form, on an allowed class, by a name.
+ */
+static bool is_enum_member(const struct pk_value *fn, const struct pk_value *args)
+{
+    return (pk_is_global(fn, "builtins", "getattr") || pk_is_global(fn, "__builtin__", "getattr")) && args &&
+           args->kind == PK_TUPLE && args->count == 2 && is_allowed(args->items[0]) && pk_str(args->items[1]);
+}
+
 /* Applies an allowed callable: containers are made here, the rest recorded for the reader. */
 static int apply(struct machine *m, struct pk_value *fn, struct pk_value *args)
 {
-    if (!is_allowed(fn))
+    if (!is_allowed(fn) && !is_enum_member(fn, args))
         return refuse_call(m, fn);
     size_t n = args && args->kind == PK_TUPLE ? args->count : 0;
     struct pk_value *v;

@@ -92,14 +92,21 @@ int source_add_buffer(struct ckpt_source *src, const char *path, uint8_t *data, 
 int source_add_slice(struct ckpt_source *src, uint32_t parent, uint64_t offset, uint64_t size, const char *path,
                      uint32_t *index, ckpt_error *err)
 {
-    uint64_t end;
     if (parent >= src->file_count)
         return ckpt_fail(err, CKPT_ERR_ARG, "%s: no such file index %u", path, parent);
-    const struct source_file *p = &src->files[parent];
-    if (!ckpt_add_u64(offset, size, &end) || end > p->size)
+    return source_add_borrowed(src, &src->files[parent], offset, size, path, index, err);
+}
+
+int source_add_borrowed(struct ckpt_source *src, const struct source_file *parent, uint64_t offset, uint64_t size,
+                        const char *path, uint32_t *index, ckpt_error *err)
+{
+    uint64_t end;
+    if (!ckpt_add_u64(offset, size, &end) || end > parent->size)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: bytes %llu+%llu lie outside %s (%llu bytes)", path,
-                         (unsigned long long)offset, (unsigned long long)size, p->path, (unsigned long long)p->size);
-    return append_file(src, path, p->data ? p->data + offset : NULL, size, p->mapped, true, index, err);
+                         (unsigned long long)offset, (unsigned long long)size, parent->path,
+                         (unsigned long long)parent->size);
+    return append_file(src, path, parent->data ? parent->data + offset : NULL, size, parent->mapped, true, index,
+                       err);
 }
 
 int source_adopt_files(struct ckpt_source *src, struct ckpt_source *scratch, uint32_t *base, ckpt_error *err)

@@ -96,6 +96,13 @@ int source_add_buffer(struct ckpt_source *src, const char *path, uint8_t *data, 
 int source_add_slice(struct ckpt_source *src, uint32_t parent, uint64_t offset, uint64_t size, const char *path,
                      uint32_t *index, ckpt_error *err);
 
+/*
+ * The same for bytes of `parent`, a file of another source that outlives
+ * this one: a scratch source reads a slice of a file its reader mapped once.
+ */
+int source_add_borrowed(struct ckpt_source *src, const struct source_file *parent, uint64_t offset, uint64_t size,
+                        const char *path, uint32_t *index, ckpt_error *err);
+
 /* An empty source with `limits` (the defaults when NULL), or NULL when out of memory. */
 struct ckpt_source *source_new(const char *path, const ckpt_limits *limits);
 

@@ -119,6 +119,66 @@ START_TEST(calls_outside_the_allow_list_are_refused)
 }
 END_TEST
 
+/* Every protocol 3-5 opcode DCP metadata may use, in one pickle built here. */
+START_TEST(protocol_5_opcodes)
+{
+    static const char body[] =
+        "(\x8c\x01" "a"                                   /* MARK, SHORT_BINUNICODE 'a' */
+        "\x8d\x02\x00\x00\x00\x00\x00\x00\x00" "bc"   /* BINUNICODE8 'bc' */
+        "C\x02xy"                                          /* SHORT_BINBYTES */
+        "B\x01\x00\x00\x00z"                               /* BINBYTES */
+        "\x8e\x01\x00\x00\x00\x00\x00\x00\x00w"         /* BINBYTES8 */
+        "\x96\x02\x00\x00\x00\x00\x00\x00\x00uv"        /* BYTEARRAY8 */
+        "\x8f(K\x01K\x02\x90"                              /* EMPTY_SET, ADDITEMS {1, 2} */
+        "(K\x03\x91"                                       /* FROZENSET {3} */
+        "\x8c\x0b" "collections\x94\x8c\x0b" "OrderedDict\x93)}\x92" /* STACK_GLOBAL, NEWOBJ_EX */
+        "h\x00t.";                                         /* the memoized 'collections', TUPLE */
+    char buf[sizeof body + 11] = "\x80\x05\x95";           /* PROTO 5, FRAME over the rest */
+    uint64_t n = sizeof body - 1;
+    for (int k = 0; k < 8; k++)
+        buf[3 + k] = (char)(n >> (8 * k));
+    memcpy(buf + 11, body, sizeof body - 1);
+    struct pickle p;
+    ckpt_error err;
+    ck_assert_int_eq(load(buf, sizeof buf - 1, &p, &err), CKPT_OK);
+    const struct pk_value *r = p.root;
+    ck_assert_int_eq(r->kind, PK_TUPLE);
+    ck_assert_uint_eq(r->count, 10);
+    ck_assert_str_eq(pk_str(r->items[0]), "a");
+    ck_assert_str_eq(pk_str(r->items[1]), "bc");
+    static const char *const bytes[] = {"xy", "z", "w", "uv"};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(r->items[2 + i]->kind, PK_BYTES);
+        ck_assert_uint_eq(r->items[2 + i]->len, strlen(bytes[i]));
+        ck_assert_mem_eq(r->items[2 + i]->s, bytes[i], strlen(bytes[i]));
+    }
+    int64_t v;
+    ck_assert(r->items[6]->kind == PK_SET && r->items[6]->count == 2 && pk_int(r->items[6]->items[1], &v) && v == 2);
+    ck_assert(r->items[7]->kind == PK_SET && r->items[7]->count == 1 && pk_int(r->items[7]->items[0], &v) && v == 3);
+    ck_assert_int_eq(r->items[8]->kind, PK_DICT);
+    ck_assert_str_eq(pk_str(r->items[9]), "collections");
+    pickle_free(&p);
+}
+END_TEST
+
+/* Python >= 3.11 pickles an enum member as getattr(Class, 'NAME'): only that, on an allowed class. */
+START_TEST(enum_members_by_getattr)
+{
+    struct pickle p;
+    const char member[] = "\x80\x04\x8c\x08" "builtins\x8c\x07" "getattr\x93"
+                          "\x8c\x25" "torch.distributed.checkpoint.metadata\x8c\x14" "_MEM_FORMAT_ENCODING\x93"
+                          "\x8c\x17" "TORCH_CONTIGUOUS_FORMAT\x86R.";
+    ck_assert_int_eq(LOAD(member, &p, NULL), CKPT_OK);
+    ck_assert(pk_is_call(p.root, "builtins", "getattr"));
+    pickle_free(&p);
+    REFUSED("\x80\x04\x8c\x08" "builtins\x8c\x07" "getattr\x93\x8c\x02" "os\x8c\x06" "system\x93"
+            "\x8c\x06" "system\x86R.",
+            CKPT_ERR_FORMAT, "refusing to call builtins.getattr");
+    REFUSED("\x80\x04\x8c\x08" "builtins\x8c\x07" "getattr\x93" "ctorch\nSize\nK\x01\x86R.", CKPT_ERR_FORMAT,
+            "refusing to call builtins.getattr");
+}
+END_TEST
+
 START_TEST(malformed_pickles_are_refused)
 {
     REFUSED("\x80\x02]q\x00", CKPT_ERR_FORMAT, "before its STOP");
@@ -195,6 +255,8 @@ static Suite *pickle_suite(void)
     TCase *tc = tcase_create("machine");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, opcodes_build_values);
+    tcase_add_test(tc, protocol_5_opcodes);
+    tcase_add_test(tc, enum_members_by_getattr);
     tcase_add_test(tc, allowed_calls_are_simulated);
     tcase_add_test(tc, calls_outside_the_allow_list_are_refused);
     tcase_add_test(tc, malformed_pickles_are_refused);

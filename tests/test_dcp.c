@@ -1,0 +1,206 @@
+/*
+ * test_dcp.c: PyTorch Distributed Checkpoint folders written by
+ * testdata/dcp/make_fixtures.py (chunks cut by rows, columns and both, a
+ * transposed chunk, a scalar, a pickled object) under torch's old and new
+ * module paths, read back and compared bit for bit with the full tensors
+ * torch held before cutting; the metadata parser on its own; and each
+ * defect the fixtures carry refused naming the file and the tensor.
+ */
+#include "helpers.h"
+
+#include "dcp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every tensor of `golden` is in `path` with the same type, shape and bytes; and nothing else is. */
+static void expect_equal_to_golden(const char *path, const char *golden_name)
+{
+    char *golden_path = test_testdata(golden_name);
+    ckpt_source *golden = test_open(golden_path), *src = test_open(path);
+    ck_assert_uint_eq(ckpt_source_tensor_count(src), ckpt_source_tensor_count(golden));
+    for (size_t i = 0; i < ckpt_source_tensor_count(golden); i++) {
+        const ckpt_tensor *want, *got;
+        const char *name = ckpt_source_tensor(golden, i)->name;
+        uint8_t *a = test_read_tensor(golden, name, &want);
+        uint8_t *b = test_read_tensor(src, name, &got);
+        ck_assert_msg(got->dtype == want->dtype && got->rank == want->rank, "%s: type or rank differs", name);
+        for (uint32_t d = 0; d < want->rank; d++)
+            ck_assert_uint_eq(got->shape[d], want->shape[d]);
+        ck_assert_uint_eq(got->nbytes, want->nbytes);
+        ck_assert_msg(memcmp(a, b, want->nbytes) == 0, "%s: %s differs from the original", path, name);
+        free(a);
+        free(b);
+    }
+    ckpt_source_free(golden);
+    ckpt_source_free(src);
+    free(golden_path);
+}
+
+START_TEST(chunks_assemble_to_the_originals)
+{
+    static const char *const folders[] = {"dcp/old", "dcp/new"};
+    for (size_t i = 0; i < 2; i++) {
+        char *path = test_testdata(folders[i]);
+        expect_equal_to_golden(path, "dcp/golden.safetensors");
+        ckpt_source *src = test_open(path);
+        ck_assert_str_eq(ckpt_source_format(src), "dcp");
+        /* the pickled object is recorded, not read */
+        ck_assert_uint_eq(ckpt_source_object_count(src), 1);
+        ck_assert_str_eq(ckpt_source_object(src, 0)->name, "extra_state");
+        ck_assert_str_eq(ckpt_source_object(src, 0)->kind, "bytes");
+        ckpt_source_free(src);
+        free(path);
+    }
+}
+END_TEST
+
+static void parse_file(const char *relative, struct dcp_metadata *md)
+{
+    char *path = test_testdata(relative);
+    size_t len;
+    uint8_t *data = test_read_file(path, &len);
+    ckpt_error err;
+    int rc = dcp_metadata_parse(md, data, len, path, NULL, &err);
+    ck_assert_msg(rc == CKPT_OK, "%s", err.message);
+    free(data);   /* the records keep nothing of the input */
+    free(path);
+}
+
+/* The parser alone: records as the script wrote them, the same from dataclasses with slots. */
+START_TEST(metadata_records)
+{
+    struct dcp_metadata md, slots;
+    parse_file("dcp/new/.metadata", &md);
+    parse_file("dcp/metadata_slots.pkl", &slots);
+    ck_assert_uint_eq(md.count, 6);
+    const struct dcp_entry *e = &md.entries[2];   /* model.layer.weight: bf16 [6, 8] in a 2 x 2 grid */
+    ck_assert_str_eq(e->name, "model.layer.weight");
+    ck_assert(e->is_tensor && e->dtype == CKPT_DTYPE_BF16 && e->rank == 2);
+    ck_assert(e->shape[0] == 6 && e->shape[1] == 8 && e->chunk_count == 4);
+    ck_assert(e->chunks[3].offsets[0] == 4 && e->chunks[3].offsets[1] == 5);
+    ck_assert(e->chunks[3].sizes[0] == 2 && e->chunks[3].sizes[1] == 3);
+    ck_assert_str_eq(e->chunks[3].storage.path, "__0_0.distcp");
+    ck_assert(!md.entries[0].is_tensor && md.entries[0].bytes.offset == 0 && md.entries[0].bytes.length > 0);
+    ck_assert_uint_eq(md.entries[4].rank, 0);   /* model.scale */
+    ck_assert_uint_eq(slots.count, md.count);
+    for (size_t i = 0; i < md.count; i++) {
+        const struct dcp_entry *a = &md.entries[i], *b = &slots.entries[i];
+        ck_assert_str_eq(a->name, b->name);
+        ck_assert(a->is_tensor == b->is_tensor && a->dtype == b->dtype && a->rank == b->rank);
+        ck_assert_uint_eq(a->chunk_count, b->chunk_count);
+        for (size_t c = 0; c < a->chunk_count; c++) {
+            ck_assert_uint_eq(a->chunks[c].storage.offset, b->chunks[c].storage.offset);
+            ck_assert_uint_eq(a->chunks[c].storage.length, b->chunks[c].storage.length);
+            for (uint32_t d = 0; d < a->rank; d++)
+                ck_assert_uint_eq(a->chunks[c].offsets[d], b->chunks[c].offsets[d]);
+        }
+    }
+    dcp_metadata_free(&md);
+    dcp_metadata_free(&slots);
+}
+END_TEST
+
+/* Every truncation of a real metadata file is refused, never read past its end. */
+START_TEST(truncated_metadata_is_refused)
+{
+    char *path = test_testdata("dcp/new/.metadata");
+    size_t len;
+    uint8_t *data = test_read_file(path, &len);
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *copy = malloc(n ? n : 1);   /* exactly n bytes, so that ASan sees any overread */
+        memcpy(copy, data, n);
+        struct dcp_metadata md;
+        ckpt_error err;
+        ck_assert_int_ne(dcp_metadata_parse(&md, copy, n, "cut", NULL, &err), CKPT_OK);
+        free(copy);
+    }
+    free(data);
+    free(path);
+}
+END_TEST
+
+/* The CLI on a DCP folder: inspect, convert, verify against the folder, diff against the originals. */
+START_TEST(cli_inspect_convert_verify)
+{
+    char *src = test_testdata("dcp/new"), *golden = test_testdata("dcp/golden.safetensors");
+    char *tmp = test_tmpdir(), *dst = test_join(tmp, "out");
+    char *out = NULL;
+    ck_assert_int_eq(test_ckpt(&out, NULL, "inspect %s --json", src), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"format\": \"dcp\""));
+    ck_assert_ptr_nonnull(strstr(out, "model.cols"));
+    free(out);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert %s %s --target nd --quiet", src, dst), 0);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "verify %s --against %s", dst, src), 0);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "diff %s %s", dst, golden), 0);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "diff %s %s", src, golden), 0);
+    test_rmtree(tmp);
+    free(tmp);
+    free(dst);
+    free(src);
+    free(golden);
+}
+END_TEST
+
+/* A copy of dcp/new whose .metadata is dcp/bad/NAME.metadata. */
+static char *broken_copy(const char *tmp, const char *bad)
+{
+    char *dir = test_join(tmp, bad), *good = test_testdata("dcp/new");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", good, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    char rel[256];
+    snprintf(rel, sizeof rel, "dcp/bad/%s.metadata", bad);
+    char *bad_path = test_testdata(rel), *md_path = test_join(dir, ".metadata");
+    size_t len;
+    uint8_t *data = test_read_file(bad_path, &len);
+    test_write_file(md_path, data, len);
+    free(data);
+    free(bad_path);
+    free(md_path);
+    free(good);
+    return dir;
+}
+
+START_TEST(defects_are_refused_naming_file_and_tensor)
+{
+    static const struct {
+        const char *bad, *file, *tensor, *problem;
+    } cases[] = {
+        {"gap", "__0_0.distcp", "tensor model.cols", "cover 12 of its 30 elements"},
+        {"overlap", ".distcp", "tensor model.embed.weight", "overlaps another"},
+        {"missing_storage", ".metadata", "tensor model.layer.weight", "chunk at [4, 5] has no storage_data entry"},
+        {"escape", ".metadata", "entry model.proj.weight", "'../new/__1_0.distcp' leaves the checkpoint folder"},
+        {"length", "__0_0.distcp", "tensor model.scale", "lie outside the file"},
+        {"unknown_class", ".metadata", "torch.distributed.checkpoint.metadata.TensorStorageMetadatX", "refusing to call"},
+    };
+    char *tmp = test_tmpdir();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = broken_copy(tmp, cases[i].bad), *err = NULL;
+        ck_assert_int_eq(test_ckpt(NULL, &err, "inspect %s", dir), 3);
+        ck_assert_msg(strstr(err, cases[i].file) && strstr(err, cases[i].tensor) && strstr(err, cases[i].problem),
+                      "%s: '%s'", cases[i].bad, err);
+        const char *nl = strchr(err, '\n');
+        ck_assert_msg(!nl || nl[1] == '\0', "%s: not one line: '%s'", cases[i].bad, err);
+        free(err);
+        free(dir);
+    }
+    test_rmtree(tmp);
+    free(tmp);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("dcp");
+    TCase *tc = tcase_create("dcp");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, chunks_assemble_to_the_originals);
+    tcase_add_test(tc, metadata_records);
+    tcase_add_test(tc, truncated_metadata_is_refused);
+    tcase_add_test(tc, cli_inspect_convert_verify);
+    tcase_add_test(tc, defects_are_refused_naming_file_and_tensor);
+    suite_add_tcase(s, tc);
+    return test_main(s);
+}
