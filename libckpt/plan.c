@@ -418,7 +418,8 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     size_t kept = 0;
     for (size_t i = 0; i < plan->item_count && !rc; i++) {
         if (consumed[plan->items[i].source_index]) {
-            rc = add_dropped(plan, plan->items[i].pub.source_name, err);
+            bool listed = i > 0 && plan->items[i - 1].source_index == plan->items[i].source_index;   /* split */
+            rc = listed ? CKPT_OK : add_dropped(plan, plan->items[i].pub.source_name, err);
             free((char *)plan->items[i].pub.name);
             free(plan->items[i].shapes);
         } else {

@@ -176,11 +176,68 @@ START_TEST(bad_rules_and_sets_refused)
     ck_assert_msg(strstr(err, "bad.rules:1") && strstr(err, "do not divide"), "%s", err);
     free(err);
     ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --rename hf-mistery", megatron, dir), 2);
-    ck_assert_uint_eq(test_count_entries(dir), 1);   /* only the rules file: nothing was written */
+    /* a Megatron model without SwiGLU has no Llama form */
+    static const uint64_t shape[2] = {2, 2};
+    static const float zeros[4] = {0};
+    ckpt_tensor t = {"decoder.layers.0.mlp.linear_fc1.weight", CKPT_DTYPE_F32, 2, shape, sizeof zeros, 0, NULL};
+    ckpt_kv meta = {"megatron.swiglu", "false"};
+    char *gelu = test_join(dir, "gelu.safetensors");
+    ckpt_writer *w = NULL;
+    ckpt_error e = {0};
+    ck_assert_int_eq(ckpt_writer_open(&w, gelu, &t, 1, &meta, 1, &e), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(w, zeros, sizeof zeros, &e), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_finish(w, &e), CKPT_OK);
+    ckpt_writer_free(w);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --rename hf-llama", gelu, dir), 3);
+    ck_assert_msg(strstr(err, "gelu.safetensors") && strstr(err, "megatron.swiglu"), "%s", err);
+    free(err);
+    free(gelu);
+    ck_assert_uint_eq(test_count_entries(dir), 2);   /* the inputs only: nothing was written */
     test_rmtree(dir);
     free(rules);
     free(megatron);
     free(dir);
+}
+END_TEST
+
+/* The library call: ckpt_convert_options.rename, and the rows each entry takes (heads of 8 rows, 2 groups). */
+START_TEST(library_plan_rows)
+{
+    char *megatron = test_testdata("rename/megatron.safetensors");
+    ckpt_source *src = test_open(megatron);
+    ckpt_convert_options opts;
+    ckpt_convert_options_default(&opts);
+    opts.rename = "hf-llama";
+    ckpt_plan *plan = NULL;
+    ckpt_error err = {0};
+    ck_assert_msg(ckpt_plan_build(&plan, src, "unused", &opts, &err) == CKPT_OK, "%s", err.message);
+    static const struct {
+        const char *name;
+        ckpt_row_select rows;
+    } want[] = {
+        {"model.embed_tokens.weight", {1, 60, 0, 60}},
+        {"model.layers.1.self_attn.q_proj.weight", {2, 32, 0, 16}},
+        {"model.layers.1.self_attn.k_proj.weight", {2, 32, 16, 8}},
+        {"model.layers.1.self_attn.v_proj.weight", {2, 32, 24, 8}},
+        {"model.layers.1.mlp.up_proj.weight", {1, 96, 48, 48}},
+        {"model.layers.1.mlp.down_proj.weight", {0, 0, 0, 0}},
+        {"lm_head.weight", {1, 60, 0, 60}},
+    };
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+        const ckpt_plan_entry *e = NULL;
+        for (size_t i = 0; i < ckpt_plan_entry_count(plan) && !e; i++)
+            if (strcmp(ckpt_plan_entry_at(plan, i)->name, want[w].name) == 0)
+                e = ckpt_plan_entry_at(plan, i);
+        ck_assert_msg(e != NULL, "no %s", want[w].name);
+        ck_assert_msg(memcmp(&e->rows, &want[w].rows, sizeof e->rows) == 0, "%s: rows %llu %llu %llu %llu",
+                      want[w].name, (unsigned long long)e->rows.groups, (unsigned long long)e->rows.group_rows,
+                      (unsigned long long)e->rows.offset, (unsigned long long)e->rows.count);
+    }
+    ck_assert_uint_eq(ckpt_plan_entry_count(plan), 21);
+    ck_assert_uint_eq(ckpt_plan_dropped_count(plan), 3);   /* inv_freq and two _extra_state */
+    ckpt_plan_free(plan);
+    ckpt_source_free(src);
+    free(megatron);
 }
 END_TEST
 
@@ -195,6 +252,7 @@ static Suite *rename_suite(void)
     tcase_add_test(tc, config_made_from_metadata);
     tcase_add_test(tc, verify_checks_recorded_rows);
     tcase_add_test(tc, bad_rules_and_sets_refused);
+    tcase_add_test(tc, library_plan_rows);
     suite_add_tcase(s, tc);
     return s;
 }

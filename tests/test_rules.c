@@ -4,12 +4,14 @@
  *
  * A selection is checked by listing, for each output row, the source row
  * it comes from (the formula of ckpt_row_select in ckpt.h), against lists
- * written out here.
+ * written out here; converting selected rows must store exactly what
+ * converting the same rows, cut beforehand by the test, stores.
  */
 #include "helpers.h"
 
 #include "rules.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +104,90 @@ START_TEST(every_row_is_no_selection)
 }
 END_TEST
 
+/* ---- end to end: selected rows convert like a tensor cut beforehand ---- */
+
+#define B 6   /* a [6, 3, 4] tensor: rank 3, so a row of dim 0 is 3 lines */
+
+/* SRC/t.safetensors: t = 0, 1, 2, ... and ref_a, ref_b = its rows {0, 3} and {1, 2, 4, 5}, gathered here. */
+static char *write_rank3_source(const char *dir)
+{
+    static const uint64_t shape[3] = {B, 3, 4}, part[3] = {2, 3, 4}, rest[3] = {4, 3, 4};
+    float t[B * 12], a[2 * 12], b[4 * 12];
+    for (int i = 0; i < B * 12; i++)
+        t[i] = (float)i;
+    static const int rows_a[2] = {0, 3}, rows_b[4] = {1, 2, 4, 5};
+    for (int r = 0; r < 2; r++)
+        memcpy(a + r * 12, t + rows_a[r] * 12, 12 * sizeof *t);
+    for (int r = 0; r < 4; r++)
+        memcpy(b + r * 12, t + rows_b[r] * 12, 12 * sizeof *t);
+    ckpt_tensor tensors[3] = {{"t", CKPT_DTYPE_F32, 3, shape, sizeof t, 0, NULL},
+                              {"ref_a", CKPT_DTYPE_F32, 3, part, sizeof a, 0, NULL},
+                              {"ref_b", CKPT_DTYPE_F32, 3, rest, sizeof b, 0, NULL}};
+    char *path = test_join(dir, "t.safetensors");
+    ckpt_writer *w = NULL;
+    ckpt_error err = {0};
+    ck_assert_int_eq(ckpt_writer_open(&w, path, tensors, 3, NULL, 0, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(w, t, sizeof t, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(w, a, sizeof a, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(w, b, sizeof b, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_finish(w, &err), CKPT_OK);
+    ckpt_writer_free(w);
+    return path;
+}
+
+/* Converts with `extra` rules after the split and checks a == ref_a and b == ref_b as stored. */
+static void check_selected_like_cut(const char *dir, const char *src_path, const char *extra, const char *dtype)
+{
+    char rules[256], *dst = test_join(dir, "out");
+    snprintf(rules, sizeof rules, "t groups=2 split=1:2 rename=a,b\n%s", extra);
+    ckpt_convert_options opts;
+    ckpt_convert_options_default(&opts);
+    opts.rules = rules;
+    opts.dtype = dtype;
+    opts.max_memory = 64;   /* blocks of a line or two: runs cross group boundaries */
+    ckpt_source *src = test_open(src_path);
+    ckpt_plan *plan = NULL;
+    ckpt_error err = {0};
+    ck_assert_msg(ckpt_plan_build(&plan, src, dst, &opts, &err) == CKPT_OK, "%s", err.message);
+    const ckpt_plan_entry *a = ckpt_plan_entry_at(plan, 0);
+    ck_assert_str_eq(a->name, "a");
+    ck_assert_uint_eq(a->rows.groups, 2);
+    ck_assert_uint_eq(a->rows.group_rows, 3);
+    ck_assert_uint_eq(a->rows.offset, 0);
+    ck_assert_uint_eq(a->rows.count, 1);
+    ck_assert_uint_eq(ckpt_plan_bytes_in(plan), 2 * B * 12 * 4);   /* t once, in parts, and the references */
+    ck_assert_msg(ckpt_plan_execute(plan, NULL, NULL, NULL, &err) == CKPT_OK, "%s", err.message);
+    ckpt_plan_free(plan);
+    ckpt_source_free(src);
+    ckpt_source *out = test_open(dst);
+    static const char *const pairs[2][2] = {{"a", "ref_a"}, {"b", "ref_b"}};
+    for (int k = 0; k < 2; k++) {
+        const ckpt_tensor *x, *y;
+        uint8_t *dx = test_read_tensor(out, pairs[k][0], &x), *dy = test_read_tensor(out, pairs[k][1], &y);
+        ck_assert_uint_eq(x->nbytes, y->nbytes);
+        ck_assert_msg(memcmp(dx, dy, x->nbytes) == 0, "%s differs from %s (rules: %s)", pairs[k][0], pairs[k][1],
+                      extra);
+        free(dx);
+        free(dy);
+    }
+    ckpt_source_free(out);
+    test_rmtree(dst);
+    free(dst);
+}
+
+START_TEST(selected_rows_convert_like_cut_rows)
+{
+    char *dir = test_tmpdir(), *src = write_rank3_source(dir);
+    check_selected_like_cut(dir, src, "", NULL);
+    check_selected_like_cut(dir, src, "", "f16");
+    check_selected_like_cut(dir, src, "* layout=nz\n", "f16");
+    check_selected_like_cut(dir, src, "* layout=nz-t\n", NULL);
+    test_rmtree(dir);
+    free(src);
+    free(dir);
+}
+END_TEST
+
 /* Parses `text`, decides `name` (shape [rows, 4], or rank 1) and expects a refusal mentioning each of `words`. */
 static void check_refused(const char *text, const char *name, uint64_t rows, uint32_t rank, const char *w1,
                           const char *w2)
@@ -152,6 +238,7 @@ static Suite *rules_suite(void)
     tcase_add_test(tc, split_and_rows_row_maps);
     tcase_add_test(tc, every_row_is_no_selection);
     tcase_add_test(tc, bad_row_rules_refused);
+    tcase_add_test(tc, selected_rows_convert_like_cut_rows);
     suite_add_tcase(s, tc);
     return s;
 }
