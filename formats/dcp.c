@@ -24,6 +24,7 @@
 #include <string.h>
 
 #define METADATA_FILE ".metadata"
+#define NAME_CAP (DCP_MAX_NAME + 32)
 
 struct loader {
     struct ckpt_source *src;
@@ -31,6 +32,7 @@ struct loader {
     const char **paths;    /* data files mapped so far, by their relative path ... */
     uint32_t *files;       /* ... and their index in src */
     size_t count;
+    char *name;            /* NAME_CAP bytes: the name being declared */
 };
 
 /* The source file index of a data file, mapping it on first use. */
@@ -167,18 +169,27 @@ static size_t layer_pieces(const struct dcp_entry *e, const struct tensor_piece 
     return n;
 }
 
+/* The name an entry (or index `index` of a split one) is declared under, into name[NAME_CAP]. */
+static int declared_name(const struct dcp_entry *e, uint64_t index, const struct dcp_options *opt, char *name,
+                         const char *dir, ckpt_error *err)
+{
+    if (opt && opt->rename ? opt->rename(opt->ctx, e->name, index, name, NAME_CAP)
+                           : (size_t)snprintf(name, NAME_CAP, "%s", e->name) < NAME_CAP)
+        return CKPT_OK;
+    return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: entry %s: its name is too long", dir, e->name);
+}
+
 /* A stacked tensor [L, ...] declared as L tensors named by the options. */
 static int declare_split(struct ckpt_source *src, const struct dcp_entry *e, const struct tensor_piece *pieces,
-                         const struct dcp_options *opt, ckpt_error *err)
+                         const struct dcp_options *opt, char *name, ckpt_error *err)
 {
     size_t width = e->rank;
     struct tensor_piece *sub = calloc(e->chunk_count, sizeof *sub);
     int64_t *strides = calloc(e->chunk_count * width, sizeof *strides);
-    char *name = malloc(DCP_MAX_NAME + 64);
-    int rc = sub && strides && name ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", e->name);
+    int rc = sub && strides ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", e->name);
     for (uint64_t i = 0; i < e->shape[0] && !rc; i++) {
         size_t n = layer_pieces(e, pieces, i, sub, strides);
-        rc = opt->split_name(opt->ctx, e, i, name, DCP_MAX_NAME + 64);
+        rc = declared_name(e, i, opt, name, src->path, err);
         if (!rc && n == 0)
             rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: no chunk holds its index %llu", src->path, e->name,
                            (unsigned long long)i);
@@ -187,7 +198,6 @@ static int declare_split(struct ckpt_source *src, const struct dcp_entry *e, con
     }
     free(sub);
     free(strides);
-    free(name);
     return rc;
 }
 
@@ -201,24 +211,27 @@ static int declare_tensor(struct loader *l, const struct dcp_entry *e, const str
     for (size_t c = 0; c < e->chunk_count && !rc; c++)
         rc = load_chunk(l, e, &e->chunks[c], &pieces[c], strides + c * width, err);
     if (!rc && opt && opt->split && e->rank > 0 && opt->split(opt->ctx, e))
-        rc = declare_split(l->src, e, pieces, opt, err);
-    else if (!rc)
-        rc = source_add_pieces(l->src, e->name, e->dtype, e->rank, e->shape, pieces, e->chunk_count, err);
+        rc = declare_split(l->src, e, pieces, opt, l->name, err);
+    else if (!rc && !(rc = declared_name(e, DCP_WHOLE, opt, l->name, l->dir, err)))
+        rc = source_add_pieces(l->src, l->name, e->dtype, e->rank, e->shape, pieces, e->chunk_count, err);
     free(pieces);
     free(strides);
     return rc;
 }
 
 /* A pickled object: its bytes are checked to exist, recorded, never unpickled. */
-static int declare_bytes(struct loader *l, const struct dcp_entry *e, ckpt_error *err)
+static int declare_bytes(struct loader *l, const struct dcp_entry *e, const struct dcp_options *opt,
+                         ckpt_error *err)
 {
     uint32_t file;
     int rc = storage_range(l, e->name, &e->bytes, &file, err);
+    if (!rc)
+        rc = declared_name(e, DCP_WHOLE, opt, l->name, l->dir, err);
     if (rc)
         return rc;
     char value[128];
     snprintf(value, sizeof value, "<%llu bytes of a pickled object>", (unsigned long long)e->bytes.length);
-    return source_add_object(l->src, e->name, "bytes", value, err);
+    return source_add_object(l->src, l->name, "bytes", value, err);
 }
 
 int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_options *opt, ckpt_error *err)
@@ -234,13 +247,16 @@ int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_o
     free(path);
     if (rc)
         return rc;
-    struct loader l = {src, dir, NULL, NULL, 0};
+    struct loader l = {src, dir, NULL, NULL, 0, malloc(NAME_CAP)};
+    if (!l.name)
+        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
     for (size_t i = 0; i < md.count && !rc; i++) {
         const struct dcp_entry *e = &md.entries[i];
         if (opt && opt->keep && !opt->keep(opt->ctx, e))
             continue;
-        rc = e->is_tensor ? declare_tensor(&l, e, opt, err) : declare_bytes(&l, e, err);
+        rc = e->is_tensor ? declare_tensor(&l, e, opt, err) : declare_bytes(&l, e, opt, err);
     }
+    free(l.name);
     if (!rc && src->tensor_count == 0)
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: a DCP checkpoint without tensors", dir);
     free(l.paths);

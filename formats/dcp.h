@@ -57,19 +57,26 @@ int dcp_metadata_parse(struct dcp_metadata *md, const uint8_t *data, size_t len,
 
 void dcp_metadata_free(struct dcp_metadata *md);
 
-/* What a reader on top of DCP does with each entry before it is declared. */
+/* What a reader on top of DCP does with each entry before it is declared (any member may be NULL). */
 struct dcp_options {
-    /* Returns false to leave the entry out (NULL: keep everything). */
+    /* Returns false to leave the entry out. */
     bool (*keep)(void *ctx, const struct dcp_entry *e);
     /*
      * Megatron stacks the layers of a transformer block into one tensor with
-     * a leading layer axis: when set, a tensor this returns true for is
-     * declared as one tensor per index of dimension 0, named by `split_name`.
+     * a leading layer axis: a tensor this returns true for is declared as one
+     * tensor per index of its dimension 0.
      */
     bool (*split)(void *ctx, const struct dcp_entry *e);
-    int (*split_name)(void *ctx, const struct dcp_entry *e, uint64_t index, char *out, size_t cap);
+    /*
+     * Writes the name to declare into out[cap]: of index `index` of a split
+     * tensor, or of the whole entry (index DCP_WHOLE).  Returns false when it
+     * does not fit.  NULL: entries keep their own names.
+     */
+    bool (*rename)(void *ctx, const char *name, uint64_t index, char *out, size_t cap);
     void *ctx;
 };
+
+#define DCP_WHOLE UINT64_MAX
 
 /* Reads the DCP folder `dir` into `src`. */
 int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_options *opt, ckpt_error *err);

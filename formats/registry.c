@@ -14,6 +14,8 @@
 static const struct format_reader *const readers[] = {
     &format_safetensors,
     &format_torch,
+    &format_nemo2,
+    &format_megatron_torch_dist,
     &format_dcp,
 };
 

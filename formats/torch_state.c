@@ -355,7 +355,7 @@ int torch_state_declare(struct ckpt_source *src, const struct pk_value *root, co
         rc = walk(&w, (struct pk_value *)root, 0, 0);
     }
     free(w.name);
-    if (!rc && w.tensors == 0)
+    if (!rc && w.tensors == 0 && !src->objects_only)
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: no tensors in this pickle", origin);
     return rc;
 }

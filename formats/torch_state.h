@@ -35,7 +35,8 @@ int torch_parse_persid(const struct pk_value *pid, struct torch_storage_ref *ref
 /*
  * Declares every tensor and object reachable from `root`.  `locate` may be
  * NULL for a pickle that must hold no tensors.  Fails naming the file and
- * the defect; a file with no tensor at all is an error too.
+ * the defect; a file with no tensor at all is an error too, unless the
+ * source reads objects only (src->objects_only).
  */
 int torch_state_declare(struct ckpt_source *src, const struct pk_value *root, const char *origin,
                         torch_locate_fn locate, void *ctx, ckpt_error *err);

@@ -79,6 +79,7 @@ struct ckpt_source {
     size_t metadata_count, metadata_cap;
     ckpt_object *objects;        /* owned strings, except the static kind */
     size_t object_count, object_cap;
+    bool objects_only;           /* a scratch source read for its objects: a pickle without tensors is fine */
 };
 
 /* Maps `path` read-only and appends it to the source's files. */

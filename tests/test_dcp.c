@@ -9,6 +9,7 @@
 #include "helpers.h"
 
 #include "dcp.h"
+#include "megatron_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,23 +122,32 @@ START_TEST(truncated_metadata_is_refused)
 }
 END_TEST
 
+/* Converts SRC with `options`, verifies the output against SRC, and diffs it against GOLDEN. */
+static void convert_matches(const char *src_rel, const char *golden_rel, const char *options)
+{
+    char *src = test_testdata(src_rel), *golden = test_testdata(golden_rel);
+    char *tmp = test_tmpdir(), *dst = test_join(tmp, "out");
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert %s %s --target nd --quiet %s", src, dst, options), 0);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "verify %s --against %s", dst, src), 0);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "diff %s %s", dst, golden), 0);
+    test_rmtree(tmp);
+    free(tmp);
+    free(dst);
+    free(src);
+    free(golden);
+}
+
 /* The CLI on a DCP folder: inspect, convert, verify against the folder, diff against the originals. */
 START_TEST(cli_inspect_convert_verify)
 {
     char *src = test_testdata("dcp/new"), *golden = test_testdata("dcp/golden.safetensors");
-    char *tmp = test_tmpdir(), *dst = test_join(tmp, "out");
     char *out = NULL;
     ck_assert_int_eq(test_ckpt(&out, NULL, "inspect %s --json", src), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"format\": \"dcp\""));
     ck_assert_ptr_nonnull(strstr(out, "model.cols"));
     free(out);
-    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert %s %s --target nd --quiet", src, dst), 0);
-    ck_assert_int_eq(test_ckpt(NULL, NULL, "verify %s --against %s", dst, src), 0);
-    ck_assert_int_eq(test_ckpt(NULL, NULL, "diff %s %s", dst, golden), 0);
     ck_assert_int_eq(test_ckpt(NULL, NULL, "diff %s %s", src, golden), 0);
-    test_rmtree(tmp);
-    free(tmp);
-    free(dst);
+    convert_matches("dcp/new", "dcp/golden.safetensors", "");
     free(src);
     free(golden);
 }
@@ -191,6 +201,104 @@ START_TEST(defects_are_refused_naming_file_and_tensor)
 }
 END_TEST
 
+static const char *metadata_value(const ckpt_source *src, const char *key)
+{
+    for (size_t i = 0; i < ckpt_source_metadata_count(src); i++) {
+        const char *k, *v;
+        ckpt_source_metadata(src, i, &k, &v);
+        if (strcmp(k, key) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/*
+ * Megatron torch_dist: layers stacked on a leading axis come out as one
+ * tensor per layer, equal to the per-layer originals; the args become
+ * megatron.* metadata; optimizer state is left out.  NeMo 2: the same
+ * weights under module., read through the folder's weights/.
+ */
+START_TEST(megatron_torch_dist_and_nemo2)
+{
+    char *dist = test_testdata("dcp/torch_dist"), *nemo = test_testdata("dcp/nemo2");
+    expect_equal_to_golden(dist, "dcp/torch_dist_golden.safetensors");
+    expect_equal_to_golden(nemo, "dcp/torch_dist_golden.safetensors");
+    ckpt_source *src = test_open(dist);
+    ck_assert_str_eq(ckpt_source_format(src), "megatron-torch-dist");
+    static const char *const want[][2] = {
+        {"megatron.num_layers", "2"},         {"megatron.hidden_size", "8"},   {"megatron.ffn_hidden_size", "6"},
+        {"megatron.num_query_groups", "1"},   {"megatron.kv_channels", "4"},   {"megatron.heads_per_group", "2"},
+        {"megatron.padded_vocab_size", "16"}, {"megatron.vocab_size", "14"},   {"megatron.swiglu", "true"},
+        {"megatron.norm_epsilon", "1e-05"},   {"megatron.rotary_base", "10000"}, {"megatron.iteration", "100"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *v = metadata_value(src, want[i][0]);
+        ck_assert_msg(v && strcmp(v, want[i][1]) == 0, "%s = %s, want %s", want[i][0], v ? v : "(none)", want[i][1]);
+    }
+    size_t index;
+    ck_assert_int_eq(ckpt_source_find(src, "optimizer.state.exp_avg.decoder.final_layernorm.weight", &index),
+                     CKPT_ERR_NOT_FOUND);
+    ckpt_source_free(src);
+    src = test_open(nemo);
+    ck_assert_str_eq(ckpt_source_format(src), "nemo2");
+    ck_assert_ptr_null(metadata_value(src, "megatron.hidden_size"));   /* NeMo 2's common.pt has no Megatron args */
+    ckpt_source_free(src);
+    free(dist);
+    free(nemo);
+}
+END_TEST
+
+/* A scratch source holding objects given as {name, kind, value}, as the torch reader records args. */
+static struct ckpt_source *objects_source(const char *const objects[][3], size_t n)
+{
+    struct ckpt_source *s = source_new("args", NULL);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(source_add_object(s, objects[i][0], objects[i][1], objects[i][2], NULL), CKPT_OK);
+    return s;
+}
+
+/* Megatron's defaults where args leave a value out, and args whose shape cannot be. */
+START_TEST(megatron_args_defaults_and_refusals)
+{
+    static const char *const plain[][3] = {
+        {"args.num_layers", "int", "4"},          {"args.hidden_size", "int", "64"},
+        {"args.num_attention_heads", "int", "8"}, {"args.num_query_groups", "int", "2"},   /* no GQA flag: unused */
+        {"args.padded_vocab_size", "int", "128"},
+    };
+    struct ckpt_source *args = objects_source(plain, 5), *src = source_new("src", NULL);
+    ck_assert_int_eq(megatron_args_record(src, args, "args", NULL), CKPT_OK);
+    static const char *const want[][2] = {
+        {"megatron.ffn_hidden_size", "256"}, {"megatron.num_query_groups", "8"}, {"megatron.kv_channels", "8"},
+        {"megatron.heads_per_group", "1"},   {"megatron.vocab_size", "128"},     {"megatron.swiglu", "false"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *v = metadata_value(src, want[i][0]);
+        ck_assert_msg(v && strcmp(v, want[i][1]) == 0, "%s = %s, want %s", want[i][0], v ? v : "(none)", want[i][1]);
+    }
+    ckpt_source_free(src);
+    ckpt_source_free(args);
+    static const char *const uneven[][3] = {
+        {"args.num_layers", "int", "4"},          {"args.hidden_size", "int", "64"},
+        {"args.num_attention_heads", "int", "8"}, {"args.num_query_groups", "int", "3"},
+        {"args.group_query_attention", "bool", "True"},
+    };
+    args = objects_source(uneven, 5);
+    src = source_new("src", NULL);
+    ckpt_error err;
+    ck_assert_int_eq(megatron_args_record(src, args, "common.pt", &err), CKPT_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.message, "common.pt: args: 3 query groups do not divide 8 heads"));
+    ckpt_source_free(src);
+    ckpt_source_free(args);
+}
+END_TEST
+
+/* --rename hf-llama on torch_dist gives the Hugging Face Llama tensors the script cut from the originals. */
+START_TEST(torch_dist_to_hugging_face)
+{
+    convert_matches("dcp/torch_dist", "dcp/torch_dist_hf_golden.safetensors", "--rename hf-llama");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dcp");
@@ -201,6 +309,9 @@ int main(void)
     tcase_add_test(tc, truncated_metadata_is_refused);
     tcase_add_test(tc, cli_inspect_convert_verify);
     tcase_add_test(tc, defects_are_refused_naming_file_and_tensor);
+    tcase_add_test(tc, megatron_torch_dist_and_nemo2);
+    tcase_add_test(tc, megatron_args_defaults_and_refusals);
+    tcase_add_test(tc, torch_dist_to_hugging_face);
     suite_add_tcase(s, tc);
     return test_main(s);
 }

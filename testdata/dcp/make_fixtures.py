@@ -17,7 +17,8 @@ Also written: `bad/*.metadata` (the new folder's metadata with one defect each, 
 over a copy of `new/`), `metadata_slots.pkl` (dataclasses with __slots__, whose state
 pickles as (None, fields)), a Megatron `torch_dist/` folder (layers stacked on a leading
 axis, SwiGLU fc1 as [gate_all; up_all], an `optimizer.` entry and `_extra_state` bytes)
-with its golden `torch_dist_golden.safetensors` (one tensor per layer), and a NeMo 2
+with its goldens `torch_dist_golden.safetensors` (one tensor per layer) and
+`torch_dist_hf_golden.safetensors` (the same model under Hugging Face Llama names), and a NeMo 2
 folder `nemo2/` (`weights/` = the same torch_dist with names under `module.`,
 `context/`).
 """
@@ -403,6 +404,29 @@ def torch_dist_folder(dest, prefix, with_args):
     return stacked, flat
 
 
+def hugging_face_names(stacked, flat):
+    """The same model as a Hugging Face Llama: fused QKV and fc1 split, vocabulary padding cut."""
+    m, hf = MEGATRON, {}
+    heads, groups, kv = m["num_attention_heads"], m["num_query_groups"], m["kv_channels"]
+    vocab, ffn = m["vocab_size"], m["ffn_hidden_size"]
+    hf["model.embed_tokens.weight"] = flat["embedding.word_embeddings.weight"][:vocab]
+    for layer in range(m["num_layers"]):
+        p, s = "model.layers.%d." % layer, {k: v[layer] for k, v in stacked.items()}
+        qkv = s["decoder.layers.self_attention.linear_qkv.weight"].reshape(groups, heads // groups + 2, kv, -1)
+        hf[p + "input_layernorm.weight"] = s["decoder.layers.self_attention.linear_qkv.layer_norm_weight"]
+        hf[p + "self_attn.q_proj.weight"] = qkv[:, :heads // groups].reshape(heads * kv, -1)
+        hf[p + "self_attn.k_proj.weight"] = qkv[:, -2].reshape(groups * kv, -1)
+        hf[p + "self_attn.v_proj.weight"] = qkv[:, -1].reshape(groups * kv, -1)
+        hf[p + "self_attn.o_proj.weight"] = s["decoder.layers.self_attention.linear_proj.weight"]
+        hf[p + "post_attention_layernorm.weight"] = s["decoder.layers.mlp.linear_fc1.layer_norm_weight"]
+        hf[p + "mlp.gate_proj.weight"] = s["decoder.layers.mlp.linear_fc1.weight"][:ffn]
+        hf[p + "mlp.up_proj.weight"] = s["decoder.layers.mlp.linear_fc1.weight"][ffn:]
+        hf[p + "mlp.down_proj.weight"] = s["decoder.layers.mlp.linear_fc2.weight"]
+    hf["model.norm.weight"] = flat["decoder.final_layernorm.weight"]
+    hf["lm_head.weight"] = flat["output_layer.weight"][:vocab]
+    return hf
+
+
 def megatron_folders():
     stacked, flat = torch_dist_folder(os.path.join(HERE, "torch_dist"), "", True)
     golden = {}
@@ -411,6 +435,7 @@ def megatron_folders():
             golden[name.replace("decoder.layers.", "decoder.layers.%d." % layer)] = t[layer]
     golden.update(flat)
     write_safetensors(os.path.join(HERE, "torch_dist_golden.safetensors"), golden)
+    write_safetensors(os.path.join(HERE, "torch_dist_hf_golden.safetensors"), hugging_face_names(stacked, flat))
     nemo = os.path.join(HERE, "nemo2")
     shutil.rmtree(nemo, ignore_errors=True)
     torch_dist_folder(os.path.join(nemo, "weights"), "module.", False)
