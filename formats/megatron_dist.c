@@ -24,10 +24,12 @@
 #include "shard_index.h"
 #include "torch.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DIST_METADATA "metadata.json"
 #define DIST_COMMON "common.pt"
@@ -133,9 +135,30 @@ static int open_dist(struct ckpt_source *src, const char *dir, const char *drop_
     return rc ? rc : dcp_load_folder(src, dir, &opt, err);
 }
 
+/*
+ * A DCP folder whose metadata.json names the torch_dist backend (its first
+ * bytes suffice: Megatron writes a few keys); a plain DCP folder that
+ * merely holds some other metadata.json is left to the DCP reader.
+ */
+static bool names_torch_dist(const char *dir)
+{
+    char path[4096], text[4096];
+    if (snprintf(path, sizeof path, "%s/%s", dir, DIST_METADATA) >= (int)sizeof path)
+        return false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    text[n] = '\0';
+    return strstr(text, "\"torch_dist\"") != NULL;
+}
+
 static bool torch_dist_probe(const struct format_probe *p)
 {
-    return p->is_dir && format_dir_has(p->path, DIST_METADATA) && format_dir_has(p->path, ".metadata");
+    return p->is_dir && format_dir_has(p->path, ".metadata") && names_torch_dist(p->path);
 }
 
 static int torch_dist_open(struct ckpt_source *src, const char *path, ckpt_error *err)
@@ -145,8 +168,9 @@ static int torch_dist_open(struct ckpt_source *src, const char *path, ckpt_error
 
 static bool nemo2_probe(const struct format_probe *p)
 {
-    return p->is_dir && format_dir_has(p->path, NEMO_WEIGHTS "/" DIST_METADATA) &&
-           format_dir_has(p->path, NEMO_WEIGHTS "/.metadata");
+    char weights[4096];
+    return p->is_dir && snprintf(weights, sizeof weights, "%s/%s", p->path, NEMO_WEIGHTS) < (int)sizeof weights &&
+           format_dir_has(weights, ".metadata") && names_torch_dist(weights);
 }
 
 static int nemo2_open(struct ckpt_source *src, const char *path, ckpt_error *err)

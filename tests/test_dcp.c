@@ -292,6 +292,34 @@ START_TEST(megatron_args_defaults_and_refusals)
 }
 END_TEST
 
+/* A DCP folder with some other metadata.json is still plain DCP; a torch_dist one with a zarr backend is refused. */
+START_TEST(which_metadata_json)
+{
+    char *tmp = test_tmpdir(), *dir = broken_copy(tmp, "gap");
+    char *good = test_testdata("dcp/new/.metadata"), *md = test_join(dir, ".metadata"), *json = test_join(dir, "metadata.json");
+    size_t len;
+    uint8_t *data = test_read_file(good, &len);
+    test_write_file(md, data, len);
+    test_write_file(json, "{\"format\": \"mine\"}", 19);
+    ckpt_source *src = test_open(dir);
+    ck_assert_str_eq(ckpt_source_format(src), "dcp");
+    ckpt_source_free(src);
+    static const char zarr[] = "{\"sharded_backend\": \"zarr\", \"note\": \"torch_dist\"}";
+    test_write_file(json, zarr, sizeof zarr - 1);
+    char *err = NULL;
+    ck_assert_int_eq(test_ckpt(NULL, &err, "inspect %s", dir), 3);
+    ck_assert_ptr_nonnull(strstr(err, "metadata.json: sharded_backend zarr is not torch_dist"));
+    free(err);
+    free(data);
+    free(good);
+    free(md);
+    free(json);
+    free(dir);
+    test_rmtree(tmp);
+    free(tmp);
+}
+END_TEST
+
 /* --rename hf-llama on torch_dist gives the Hugging Face Llama tensors the script cut from the originals. */
 START_TEST(torch_dist_to_hugging_face)
 {
@@ -311,6 +339,7 @@ int main(void)
     tcase_add_test(tc, defects_are_refused_naming_file_and_tensor);
     tcase_add_test(tc, megatron_torch_dist_and_nemo2);
     tcase_add_test(tc, megatron_args_defaults_and_refusals);
+    tcase_add_test(tc, which_metadata_json);
     tcase_add_test(tc, torch_dist_to_hugging_face);
     suite_add_tcase(s, tc);
     return test_main(s);
