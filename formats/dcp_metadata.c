@@ -42,9 +42,15 @@ static bool is_record(const struct pk_value *v, const char *const modules[2], co
     return pk_is_call(v, modules[0], name) || pk_is_call(v, modules[1], name);
 }
 
+/*
+ * A dataclass has a handful of fields: a bigger state is refused, so that a
+ * hostile file cannot make each of many (memo-shared) lookups long.
+ */
+#define MAX_FIELDS 64
+
 static const struct pk_value *dict_get(const struct pk_value *d, const char *key)
 {
-    if (!d || d->kind != PK_DICT)
+    if (!d || d->kind != PK_DICT || d->count > 2 * MAX_FIELDS)
         return NULL;
     for (size_t i = 0; i + 1 < d->count; i += 2)
         if (pk_str(d->items[i]) && strcmp(d->items[i]->s, key) == 0)
@@ -66,6 +72,8 @@ static const struct pk_value *field(const struct pk_value *record, const char *n
 struct parser {
     const char *origin;
     ckpt_error *err;
+    uint64_t chunks, chunk_limit;   /* chunks over all tensors, bounded like the catalog's pieces */
+    uint64_t bytes, byte_limit;     /* memory of the records, bounded like the pickle's */
 };
 
 static int malformed(struct parser *ps, const char *name, const char *what)
@@ -240,9 +248,16 @@ static int read_tensor(struct parser *ps, struct dcp_entry *e, const struct pk_v
     if (chunks->count > DCP_MAX_CHUNKS)
         return ckpt_fail(ps->err, CKPT_ERR_LIMIT, "%s: tensor %s has %zu chunks, over the limit of %d", ps->origin,
                          e->name, chunks->count, DCP_MAX_CHUNKS);
+    /* one record may be shared (memo) by many entries: the total is what bounds work and memory */
+    if ((ps->chunks += chunks->count) > ps->chunk_limit)
+        return ckpt_fail(ps->err, CKPT_ERR_LIMIT, "%s: more than %llu chunks in all (limit max_tensors)", ps->origin,
+                         (unsigned long long)ps->chunk_limit);
     e->rank = (uint32_t)size->count;
     e->chunk_count = chunks->count;
     size_t width = e->rank ? e->rank : 1;
+    if ((ps->bytes += (1 + 2 * e->chunk_count) * width * sizeof(uint64_t)) > ps->byte_limit)
+        return ckpt_fail(ps->err, CKPT_ERR_LIMIT, "%s: chunk records need more than %llu bytes (limit max_pickle_bytes)",
+                         ps->origin, (unsigned long long)ps->byte_limit);
     uint64_t *numbers = calloc((1 + 2 * e->chunk_count) * width, sizeof *numbers);
     e->chunks = calloc(e->chunk_count, sizeof *e->chunks);
     e->shape = numbers;
@@ -271,11 +286,9 @@ static int read_tensor(struct parser *ps, struct dcp_entry *e, const struct pk_v
     return CKPT_OK;
 }
 
-static int read_entry(struct parser *ps, struct dcp_entry *e, const struct pk_value *key, const struct pk_value *v,
+static int read_entry(struct parser *ps, struct dcp_entry *e, const struct pk_value *v,
                       const struct storage_key *keys, size_t nkeys, uint32_t max_rank)
 {
-    if (!(e->name = get_text(key, DCP_MAX_NAME)))
-        return malformed(ps, NULL, "state_dict_metadata has a key that is not a name (or one over 64 KiB)");
     if (is_record(v, metadata_modules, "TensorStorageMetadata")) {
         e->is_tensor = true;
         return read_tensor(ps, e, v, keys, nkeys, max_rank);
@@ -290,6 +303,30 @@ static int read_entry(struct parser *ps, struct dcp_entry *e, const struct pk_va
     return malformed(ps, e->name, ": neither TensorStorageMetadata nor BytesStorageMetadata");
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(const struct dcp_entry *const *)a)->name, (*(const struct dcp_entry *const *)b)->name);
+}
+
+/* A pickled dict may repeat a key, which Python would have merged: refused, as the reader cannot choose. */
+static int check_unique_names(struct parser *ps, const struct dcp_metadata *md)
+{
+    if (md->count < 2)
+        return CKPT_OK;
+    const struct dcp_entry **order = malloc(md->count * sizeof *order);
+    if (!order)
+        return ckpt_fail(ps->err, CKPT_ERR_NOMEM, "%s: out of memory", ps->origin);
+    for (size_t i = 0; i < md->count; i++)
+        order[i] = &md->entries[i];
+    qsort(order, md->count, sizeof *order, by_name);
+    int rc = CKPT_OK;
+    for (size_t i = 1; i < md->count && !rc; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+            rc = malformed(ps, order[i]->name, ": listed twice in state_dict_metadata");
+    free(order);
+    return rc;
+}
+
 int dcp_metadata_parse(struct dcp_metadata *md, const uint8_t *data, size_t len, const char *origin,
                        const ckpt_limits *limits, ckpt_error *err)
 {
@@ -299,7 +336,7 @@ int dcp_metadata_parse(struct dcp_metadata *md, const uint8_t *data, size_t len,
         ckpt_limits_default(&defaults);
         limits = &defaults;
     }
-    struct parser ps = {origin, err};
+    struct parser ps = {origin, err, 0, limits->max_tensors, 0, limits->max_pickle_bytes};
     int rc = pickle_load(&md->pickle, data, len, origin, limits->max_pickle_bytes, err);
     if (rc)
         return rc;
@@ -320,10 +357,14 @@ int dcp_metadata_parse(struct dcp_metadata *md, const uint8_t *data, size_t len,
                        (unsigned long long)limits->max_tensors);
     if (!rc && sdm->count && !(md->entries = calloc(sdm->count / 2, sizeof *md->entries)))
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", origin);
-    for (size_t i = 0; !rc && i + 1 < sdm->count; i += 2) {
-        md->count++;
-        rc = read_entry(&ps, &md->entries[i / 2], sdm->items[i], sdm->items[i + 1], keys, nkeys, max_rank);
-    }
+    /* the names first: a repeated one is refused before any work is done for it */
+    for (size_t i = 0; !rc && i + 1 < sdm->count; i += 2, md->count++)
+        if (!(md->entries[i / 2].name = get_text(sdm->items[i], DCP_MAX_NAME)))
+            rc = malformed(&ps, NULL, "state_dict_metadata has a key that is not a name (or one over 64 KiB)");
+    if (!rc)
+        rc = check_unique_names(&ps, md);
+    for (size_t i = 0; !rc && i < md->count; i++)
+        rc = read_entry(&ps, &md->entries[i], sdm->items[2 * i + 1], keys, nkeys, max_rank);
     free(keys);
     if (rc)
         dcp_metadata_free(md);

@@ -137,6 +137,28 @@ static void convert_matches(const char *src_rel, const char *golden_rel, const c
     free(golden);
 }
 
+static void expect_parse_refused(const char *bytes, size_t n, const char *needle)
+{
+    struct dcp_metadata md;
+    ckpt_error err;
+    ck_assert_int_eq(dcp_metadata_parse(&md, (const uint8_t *)bytes, n, "m.pkl", NULL, &err), CKPT_ERR_FORMAT);
+    ck_assert_msg(strstr(err.message, needle) != NULL, "'%s' lacks '%s'", err.message, needle);
+}
+
+/* Pickles no writer makes: a name twice (Python would have merged them), a root that is not Metadata. */
+START_TEST(hostile_metadata)
+{
+    static const char twice[] = "\x80\x02" "ctorch.distributed.checkpoint.metadata\nMetadata\n)\x81}("
+                                "X\x13\x00\x00\x00state_dict_metadata}(X\x01\x00\x00\x00" "aNX\x01\x00\x00\x00" "aNu"
+                                "X\x0c\x00\x00\x00storage_data}ub.";
+    expect_parse_refused(twice, sizeof twice - 1, "m.pkl: entry a: listed twice");
+    expect_parse_refused("\x80\x02N.", 4, "m.pkl: is not a DCP Metadata record");
+    static const char no_storage[] = "\x80\x02" "ctorch.distributed.checkpoint.metadata\nMetadata\n)\x81}("
+                                     "X\x13\x00\x00\x00state_dict_metadata}ub.";
+    expect_parse_refused(no_storage, sizeof no_storage - 1, "no storage_data");
+}
+END_TEST
+
 /* The CLI on a DCP folder: inspect, convert, verify against the folder, diff against the originals. */
 START_TEST(cli_inspect_convert_verify)
 {
@@ -335,6 +357,7 @@ int main(void)
     tcase_add_test(tc, chunks_assemble_to_the_originals);
     tcase_add_test(tc, metadata_records);
     tcase_add_test(tc, truncated_metadata_is_refused);
+    tcase_add_test(tc, hostile_metadata);
     tcase_add_test(tc, cli_inspect_convert_verify);
     tcase_add_test(tc, defects_are_refused_naming_file_and_tensor);
     tcase_add_test(tc, megatron_torch_dist_and_nemo2);
