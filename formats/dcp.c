@@ -29,20 +29,40 @@
 struct loader {
     struct ckpt_source *src;
     const char *dir;
-    const char **paths;    /* data files mapped so far, by their relative path ... */
+    const char **paths;    /* data files mapped so far, sorted by their relative path ... */
     uint32_t *files;       /* ... and their index in src */
     size_t count;
     char *name;            /* NAME_CAP bytes: the name being declared */
 };
 
-/* The source file index of a data file, mapping it on first use. */
+/* Where `rel` is or belongs in the sorted list of mapped data files (found: *found set). */
+static size_t file_slot(const struct loader *l, const char *rel, bool *found)
+{
+    size_t lo = 0, hi = l->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(l->paths[mid], rel);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+/* The source file index of a data file, mapping it on first use (a rank's file holds many chunks). */
 static int data_file(struct loader *l, const char *rel, uint32_t *file, ckpt_error *err)
 {
-    for (size_t i = 0; i < l->count; i++) {
-        if (strcmp(l->paths[i], rel) == 0) {
-            *file = l->files[i];
-            return CKPT_OK;
-        }
+    bool found;
+    size_t at = file_slot(l, rel, &found);
+    if (found) {
+        *file = l->files[at];
+        return CKPT_OK;
     }
     const char **paths = realloc(l->paths, (l->count + 1) * sizeof *paths);
     if (paths)
@@ -56,8 +76,11 @@ static int data_file(struct loader *l, const char *rel, uint32_t *file, ckpt_err
     int rc = source_add_file(l->src, full, file, err);
     free(full);
     if (!rc) {
-        l->paths[l->count] = rel;
-        l->files[l->count++] = *file;
+        memmove(l->paths + at + 1, l->paths + at, (l->count - at) * sizeof *l->paths);
+        memmove(l->files + at + 1, l->files + at, (l->count - at) * sizeof *l->files);
+        l->paths[at] = rel;
+        l->files[at] = *file;
+        l->count++;
     }
     return rc;
 }
