@@ -353,7 +353,7 @@ static const struct {
     {"torch.distributed.checkpoint.metadata", "StorageMeta"},
     {"torch.distributed.checkpoint.filesystem", "_StorageInfo"},
     {"pathlib", "PosixPath"},
-    {"pathlib", "PurePosixPath"},
+    {"pathlib._local", "PosixPath"},   /* Python 3.13 defined the path classes there */
 };
 
 bool pk_is_global(const struct pk_value *v, const char *module, const char *name)

@@ -161,8 +161,12 @@ START_TEST(protocol_5_opcodes)
 }
 END_TEST
 
-/* Python >= 3.11 pickles an enum member as getattr(Class, 'NAME'): only that, on an allowed class. */
-START_TEST(enum_members_by_getattr)
+/*
+ * What DCP metadata needs beyond dataclasses: Python >= 3.11 pickles an enum
+ * member as getattr(Class, 'NAME') (allowed only in that form, on an allowed
+ * class), and StorageMeta holds a pathlib path.
+ */
+START_TEST(dcp_metadata_globals)
 {
     struct pickle p;
     const char member[] = "\x80\x04\x8c\x08" "builtins\x8c\x07" "getattr\x93"
@@ -176,6 +180,11 @@ START_TEST(enum_members_by_getattr)
             CKPT_ERR_FORMAT, "refusing to call builtins.getattr");
     REFUSED("\x80\x04\x8c\x08" "builtins\x8c\x07" "getattr\x93" "ctorch\nSize\nK\x01\x86R.", CKPT_ERR_FORMAT,
             "refusing to call builtins.getattr");
+    /* DCP's StorageMeta.checkpoint_id: a path, under Python 3.13's module name too; nothing near it */
+    ck_assert_int_eq(LOAD("\x80\x02" "cpathlib._local\nPosixPath\nX\x01\x00\x00\x00/\x85R.", &p, NULL), CKPT_OK);
+    ck_assert(pk_is_call(p.root, "pathlib._local", "PosixPath"));
+    pickle_free(&p);
+    REFUSED("\x80\x02" "cpathlib\nPath\nX\x01\x00\x00\x00/\x85R.", CKPT_ERR_FORMAT, "refusing to call pathlib.Path");
 }
 END_TEST
 
@@ -256,7 +265,7 @@ static Suite *pickle_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, opcodes_build_values);
     tcase_add_test(tc, protocol_5_opcodes);
-    tcase_add_test(tc, enum_members_by_getattr);
+    tcase_add_test(tc, dcp_metadata_globals);
     tcase_add_test(tc, allowed_calls_are_simulated);
     tcase_add_test(tc, calls_outside_the_allow_list_are_refused);
     tcase_add_test(tc, malformed_pickles_are_refused);
