@@ -34,6 +34,17 @@ int cli_usage_error(const char *command, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+int cli_parse_deepspeed_weights(const char *command, const char *value, ckpt_open_options *opts)
+{
+    if (strcmp(value, "fp32") == 0)
+        opts->deepspeed_weights = CKPT_DEEPSPEED_FP32;
+    else if (strcmp(value, "module") == 0)
+        opts->deepspeed_weights = CKPT_DEEPSPEED_MODULE;
+    else
+        return cli_usage_error(command, "--deepspeed-weights takes fp32 or module, not '%s'", value);
+    return EXIT_OK;
+}
+
 void cli_format_shape(char *buf, size_t size, const ckpt_tensor *t)
 {
     size_t used = (size_t)snprintf(buf, size, "[");

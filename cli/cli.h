@@ -26,6 +26,12 @@ int cli_fail(const char *command, const ckpt_error *err);
 /* Prints "ckpt COMMAND: MESSAGE" and a pointer to --help; returns EXIT_USAGE. */
 int cli_usage_error(const char *command, const char *fmt, ...);
 
+/* The help line of the source options every command shares. */
+#define CLI_OPEN_HELP "  --deepspeed-weights W  DeepSpeed ZeRO folders: fp32 (rebuilt from the optimizer, default) or module\n"
+
+/* Applies `--deepspeed-weights VALUE` to `opts`; EXIT_OK or a usage status. */
+int cli_parse_deepspeed_weights(const char *command, const char *value, ckpt_open_options *opts);
+
 /* "[4096, 11008]" into buf. */
 void cli_format_shape(char *buf, size_t size, const ckpt_tensor *t);
 

@@ -26,6 +26,7 @@ static const char convert_help[] =
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
     "  --jobs N             worker threads (default: one per core)\n"
     "  --force              replace an existing DST\n"
+    CLI_OPEN_HELP
     "  --dry-run            print the plan and write nothing\n"
     "  --json               machine-readable plan (--dry-run) or final summary\n"
     "  --quiet              no progress line\n"
@@ -236,6 +237,7 @@ static int print_summary(const ckpt_convert_stats *s, const char *dst, int json)
 
 struct convert_args {
     ckpt_convert_options opts;
+    ckpt_open_options open;
     const char *rules_path;
     int dry_run, json, quiet;
 };
@@ -250,10 +252,12 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
         {"max-memory", required_argument, NULL, 'm'}, {"jobs", required_argument, NULL, 'j'},
         {"force", no_argument, NULL, 'f'},          {"dry-run", no_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'J'},           {"quiet", no_argument, NULL, 'q'},
+        {"deepspeed-weights", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     ckpt_convert_options_default(&a->opts);
-    int c;
+    ckpt_open_options_default(&a->open);
+    int c, status;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "hqj:", options, NULL)) != -1) {
         switch (c) {
@@ -309,6 +313,10 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
         case 'n': a->dry_run = 1; break;
         case 'J': a->json = 1; break;
         case 'q': a->quiet = 1; break;
+        case 'D':
+            if ((status = cli_parse_deepspeed_weights("convert", optarg, &a->open)))
+                return status;
+            break;
         case 'h': fputs(convert_help, stdout); return -1;
         default: return cli_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
         }
@@ -337,7 +345,7 @@ int cmd_convert(int argc, char **argv)
     }
     ckpt_source *src = NULL;
     ckpt_plan *plan = NULL;
-    if (ckpt_source_open(&src, src_path, NULL, &err) != CKPT_OK ||
+    if (ckpt_source_open_ext(&src, src_path, &a.open, &err) != CKPT_OK ||
         ckpt_plan_build(&plan, src, dst, &a.opts, &err) != CKPT_OK) {
         status = cli_fail("convert", &err);
         /* a rules file is the user's input: its mistakes are bad input, not usage */

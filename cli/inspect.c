@@ -10,6 +10,7 @@ static const char inspect_help[] =
     "the checkpoint SRC: a file, or a folder of shards.\n\n"
     "  --json      print one JSON document instead of a table\n"
     "  --objects   also list non-tensor values (step counts, args, ...)\n"
+    CLI_OPEN_HELP
     "  -h, --help  show this help\n";
 
 /* A file's name relative to the checkpoint root (its base name when it is the root). */
@@ -138,15 +139,22 @@ int cmd_inspect(int argc, char **argv)
     static const struct option options[] = {
         {"json", no_argument, NULL, 'j'},
         {"objects", no_argument, NULL, 'o'},
+        {"deepspeed-weights", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int json = 0, objects = 0, c;
+    int json = 0, objects = 0, c, status;
+    ckpt_open_options open_opts;
+    ckpt_open_options_default(&open_opts);
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (c) {
         case 'j': json = 1; break;
         case 'o': objects = 1; break;
+        case 'D':
+            if ((status = cli_parse_deepspeed_weights("inspect", optarg, &open_opts)))
+                return status;
+            break;
         case 'h': fputs(inspect_help, stdout); return EXIT_OK;
         default: return cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
         }
@@ -157,9 +165,9 @@ int cmd_inspect(int argc, char **argv)
 
     ckpt_source *src;
     ckpt_error err;
-    if (ckpt_source_open(&src, path, NULL, &err) != CKPT_OK)
+    if (ckpt_source_open_ext(&src, path, &open_opts, &err) != CKPT_OK)
         return cli_fail("inspect", &err);
-    int status = json ? print_json(src, path, objects) : print_table(src, path, objects);
+    status = json ? print_json(src, path, objects) : print_table(src, path, objects);
     ckpt_source_free(src);
     return status;
 }

@@ -15,6 +15,7 @@ static const char verify_help[] =
     "  --max-abs-error X fail a tensor whose largest absolute error exceeds X (with --against)\n"
     "  --max-rel-error X the same for the relative error\n"
     "  --jobs N          worker threads (default: one per core)\n"
+    CLI_OPEN_HELP
     "  --json            one JSON document (schema: docs/verify.md)\n"
     "  --junit FILE      also write JUnit XML, one test case per check\n"
     "  -v, --verbose     print passing checks too\n"
@@ -29,6 +30,7 @@ static const char diff_help[] =
     "  --names-only      compare names, dtypes and shapes only (fast)\n"
     "  --max-abs-error X values within X count as equal\n"
     "  --max-rel-error X the same for the relative error\n"
+    CLI_OPEN_HELP
     "  --json, --junit FILE, -v, -h   as for verify\n"
     "Exit status: 0 the same, 1 they differ, 3 an input is unreadable.\n";
 
@@ -37,6 +39,7 @@ struct check_args {
     double max_abs, max_rel;
     unsigned jobs;
     int json, verbose, names_only;
+    ckpt_open_options open;
 };
 
 static int parse_double(const char *s, double *out)
@@ -54,9 +57,11 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         {"max-rel-error", required_argument, NULL, 'R'}, {"jobs", required_argument, NULL, 'j'},
         {"json", no_argument, NULL, 'J'},          {"junit", required_argument, NULL, 'U'},
         {"verbose", no_argument, NULL, 'v'},       {"names-only", no_argument, NULL, 'n'},
+        {"deepspeed-weights", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    int c;
+    ckpt_open_options_default(&a->open);
+    int c, status;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "hvj:", options, NULL)) != -1) {
         switch (c) {
@@ -81,6 +86,10 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         case 'U': a->junit = optarg; break;
         case 'v': a->verbose = 1; break;
         case 'n': a->names_only = 1; break;
+        case 'D':
+            if ((status = cli_parse_deepspeed_weights(command, optarg, &a->open)))
+                return status;
+            break;
         case 'h': fputs(help, stdout); return -1;
         default: return cli_usage_error(command, "unknown option '%s'", argv[optind - 1]);
         }
@@ -122,6 +131,7 @@ int cmd_verify(int argc, char **argv)
     opts.max_abs_error = a.max_abs;
     opts.max_rel_error = a.max_rel;
     opts.jobs = a.jobs;
+    opts.open = &a.open;
     struct findings fs = {.verbose = a.verbose, .quiet_text = a.json};
     ckpt_verify_summary s = {0};
     ckpt_error err = {0};
@@ -141,7 +151,7 @@ int cmd_diff(int argc, char **argv)
         return cli_usage_error("diff", "expects two checkpoints, got %d paths", argc - optind);
     if (a.against)
         return cli_usage_error("diff", "--against is an option of verify");
-    ckpt_diff_options opts = {a.names_only, a.max_abs, a.max_rel};
+    ckpt_diff_options opts = {a.names_only, a.max_abs, a.max_rel, &a.open};
     struct findings fs = {.verbose = a.verbose, .quiet_text = a.json};
     ckpt_verify_summary s = {0};
     ckpt_error err = {0};

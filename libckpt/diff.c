@@ -269,9 +269,9 @@ int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *opts, ckpt_
     if (!opts)
         opts = &defaults;
     ckpt_source *sa = NULL, *sb = NULL;
-    int rc = ckpt_source_open(&sa, a, NULL, err);
+    int rc = ckpt_source_open_ext(&sa, a, opts->open, err);
     if (!rc)
-        rc = ckpt_source_open(&sb, b, NULL, err);
+        rc = ckpt_source_open_ext(&sb, b, opts->open, err);
     struct layouts la = {0}, lb = {0};
     if (!rc)
         rc = layouts_load(sa, &la, err);

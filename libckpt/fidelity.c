@@ -257,7 +257,7 @@ int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify
     ckpt_source *src = NULL;
     ckpt_plan *plan = NULL;
     ckpt_convert_options copts;
-    int rc = ckpt_source_open(&src, opts->against, NULL, err);
+    int rc = ckpt_source_open_ext(&src, opts->against, opts->open, err);
     if (!rc)
         rc = manifest_options(m, &copts, dst, err);
     if (!rc)

@@ -413,20 +413,40 @@ struct ckpt_source *source_new(const char *path, const ckpt_limits *limits)
     return src;
 }
 
+void ckpt_open_options_default(ckpt_open_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    ckpt_limits_default(&opts->limits);
+    opts->deepspeed_weights = CKPT_DEEPSPEED_FP32;
+}
+
 int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *limits, ckpt_error *err)
+{
+    ckpt_open_options opts;
+    ckpt_open_options_default(&opts);
+    if (limits)
+        opts.limits = *limits;
+    return ckpt_source_open_ext(out, path, &opts, err);
+}
+
+int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_options *opts, ckpt_error *err)
 {
     ckpt_error_clear(err);
     if (!out || !path)
         return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: NULL argument");
     *out = NULL;
+    if (opts && opts->deepspeed_weights != CKPT_DEEPSPEED_FP32 && opts->deepspeed_weights != CKPT_DEEPSPEED_MODULE)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: unknown deepspeed_weights %d",
+                         (int)opts->deepspeed_weights);
     const struct format_reader *reader;
     int rc = format_detect(path, &reader, err);
     if (rc)
         return rc;
-    struct ckpt_source *src = source_new(path, limits);
+    struct ckpt_source *src = source_new(path, opts ? &opts->limits : NULL);
     if (!src)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     src->format = reader->name;
+    src->deepspeed_weights = opts ? opts->deepspeed_weights : CKPT_DEEPSPEED_FP32;
     rc = reader->open(src, path, err);
     if (rc) {
         ckpt_source_free(src);

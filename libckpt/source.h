@@ -69,6 +69,7 @@ struct ckpt_source {
     char *path;                  /* as opened */
     const char *format;          /* static string */
     ckpt_limits limits;
+    ckpt_deepspeed_weights deepspeed_weights;
     struct source_file *files;
     size_t file_count, file_cap;
     struct tensor_entry *tensors;

@@ -39,6 +39,36 @@ START_TEST(usage_errors_exit_2)
     ck_assert_int_eq(test_ckpt(NULL, &err, "inspect --bogus x"), 2);
     ck_assert_ptr_nonnull(strstr(err, "unknown option '--bogus'"));
     free(err);
+    static const char *const commands[] = {"inspect x", "convert x y", "verify x", "diff x y"};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        ck_assert_int_eq(test_ckpt(NULL, &err, "%s --deepspeed-weights fp16", commands[i]), 2);
+        ck_assert_ptr_nonnull(strstr(err, "--deepspeed-weights takes fp32 or module, not 'fp16'"));
+        free(err);
+    }
+}
+END_TEST
+
+/* The open options: defaults, and a bad choice refused as the caller's mistake. */
+START_TEST(open_options)
+{
+    ckpt_open_options opts;
+    ckpt_open_options_default(&opts);
+    ck_assert_int_eq(opts.deepspeed_weights, CKPT_DEEPSPEED_FP32);
+    ck_assert_uint_eq(opts.limits.max_rank, 64);
+    char *sample = test_testdata("sample");
+    ckpt_source *src = NULL;
+    ckpt_error err;
+    opts.deepspeed_weights = CKPT_DEEPSPEED_MODULE;   /* ignored by formats that are not DeepSpeed */
+    ck_assert_int_eq(ckpt_source_open_ext(&src, sample, &opts, &err), CKPT_OK);
+    ck_assert_uint_eq(ckpt_source_tensor_count(src), 21);
+    ckpt_source_free(src);
+    opts.deepspeed_weights = (ckpt_deepspeed_weights)7;
+    ck_assert_int_eq(ckpt_source_open_ext(&src, sample, &opts, &err), CKPT_ERR_ARG);
+    ck_assert_ptr_null(src);
+    opts.deepspeed_weights = CKPT_DEEPSPEED_FP32;
+    opts.limits.max_tensors = 3;
+    ck_assert_int_eq(ckpt_source_open_ext(&src, sample, &opts, &err), CKPT_ERR_LIMIT);
+    free(sample);
 }
 END_TEST
 
@@ -127,6 +157,7 @@ static Suite *cli_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, usage_errors_exit_2);
+    tcase_add_test(tc, open_options);
     tcase_add_test(tc, bad_input_exits_3_with_one_line);
     tcase_add_test(tc, inspect_table);
     tcase_add_test(tc, inspect_json);

@@ -148,6 +148,25 @@ typedef struct ckpt_tensor {
 CKPT_API int ckpt_source_open(ckpt_source **out, const char *path,
                               const ckpt_limits *limits, ckpt_error *err);
 
+/* Which weights a DeepSpeed ZeRO checkpoint folder yields. */
+typedef enum ckpt_deepspeed_weights {
+    CKPT_DEEPSPEED_FP32 = 0, /* full fp32 weights rebuilt from the optimizer partitions (zero_to_fp32) */
+    CKPT_DEEPSPEED_MODULE    /* the 16-bit module weights of the model states (ZeRO 0-2 only) */
+} ckpt_deepspeed_weights;
+
+/* How to open a source: limits, and choices some formats offer. */
+typedef struct ckpt_open_options {
+    ckpt_limits limits;
+    ckpt_deepspeed_weights deepspeed_weights;
+} ckpt_open_options;
+
+/* Fills `opts` with the defaults: ckpt_limits_default, fp32 DeepSpeed weights. */
+CKPT_API void ckpt_open_options_default(ckpt_open_options *opts);
+
+/* ckpt_source_open with options; `opts` may be NULL for the defaults. */
+CKPT_API int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_options *opts,
+                                  ckpt_error *err);
+
 CKPT_API void ckpt_source_free(ckpt_source *src);
 
 /* The path the source was opened from. */
@@ -461,6 +480,7 @@ typedef struct ckpt_verify_options {
     double max_rel_error;
     unsigned jobs;           /* 0: one per core */
     uint64_t max_memory;     /* with `against`: working memory (0: 16 MiB per job) */
+    const ckpt_open_options *open; /* how to open `against` (NULL: the defaults) */
 } ckpt_verify_options;
 
 typedef struct ckpt_verify_summary {
@@ -486,6 +506,7 @@ typedef struct ckpt_diff_options {
     int names_only;          /* compare names, element types and shapes, not values */
     double max_abs_error;    /* values within these bounds count as equal (0: exact) */
     double max_rel_error;
+    const ckpt_open_options *open; /* how to open both checkpoints (NULL: the defaults) */
 } ckpt_diff_options;
 
 /*
