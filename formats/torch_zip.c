@@ -198,6 +198,11 @@ static int read_byteorder(struct zip_ctx *c, ckpt_error *err)
 
 int torch_load_zip(struct ckpt_source *src, uint32_t file, ckpt_error *err)
 {
+    return torch_load_zip_visit(src, file, NULL, NULL, err);
+}
+
+int torch_load_zip_visit(struct ckpt_source *src, uint32_t file, torch_visit_fn visit, void *ctx, ckpt_error *err)
+{
     struct zip_ctx c = {src, file, {0}, "", false, NULL, 0};
     const struct source_file *f = &src->files[file];
     int rc = zip_open(&c.zip, f->data, f->size, f->path, err);
@@ -220,6 +225,8 @@ int torch_load_zip(struct ckpt_source *src, uint32_t file, ckpt_error *err)
     }
     if (!rc)
         rc = torch_state_declare(src, p.root, origin, locate, &c, err);
+    if (!rc && visit)
+        rc = visit(ctx, p.root, origin, err);
     pickle_free(&p);
     zip_free(&c.zip);
     free(c.inflated);

@@ -354,6 +354,11 @@ static const struct {
     {"torch.distributed.checkpoint.filesystem", "_StorageInfo"},
     {"pathlib", "PosixPath"},
     {"pathlib._local", "PosixPath"},   /* Python 3.13 defined the path classes there */
+    /* DeepSpeed ZeRO checkpoints: the stage enum, the loss scaler, optimizer slice records */
+    {"deepspeed.runtime.zero.config", "ZeroStageEnum"},
+    {"deepspeed.runtime.fp16.loss_scaler", "LossScaler"},
+    {"deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler"},
+    {"deepspeed.utils.tensor_fragment", "fragment_address"},
 };
 
 bool pk_is_global(const struct pk_value *v, const char *module, const char *name)

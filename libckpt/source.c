@@ -340,10 +340,22 @@ int source_add_alias(struct ckpt_source *src, const char *name, size_t target, c
     if (target >= src->tensor_count)
         return ckpt_fail(err, CKPT_ERR_ARG, "alias %s: no such tensor %zu", name, target);
     struct tensor_entry *base = &src->tensors[target];
-    if (base->parts)
-        return ckpt_fail(err, CKPT_ERR_ARG, "alias %s: tensor %s is stored in pieces", name, base->pub.name);
-    struct tensor_view view = base->view;
-    int rc = source_add_tensor(src, name, base->pub.dtype, base->pub.rank, base->shape, &view, err);
+    int rc;
+    if (base->parts) {   /* the same pieces again (a tied weight rebuilt from ZeRO partitions) */
+        struct tensor_piece *pieces = calloc(base->part_count ? base->part_count : 1, sizeof *pieces);
+        if (!pieces)
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding alias %s", name);
+        for (size_t i = 0; i < base->part_count; i++) {
+            const struct tensor_entry *p = &base->parts[i].entry;
+            pieces[i] = (struct tensor_piece){base->parts[i].offsets, p->shape, p->view};
+            pieces[i].view.strides = p->strides;
+        }
+        rc = source_add_pieces(src, name, base->pub.dtype, base->pub.rank, base->shape, pieces, base->part_count, err);
+        free(pieces);
+    } else {
+        struct tensor_view view = base->view;
+        rc = source_add_tensor(src, name, base->pub.dtype, base->pub.rank, base->shape, &view, err);
+    }
     if (rc)
         return rc;
     struct tensor_entry *t = &src->tensors[src->tensor_count - 1];

@@ -188,6 +188,38 @@ START_TEST(dcp_metadata_globals)
 }
 END_TEST
 
+/* DeepSpeed's pickled objects are data: recorded, never called; near misses still refused. */
+START_TEST(deepspeed_objects)
+{
+    struct pickle p;
+    ckpt_error err;
+    /* getattr(ZeroStageEnum, 'gradients'): Python 3.11+ pickles an enum member by name */
+    const char member[] = "\x80\x02" "c__builtin__\ngetattr\ncdeepspeed.runtime.zero.config\nZeroStageEnum\n"
+                          "X\x09\x00\x00\x00gradients\x86R.";
+    ck_assert_int_eq(LOAD(member, &p, &err), CKPT_OK);
+    ck_assert(pk_is_call(p.root, "__builtin__", "getattr"));
+    ck_assert(pk_is_global(p.root->args->items[0], "deepspeed.runtime.zero.config", "ZeroStageEnum"));
+    pickle_free(&p);
+    /* ZeroStageEnum(3), and a loss scaler object with its attributes */
+    ck_assert_int_eq(LOAD("\x80\x02" "cdeepspeed.runtime.zero.config\nZeroStageEnum\nK\x03\x85R.", &p, &err), CKPT_OK);
+    ck_assert(pk_is_call(p.root, "deepspeed.runtime.zero.config", "ZeroStageEnum"));
+    pickle_free(&p);
+    const char scaler[] = "\x80\x02" "cdeepspeed.runtime.fp16.loss_scaler\nDynamicLossScaler\n)\x81}"
+                          "X\x09\x00\x00\x00" "cur_scaleG@\xf0\x00\x00\x00\x00\x00\x00sb.";
+    ck_assert_int_eq(LOAD(scaler, &p, &err), CKPT_OK);
+    ck_assert(pk_is_call(p.root, "deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler"));
+    ck_assert_int_eq(p.root->state->kind, PK_DICT);
+    pickle_free(&p);
+    /* a member is named by a string; other DeepSpeed names stay refused */
+    REFUSED("\x80\x02" "c__builtin__\ngetattr\ncdeepspeed.runtime.zero.config\nZeroStageEnum\nK\x01\x86R.",
+            CKPT_ERR_FORMAT, "refusing to call __builtin__.getattr");
+    REFUSED("\x80\x02" "cdeepspeed.runtime.zero.config\nZeroStageEnumX\nK\x03\x85R.", CKPT_ERR_FORMAT,
+            "refusing to call deepspeed.runtime.zero.config.ZeroStageEnumX");
+    REFUSED("\x80\x02" "cdeepspeed.runtime.engine\nDeepSpeedEngine\n)\x81.", CKPT_ERR_FORMAT,
+            "refusing to call deepspeed.runtime.engine.DeepSpeedEngine");
+}
+END_TEST
+
 START_TEST(malformed_pickles_are_refused)
 {
     REFUSED("\x80\x02]q\x00", CKPT_ERR_FORMAT, "before its STOP");
@@ -268,6 +300,7 @@ static Suite *pickle_suite(void)
     tcase_add_test(tc, dcp_metadata_globals);
     tcase_add_test(tc, allowed_calls_are_simulated);
     tcase_add_test(tc, calls_outside_the_allow_list_are_refused);
+    tcase_add_test(tc, deepspeed_objects);
     tcase_add_test(tc, malformed_pickles_are_refused);
     tcase_add_test(tc, resource_limits);
     tcase_add_test(tc, walker_survives_cycles_and_bombs);

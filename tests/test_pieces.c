@@ -58,6 +58,10 @@ START_TEST(rows_and_columns)
     static const int16_t want[] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
                                    12, 13, 14, 18, 19, 20, 15, 16, 17, 21, 22, 23};
     expect_values(src, "m", want, 24);
+    /* another name for it (a tied weight) reads the same pieces */
+    ck_assert_int_eq(source_add_alias(src, "tied", 0, NULL), CKPT_OK);
+    expect_values(src, "tied", want, 24);
+    ck_assert_str_eq(ckpt_source_tensor(src, 1)->alias_of, "m");
     /* rows 1..2 only: one whole-line piece and two column pieces meet in the window */
     int16_t rows[12];
     ck_assert_int_eq(ckpt_source_read(src, 0, 1, 2, rows, sizeof rows, NULL), CKPT_OK);
