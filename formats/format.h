@@ -44,6 +44,7 @@ bool format_dir_has(const char *path, const char *name);
 
 /* The readers, in the order they are asked. */
 extern const struct format_reader format_safetensors;
+extern const struct format_reader format_deepspeed;
 extern const struct format_reader format_torch;
 extern const struct format_reader format_nemo2;
 extern const struct format_reader format_megatron_torch_dist;

@@ -13,6 +13,7 @@
 /* Most specific first: a folder may hold files that a later reader would also accept. */
 static const struct format_reader *const readers[] = {
     &format_safetensors,
+    &format_deepspeed,
     &format_torch,
     &format_nemo2,
     &format_megatron_torch_dist,

@@ -9,9 +9,10 @@ script does not depend on the safetensors package.
 """
 import json
 import os
-import struct
 
 import torch
+
+from safetensors_file import save_safetensors
 
 HIDDEN, INTERMEDIATE, VOCAB, LAYERS = 64, 170, 317, 2
 HEADS, KV_HEADS, HEAD_DIM = 4, 2, 16
@@ -38,19 +39,6 @@ def tensors():
     return t
 
 
-def save_safetensors(path, named):
-    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, tensor in named:
-        raw = tensor.contiguous().view(torch.int16).numpy().tobytes()
-        header[name] = {"dtype": "BF16", "shape": list(tensor.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
 def main():
     os.makedirs(OUT, exist_ok=True)
     t = tensors()
@@ -59,7 +47,7 @@ def main():
     weight_map = {}
     for i, shard in enumerate(shards, 1):
         fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_safetensors(os.path.join(OUT, fname), [(n, t[n]) for n in shard])
+        save_safetensors(os.path.join(OUT, fname), [(n, t[n]) for n in shard], {"format": "pt"})
         weight_map.update({n: fname for n in shard})
     total = sum(v.numel() * 2 for v in t.values())
     with open(os.path.join(OUT, "model.safetensors.index.json"), "w") as f:
