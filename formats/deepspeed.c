@@ -39,8 +39,13 @@ static bool ds_probe(const struct format_probe *p)
 /* The tag folder: `dir/<latest>` when dir has `latest`, else dir itself (malloc'd). */
 static int tag_folder(const char *dir, char **out, ckpt_error *err)
 {
-    if (!format_dir_has(dir, "latest"))
-        return (*out = strdup(dir)) ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
+    if (!format_dir_has(dir, "latest")) {
+        if (!(*out = strdup(dir)))
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
+        for (size_t n = strlen(*out); n > 1 && (*out)[n - 1] == '/'; n--)
+            (*out)[n - 1] = '\0';   /* "global_step7/" names the tag global_step7 */
+        return CKPT_OK;
+    }
     char *path = path_join(dir, "latest");
     if (!path)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
@@ -223,7 +228,8 @@ static int fp32_weights(struct ckpt_source *src, struct folder *f, const char *z
         return rc;
     if (f->optim_count == 0)
         return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: no *%s files: the optimizer states are needed to rebuild "
-                                                  "the fp32 weights (or choose the module weights)", f->dir, OPTIM_SUFFIX);
+                                                  "the fp32 weights%s", f->dir, OPTIM_SUFFIX,
+                         zero2_model ? " (or choose the module weights)" : "");
     if (!(f->optims = calloc(f->optim_count, sizeof *f->optims)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->dir);
     /* rank 0's file says the data-parallel size; every file is then checked against it */
@@ -275,7 +281,13 @@ static int fp32_weights(struct ckpt_source *src, struct folder *f, const char *z
     }
     if ((rc = load_models(src, f, model_count, models, err)))
         return rc;
-    return ds_zero_declare(src, o0->stage, f->models, model_count, f->optims, world, err);
+    char text[32];
+    snprintf(text, sizeof text, "%lld", (long long)o0->stage);
+    rc = source_add_metadata(src, "deepspeed.zero_stage", text, o0->file.path, err);
+    snprintf(text, sizeof text, "%zu", world);
+    if (!rc)
+        rc = source_add_metadata(src, "deepspeed.data_parallel_size", text, o0->file.path, err);
+    return rc ? rc : ds_zero_declare(src, o0->stage, f->models, model_count, f->optims, world, err);
 }
 
 static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
@@ -296,6 +308,12 @@ static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
     char *model = rc || zero3 ? NULL : path_join(f.dir, ZERO2_MODEL);
     if (!rc && !zero3 && !model)
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f.dir);
+    const char *slash = f.dir ? strrchr(f.dir, '/') : NULL;
+    if (!rc)
+        rc = source_add_metadata(src, "deepspeed.tag", slash ? slash + 1 : f.dir, f.dir, err);
+    if (!rc)
+        rc = source_add_metadata(src, "deepspeed.weights",
+                                 src->deepspeed_weights == CKPT_DEEPSPEED_MODULE ? "module" : "fp32", f.dir, err);
     if (!rc && src->deepspeed_weights == CKPT_DEEPSPEED_MODULE) {
         rc = load_models(src, &f, 1, (const char *const *)&model, err);
         if (!rc)

@@ -241,10 +241,13 @@ static int frozen_params(struct ckpt_source *src, int64_t stage, struct ds_model
         uint64_t done = 0;
         ckpt_dtype dtype = CKPT_DTYPE_INVALID;
         for (size_t k = 0; k < model_count && done < p->numel; k++) {
-            size_t at = SIZE_MAX;
-            for (size_t j = 0; j < models[k].frozen_count; j++)
-                if (strcmp(models[k].frozen[j].name, p->name) == 0)
-                    at = models[k].frozen[j].fragment;
+            size_t at = SIZE_MAX;   /* ranks list frozen parameters in the same order: look there first */
+            const struct ds_model *mk = &models[k];
+            if (i < mk->frozen_count && strcmp(mk->frozen[i].name, p->name) == 0)
+                at = mk->frozen[i].fragment;
+            for (size_t j = 0; j < mk->frozen_count && at == SIZE_MAX; j++)
+                if (strcmp(mk->frozen[j].name, p->name) == 0)
+                    at = mk->frozen[j].fragment;
             struct flat fl = {0};
             int rc = at == SIZE_MAX ? ckpt_fail(err, CKPT_ERR_FORMAT,
                                                 "%s: tensor %s: frozen_param_fragments lacks it",

@@ -6,6 +6,7 @@
  */
 #include "helpers.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,27 +122,29 @@ END_TEST
 static char *copy_without(const char *fixture, const char *tag, const char *skip, const char *extra)
 {
     char *dir = test_tmpdir(), *from = test_testdata(fixture);
-    static const char *const names[] = {"mp_rank_00_model_states.pt",
-                                        "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt",
-                                        "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt",
-                                        "bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt"};
     char a[4096], b[4096];
     snprintf(b, sizeof b, "%s/%s", dir, tag);
     ck_assert_int_eq(mkdir(b, 0755), 0);
     snprintf(b, sizeof b, "%s/latest", dir);
     test_write_file(b, tag, strlen(tag));
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (skip && strcmp(names[i], skip) == 0)
+    snprintf(a, sizeof a, "%s/%s", from, tag);
+    DIR *d = opendir(a);
+    ck_assert_ptr_nonnull(d);
+    const char *first = NULL;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.' || (skip && strcmp(e->d_name, skip) == 0))
             continue;
-        snprintf(a, sizeof a, "%s/%s/%s", from, tag, names[i]);
-        snprintf(b, sizeof b, "%s/%s/%s", dir, tag, names[i]);
+        snprintf(a, sizeof a, "%s/%s/%s", from, tag, e->d_name);
+        snprintf(b, sizeof b, "%s/%s/%s", dir, tag, e->d_name);
         ck_assert_int_eq(symlink(a, b), 0);
+        first = first ? first : e->d_name;
     }
-    if (extra) {
-        snprintf(a, sizeof a, "%s/%s/%s", from, tag, names[0]);
+    if (extra) {   /* any file will do: the name alone is refused */
+        snprintf(a, sizeof a, "%s/%s/%s", from, tag, first);
         snprintf(b, sizeof b, "%s/%s/%s", dir, tag, extra);
         ck_assert_int_eq(symlink(a, b), 0);
     }
+    closedir(d);
     free(from);
     return dir;
 }
@@ -167,6 +170,15 @@ START_TEST(refusals)
     free(dir);
     dir = copy_without("deepspeed/zero2", "global_step7", NULL, "mp_rank_01_model_states.pt");
     expect_refusal(dir, (const char *[]){"mp_rank_01_model_states.pt", "tensor-parallel"}, 2);
+    test_rmtree(dir);
+    free(dir);
+    /* ZeRO-3: every rank's model states are needed (frozen pieces), and its optimizer states */
+    dir = copy_without("deepspeed/zero3", "global_step9", "zero_pp_rank_2_mp_rank_00_model_states.pt", NULL);
+    expect_refusal(dir, (const char *[]){"global_step9/zero_pp_rank_2_mp_rank_00_model_states.pt", "missing"}, 2);
+    test_rmtree(dir);
+    free(dir);
+    dir = copy_without("deepspeed/zero3", "global_step9", "zero_pp_rank_0_mp_rank_00_optim_states.pt", NULL);
+    expect_refusal(dir, (const char *[]){"global_step9/zero_pp_rank_0_mp_rank_00_optim_states.pt", "missing"}, 2);
     test_rmtree(dir);
     free(dir);
     /* the last rank's partition of group 0 is cut short: fc1.weight cannot be rebuilt */
