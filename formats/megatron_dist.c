@@ -14,13 +14,15 @@
  * is left out: these readers are for the model.
  *
  * NeMo 2 saves `weights/` (a torch_dist folder whose names start with
- * `module.`, dropped here) beside `context/` (the model's configuration).
+ * `module.`, dropped here) beside `context/` (the model's configuration,
+ * read by nemo2_config.c).
  */
 #include "dcp.h"
 
 #include "error.h"
 #include "format.h"
 #include "megatron_args.h"
+#include "nemo2_config.h"
 #include "shard_index.h"
 #include "torch.h"
 
@@ -178,7 +180,7 @@ static int nemo2_open(struct ckpt_source *src, const char *path, ckpt_error *err
     char *weights = path_join(path, NEMO_WEIGHTS);
     int rc = weights ? open_dist(src, weights, NEMO_PREFIX, err) : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     free(weights);
-    return rc;
+    return rc ? rc : nemo2_config_record(src, path, err);
 }
 
 const struct format_reader format_megatron_torch_dist = {"megatron-torch-dist", torch_dist_probe, torch_dist_open};

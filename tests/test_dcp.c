@@ -238,7 +238,8 @@ static const char *metadata_value(const ckpt_source *src, const char *key)
  * Megatron torch_dist: layers stacked on a leading axis come out as one
  * tensor per layer, equal to the per-layer originals; the args become
  * megatron.* metadata; optimizer state is left out.  NeMo 2: the same
- * weights under module., read through the folder's weights/.
+ * weights under module., read through the folder's weights/, and the same
+ * metadata from context/model.yaml.
  */
 START_TEST(megatron_torch_dist_and_nemo2)
 {
@@ -263,7 +264,13 @@ START_TEST(megatron_torch_dist_and_nemo2)
     ckpt_source_free(src);
     src = test_open(nemo);
     ck_assert_str_eq(ckpt_source_format(src), "nemo2");
-    ck_assert_ptr_null(metadata_value(src, "megatron.hidden_size"));   /* NeMo 2's common.pt has no Megatron args */
+    /* from context/model.yaml's config block only: its nested and sibling blocks say 99 layers and 999 words */
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *v = metadata_value(src, want[i][0]);
+        if (strcmp(want[i][0], "megatron.iteration") != 0)
+            ck_assert_msg(v && strcmp(v, want[i][1]) == 0, "nemo2: %s = %s, want %s", want[i][0], v ? v : "(none)",
+                          want[i][1]);
+    }
     ckpt_source_free(src);
     free(dist);
     free(nemo);
@@ -342,10 +349,11 @@ START_TEST(which_metadata_json)
 }
 END_TEST
 
-/* --rename hf-llama on torch_dist gives the Hugging Face Llama tensors the script cut from the originals. */
+/* --rename hf-llama on torch_dist and NeMo 2 gives the Hugging Face Llama tensors the script cut from the originals. */
 START_TEST(torch_dist_to_hugging_face)
 {
     convert_matches("dcp/torch_dist", "dcp/torch_dist_hf_golden.safetensors", "--rename hf-llama");
+    convert_matches("dcp/nemo2", "dcp/torch_dist_hf_golden.safetensors", "--rename hf-llama");
 }
 END_TEST
 

@@ -326,6 +326,35 @@ MEGATRON = dict(num_layers=2, hidden_size=8, ffn_hidden_size=6, num_attention_he
                 tensor_model_parallel_size=2, pipeline_model_parallel_size=1)
 
 
+# context/model.yaml as NeMo 2 writes it (Hydra style), with nested blocks whose keys must not be taken
+NEMO_MODEL_YAML = """_target_: nemo.collections.llm.gpt.model.llama.LlamaModel
+config:
+  _target_: nemo.collections.llm.gpt.model.llama.Llama3Config
+  activation_func:
+    _call_: false
+    _target_: torch.nn.functional.silu
+    num_layers: 99
+  add_bias_linear: false
+  ffn_hidden_size: 6
+  gated_linear_unit: true
+  hidden_size: 8
+  kv_channels: null
+  layernorm_epsilon: 1.0e-05
+  num_attention_heads: 2
+  num_layers: 2
+  num_query_groups: 1
+  rotary_base: 10000
+  seq_length: 32
+  vocab_size: 14
+optim:
+  config:
+    lr: 0.0003
+tokenizer:
+  _target_: nemo.collections.common.tokenizers.huggingface.auto_tokenizer.AutoTokenizer
+  vocab_size: 999
+"""
+
+
 def megatron_model():
     g = torch.Generator().manual_seed(11)
     L, H, F, V = 2, 8, 6, 16
@@ -441,7 +470,7 @@ def megatron_folders():
     torch_dist_folder(os.path.join(nemo, "weights"), "module.", False)
     os.makedirs(os.path.join(nemo, "context"))
     with open(os.path.join(nemo, "context", "model.yaml"), "w") as f:
-        f.write("_target_: nemo.collections.llm.gpt.model.llama.LlamaModel\nconfig:\n  num_layers: 2\n")
+        f.write(NEMO_MODEL_YAML)
 
 
 if __name__ == "__main__":
