@@ -61,6 +61,13 @@ START_TEST(zero2_fp32_equals_the_original)
 }
 END_TEST
 
+/* ZeRO-1 saves the stage-2 layout; over 2 ranks the padding and the cuts differ */
+START_TEST(zero1_fp32_equals_the_original)
+{
+    expect_golden("deepspeed/zero1", "deepspeed/golden_fp32.safetensors", CKPT_DEEPSPEED_FP32);
+}
+END_TEST
+
 START_TEST(zero3_fp32_equals_the_original)
 {
     expect_golden("deepspeed/zero3", "deepspeed/golden_fp32.safetensors", CKPT_DEEPSPEED_FP32);
@@ -208,6 +215,7 @@ int main(void)
     TCase *tc = tcase_create("deepspeed");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, zero2_fp32_equals_the_original);
+    tcase_add_test(tc, zero1_fp32_equals_the_original);
     tcase_add_test(tc, zero3_fp32_equals_the_original);
     tcase_add_test(tc, module_weights);
     tcase_add_test(tc, cli_on_both_stages);

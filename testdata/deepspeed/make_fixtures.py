@@ -13,6 +13,7 @@ fp32 master weights are the truth; the module holds their bf16 copies.
 
   zero2/   latest -> global_step7/, ZeRO-2 over 3 data-parallel ranks: each group flattened,
            padded to a multiple of 2 * world, cut in 3 equal partitions
+  zero1/   the same for ZeRO-1 over 2 ranks (the same file layout; other padding and cuts)
   zero3/   latest -> global_step9/, ZeRO-3 over 3 ranks: every parameter cut in 3 pieces
            of ceil(numel / 3) elements, the last padded
   bad_*/   defective copies of zero2 for the refusals
@@ -178,17 +179,17 @@ def zero2_partitions(master, world):
     return parts, mappings
 
 
-def write_zero2(folder, master, module, world=WORLD, tamper=None):
+def write_zero2(folder, master, module, world=WORLD, tamper=None, stage=2):
     tag = os.path.join(folder, "global_step7")
     os.makedirs(tag)
     with open(os.path.join(folder, "latest"), "w") as f:
         f.write("global_step7")
     frozen = collections.OrderedDict((n, module[n]) for n in FROZEN)
-    torch.save(model_states(module, 2, 0, frozen, None), os.path.join(tag, "mp_rank_00_model_states.pt"))
+    torch.save(model_states(module, stage, 0, frozen, None), os.path.join(tag, "mp_rank_00_model_states.pt"))
     parts, mappings = zero2_partitions(master, world)
     for r in range(world):
         sd = {
-            "zero_stage": ZeroStageEnum.gradients,
+            "zero_stage": ZeroStageEnum(stage),
             "loss_scaler": LossScaler(1.0),
             "dynamic_loss_scale": False,
             "overflow": False,
@@ -246,6 +247,7 @@ def main():
         if name.startswith(("zero", "bad_")) and os.path.isdir(os.path.join(HERE, name)):
             shutil.rmtree(os.path.join(HERE, name))
     write_zero2(os.path.join(HERE, "zero2"), master, module)
+    write_zero2(os.path.join(HERE, "zero1"), master, module, world=2, stage=1)   # same layout, 2 ranks
     write_zero3(os.path.join(HERE, "zero3"), master, module)
 
     def short(r, sd):   # the last rank lost the tail of group 0: fc1.bias cannot be rebuilt
