@@ -105,8 +105,7 @@ static int storage_range(struct loader *l, const char *name, const struct dcp_st
 static int check_chunk_tensor(const struct ckpt_source *s, const struct dcp_entry *e, const struct dcp_chunk *c,
                               const struct tensor_entry **out, ckpt_error *err)
 {
-    size_t i = s->tensor_count == 1 ? 0 : SIZE_MAX;
-    const struct tensor_entry *t = i == 0 ? &s->tensors[0] : NULL;
+    const struct tensor_entry *t = s->tensor_count == 1 ? &s->tensors[0] : NULL;
     if (!t || t->parts || t->alias_target != SIZE_MAX)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: a chunk's data is not one tensor", s->path, e->name);
     bool same = t->pub.dtype == e->dtype && t->pub.rank == e->rank;

@@ -205,6 +205,7 @@ START_TEST(defects_are_refused_naming_file_and_tensor)
         {"missing_storage", ".metadata", "tensor model.layer.weight", "chunk at [4, 5] has no storage_data entry"},
         {"escape", ".metadata", "entry model.proj.weight", "'../new/__1_0.distcp' leaves the checkpoint folder"},
         {"length", "__0_0.distcp", "tensor model.scale", "lie outside the file"},
+        {"wrong_type", "__1_0.distcp", "tensor model.proj.weight", "another type or shape than the metadata"},
         {"unknown_class", ".metadata", "torch.distributed.checkpoint.metadata.TensorStorageMetadatX", "refusing to call"},
     };
     char *tmp = test_tmpdir();

@@ -312,6 +312,11 @@ def bad_metadata(ns, sdm, storage):
     key = next(k for k in st if k.fqn == "model.scale")
     st[key] = ns.StorageInfo(st[key].relative_path, st[key].offset, 1 << 30)
     write("length", sdm, st)
+    # a chunk whose data is not what the metadata says: model.proj.weight declared float32, stored float16
+    s = copy_sdm()
+    s["model.proj.weight"] = ns.TensorStorageMetadata(ns.TensorProperties(torch.float32), s["model.proj.weight"].size,
+                                                      s["model.proj.weight"].chunks)
+    write("wrong_type", s, storage)
     # a class that is not a DCP one: a near-miss of TensorStorageMetadata's name
     good = metadata_bytes(ns, sdm, storage)
     assert good.count(b"TensorStorageMetadata") == 1
