@@ -257,7 +257,14 @@ int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify
     ckpt_source *src = NULL;
     ckpt_plan *plan = NULL;
     ckpt_convert_options copts;
-    int rc = ckpt_source_open_ext(&src, opts->against, opts->open, err);
+    ckpt_open_options open;
+    if (opts->open)
+        open = *opts->open;
+    else
+        ckpt_open_options_default(&open);
+    if (m->deepspeed_weights)   /* the source is read as convert read it */
+        open.deepspeed_weights = strcmp(m->deepspeed_weights, "module") == 0 ? CKPT_DEEPSPEED_MODULE : CKPT_DEEPSPEED_FP32;
+    int rc = ckpt_source_open_ext(&src, opts->against, &open, err);
     if (!rc)
         rc = manifest_options(m, &copts, dst, err);
     if (!rc)

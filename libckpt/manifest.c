@@ -112,5 +112,9 @@ int manifest_write(struct outdir *o, const struct ckpt_plan *plan, const struct 
         overflow_name(opt->overflow), "max_shard_bytes", (json_int_t)opt->max_shard_bytes, "rules", opt->rules,
         "rename", opt->rename, "fp8_block", (json_int_t)plan->fp8_block[0], (json_int_t)plan->fp8_block[1], "files",
         files_json(output_files), "dropped", dropped, "tensors", tensor_list);
+    /* how a DeepSpeed source was opened decides its tensors: verify --against opens it the same way */
+    if (doc && strcmp(ckpt_source_format(plan->src), "deepspeed") == 0)
+        json_object_set_new(json_object_get(doc, "source"), "deepspeed_weights",
+                            json_string(plan->src->deepspeed_weights == CKPT_DEEPSPEED_MODULE ? "module" : "fp32"));
     return outdir_write_json(o, MANIFEST_NAME, doc, JSON_INDENT(1), NULL, NULL, err);
 }

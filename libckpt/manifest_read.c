@@ -163,6 +163,10 @@ int manifest_load(struct manifest *m, const char *dir, ckpt_error *err)
     m->rename = get_str(opts, "rename");   /* absent in manifests older than rename sets */
     if (!m->target || !m->nz || !m->overflow || !get_u64(opts, "max_shard_bytes", &m->max_shard_bytes))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: target or options are missing", path);
+    const json_t *ds = json_object_get(json_object_get(m->root, "source"), "deepspeed_weights");
+    m->deepspeed_weights = json_string_value(ds);
+    if (ds && (!m->deepspeed_weights || (strcmp(m->deepspeed_weights, "fp32") && strcmp(m->deepspeed_weights, "module"))))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: source.deepspeed_weights is neither fp32 nor module", path);
     int rc = load_files(m, json_object_get(m->root, "files"), path, err);
     if (!rc)
         rc = load_tensors(m, json_object_get(m->root, "tensors"), path, err);

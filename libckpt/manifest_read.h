@@ -31,6 +31,7 @@ struct manifest_tensor {
 struct manifest {
     json_t *root;
     const char *target, *dtype, *nz, *overflow, *rules, *rename;
+    const char *deepspeed_weights;   /* source.deepspeed_weights: "fp32", "module", or NULL */
     uint64_t max_shard_bytes;
     struct manifest_file *files;
     size_t file_count;

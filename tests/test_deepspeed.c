@@ -112,9 +112,15 @@ START_TEST(cli_on_both_stages)
         ck_assert_int_eq(test_ckpt(NULL, NULL, "verify '%s' --against '%s' %s", dst, src, runs[i][1]), 0);
         free(src);
     }
-    /* the weights choice reaches verify's and diff's sources: fp32 and bf16 are not the same tensors */
-    char *zero2 = test_testdata("deepspeed/zero2");
-    ck_assert_int_eq(test_ckpt(NULL, NULL, "verify '%s/out2' --against '%s'", dir, zero2), 1);
+    /* the manifest records the weights choice, so verify --against reads the source as convert did */
+    char *zero2 = test_testdata("deepspeed/zero2"), manifest[4096];
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "verify '%s/out2' --against '%s'", dir, zero2), 0);
+    snprintf(manifest, sizeof manifest, "%s/out2/ckpt-manifest.json", dir);
+    size_t len;
+    char *text = (char *)test_read_file(manifest, &len);
+    ck_assert_ptr_nonnull(strstr(text, "\"deepspeed_weights\": \"module\""));
+    free(text);
+    /* diff takes the choice itself: fp32 and bf16 are not the same tensors */
     char *module = test_testdata("deepspeed/golden_module.safetensors");
     ck_assert_int_eq(test_ckpt(NULL, NULL, "diff '%s' '%s' --deepspeed-weights module", module, zero2), 0);
     ck_assert_int_eq(test_ckpt(NULL, NULL, "diff '%s' '%s'", module, zero2), 1);
