@@ -105,7 +105,10 @@ static int scan_config(struct ckpt_source *args, const char *text, size_t size, 
         if (indent == len || line[indent] == '#')
             continue;   /* blank or comment */
         if (indent == 0) {
-            inside = len >= 7 && memcmp(line, "config:", 7) == 0 && len == 7;
+            size_t end = len;
+            while (end && (line[end - 1] == ' ' || line[end - 1] == '\r'))
+                end--;
+            inside = end == 7 && memcmp(line, "config:", 7) == 0;
             child_indent = 0;
             continue;
         }

@@ -350,6 +350,24 @@ START_TEST(which_metadata_json)
 }
 END_TEST
 
+/* context/model.yaml written with CRLF line ends (an editor on Windows) reads the same. */
+START_TEST(nemo2_yaml_with_crlf)
+{
+    char *tmp = test_tmpdir(), *dir = test_join(tmp, "nemo2"), *good = test_testdata("dcp/nemo2");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && sed -i 's/$/\\r/' '%s/context/model.yaml'", good, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ckpt_source *src = test_open(dir);
+    const char *layers = metadata_value(src, "megatron.num_layers"), *eps = metadata_value(src, "megatron.norm_epsilon");
+    ck_assert_msg(layers && strcmp(layers, "2") == 0 && eps && strcmp(eps, "1e-05") == 0, "%s %s", layers, eps);
+    ckpt_source_free(src);
+    test_rmtree(tmp);
+    free(tmp);
+    free(dir);
+    free(good);
+}
+END_TEST
+
 /* --rename hf-llama on torch_dist and NeMo 2 gives the Hugging Face Llama tensors the script cut from the originals. */
 START_TEST(torch_dist_to_hugging_face)
 {
@@ -372,6 +390,7 @@ int main(void)
     tcase_add_test(tc, megatron_torch_dist_and_nemo2);
     tcase_add_test(tc, megatron_args_defaults_and_refusals);
     tcase_add_test(tc, which_metadata_json);
+    tcase_add_test(tc, nemo2_yaml_with_crlf);
     tcase_add_test(tc, torch_dist_to_hugging_face);
     suite_add_tcase(s, tc);
     return test_main(s);
