@@ -26,6 +26,9 @@ static const char convert_help[] =
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
     "  --jobs N             worker threads (default: one per core)\n"
     "  --force              replace an existing DST\n"
+    "  --part K/N           convert only part K of N of the output shards, into\n"
+    "                       DST.ckpt-parts/; `ckpt manifest merge DST` then joins\n"
+    "                       the N parts (docs/scale-out.md)\n"
     CLI_OPEN_HELP
     "  --dry-run            print the plan and write nothing\n"
     "  --json               machine-readable plan (--dry-run) or final summary\n"
@@ -213,8 +216,12 @@ static int show_progress(void *payload, uint64_t done, uint64_t total)
     return 0;
 }
 
-static int print_summary(const ckpt_convert_stats *s, const char *dst, int json)
+static int print_summary(const ckpt_convert_stats *s, const char *dst, const ckpt_convert_options *o, int json)
 {
+    char where[4200];
+    if (o->parts)   /* a part's output is not DST yet */
+        snprintf(where, sizeof where, "part %u of %u of %s", o->part, o->parts, dst);
+    dst = o->parts ? where : dst;
     if (json)
         return cli_print_json(json_pack("{s:s, s:I, s:I, s:I, s:f, s:{s:I, s:I, s:I}}", "destination", dst,
                                         "tensors", (json_int_t)s->tensors, "bytes_in", (json_int_t)s->bytes_in,
@@ -252,7 +259,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
         {"max-memory", required_argument, NULL, 'm'}, {"jobs", required_argument, NULL, 'j'},
         {"force", no_argument, NULL, 'f'},          {"dry-run", no_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'J'},           {"quiet", no_argument, NULL, 'q'},
-        {"deepspeed-weights", required_argument, NULL, 'D'},
+        {"deepspeed-weights", required_argument, NULL, 'D'}, {"part", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     ckpt_convert_options_default(&a->opts);
@@ -317,6 +324,16 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
             if ((status = cli_parse_deepspeed_weights("convert", optarg, &a->open)))
                 return status;
             break;
+        case 'P': {
+            unsigned k, n;
+            int used = 0;
+            if (sscanf(optarg, "%u/%u%n", &k, &n, &used) != 2 || optarg[used] || optarg[0] == '-' || k < 1 ||
+                n > 65536 || k > n)
+                return cli_usage_error("convert", "--part takes K/N with 1 <= K <= N <= 65536, not '%s'", optarg);
+            a->opts.part = k;
+            a->opts.parts = n;
+            break;
+        }
         case 'h': fputs(convert_help, stdout); return -1;
         default: return cli_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
         }
@@ -363,7 +380,7 @@ int cmd_convert(int argc, char **argv)
         if (ckpt_plan_execute(plan, show ? show_progress : NULL, &p, &stats, &err) != CKPT_OK)
             status = cli_fail("convert", &err);
         else
-            status = print_summary(&stats, dst, a.json);
+            status = print_summary(&stats, dst, &a.opts, a.json);
         running_plan = NULL;
     }
     ckpt_plan_free(plan);

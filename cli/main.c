@@ -13,6 +13,7 @@ static const struct command {
     {"convert", "convert a checkpoint for Ascend inference, with a manifest", cmd_convert},
     {"verify", "prove a converted folder intact (and faithful to its source)", cmd_verify},
     {"diff", "compare two checkpoints of any formats and layouts", cmd_diff},
+    {"manifest", "merge the parts of `convert --part K/N` into DST", cmd_manifest},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

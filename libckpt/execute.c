@@ -15,6 +15,7 @@
 #include "error.h"
 #include "manifest.h"
 #include "outdir.h"
+#include "parts.h"
 #include "records.h"
 #include "safetensors.h"
 #include "side_files.h"
@@ -43,6 +44,7 @@ struct execution {
     struct outdir out;
     struct shard_out *shards;
     struct tensor_record *tensors;   /* one per plan item */
+    struct part_map parts;           /* with --part: the shards and source files this process does */
     size_t stored;                   /* items [0, stored) have bytes in a shard */
     uint64_t budget;
     atomic_size_t next;
@@ -50,7 +52,7 @@ struct execution {
     pthread_mutex_t lock;            /* guards rc, err, done and the progress callback */
     int rc;
     ckpt_error err;
-    uint64_t done;
+    uint64_t done, total;            /* source bytes converted, and to convert (this part's) */
     ckpt_progress_fn progress;
     void *payload;
 };
@@ -77,7 +79,7 @@ static bool report(struct execution *ex, uint64_t bytes)
 {
     pthread_mutex_lock(&ex->lock);
     ex->done += bytes;
-    if (ex->progress && ex->progress(ex->payload, ex->done, ex->plan->bytes_in) != 0)
+    if (ex->progress && ex->progress(ex->payload, ex->done, ex->total) != 0)
         atomic_store(&ex->plan->cancelled, 1);
     pthread_mutex_unlock(&ex->lock);
     return !atomic_load(&ex->plan->cancelled) && !atomic_load(&ex->failed);
@@ -137,6 +139,8 @@ static void *worker(void *arg)
         size_t i = atomic_fetch_add(&ex->next, 1);
         if (i >= ex->stored)
             break;
+        if (!part_has_shard(&ex->parts, ex->plan->items[i].pub.shard))
+            continue;
         ckpt_error err;
         int rc = convert_item(ex, i, &b, &err);
         if (rc && rc != CKPT_ERR_CANCELLED) {
@@ -239,6 +243,8 @@ static int close_shards(struct execution *ex, struct file_records *files, ckpt_e
 {
     int rc = CKPT_OK;
     for (size_t s = 0; s < ex->plan->shard_count; s++) {
+        if (!part_has_shard(&ex->parts, s))
+            continue;
         int fd = ex->shards[s].fd;
         ex->shards[s].fd = -1;
         XXH128_hash_t h = {0, 0};
@@ -293,7 +299,7 @@ static int run_workers(struct execution *ex, struct file_records *source_files, 
             break;
     int rc = started ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "cannot start worker threads");
     if (!rc)
-        rc = hash_source_files(ex->src, source_files, &ex->failed, err);
+        rc = hash_source_files(ex->src, ex->parts.file_mine, source_files, &ex->failed, err);
     if (rc)
         atomic_store(&ex->failed, 1);
     for (unsigned t = 0; t < started; t++)
@@ -308,12 +314,42 @@ static int run_workers(struct execution *ex, struct file_records *source_files, 
     return rc;
 }
 
+/* Folder, shards and the record of the whole run, or (--part) of one part. */
+static int execute(struct execution *ex, struct file_records *source_files, struct file_records *output_files,
+                   double start, ckpt_error *err)
+{
+    const struct ckpt_plan *plan = ex->plan;
+    int rc = plan->opts.parts ? part_map_build(plan, plan->opts.part, plan->opts.parts, &ex->parts, err)
+                              : CKPT_OK;
+    for (size_t i = 0; i < ex->stored && !rc && plan->opts.parts; i++)
+        ex->total -= part_has_shard(&ex->parts, plan->items[i].pub.shard) ? 0 : plan->items[i].in_bytes;
+    if (!rc)
+        rc = plan->opts.parts ? part_begin(plan, &ex->out, err) : outdir_begin(&ex->out, plan->dst, plan->opts.force, err);
+    for (size_t s = 0; s < plan->shard_count && !rc; s++)
+        if (part_has_shard(&ex->parts, s))
+            rc = open_shard(ex, s, err);
+    if (!rc)
+        rc = run_workers(ex, source_files, err);
+    if (!rc)
+        rc = close_shards(ex, output_files, err);
+    if (!rc && plan->opts.parts)
+        rc = part_record_write(&ex->out, plan, &ex->parts, source_files, output_files, ex->tensors, err);
+    if (!rc && !plan->opts.parts)
+        rc = write_side_files(&ex->out, plan, output_files, err);
+    if (!rc && !plan->opts.parts)
+        rc = manifest_write(&ex->out, plan, source_files, output_files, ex->tensors, now_seconds() - start, err);
+    if (!rc)
+        rc = outdir_commit(&ex->out, err);
+    return rc;
+}
+
 int ckpt_plan_execute(ckpt_plan *plan, ckpt_progress_fn progress, void *payload, ckpt_convert_stats *stats,
                       ckpt_error *err)
 {
     ckpt_error_clear(err);
     double start = now_seconds();
-    struct execution ex = {.plan = plan, .src = plan->src, .progress = progress, .payload = payload};
+    struct execution ex = {.plan = plan, .src = plan->src, .out = {.lock_fd = -1}, .progress = progress,
+                           .payload = payload, .total = plan->bytes_in};
     struct file_records source_files = {0}, output_files = {0};
     pthread_mutex_init(&ex.lock, NULL);
     atomic_store(&plan->cancelled, 0);
@@ -324,31 +360,30 @@ int ckpt_plan_execute(ckpt_plan *plan, ckpt_progress_fn progress, void *payload,
     for (size_t s = 0; s < plan->shard_count && ex.shards; s++)
         ex.shards[s].fd = -1;
     if (!rc)
-        rc = outdir_begin(&ex.out, plan->dst, plan->opts.force, err);
-    for (size_t s = 0; s < plan->shard_count && !rc; s++)
-        rc = open_shard(&ex, s, err);
-    if (!rc)
-        rc = run_workers(&ex, &source_files, err);
-    if (!rc)
-        rc = close_shards(&ex, &output_files, err);
-    if (!rc)
-        rc = write_side_files(&ex.out, plan, &output_files, err);
-    if (!rc)
-        rc = manifest_write(&ex.out, plan, &source_files, &output_files, ex.tensors, now_seconds() - start, err);
-    if (!rc)
-        rc = outdir_commit(&ex.out, err);
+        rc = execute(&ex, &source_files, &output_files, start, err);
+    uint64_t part_in = 0, part_out = 0;   /* the bytes of the tensors this process converted */
     for (size_t s = 0; s < plan->shard_count && ex.shards; s++)
         if (ex.shards[s].fd >= 0)
             close(ex.shards[s].fd);
     outdir_end(&ex.out);
     if (!rc && stats) {
-        *stats = (ckpt_convert_stats){ex.stored, plan->bytes_in, plan->bytes_out, now_seconds() - start, {0, 0, 0}};
+        *stats = (ckpt_convert_stats){0, plan->bytes_in, plan->bytes_out, now_seconds() - start, {0, 0, 0}};
         for (size_t i = 0; i < ex.stored; i++) {
+            if (!part_has_shard(&ex.parts, plan->items[i].pub.shard))
+                continue;
+            stats->tensors++;
+            part_in += plan->items[i].in_bytes;
+            part_out += plan->items[i].pub.nbytes;
             stats->counts.overflowed += ex.tensors[i].counts.overflowed;
             stats->counts.subnormal += ex.tensors[i].counts.subnormal;
             stats->counts.flushed += ex.tensors[i].counts.flushed;
         }
+        if (plan->opts.parts) {
+            stats->bytes_in = part_in;
+            stats->bytes_out = part_out;
+        }
     }
+    part_map_free(&ex.parts);
     file_records_free(&source_files);
     file_records_free(&output_files);
     free(ex.shards);

@@ -39,7 +39,7 @@ int layout_metadata(const ckpt_plan_entry *e, char **key, char **value)
     return 0;
 }
 
-static json_t *files_json(const struct file_records *files)
+json_t *files_json(const struct file_records *files)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < files->count && a; i++) {

@@ -9,6 +9,8 @@
 #include "plan.h"
 #include "records.h"
 
+#include <jansson.h>
+
 #define MANIFEST_NAME "ckpt-manifest.json"
 #define MANIFEST_VERSION 1
 #define LAYOUT_KEY_PREFIX "ckpt.layout."
@@ -24,6 +26,9 @@ int manifest_write(struct outdir *o, const struct ckpt_plan *plan, const struct 
  * Both strings are malloc'd; returns non-zero when out of memory.
  */
 int layout_metadata(const ckpt_plan_entry *e, char **key, char **value);
+
+/* Files as the manifest lists them: [{"path", "size", "xxh3_128"}, ...]. */
+json_t *files_json(const struct file_records *files);
 
 /* The lowercase name used in manifests and metadata: "FRACTAL_NZ" or "ND". */
 const char *layout_name(ckpt_layout layout);

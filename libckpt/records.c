@@ -46,6 +46,26 @@ void hash_hex(XXH128_hash_t hash, char out[33])
         snprintf(out + 2 * i, 3, "%02x", c.digest[i]);
 }
 
+bool hex_hash(const char *hex, XXH128_hash_t *out)
+{
+    XXH128_canonical_t c;
+    for (int i = 0; i < 16; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = hex[2 * i + k];
+            unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0') : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 16;
+            if (d > 15)
+                return false;
+            v = v * 16 + d;
+        }
+        c.digest[i] = (uint8_t)v;
+    }
+    if (hex[32])
+        return false;
+    *out = XXH128_hashFromCanonical(&c);
+    return true;
+}
+
 int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH128_hash_t *out, ckpt_error *err)
 {
     XXH3_state_t *state = XXH3_createState();
@@ -74,13 +94,14 @@ int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH
     return rc;
 }
 
-int hash_source_files(const struct ckpt_source *src, struct file_records *records, atomic_int *stop, ckpt_error *err)
+int hash_source_files(const struct ckpt_source *src, const bool *want, struct file_records *records, atomic_int *stop,
+                      ckpt_error *err)
 {
     int rc = CKPT_OK;
     for (size_t i = 0; i < src->file_count && !rc && !atomic_load(stop); i++) {
         const struct source_file *f = &src->files[i];
         XXH128_hash_t h;
-        if (f->borrowed)
+        if (f->borrowed || (want && !want[i]))
             continue;   /* its bytes are hashed with the file they belong to */
         if (!f->mapped) {
             h = XXH3_128bits(f->data, (size_t)f->size);

@@ -5,6 +5,7 @@
 #include "ckpt.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <xxhash.h>
 
 struct file_record {
@@ -29,12 +30,19 @@ void file_records_free(struct file_records *r);
 /* XXH3-128 in its canonical big-endian form as 32 lowercase hex digits. */
 void hash_hex(XXH128_hash_t hash, char out[33]);
 
+/* The inverse of hash_hex; false unless `hex` is exactly 32 lowercase hex digits. */
+bool hex_hash(const char *hex, XXH128_hash_t *out);
+
 /* XXH3-128 of bytes [offset, offset + len) of an open file, read in chunks. */
 int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH128_hash_t *out, ckpt_error *err);
 
 struct ckpt_source;
 
-/* Hashes every file of a source into `records`, stopping early when *stop becomes non-zero. */
-int hash_source_files(const struct ckpt_source *src, struct file_records *records, atomic_int *stop, ckpt_error *err);
+/*
+ * Hashes every file of a source (those with want[i], when `want` is not
+ * NULL) into `records`, stopping early when *stop becomes non-zero.
+ */
+int hash_source_files(const struct ckpt_source *src, const bool *want, struct file_records *records, atomic_int *stop,
+                      ckpt_error *err);
 
 #endif

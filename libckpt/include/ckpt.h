@@ -357,6 +357,9 @@ typedef struct ckpt_convert_options {
     uint64_t max_memory;       /* working memory for tensor data; 0: 16 MiB per job */
     unsigned jobs;             /* worker threads; 0: one per core */
     int force;                 /* replace an existing destination */
+    unsigned part, parts;      /* parts > 0: convert only part `part` (1..parts) of the output shards into
+                                  DST.ckpt-parts/part-K-of-N; ckpt_parts_merge then builds DST
+                                  (docs/scale-out.md) */
 } ckpt_convert_options;
 
 /* Fills `opts` with the defaults: target "nd", overflow saturate, 5 GB shards. */
@@ -441,6 +444,17 @@ typedef struct ckpt_convert_stats {
  */
 CKPT_API int ckpt_plan_execute(ckpt_plan *plan, ckpt_progress_fn progress, void *payload,
                                ckpt_convert_stats *stats, ckpt_error *err);
+
+/*
+ * Joins the parts of a partitioned conversion (ckpt_convert_options.parts)
+ * into DST, byte for byte what a single ckpt_plan_execute writes: reads
+ * DST.ckpt-parts/part-K-of-N, refuses (CKPT_ERR_FORMAT) a missing or
+ * duplicated part or one whose plan digest differs (other source, options or
+ * version), reopens the source to rebuild the plan, then writes the index,
+ * config.json, side files and manifest and moves DST into place at once.
+ * The staging folder is removed afterwards.  `force` replaces an existing DST.
+ */
+CKPT_API int ckpt_parts_merge(const char *dst, int force, ckpt_convert_stats *stats, ckpt_error *err);
 
 /* Asks a running ckpt_plan_execute to stop; safe from any thread or a signal handler. */
 CKPT_API void ckpt_plan_cancel(ckpt_plan *plan);

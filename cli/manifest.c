@@ -1,0 +1,49 @@
+/* manifest.c: `ckpt manifest merge DST`: join the parts of `convert --part K/N` into DST. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static const char manifest_help[] =
+    "Usage: ckpt manifest merge DST [--force] [--json]\n"
+    "Joins the parts that `ckpt convert SRC DST --part K/N` wrote into DST.ckpt-parts/\n"
+    "into DST: the same bytes a single `ckpt convert SRC DST` writes (shards, index,\n"
+    "config.json, side files, ckpt-manifest.json).  Refuses (exit 3) when a part is\n"
+    "missing or duplicated, or was made from another source, options or ckpt version.\n"
+    "Reopens SRC (the path the parts recorded) to rebuild the plan.\n\n"
+    "  --force              replace an existing DST\n"
+    "  --json               machine-readable summary\n"
+    "  -h, --help           show this help\n";
+
+int cmd_manifest(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"force", no_argument, NULL, 'f'},
+        {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int force = 0, json = 0, c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (c) {
+        case 'f': force = 1; break;
+        case 'J': json = 1; break;
+        case 'h': fputs(manifest_help, stdout); return EXIT_OK;
+        default: return cli_usage_error("manifest", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 2 || strcmp(argv[optind], "merge") != 0)
+        return cli_usage_error("manifest", "expects: merge DST");
+    const char *dst = argv[optind + 1];
+    ckpt_error err = {0};
+    ckpt_convert_stats s;
+    if (ckpt_parts_merge(dst, force, &s, &err) != CKPT_OK)
+        return cli_fail("manifest merge", &err);
+    if (json)
+        return cli_print_json(json_pack("{s:s, s:I, s:I, s:I, s:f}", "destination", dst, "tensors",
+                                        (json_int_t)s.tensors, "bytes_in", (json_int_t)s.bytes_in, "bytes_out",
+                                        (json_int_t)s.bytes_out, "seconds", s.seconds));
+    printf("merged %llu tensors in %.2fs -> %s\n", (unsigned long long)s.tensors, s.seconds, dst);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+}
