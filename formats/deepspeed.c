@@ -49,29 +49,14 @@ static int tag_folder(const char *dir, char **out, ckpt_error *err)
     char *path = path_join(dir, "latest");
     if (!path)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
-    char tag[MAX_TAG + 2];
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(tag, 1, sizeof tag - 1, f) : 0;
-    int rc = CKPT_OK;
-    if (!f)
-        rc = ckpt_fail(err, CKPT_ERR_READ, "%s: cannot open: %s", path, strerror(errno));
-    else if (n > MAX_TAG)
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: longer than a tag", path);
-    if (f)
-        fclose(f);
-    while (!rc && n && strchr(" \t\r\n", tag[n - 1]))
-        n--;
-    tag[n] = '\0';
-    if (!rc && (n == 0 || memchr(tag, '\0', n) || strchr(tag, '/') || strcmp(tag, ".") == 0 ||
+    char tag[MAX_TAG + 1] = "";
+    int rc = read_tag_file(path, tag, sizeof tag, "a tag", err);
+    size_t n = strlen(tag);
+    if (!rc && (n == 0 || strchr(tag, '/') || strcmp(tag, ".") == 0 ||
                 strcmp(tag, "..") == 0))
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: '%s' is not a checkpoint tag", path, tag);
-    if (!rc && !(*out = path_join(dir, tag)))
-        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
-    if (!rc && !format_is_dir(*out)) {
-        rc = ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: names %s, which is not a folder", path, *out);
-        free(*out);
-        *out = NULL;
-    }
+    if (!rc)
+        rc = named_folder(dir, tag, path, out, err);
     free(path);
     return rc;
 }

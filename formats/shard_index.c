@@ -20,6 +20,37 @@ char *path_join(const char *dir, const char *name)
     return p;
 }
 
+int read_tag_file(const char *path, char *out, size_t cap, const char *what, ckpt_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot open: %s", path, strerror(errno));
+    size_t n = fread(out, 1, cap - 1, f);
+    bool longer = n == cap - 1 && fgetc(f) != EOF;
+    fclose(f);
+    if (longer)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: longer than %s", path, what);
+    if (memchr(out, '\0', n))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: holds a NUL byte", path);
+    while (n && strchr(" \t\r\n", out[n - 1]))
+        n--;
+    out[n] = '\0';
+    return CKPT_OK;
+}
+
+int named_folder(const char *dir, const char *name, const char *named_by, char **out, ckpt_error *err)
+{
+    if (!(*out = path_join(dir, name)))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
+    struct stat st;
+    if (stat(*out, &st) == 0 && S_ISDIR(st.st_mode))
+        return CKPT_OK;
+    int rc = ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: names %s, which is not a folder", named_by, *out);
+    free(*out);
+    *out = NULL;
+    return rc;
+}
+
 void path_list_free(char **paths, size_t count)
 {
     for (size_t i = 0; i < count; i++)

@@ -37,6 +37,17 @@ int dir_list_suffix(const char *dir, const char *suffix, char ***paths, size_t *
 
 void path_list_free(char **paths, size_t count);
 
+/*
+ * A small text file naming something else (a checkpoint's `latest` tag,
+ * Megatron's latest iteration) read into `out` (cap bytes, NUL-terminated),
+ * trailing white space dropped; a file of cap bytes or more is refused as
+ * "longer than `what`".
+ */
+int read_tag_file(const char *path, char *out, size_t cap, const char *what, ckpt_error *err);
+
+/* The folder "dir/name" (malloc'd into *out) that file `named_by` names; refused when it is not a folder. */
+int named_folder(const char *dir, const char *name, const char *named_by, char **out, ckpt_error *err);
+
 /* A malloc'd "dir/name", or NULL when out of memory. */
 char *path_join(const char *dir, const char *name);
 

@@ -170,3 +170,24 @@ uint8_t *test_read_tensor(const ckpt_source *src, const char *name, const ckpt_t
         *info = t;
     return buf;
 }
+
+void test_expect_golden(const ckpt_source *src, const char *label, const char *golden_relative)
+{
+    char *golden_path = test_testdata(golden_relative);
+    ckpt_source *golden = test_open(golden_path);
+    ck_assert_uint_eq(ckpt_source_tensor_count(src), ckpt_source_tensor_count(golden));
+    for (size_t i = 0; i < ckpt_source_tensor_count(golden); i++) {
+        const ckpt_tensor *want, *got;
+        uint8_t *w = test_read_tensor(golden, ckpt_source_tensor(golden, i)->name, &want);
+        uint8_t *g = test_read_tensor(src, want->name, &got);
+        ck_assert_msg(got->dtype == want->dtype, "%s: %s: dtype %s", label, want->name, ckpt_dtype_name(got->dtype));
+        ck_assert_uint_eq(got->rank, want->rank);
+        ck_assert_mem_eq(got->shape, want->shape, want->rank * sizeof *want->shape);
+        ck_assert_uint_eq(got->nbytes, want->nbytes);
+        ck_assert_msg(memcmp(g, w, want->nbytes) == 0, "%s: %s differs from the original", label, want->name);
+        free(w);
+        free(g);
+    }
+    ckpt_source_free(golden);
+    free(golden_path);
+}

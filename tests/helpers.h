@@ -42,6 +42,13 @@ void test_xxh128_hex(const uint8_t *p, size_t n, char out[33]);
 /* Opens a source or fails the test with the library's message. */
 ckpt_source *test_open(const char *path);
 
+/*
+ * Every tensor of the golden file `golden_relative` (under testdata) is in
+ * `src` with the same type, shape and bytes, and `src` has no other tensor;
+ * `label` names `src` in failure messages.
+ */
+void test_expect_golden(const ckpt_source *src, const char *label, const char *golden_relative);
+
 /* Reads a whole tensor by name into a malloc'd buffer; fails the test when absent. */
 uint8_t *test_read_tensor(const ckpt_source *src, const char *name, const ckpt_tensor **info);
 

@@ -15,28 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every tensor of `golden` is in `path` with the same type, shape and bytes; and nothing else is. */
+/* Every tensor of `golden_name` is in `path` with the same type, shape and bytes; and nothing else is. */
 static void expect_equal_to_golden(const char *path, const char *golden_name)
 {
-    char *golden_path = test_testdata(golden_name);
-    ckpt_source *golden = test_open(golden_path), *src = test_open(path);
-    ck_assert_uint_eq(ckpt_source_tensor_count(src), ckpt_source_tensor_count(golden));
-    for (size_t i = 0; i < ckpt_source_tensor_count(golden); i++) {
-        const ckpt_tensor *want, *got;
-        const char *name = ckpt_source_tensor(golden, i)->name;
-        uint8_t *a = test_read_tensor(golden, name, &want);
-        uint8_t *b = test_read_tensor(src, name, &got);
-        ck_assert_msg(got->dtype == want->dtype && got->rank == want->rank, "%s: type or rank differs", name);
-        for (uint32_t d = 0; d < want->rank; d++)
-            ck_assert_uint_eq(got->shape[d], want->shape[d]);
-        ck_assert_uint_eq(got->nbytes, want->nbytes);
-        ck_assert_msg(memcmp(a, b, want->nbytes) == 0, "%s: %s differs from the original", path, name);
-        free(a);
-        free(b);
-    }
-    ckpt_source_free(golden);
+    ckpt_source *src = test_open(path);
+    test_expect_golden(src, path, golden_name);
     ckpt_source_free(src);
-    free(golden_path);
 }
 
 START_TEST(chunks_assemble_to_the_originals)
