@@ -359,6 +359,22 @@ static const struct {
     {"deepspeed.runtime.fp16.loss_scaler", "LossScaler"},
     {"deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler"},
     {"deepspeed.utils.tensor_fragment", "fragment_address"},
+    /*
+     * Megatron-LM `args` (legacy model_optim_rng.pt, torch_dist common.pt):
+     * the enum-valued arguments (model_type, attention_backend, fp8/fp4
+     * recipes, CUDA graph scopes) and the older homes of ModelType.
+     */
+    {"megatron.core.enums", "ModelType"},
+    {"megatron.core.enums", "Fp8Recipe"},
+    {"megatron.core.enums", "Fp4Recipe"},
+    {"megatron.core.transformer.enums", "ModelType"},
+    {"megatron.core.transformer.enums", "AttnBackend"},
+    {"megatron.core.transformer.enums", "AttnMaskType"},
+    {"megatron.core.transformer.enums", "CudaGraphModule"},
+    {"megatron.core.transformer.enums", "CudaGraphScope"},
+    {"megatron.core.transformer.enums", "InferenceCudaGraphScope"},
+    {"megatron.model.enums", "ModelType"},
+    {"megatron.legacy.model.enums", "ModelType"},
 };
 
 bool pk_is_global(const struct pk_value *v, const char *module, const char *name)

@@ -220,6 +220,26 @@ START_TEST(deepspeed_objects)
 }
 END_TEST
 
+/* Megatron args: enum members both ways Python pickles them; other megatron names stay refused. */
+START_TEST(megatron_enums)
+{
+    struct pickle p;
+    ckpt_error err;
+    const char by_name[] = "\x80\x02" "c__builtin__\ngetattr\ncmegatron.core.transformer.enums\nAttnBackend\n"
+                           "X\x04\x00\x00\x00" "auto\x86R.";
+    ck_assert_int_eq(LOAD(by_name, &p, &err), CKPT_OK);
+    ck_assert(pk_is_global(p.root->args->items[0], "megatron.core.transformer.enums", "AttnBackend"));
+    pickle_free(&p);
+    ck_assert_int_eq(LOAD("\x80\x02" "cmegatron.core.enums\nModelType\nK\x01\x85R.", &p, &err), CKPT_OK);
+    ck_assert(pk_is_call(p.root, "megatron.core.enums", "ModelType"));
+    pickle_free(&p);
+    REFUSED("\x80\x02" "cmegatron.core.enums\nModelTypes\nK\x01\x85R.", CKPT_ERR_FORMAT,
+            "refusing to call megatron.core.enums.ModelTypes");
+    REFUSED("\x80\x02" "cmegatron.training.arguments\nparse_args\n)R.", CKPT_ERR_FORMAT,
+            "refusing to call megatron.training.arguments.parse_args");
+}
+END_TEST
+
 START_TEST(malformed_pickles_are_refused)
 {
     REFUSED("\x80\x02]q\x00", CKPT_ERR_FORMAT, "before its STOP");
@@ -301,6 +321,7 @@ static Suite *pickle_suite(void)
     tcase_add_test(tc, allowed_calls_are_simulated);
     tcase_add_test(tc, calls_outside_the_allow_list_are_refused);
     tcase_add_test(tc, deepspeed_objects);
+    tcase_add_test(tc, megatron_enums);
     tcase_add_test(tc, malformed_pickles_are_refused);
     tcase_add_test(tc, resource_limits);
     tcase_add_test(tc, walker_survives_cycles_and_bombs);
