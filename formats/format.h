@@ -48,6 +48,7 @@ extern const struct format_reader format_deepspeed;
 extern const struct format_reader format_torch;
 extern const struct format_reader format_nemo2;
 extern const struct format_reader format_megatron_torch_dist;
+extern const struct format_reader format_megatron;
 extern const struct format_reader format_dcp;
 
 #endif

@@ -15,6 +15,7 @@ static const struct format_reader *const readers[] = {
     &format_safetensors,
     &format_deepspeed,
     &format_torch,
+    &format_megatron,
     &format_nemo2,
     &format_megatron_torch_dist,
     &format_dcp,
