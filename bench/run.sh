@@ -10,5 +10,9 @@ for b in "$CKPT_BUILD"/bench/*; do
 done
 echo "== torch_rss"
 sh bench/torch_rss.sh "$CKPT_BUILD/ckpt"
-echo "== convert"
-BENCH_JSON="$CKPT_BUILD/bench-convert.json" sh bench/convert.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_checkpoint"
+# two sizes show that peak RSS does not grow with the checkpoint (BENCH_SIZES: MiB, space-separated)
+for size in ${BENCH_SIZES:-2048 4096}; do
+    echo "== convert ($size MiB)"
+    SIZE_MIB=$size BENCH_JSON="$CKPT_BUILD/bench-convert-$size.json" \
+        sh bench/convert.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_checkpoint"
+done
