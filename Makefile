@@ -84,7 +84,15 @@ $(BUILD)/obj/tests/helpers.o: tests/helpers.c | test-deps $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) -Itests $(PKG_CFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-check: all $(TEST_BIN) test-deps
+# every fuzz target with a plain main() (fuzz/replay.c), to replay fuzz/regressions/ in make check
+REPLAY_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+REPLAY_BIN := $(REPLAY_SRC:fuzz/%.c=$(BUILD)/fuzz-replay/%)
+
+$(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) -Ifuzz $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< fuzz/replay.c $(STATIC) $(PKG_LIBS) $(LDFLAGS)
+
+check: all $(TEST_BIN) $(REPLAY_BIN) test-deps
 	@CKPT_BIN=$(abspath $(CLI)) CKPT_EXTERNAL=$(EXTERNAL) CKPT_TESTDATA=$(abspath testdata) \
 	 CKPT_BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" SANITIZE="$(SANITIZE)" sh tests/run.sh $(TEST_BIN)
 

@@ -2,8 +2,6 @@
 #include "ckpt.h"
 #include "fuzz_file.h"
 
-#include <stdlib.h>
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char path[64];
@@ -15,14 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ckpt_limits_default(&limits);
     limits.max_header_bytes = 1 << 20;
     if (ckpt_source_open(&src, path, &limits, NULL) == CKPT_OK) {
-        for (size_t i = 0; i < ckpt_source_tensor_count(src); i++) {
-            const ckpt_tensor *t = ckpt_source_tensor(src, i);
-            if (t->nbytes > (1u << 24))
-                continue;
-            void *buf = malloc(t->nbytes ? t->nbytes : 1);
-            ckpt_source_read(src, i, 0, ckpt_tensor_rows(t), buf, t->nbytes, NULL);
-            free(buf);
-        }
+        fuzz_read_tensors(src);
         ckpt_source_free(src);
     }
     close(fd);

@@ -11,9 +11,14 @@ for target in "$@"; do
     name=$(basename "$target")
     corpus="build-fuzz/corpus/$name"
     seeds="fuzz/seeds/$name"
-    mkdir -p "$corpus" "build-fuzz/crashes/$name" "$seeds"
+    mkdir -p "$corpus" "build-fuzz/crashes/$name" "$seeds" "fuzz/regressions/$name"
     case "$name" in
     fuzz_safetensors) cp -n testdata/sample/*.safetensors "$EXTERNAL"/*/*.safetensors "$corpus"/ 2>/dev/null ;;
+    fuzz_pickle)
+        find "$EXTERNAL" -type f -size -1024k \( -name '*.pkl' -o -name '*.pickle' \) -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
+    fuzz_torch_zip | fuzz_torch_legacy)
+        find testdata/torch "$EXTERNAL" -type f -size -1024k \( -name '*.pt' -o -name '*.pth' -o -name '*.bin' \) \
+            -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
     esac
     echo "== $name: ${seconds}s"
     if ! "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
