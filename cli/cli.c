@@ -1,7 +1,9 @@
 /* cli.c: messages, exit statuses and formatting shared by the subcommands. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cli_exit_for(int status)
@@ -19,7 +21,19 @@ int cli_exit_for(int status)
 
 int cli_fail(const char *command, const ckpt_error *err)
 {
-    fprintf(stderr, "ckpt %s: %s\n", command, err->message);
+    /* a refusal by a limit says which option raises it */
+    static const char *const limits[][2] = {{"max_header_bytes", "--max-header-size"},
+                                            {"max_pickle_bytes", "--max-pickle-memory"},
+                                            {"max_tensors", "--max-tensors"},
+                                            {"max_rank", "--max-rank"}};
+    const char *option = NULL;
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0] && err->code == CKPT_ERR_LIMIT; i++)
+        if (strstr(err->message, limits[i][0]))
+            option = limits[i][1];
+    if (option)
+        fprintf(stderr, "ckpt %s: %s; raise it with %s\n", command, err->message, option);
+    else
+        fprintf(stderr, "ckpt %s: %s\n", command, err->message);
     return cli_exit_for(err->code);
 }
 
@@ -34,15 +48,74 @@ int cli_usage_error(const char *command, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-int cli_parse_deepspeed_weights(const char *command, const char *value, ckpt_open_options *opts)
+int cli_parse_size(const char *text, uint64_t *out)
 {
-    if (strcmp(value, "fp32") == 0)
-        opts->deepspeed_weights = CKPT_DEEPSPEED_FP32;
-    else if (strcmp(value, "module") == 0)
-        opts->deepspeed_weights = CKPT_DEEPSPEED_MODULE;
-    else
-        return cli_usage_error(command, "--deepspeed-weights takes fp32 or module, not '%s'", value);
-    return EXIT_OK;
+    static const struct {
+        const char *suffix;
+        uint64_t factor;
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"K", 1000},
+                 {"KB", 1000},
+                 {"KiB", 1024},
+                 {"M", 1000000},
+                 {"MB", 1000000},
+                 {"MiB", 1 << 20},
+                 {"G", 1000000000},
+                 {"GB", 1000000000},
+                 {"GiB", 1 << 30},
+                 {"T", 1000000000000ull},
+                 {"TB", 1000000000000ull},
+                 {"TiB", 1ull << 40}};
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || text[0] == '-')
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > UINT64_MAX / units[i].factor)
+                return -1;
+            *out = v * units[i].factor;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int cli_parse_open_option(const char *command, int code, const char *value, ckpt_open_options *opts)
+{
+    ckpt_limits *l = &opts->limits;
+    uint64_t v;
+    switch (code) {
+    case 'D':
+        if (strcmp(value, "fp32") == 0)
+            opts->deepspeed_weights = CKPT_DEEPSPEED_FP32;
+        else if (strcmp(value, "module") == 0)
+            opts->deepspeed_weights = CKPT_DEEPSPEED_MODULE;
+        else
+            return cli_usage_error(command, "--deepspeed-weights takes fp32 or module, not '%s'", value);
+        return EXIT_OK;
+    case CLI_OPT_MAX_HEADER:
+        if (cli_parse_size(value, &l->max_header_bytes) || l->max_header_bytes == 0)
+            return cli_usage_error(command, "bad --max-header-size '%s'", value);
+        return EXIT_OK;
+    case CLI_OPT_MAX_PICKLE:
+        if (cli_parse_size(value, &l->max_pickle_bytes) || l->max_pickle_bytes == 0)
+            return cli_usage_error(command, "bad --max-pickle-memory '%s'", value);
+        return EXIT_OK;
+    case CLI_OPT_MAX_TENSORS:
+        if (cli_parse_size(value, &l->max_tensors) || l->max_tensors == 0)
+            return cli_usage_error(command, "bad --max-tensors '%s'", value);
+        return EXIT_OK;
+    case CLI_OPT_MAX_RANK:
+        if (cli_parse_size(value, &v) || v == 0 || v > 64)
+            return cli_usage_error(command, "--max-rank takes 1 to 64, not '%s'", value);
+        l->max_rank = (uint32_t)v;
+        return EXIT_OK;
+    default:
+        return cli_usage_error(command, "unknown source option");
+    }
 }
 
 void cli_format_shape(char *buf, size_t size, const ckpt_tensor *t)

@@ -26,11 +26,35 @@ int cli_fail(const char *command, const ckpt_error *err);
 /* Prints "ckpt COMMAND: MESSAGE" and a pointer to --help; returns EXIT_USAGE. */
 int cli_usage_error(const char *command, const char *fmt, ...);
 
-/* The help line of the source options every command shares. */
-#define CLI_OPEN_HELP "  --deepspeed-weights W  DeepSpeed ZeRO folders: fp32 (rebuilt from the optimizer, default) or module\n"
+/* The help lines of the source options every command that opens a source shares. */
+#define CLI_OPEN_HELP                                                                                   \
+    "  --deepspeed-weights W  DeepSpeed ZeRO folders: fp32 (rebuilt from the optimizer, default) or module\n" \
+    "  --max-header-size N    largest JSON header or index file read (default 100MB)\n"                  \
+    "  --max-pickle-memory N  memory one pickle may take, and compressed zip entries may\n"             \
+    "                         inflate to (default 1GiB)\n"                                             \
+    "  --max-tensors N        tensors (and stored pieces) in one source (default 10000000)\n"          \
+    "  --max-rank N           dimensions of one tensor (default and ceiling 64)\n"
 
-/* Applies `--deepspeed-weights VALUE` to `opts`; EXIT_OK or a usage status. */
-int cli_parse_deepspeed_weights(const char *command, const char *value, ckpt_open_options *opts);
+/* getopt_long codes of those options, and their table entries and case labels. */
+enum { CLI_OPT_MAX_HEADER = 0x100, CLI_OPT_MAX_PICKLE, CLI_OPT_MAX_TENSORS, CLI_OPT_MAX_RANK };
+#define CLI_OPEN_OPTIONS                                                                                \
+    {"deepspeed-weights", required_argument, NULL, 'D'},                                                \
+        {"max-header-size", required_argument, NULL, CLI_OPT_MAX_HEADER},                               \
+        {"max-pickle-memory", required_argument, NULL, CLI_OPT_MAX_PICKLE},                             \
+        {"max-tensors", required_argument, NULL, CLI_OPT_MAX_TENSORS},                                  \
+        {"max-rank", required_argument, NULL, CLI_OPT_MAX_RANK}
+#define CLI_OPEN_CASES                                                                                  \
+    case 'D':                                                                                           \
+    case CLI_OPT_MAX_HEADER:                                                                            \
+    case CLI_OPT_MAX_PICKLE:                                                                            \
+    case CLI_OPT_MAX_TENSORS:                                                                           \
+    case CLI_OPT_MAX_RANK
+
+/* Applies source option `code` (one of CLI_OPEN_CASES) with `value` to `opts`; EXIT_OK or a usage status. */
+int cli_parse_open_option(const char *command, int code, const char *value, ckpt_open_options *opts);
+
+/* "5GB", "512MiB", "1000" -> bytes; 0 on success, -1 when malformed or over 64 bits. */
+int cli_parse_size(const char *text, uint64_t *out);
 
 /* "[4096, 11008]" into buf. */
 void cli_format_shape(char *buf, size_t size, const ckpt_tensor *t);

@@ -44,42 +44,6 @@ static void on_signal(int sig)
         ckpt_plan_cancel(running_plan);
 }
 
-/* "5GB", "512MiB", "1000" -> bytes. */
-static int parse_size(const char *text, uint64_t *out)
-{
-    static const struct {
-        const char *suffix;
-        uint64_t factor;
-    } units[] = {{"", 1},
-                 {"B", 1},
-                 {"K", 1000},
-                 {"KB", 1000},
-                 {"KiB", 1024},
-                 {"M", 1000000},
-                 {"MB", 1000000},
-                 {"MiB", 1 << 20},
-                 {"G", 1000000000},
-                 {"GB", 1000000000},
-                 {"GiB", 1 << 30},
-                 {"T", 1000000000000ull},
-                 {"TB", 1000000000000ull},
-                 {"TiB", 1ull << 40}};
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || text[0] == '-')
-        return -1;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].suffix) == 0) {
-            if (v > UINT64_MAX / units[i].factor)
-                return -1;
-            *out = v * units[i].factor;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 static char *read_rules(const char *path, ckpt_error *err)
 {
     FILE *f = fopen(path, "rb");
@@ -259,7 +223,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
         {"max-memory", required_argument, NULL, 'm'}, {"jobs", required_argument, NULL, 'j'},
         {"force", no_argument, NULL, 'f'},          {"dry-run", no_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'J'},           {"quiet", no_argument, NULL, 'q'},
-        {"deepspeed-weights", required_argument, NULL, 'D'}, {"part", required_argument, NULL, 'P'},
+        CLI_OPEN_OPTIONS, {"part", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     ckpt_convert_options_default(&a->opts);
@@ -301,11 +265,11 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
             a->opts.rename = optarg;
             break;
         case 's':
-            if (parse_size(optarg, &a->opts.max_shard_bytes) || a->opts.max_shard_bytes == 0)
+            if (cli_parse_size(optarg, &a->opts.max_shard_bytes) || a->opts.max_shard_bytes == 0)
                 return cli_usage_error("convert", "bad --max-shard-size '%s'", optarg);
             break;
         case 'm':
-            if (parse_size(optarg, &a->opts.max_memory) || a->opts.max_memory == 0)
+            if (cli_parse_size(optarg, &a->opts.max_memory) || a->opts.max_memory == 0)
                 return cli_usage_error("convert", "bad --max-memory '%s'", optarg);
             break;
         case 'j': {
@@ -320,8 +284,8 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
         case 'n': a->dry_run = 1; break;
         case 'J': a->json = 1; break;
         case 'q': a->quiet = 1; break;
-        case 'D':
-            if ((status = cli_parse_deepspeed_weights("convert", optarg, &a->open)))
+        CLI_OPEN_CASES:
+            if ((status = cli_parse_open_option("convert", c, optarg, &a->open)))
                 return status;
             break;
         case 'P': {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const char inspect_help[] =
-    "Usage: ckpt inspect SRC [--json] [--objects]\n"
+    "Usage: ckpt inspect SRC [--json] [--objects] [source options]\n"
     "Lists the detected format, files, tensors (name, dtype, shape, file) and totals of\n"
     "the checkpoint SRC: a file, or a folder of shards.\n\n"
     "  --json      print one JSON document instead of a table\n"
@@ -139,7 +139,7 @@ int cmd_inspect(int argc, char **argv)
     static const struct option options[] = {
         {"json", no_argument, NULL, 'j'},
         {"objects", no_argument, NULL, 'o'},
-        {"deepspeed-weights", required_argument, NULL, 'D'},
+        CLI_OPEN_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -151,8 +151,8 @@ int cmd_inspect(int argc, char **argv)
         switch (c) {
         case 'j': json = 1; break;
         case 'o': objects = 1; break;
-        case 'D':
-            if ((status = cli_parse_deepspeed_weights("inspect", optarg, &open_opts)))
+        CLI_OPEN_CASES:
+            if ((status = cli_parse_open_option("inspect", c, optarg, &open_opts)))
                 return status;
             break;
         case 'h': fputs(inspect_help, stdout); return EXIT_OK;

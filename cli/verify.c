@@ -57,7 +57,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         {"max-rel-error", required_argument, NULL, 'R'}, {"jobs", required_argument, NULL, 'j'},
         {"json", no_argument, NULL, 'J'},          {"junit", required_argument, NULL, 'U'},
         {"verbose", no_argument, NULL, 'v'},       {"names-only", no_argument, NULL, 'n'},
-        {"deepspeed-weights", required_argument, NULL, 'D'},
+        CLI_OPEN_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     ckpt_open_options_default(&a->open);
@@ -86,8 +86,8 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         case 'U': a->junit = optarg; break;
         case 'v': a->verbose = 1; break;
         case 'n': a->names_only = 1; break;
-        case 'D':
-            if ((status = cli_parse_deepspeed_weights(command, optarg, &a->open)))
+        CLI_OPEN_CASES:
+            if ((status = cli_parse_open_option(command, c, optarg, &a->open)))
                 return status;
             break;
         case 'h': fputs(help, stdout); return -1;

@@ -63,7 +63,7 @@ static int parse_entry(const char *path, const char *name, const json_t *info, u
 
     size_t rank = json_array_size(shape);
     if (rank > max_rank || rank > SOURCE_MAX_RANK)
-        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor %s: rank %zu is over the limit of %u", path, name,
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor %s: rank %zu is over the limit of %u (max_rank)", path, name,
                          rank, max_rank < SOURCE_MAX_RANK ? max_rank : SOURCE_MAX_RANK);
     e->rank = (uint32_t)rank;
     for (size_t d = 0; d < rank; d++)
@@ -180,7 +180,7 @@ int safetensors_load_file(struct ckpt_source *src, const char *path, ckpt_error 
                          (unsigned long long)size);
     uint64_t header_len = ckpt_load_le64(data);
     if (header_len > src->limits.max_header_bytes)
-        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: header of %llu bytes is over the limit of %llu", path,
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: header of %llu bytes is over the limit of %llu (max_header_bytes)", path,
                          (unsigned long long)header_len, (unsigned long long)src->limits.max_header_bytes);
     if (header_len > size - 8)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: header claims %llu bytes but the file has only %llu after it",

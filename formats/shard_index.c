@@ -194,7 +194,7 @@ int shard_index_load(struct shard_index *index, const char *dir, const char *ind
     if (stat(index->path, &st) != 0)
         return ckpt_fail(err, CKPT_ERR_READ, "%s: %s", index->path, strerror(errno));
     if ((uint64_t)st.st_size > limits->max_header_bytes)
-        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: %lld bytes is over the header limit of %llu", index->path,
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: %lld bytes is over the header limit of %llu (max_header_bytes)", index->path,
                          (long long)st.st_size, (unsigned long long)limits->max_header_bytes);
     json_error_t jerr;
     json_t *root = json_load_file(index->path, JSON_REJECT_DUPLICATES, &jerr);

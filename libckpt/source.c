@@ -214,7 +214,7 @@ int source_check_new_tensor(const struct ckpt_source *src, const char *name, ckp
         return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: more than %llu tensors (limit max_tensors)", file,
                          (unsigned long long)src->limits.max_tensors);
     if (rank > src->limits.max_rank || rank > SOURCE_MAX_RANK)
-        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor %s has rank %u, over the limit of %u", file,
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor %s has rank %u, over the limit of %u (max_rank)", file,
                          name, rank, src->limits.max_rank < SOURCE_MAX_RANK ? src->limits.max_rank : SOURCE_MAX_RANK);
     size_t previous = source_lookup(src, name);
     if (previous != SIZE_MAX)
