@@ -514,11 +514,11 @@ static pid_t start_convert(const char *src, const char *dst)
 }
 
 /*
- * SIGKILL at spread-out points of a run whose length is measured first: a
- * killed run must leave no destination (or, killed after the final rename,
- * a complete one that verifies), and the next run must sweep its temporary
- * folder away.  Most kills must land mid-run, or the test proves
- * nothing.
+ * SIGKILL at 24 random points of a run whose length is measured first
+ * (the seed is in every failure message): a killed run must leave no
+ * destination (or, killed after the final rename, a complete one that
+ * verifies), and the next run must sweep its temporary folder away.  Most
+ * kills must land mid-run, or the test proves nothing.
  */
 START_TEST(killed_conversion_leaves_nothing)
 {
@@ -532,17 +532,20 @@ START_TEST(killed_conversion_leaves_nothing)
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     test_rmtree(dst);
 
-    int attempts = 8, interrupted = 0;
+    const unsigned seed0 = (unsigned)time(NULL) ^ (unsigned)getpid();
+    unsigned seed = seed0;
+    int attempts = 24, interrupted = 0;
     for (int k = 1; k <= attempts; k++) {
+        double at = (double)rand_r(&seed) / ((double)RAND_MAX + 1);   /* a fraction of the run, in [0, 1) */
         pid_t pid = start_convert(src, dst);
-        usleep((useconds_t)(full * 1e6 * k / (attempts + 1)));
+        usleep((useconds_t)(full * 1e6 * at));
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
         struct stat st;
         if (stat(dst, &st) == 0) {
             /* the kill came after the folder was renamed into place (e.g. during exit): it must be whole */
-            ck_assert_msg(test_ckpt(NULL, NULL, "verify '%s'", dst) == 0, "a run killed at %d/%d left a broken %s",
-                          k, attempts + 1, dst);
+            ck_assert_msg(test_ckpt(NULL, NULL, "verify '%s'", dst) == 0,
+                          "a run killed at %.3f of its length left a broken %s (kill %d, seed %u)", at, dst, k, seed0);
             test_rmtree(dst);
         } else {
             interrupted += WIFSIGNALED(status);
