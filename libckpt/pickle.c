@@ -511,6 +511,11 @@ static int memo_put(struct machine *m, uint64_t key, struct pk_value *v)
         size_t cap = m->memo_cap ? m->memo_cap : 64;
         while (cap <= key)
             cap *= 2;
+        /* the memo is indexed by key, so one PUT of a large key costs the whole array: charged to the limit */
+        size_t more = (cap - m->memo_cap) * sizeof(struct pk_value *);
+        if (more > m->p->limit || m->p->used > m->p->limit - more)
+            return out_of_memory(m);
+        m->p->used += more;
         struct pk_value **grown = realloc(m->memo, cap * sizeof *grown);
         if (!grown)
             return FAIL(m, CKPT_ERR_NOMEM, "%s: out of memory", m->origin);

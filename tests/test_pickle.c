@@ -275,6 +275,11 @@ START_TEST(resource_limits)
     memcpy(s + 7 + big, ".", 1);
     expect_refused(s, big + 8, CKPT_ERR_LIMIT, "max_pickle_bytes");
     free(s);
+    /* one PUT of memo key 3,145,728 needs a 32 MiB memo: over the 16 MiB limit (found by fuzz_pickle) */
+    expect_refused("\x80\x02Nr\x00\x00\x30\x00.", 10, CKPT_ERR_LIMIT, "max_pickle_bytes");
+    struct pickle p;
+    ck_assert_int_eq(LOAD("\x80\x02Nr\x00\x10\x00\x00.", &p, NULL), CKPT_OK);   /* key 4096: 64 KiB */
+    pickle_free(&p);
 }
 END_TEST
 
