@@ -2,6 +2,7 @@
 # run.sh SECONDS TARGET...: runs each libFuzzer target for SECONDS, seeded from the
 # project's fixtures and ../shared/external; fails on any crash, leak or timeout.
 # New crashers are left in build-fuzz/crashes/ (minimise them and add them to fuzz/regressions/).
+# FUZZ_TIMEOUT overrides the 10 s per input (a niced run on a busy machine needs more wall time).
 set -u
 seconds=$1
 shift
@@ -21,7 +22,7 @@ for target in "$@"; do
             -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
     esac
     echo "== $name: ${seconds}s"
-    if ! "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    if ! "$target" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="build-fuzz/crashes/$name/" "$corpus" "$seeds" fuzz/regressions/"$name" \
         >"build-fuzz/$name.log" 2>&1; then
         tail -n 40 "build-fuzz/$name.log"
