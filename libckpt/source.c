@@ -48,7 +48,7 @@ static int append_file(struct ckpt_source *src, const char *path, const uint8_t 
     char *copy = strdup(path);
     if (!copy)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    src->files[src->file_count] = (struct source_file){copy, data, size, mapped, borrowed};
+    src->files[src->file_count] = (struct source_file){copy, data, size, mapped, borrowed, NULL, 0};
     *index = (uint32_t)src->file_count++;
     return CKPT_OK;
 }
@@ -77,6 +77,8 @@ int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, 
     int rc = append_file(src, path, data, (uint64_t)st.st_size, true, false, index, err);
     if (rc && data)
         munmap((void *)data, (size_t)st.st_size);
+    else if (!rc)
+        src->files[*index].backing = src->files[*index].path;
     return rc;
 }
 
@@ -105,8 +107,13 @@ int source_add_borrowed(struct ckpt_source *src, const struct source_file *paren
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: bytes %llu+%llu lie outside %s (%llu bytes)", path,
                          (unsigned long long)offset, (unsigned long long)size, parent->path,
                          (unsigned long long)parent->size);
-    return append_file(src, path, parent->data ? parent->data + offset : NULL, size, parent->mapped, true, index,
-                       err);
+    int rc = append_file(src, path, parent->data ? parent->data + offset : NULL, size, parent->mapped, true, index,
+                         err);
+    if (!rc && parent->backing) {
+        src->files[*index].backing = parent->backing;
+        src->files[*index].backing_offset = parent->backing_offset + offset;
+    }
+    return rc;
 }
 
 int source_adopt_files(struct ckpt_source *src, struct ckpt_source *scratch, uint32_t *base, ckpt_error *err)

@@ -23,13 +23,20 @@
 /* No tensor has more dimensions than this, whatever ckpt_limits.max_rank says. */
 #define SOURCE_MAX_RANK 64
 
-/* A file of the source, mapped read-only, or bytes the reader produced itself. */
+/*
+ * A file of the source, mapped read-only, or bytes the reader produced itself.
+ * Tensor data of a mapped file is read with pread from `backing` (a file
+ * truncated under a mapping raises SIGBUS on access; pread reports it as a
+ * short read), the mapping serves headers, pickles and strided views.
+ */
 struct source_file {
     char *path;
     const uint8_t *data;
     uint64_t size;
     bool mapped;      /* data is an mmap (else malloc'd and owned) */
     bool borrowed;    /* data belongs to another file of the source (a member, a slice): never freed */
+    const char *backing;     /* the file on disk data[0] comes from (path, or a parent's); NULL for buffers */
+    uint64_t backing_offset; /* where data[0] sits in that file */
 };
 
 /*

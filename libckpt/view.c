@@ -7,15 +7,23 @@
  * That is the unit convert streams in; ckpt_source_read's rows of the first
  * dimension are whole runs of lines.  A rank-1 tensor has one line per
  * element, so that long vectors stream too.
+ *
+ * Contiguous data of a file on disk is read with pread, not through the
+ * mapping: a file truncated while it is read then gives a short read, an
+ * error naming the file and the tensor, where the mapping would raise
+ * SIGBUS.  Strided views still gather from the mapping (their elements are
+ * scattered), after checking that the file still holds the whole storage.
  */
 #include "source.h"
 
+#include "error.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
-/* Reads at least this large give their pages back after copying. */
-#define RELEASE_MIN_BYTES ((uint64_t)1 << 20)
 
 /*
  * Drops the pages wholly inside [p, p + len) from this process's mapping.
@@ -95,20 +103,72 @@ uint64_t view_line_bytes(const ckpt_tensor *t)
     return (t->rank >= 2 ? t->shape[t->rank - 1] : 1) * ckpt_dtype_size(t->dtype);
 }
 
-/* Gives back the pages of a contiguous view's lines once they are copied (large reads only). */
-static void release_lines(const struct ckpt_source *src, const struct tensor_entry *t, uint64_t first,
-                          uint64_t count)
+/* The open file a read goes through: opened on first use, kept for the rest of one view_read_lines call. */
+struct reader {
+    const struct ckpt_source *src;
+    const char *path;   /* the backing file fd is open on, or NULL */
+    int fd;
+    ckpt_error *err;
+};
+
+static int reader_open(struct reader *r, const char *backing, const char *tensor)
 {
-    uint64_t line_bytes = view_line_bytes(&t->pub), len = count * line_bytes;
-    if (t->strides || !src->files[t->view.file].mapped || len < RELEASE_MIN_BYTES)
-        return;
-    source_release_pages(src->files[t->view.file].data + t->view.storage_offset +
-                         t->view.elem_offset * ckpt_dtype_size(t->pub.dtype) + first * line_bytes, len);
+    if (r->path == backing)
+        return CKPT_OK;
+    if (r->fd >= 0)
+        close(r->fd);
+    r->path = NULL;
+    r->fd = open(backing, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0)
+        return ckpt_fail(r->err, CKPT_ERR_READ, "%s: cannot reopen to read tensor %s: %s", backing, tensor,
+                         strerror(errno));
+    r->path = backing;
+    return CKPT_OK;
+}
+
+/* Reads len bytes at `offset` of file f's data; a short read (the file shrank) is an error. */
+static int read_bytes(struct reader *r, const struct source_file *f, const char *tensor, uint64_t offset,
+                      uint64_t len, uint8_t *dst)
+{
+    if (!f->backing) {   /* bytes in memory: nothing can take them away */
+        memcpy(dst, f->data + offset, len);
+        return CKPT_OK;
+    }
+    int rc = reader_open(r, f->backing, tensor);
+    uint64_t at = f->backing_offset + offset;
+    for (uint64_t done = 0; !rc && done < len;) {
+        ssize_t n = pread(r->fd, dst + done, len - done, (off_t)(at + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = ckpt_fail(r->err, CKPT_ERR_READ, "%s: cannot read tensor %s: %s", f->path, tensor, strerror(errno));
+        else if (n == 0)
+            rc = ckpt_fail(r->err, CKPT_ERR_READ,
+                           "%s: file truncated while reading tensor %s (%llu of %llu bytes at offset %llu)", f->path,
+                           tensor, (unsigned long long)done, (unsigned long long)len, (unsigned long long)at);
+        else
+            done += (uint64_t)n;
+    }
+    return rc;
+}
+
+/* Before gathering a strided view from the mapping: the file must still hold the whole storage. */
+static int check_still_whole(struct reader *r, const struct source_file *f, const struct tensor_entry *t)
+{
+    if (!f->backing)
+        return CKPT_OK;
+    int rc = reader_open(r, f->backing, t->pub.name);
+    struct stat st;
+    if (!rc && fstat(r->fd, &st) != 0)
+        rc = ckpt_fail(r->err, CKPT_ERR_READ, "%s: cannot stat: %s", f->path, strerror(errno));
+    if (!rc && (uint64_t)st.st_size < f->backing_offset + t->view.storage_offset + t->view.storage_bytes)
+        rc = ckpt_fail(r->err, CKPT_ERR_READ, "%s: file truncated before reading tensor %s", f->path, t->pub.name);
+    return rc;
 }
 
 /* Reads lines of a tensor held by one view. */
-static int read_view_lines(const struct ckpt_source *src, const struct tensor_entry *t, uint64_t first,
-                           uint64_t count, uint8_t *dst)
+static int read_view_lines(struct reader *r, const struct tensor_entry *t, uint64_t first, uint64_t count,
+                           uint8_t *dst)
 {
     const ckpt_tensor *pub = &t->pub;
     size_t esize = ckpt_dtype_size(pub->dtype);
@@ -116,20 +176,25 @@ static int read_view_lines(const struct ckpt_source *src, const struct tensor_en
     uint64_t len = count * line_bytes;
     if (len == 0)
         return CKPT_OK;
-    const uint8_t *base = src->files[t->view.file].data + t->view.storage_offset + t->view.elem_offset * esize;
-
+    const struct source_file *f = &r->src->files[t->view.file];
+    uint64_t start = t->view.storage_offset + t->view.elem_offset * esize;
     if (!t->strides) {
-        memcpy(dst, base + first * line_bytes, len);
-        release_lines(src, t, first, count);
+        int rc = read_bytes(r, f, pub->name, start + first * line_bytes, len, dst);
+        if (rc)
+            return rc;
+    } else {
+        int rc = check_still_whole(r, f, t);
+        if (rc)
+            return rc;
+        const uint8_t *base = f->data + start;
+        if (pub->rank == 0)
+            memcpy(dst, base, esize);
+        else if (pub->rank == 1)
+            gather_lines(base + first * (uint64_t)t->strides[0] * esize, esize, 2, (uint64_t[]){count, 1},
+                         (int64_t[]){t->strides[0], 1}, 0, count, dst);
+        else
+            gather_lines(base, esize, pub->rank, pub->shape, t->strides, first, count, dst);
     }
-    else if (pub->rank == 0)
-        memcpy(dst, base, esize);
-    else if (pub->rank == 1)
-        gather_lines(base + first * (uint64_t)t->strides[0] * esize, esize, 2, (uint64_t[]){count, 1},
-                     (int64_t[]){t->strides[0], 1}, 0, count, dst);
-    else
-        gather_lines(base, esize, pub->rank, pub->shape, t->strides, first, count, dst);
-
     if (t->view.big_endian && esize > 1)
         swap_bytes(dst, len, pub->dtype == CKPT_DTYPE_C64 ? 4 : esize);
     return CKPT_OK;
@@ -142,8 +207,8 @@ static int read_view_lines(const struct ckpt_source *src, const struct tensor_en
  * run is read at once when the piece spans whole lines, line by line (into
  * its columns) otherwise.
  */
-static void read_part_lines(const struct ckpt_source *src, const struct tensor_entry *whole,
-                            const struct tensor_part *part, uint64_t first, uint64_t count, uint8_t *dst)
+static int read_part_lines(struct reader *r, const struct tensor_entry *whole, const struct tensor_part *part,
+                           uint64_t first, uint64_t count, uint8_t *dst)
 {
     const struct tensor_entry *p = &part->entry;
     uint32_t rank = whole->pub.rank;
@@ -152,9 +217,7 @@ static void read_part_lines(const struct ckpt_source *src, const struct tensor_e
     if (rank <= 1) {   /* one element a line: the piece is one run of lines */
         uint64_t at = rank ? part->offsets[0] : 0, n = rank ? p->shape[0] : 1;
         uint64_t lo = at > first ? at : first, hi = at + n < end ? at + n : end;
-        if (lo < hi)
-            read_view_lines(src, p, lo - at, hi - lo, dst + (lo - first) * esize);
-        return;
+        return lo < hi ? read_view_lines(r, p, lo - at, hi - lo, dst + (lo - first) * esize) : CKPT_OK;
     }
     uint32_t row_dim = rank - 2;   /* lines of a run differ only in this index */
     uint64_t run_lines = p->shape[row_dim], runs = 1;
@@ -163,20 +226,20 @@ static void read_part_lines(const struct ckpt_source *src, const struct tensor_e
     bool whole_lines = p->shape[rank - 1] == whole->shape[rank - 1];
     uint64_t column = part->offsets[rank - 1] * esize;
     uint64_t index[SOURCE_MAX_RANK] = {0};   /* the run's index in the piece, dimensions before row_dim */
-    for (uint64_t r = 0; r < runs; r++) {
+    int rc = CKPT_OK;
+    for (uint64_t run = 0; run < runs && !rc; run++) {
         uint64_t line = 0;   /* the run's first line in the whole tensor */
         for (uint32_t d = 0; d <= row_dim; d++)
             line = line * whole->shape[d] + part->offsets[d] + (d < row_dim ? index[d] : 0);
         if (line >= end)
             break;   /* runs come in increasing line order */
         uint64_t lo = line > first ? line : first, hi = line + run_lines < end ? line + run_lines : end;
-        uint64_t local = r * run_lines + (lo - line);
+        uint64_t local = run * run_lines + (lo - line);
         if (lo < hi && whole_lines) {
-            read_view_lines(src, p, local, hi - lo, dst + (lo - first) * line_bytes);
+            rc = read_view_lines(r, p, local, hi - lo, dst + (lo - first) * line_bytes);
         } else if (lo < hi) {
-            for (uint64_t l = lo; l < hi; l++)
-                read_view_lines(src, p, local + (l - lo), 1, dst + (l - first) * line_bytes + column);
-            release_lines(src, p, local, hi - lo);
+            for (uint64_t l = lo; l < hi && !rc; l++)
+                rc = read_view_lines(r, p, local + (l - lo), 1, dst + (l - first) * line_bytes + column);
         }
         for (uint32_t d = row_dim; d-- > 0;) {
             if (++index[d] < p->shape[d])
@@ -184,16 +247,20 @@ static void read_part_lines(const struct ckpt_source *src, const struct tensor_e
             index[d] = 0;
         }
     }
+    return rc;
 }
 
 int view_read_lines(const struct ckpt_source *src, const struct tensor_entry *t, uint64_t first, uint64_t count,
                     uint8_t *dst, ckpt_error *err)
 {
-    (void)err;
+    struct reader r = {src, NULL, -1, err};
+    int rc = CKPT_OK;
     if (!t->parts)
-        return read_view_lines(src, t, first, count, dst);
-    for (size_t i = 0; i < t->part_count; i++)
+        rc = read_view_lines(&r, t, first, count, dst);
+    for (size_t i = 0; i < t->part_count && !rc; i++)
         if (t->parts[i].entry.pub.nbytes)
-            read_part_lines(src, t, &t->parts[i], first, count, dst);
-    return CKPT_OK;
+            rc = read_part_lines(&r, t, &t->parts[i], first, count, dst);
+    if (r.fd >= 0)
+        close(r.fd);
+    return rc;
 }

@@ -612,6 +612,55 @@ START_TEST(library_plan_and_cancel)
 }
 END_TEST
 
+/* Cuts the source file to a quarter once a quarter of the conversion is done (once). */
+struct shrinker {
+    const char *path;
+    int truncated;
+};
+
+static int truncate_at_quarter(void *payload, uint64_t done, uint64_t total)
+{
+    struct shrinker *s = payload;
+    if (!s->truncated && done * 4 >= total) {
+        struct stat st;
+        ck_assert_int_eq(stat(s->path, &st), 0);
+        ck_assert_int_eq(truncate(s->path, st.st_size / 4), 0);
+        s->truncated = 1;
+    }
+    return 0;
+}
+
+/* A source file that shrinks mid-run is an error naming the file and a tensor, not SIGBUS; nothing is left. */
+START_TEST(source_truncated_while_converting)
+{
+    char *dir = test_tmpdir();
+    char *src_path = make_big_source(dir);
+    char *dst = test_join(dir, "out");
+    ckpt_source *src = test_open(src_path);
+    ckpt_convert_options opts;
+    ckpt_convert_options_default(&opts);
+    opts.target = "ascend-310p";
+    opts.jobs = 1;
+    opts.max_memory = 1 << 20;
+    ckpt_plan *plan;
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_plan_build(&plan, src, dst, &opts, &err), CKPT_OK);
+    struct shrinker s = {src_path, 0};
+    int rc = ckpt_plan_execute(plan, truncate_at_quarter, &s, NULL, &err);
+    ck_assert(s.truncated);
+    ck_assert_msg(rc == CKPT_ERR_READ, "%d: %s", rc, err.message);
+    ck_assert_msg(strstr(err.message, "big.safetensors") && strstr(err.message, "truncated while reading tensor w"),
+                  "%s", err.message);
+    ck_assert_uint_eq(test_count_entries(dir), 1);   /* big.safetensors only: no DST, no temporary */
+    ckpt_plan_free(plan);
+    ckpt_source_free(src);
+    test_rmtree(dir);
+    free(dst);
+    free(src_path);
+    free(dir);
+}
+END_TEST
+
 static Suite *convert_suite(void)
 {
     Suite *s = suite_create("convert");
@@ -625,6 +674,7 @@ static Suite *convert_suite(void)
     tcase_add_test(tc, usage_and_input_errors);
     tcase_add_test(tc, fp8_weights_are_dequantized);
     tcase_add_test(tc, killed_conversion_leaves_nothing);
+    tcase_add_test(tc, source_truncated_while_converting);
     tcase_add_test(tc, library_plan_and_cancel);
     suite_add_tcase(s, tc);
     return s;
