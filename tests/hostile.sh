@@ -26,8 +26,9 @@ head -c 64 /dev/urandom > "$work/random.pt"
 
 refused=0
 for f in "$CKPT_EXTERNAL"/picklescan/data/* "$CKPT_EXTERNAL"/picklescan/data2/* "$CKPT_EXTERNAL"/burn/broken.pt \
-         "$CKPT_EXTERNAL"/burn/*.tar "$CKPT_EXTERNAL"/safetensors-cpp/safetensors_abuse_attempt_1.safetensors "$work"/*; do
-    case "$f" in */pytorch_model.bin | */new_pytorch_model.bin) continue ;; esac
+         "$CKPT_EXTERNAL"/burn/*.tar "$CKPT_EXTERNAL"/safetensors-cpp/safetensors_abuse_attempt_1.safetensors "$work"/* \
+         "$CKPT_TESTDATA"/hostile/*; do
+    case "$f" in */pytorch_model.bin | */new_pytorch_model.bin | *.py) continue ;; esac
     (cd "$work" && eval "$limits" && exec "$CKPT_BIN" inspect "$f") >/dev/null 2>"$work/err"
     status=$?
     if [ "$status" -ne 3 ]; then
@@ -38,6 +39,31 @@ for f in "$CKPT_EXTERNAL"/picklescan/data/* "$CKPT_EXTERNAL"/picklescan/data2/* 
 done
 check "every hostile input ($refused) refused with exit 3 under the caps" '[ "$refused" -ge 110 ]'
 check "nothing was created while refusing" '[ -z "$(ls -A "$work" | grep -v -e "\.pkl$" -e "\.pt$" -e "\.safetensors$" -e "^err$")" ]'
+
+# testdata/hostile (made by its make_hostile.py): impossible views, lying zip64 sizes, index files naming
+# shards outside their folder; each refused by convert too, with a message naming the problem and
+# nothing written: no DST, nothing new beside it or in the hostile folder
+expect_message() {
+    case "$1" in
+    *storage-smaller-than-view.pt) echo "reads 32 bytes of a 16-byte storage" ;;
+    *shape-overflows-64-bits.pt) echo "shape overflows 64 bits" ;;
+    *negative-stride.pt) echo "stride is malformed" ;;
+    *zip64-lying-sizes.pt) echo "data lies outside the file" ;;
+    *index-escape-*) echo "leaves the checkpoint folder" ;;
+    esac
+}
+before=$(ls -AR "$CKPT_TESTDATA/hostile" | md5sum)
+for f in "$CKPT_TESTDATA"/hostile/*; do
+    case "$f" in *.py) continue ;; esac
+    (cd "$work" && eval "$limits" && exec "$CKPT_BIN" convert "$f" "$work/dst" --target ascend-310p --quiet) \
+        >/dev/null 2>"$work/err"
+    status=$?
+    name=$(basename "$f")
+    check "convert refuses $name with exit 3 (got $status)" '[ "$status" -eq 3 ]'
+    check "convert names the problem of $name" 'grep -q -- "$(expect_message "$f")" "$work/err" && grep -q "$name" "$work/err"'
+    check "convert of $name leaves no DST" '[ ! -e "$work/dst" ] && ! ls -A "$work" | grep -q "ckpt-tmp"'
+done
+check "nothing written beside the hostile inputs" '[ "$(ls -AR "$CKPT_TESTDATA/hostile" | md5sum)" = "$before" ]'
 
 # out of space: a 64 KiB file-size limit against a 260 KiB conversion
 (ulimit -f 128; exec "$CKPT_BIN" convert "$CKPT_TESTDATA/sample" "$work/out" --target ascend-310p) >/dev/null 2>"$work/err"
