@@ -20,6 +20,12 @@ for target in "$@"; do
     fuzz_torch_zip | fuzz_torch_legacy)
         find testdata/torch "$EXTERNAL" -type f -size -1024k \( -name '*.pt' -o -name '*.pth' -o -name '*.bin' \) \
             -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
+    fuzz_dcp_metadata)   # every file is named .metadata: numbered copies
+        i=0
+        for f in $(find testdata/dcp "$EXTERNAL" -type f -name .metadata -size -1024k 2>/dev/null); do
+            i=$((i + 1))
+            cp "$f" "$corpus/metadata-$i"
+        done ;;
     esac
     echo "== $name: ${seconds}s"
     if ! "$target" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 \
