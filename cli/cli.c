@@ -25,7 +25,8 @@ int cli_fail(const char *command, const ckpt_error *err)
     static const char *const limits[][2] = {{"max_header_bytes", "--max-header-size"},
                                             {"max_pickle_bytes", "--max-pickle-memory"},
                                             {"max_tensors", "--max-tensors"},
-                                            {"max_rank", "--max-rank"}};
+                                            {"max_rank", "--max-rank"},
+                                            {"max_archive_bytes", "--max-archive-size"}};
     const char *option = NULL;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0] && err->code == CKPT_ERR_LIMIT; i++)
         if (strstr(err->message, limits[i][0]))
@@ -107,6 +108,10 @@ int cli_parse_open_option(const char *command, int code, const char *value, ckpt
     case CLI_OPT_MAX_TENSORS:
         if (cli_parse_size(value, &l->max_tensors) || l->max_tensors == 0)
             return cli_usage_error(command, "bad --max-tensors '%s'", value);
+        return EXIT_OK;
+    case CLI_OPT_MAX_ARCHIVE:
+        if (cli_parse_size(value, &l->max_archive_bytes) || l->max_archive_bytes == 0)
+            return cli_usage_error(command, "bad --max-archive-size '%s'", value);
         return EXIT_OK;
     case CLI_OPT_MAX_RANK:
         if (cli_parse_size(value, &v) || v == 0 || v > 64)

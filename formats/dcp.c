@@ -289,7 +289,7 @@ int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_o
 
 static bool dcp_probe(const struct format_probe *p)
 {
-    return p->is_dir && format_dir_has(p->path, METADATA_FILE);
+    return p->is_dir && format_dir_has(p->fs, p->path, METADATA_FILE);
 }
 
 static int dcp_open(struct ckpt_source *src, const char *path, ckpt_error *err)

@@ -32,14 +32,14 @@
 
 static bool ds_probe(const struct format_probe *p)
 {
-    return p->is_dir && (format_dir_has(p->path, "latest") || format_dir_has(p->path, ZERO2_MODEL) ||
-                         format_dir_has(p->path, ZERO3_MODEL));
+    return p->is_dir && (format_dir_has(p->fs, p->path, "latest") || format_dir_has(p->fs, p->path, ZERO2_MODEL) ||
+                         format_dir_has(p->fs, p->path, ZERO3_MODEL));
 }
 
 /* The tag folder: `dir/<latest>` when dir has `latest`, else dir itself (malloc'd). */
-static int tag_folder(const char *dir, char **out, ckpt_error *err)
+static int tag_folder(const struct ckpt_fs *fs, const char *dir, char **out, ckpt_error *err)
 {
-    if (!format_dir_has(dir, "latest")) {
+    if (!format_dir_has(fs, dir, "latest")) {
         if (!(*out = strdup(dir)))
             return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
         for (size_t n = strlen(*out); n > 1 && (*out)[n - 1] == '/'; n--)
@@ -50,13 +50,13 @@ static int tag_folder(const char *dir, char **out, ckpt_error *err)
     if (!path)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
     char tag[MAX_TAG + 1] = "";
-    int rc = read_tag_file(path, tag, sizeof tag, "a tag", err);
+    int rc = read_tag_file(fs, path, tag, sizeof tag, "a tag", err);
     size_t n = strlen(tag);
     if (!rc && (n == 0 || strchr(tag, '/') || strcmp(tag, ".") == 0 ||
                 strcmp(tag, "..") == 0))
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: '%s' is not a checkpoint tag", path, tag);
     if (!rc)
-        rc = named_folder(dir, tag, path, out, err);
+        rc = named_folder(fs, dir, tag, path, out, err);
     free(path);
     return rc;
 }
@@ -208,7 +208,7 @@ static int load_models(struct ckpt_source *src, struct folder *f, size_t count, 
 /* The fp32 weights: every optimizer rank file, checked against the others and the model states. */
 static int fp32_weights(struct ckpt_source *src, struct folder *f, const char *zero2_model, ckpt_error *err)
 {
-    int rc = dir_list_suffix(f->dir, OPTIM_SUFFIX, &f->optim_paths, &f->optim_count, err);
+    int rc = dir_list_suffix(src->fs, f->dir, OPTIM_SUFFIX, &f->optim_paths, &f->optim_count, err);
     if (rc)
         return rc;
     if (f->optim_count == 0)
@@ -278,13 +278,13 @@ static int fp32_weights(struct ckpt_source *src, struct folder *f, const char *z
 static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
     struct folder f = {0};
-    int rc = tag_folder(path, &f.dir, err);
+    int rc = tag_folder(src->fs, path, &f.dir, err);
     if (!rc)
-        rc = dir_list_suffix(f.dir, MODEL_SUFFIX, &f.model_paths, &f.model_count, err);
+        rc = dir_list_suffix(src->fs, f.dir, MODEL_SUFFIX, &f.model_paths, &f.model_count, err);
     if (!rc)
         rc = check_model_names(f.model_paths, f.model_count, err);
-    bool zero3 = !rc && format_dir_has(f.dir, ZERO3_MODEL);
-    if (!rc && !zero3 && !format_dir_has(f.dir, ZERO2_MODEL))
+    bool zero3 = !rc && format_dir_has(src->fs, f.dir, ZERO3_MODEL);
+    if (!rc && !zero3 && !format_dir_has(src->fs, f.dir, ZERO2_MODEL))
         rc = ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: neither %s nor %s: not a DeepSpeed checkpoint", f.dir,
                        ZERO2_MODEL, ZERO3_MODEL);
     if (!rc && zero3 && src->deepspeed_weights == CKPT_DEEPSPEED_MODULE)

@@ -245,6 +245,7 @@ static int load(struct ckpt_source *src, const char *path, struct ds_file *f, to
     uint32_t file;
     if (!(f->path = strdup(path)) || !(f->scratch = source_new(path, &src->limits)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    source_share_fs(f->scratch, src);
     int rc = source_add_file(f->scratch, path, &file, err);
     if (rc)
         return rc;

@@ -9,6 +9,7 @@
 #ifndef CKPT_FORMAT_H
 #define CKPT_FORMAT_H
 
+#include "fs.h"
 #include "source.h"
 
 #include <stdbool.h>
@@ -17,6 +18,7 @@
 
 /* What a reader may look at to decide whether a path is its format. */
 struct format_probe {
+    const struct ckpt_fs *fs;  /* the archive the path may lie in (NULL: none); pass to format_dir_has & co */
     const char *path;
     bool is_dir;
     const uint8_t *head;   /* the first bytes of a file (empty for a folder) */
@@ -34,13 +36,13 @@ struct format_reader {
 };
 
 /* Chooses the reader for `path`, or fails naming the path and the reason. */
-int format_detect(const char *path, const struct format_reader **reader, ckpt_error *err);
+int format_detect(const struct ckpt_fs *fs, const char *path, const struct format_reader **reader, ckpt_error *err);
 
-/* True when `path` is a folder. */
-bool format_is_dir(const char *path);
+/* True when `path` is a folder (on disk, or in archive `fs`). */
+bool format_is_dir(const struct ckpt_fs *fs, const char *path);
 
-/* True when `path` is a folder holding a file called `name`. */
-bool format_dir_has(const char *path, const char *name);
+/* True when `path` is a folder holding a file called `name` (on disk, or in archive `fs`). */
+bool format_dir_has(const struct ckpt_fs *fs, const char *path, const char *name);
 
 /* The readers, in the order they are asked. */
 extern const struct format_reader format_safetensors;

@@ -28,12 +28,10 @@
 #include "shard_index.h"
 #include "torch.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define LATEST "latest_checkpointed_iteration.txt"
 #define RANK_FILE "model_optim_rng.pt"
@@ -41,11 +39,13 @@
 #define MAX_RANKS 4096
 
 /* A folder holding rank 0's file under either naming (tensor-parallel only, or with a stage). */
-static bool holds_ranks(const char *dir)
+static bool holds_ranks(const struct ckpt_fs *fs, const char *dir)
 {
     char path[4096];
-    return (snprintf(path, sizeof path, "%s/mp_rank_00", dir) < (int)sizeof path && format_dir_has(path, RANK_FILE)) ||
-           (snprintf(path, sizeof path, "%s/mp_rank_00_000", dir) < (int)sizeof path && format_dir_has(path, RANK_FILE));
+    return (snprintf(path, sizeof path, "%s/mp_rank_00", dir) < (int)sizeof path &&
+            format_dir_has(fs, path, RANK_FILE)) ||
+           (snprintf(path, sizeof path, "%s/mp_rank_00_000", dir) < (int)sizeof path &&
+            format_dir_has(fs, path, RANK_FILE));
 }
 
 static bool is_iteration_name(const char *name)
@@ -54,24 +54,23 @@ static bool is_iteration_name(const char *name)
 }
 
 /* The one iteration folder of `dir` (malloc'd path), or NULL when there is none or more than one. */
-static char *only_iteration(const char *dir)
+static char *only_iteration(const struct ckpt_fs *fs, const char *dir)
 {
-    DIR *d = opendir(dir);
+    char **folders;
+    size_t count, iterations = 0;
+    if (fs_list_folders(fs, dir, &folders, &count, NULL) != CKPT_OK)
+        return NULL;
     char *found = NULL;
-    int count = 0;
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        if (!is_iteration_name(e->d_name))
+    for (size_t i = 0; i < count; i++) {
+        if (!is_iteration_name(strrchr(folders[i], '/') + 1))
             continue;
-        char *p = path_join(dir, e->d_name);
-        if (p && format_is_dir(p) && count++ == 0) {
-            found = p;
-            continue;
+        if (iterations++ == 0) {
+            found = folders[i];
+            folders[i] = NULL;
         }
-        free(p);
     }
-    if (d)
-        closedir(d);
-    if (count != 1) {
+    path_list_free(folders, count);
+    if (iterations != 1) {
         free(found);
         return NULL;
     }
@@ -82,21 +81,21 @@ static bool megatron_probe(const struct format_probe *p)
 {
     if (!p->is_dir)
         return false;
-    if (format_dir_has(p->path, LATEST) || holds_ranks(p->path))
+    if (format_dir_has(p->fs, p->path, LATEST) || holds_ranks(p->fs, p->path))
         return true;
-    char *iter = only_iteration(p->path);
-    bool yes = iter && holds_ranks(iter);
+    char *iter = only_iteration(p->fs, p->path);
+    bool yes = iter && holds_ranks(p->fs, iter);
     free(iter);
     return yes;
 }
 
 /* The iteration folder `latest_checkpointed_iteration.txt` names: "release" or iter_%07d. */
-static int latest_iteration(const char *dir, char **out, ckpt_error *err)
+static int latest_iteration(const struct ckpt_fs *fs, const char *dir, char **out, ckpt_error *err)
 {
     char *path = path_join(dir, LATEST), text[MAX_LATEST] = "";
     if (!path)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
-    int rc = read_tag_file(path, text, sizeof text, "an iteration number", err);
+    int rc = read_tag_file(fs, path, text, sizeof text, "an iteration number", err);
     char name[32];
     if (!rc && strcmp(text, "release") == 0) {
         snprintf(name, sizeof name, "release");
@@ -111,17 +110,17 @@ static int latest_iteration(const char *dir, char **out, ckpt_error *err)
             snprintf(name, sizeof name, "iter_%07lld", it);
     }
     if (!rc)
-        rc = named_folder(dir, name, path, out, err);
+        rc = named_folder(fs, dir, name, path, out, err);
     free(path);
     return rc;
 }
 
 /* The folder holding the rank folders (malloc'd). */
-static int iteration_folder(const char *dir, char **out, ckpt_error *err)
+static int iteration_folder(const struct ckpt_fs *fs, const char *dir, char **out, ckpt_error *err)
 {
-    if (format_dir_has(dir, LATEST))
-        return latest_iteration(dir, out, err);
-    if (!holds_ranks(dir) && (*out = only_iteration(dir)) != NULL)
+    if (format_dir_has(fs, dir, LATEST))
+        return latest_iteration(fs, dir, out, err);
+    if (!holds_ranks(fs, dir) && (*out = only_iteration(fs, dir)) != NULL)
         return CKPT_OK;
     if (!(*out = strdup(dir)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
@@ -141,11 +140,12 @@ static char *rank_path(const char *iter, long tp, long pp, long pp_size)
 
 static int load_rank(const struct ckpt_source *src, const char *path, struct ckpt_source **out, ckpt_error *err)
 {
-    if (access(path, F_OK) != 0)
+    if (!fs_is_file(src->fs, path))
         return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: missing: the checkpoint's args ask for this rank file", path);
     struct ckpt_source *s = source_new(path, &src->limits);
     if (!s)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    source_share_fs(s, src);
     int rc = torch_load_file(s, path, err);
     if (rc) {
         ckpt_source_free(s);
@@ -256,7 +256,7 @@ static int open_ranks(struct ckpt_source *src, const char *iter, ckpt_error *err
     char *path = NULL;
     char tp_only[4096];
     bool staged = snprintf(tp_only, sizeof tp_only, "%s/mp_rank_00", iter) < (int)sizeof tp_only &&
-                  !format_dir_has(tp_only, RANK_FILE);
+                  !format_dir_has(src->fs, tp_only, RANK_FILE);
     path = rank_path(iter, 0, 0, staged ? 2 : 1);
     int rc = path ? load_rank(src, path, &first, err) : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", iter);
     if (!rc)
@@ -297,10 +297,10 @@ static int open_ranks(struct ckpt_source *src, const char *iter, ckpt_error *err
 static int megatron_open(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
     char *iter = NULL;
-    int rc = iteration_folder(path, &iter, err);
+    int rc = iteration_folder(src->fs, path, &iter, err);
     if (rc)
         return rc;
-    if (format_dir_has(iter, "metadata.json") && format_dir_has(iter, ".metadata"))
+    if (format_dir_has(src->fs, iter, "metadata.json") && format_dir_has(src->fs, iter, ".metadata"))
         rc = format_megatron_torch_dist.open(src, iter, err);
     else
         rc = open_ranks(src, iter, err);

@@ -107,7 +107,7 @@ static int check_backend(struct ckpt_source *src, const char *dir, ckpt_error *e
 /* common.pt: its args become megatron.* metadata; the file joins the source (for manifests). */
 static int read_common(struct ckpt_source *src, const char *dir, ckpt_error *err)
 {
-    if (!format_dir_has(dir, DIST_COMMON))
+    if (!format_dir_has(src->fs, dir, DIST_COMMON))
         return CKPT_OK;
     char *path = path_join(dir, DIST_COMMON);
     struct ckpt_source *s = path ? source_new(path, &src->limits) : NULL;
@@ -116,6 +116,7 @@ static int read_common(struct ckpt_source *src, const char *dir, ckpt_error *err
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
     }
     s->objects_only = true;
+    source_share_fs(s, src);
     uint32_t base;
     int rc = torch_load_file(s, path, err);
     if (!rc)
@@ -142,16 +143,12 @@ static int open_dist(struct ckpt_source *src, const char *dir, const char *drop_
  * bytes suffice: Megatron writes a few keys); a plain DCP folder that
  * merely holds some other metadata.json is left to the DCP reader.
  */
-static bool names_torch_dist(const char *dir)
+static bool names_torch_dist(const struct ckpt_fs *fs, const char *dir)
 {
     char path[4096], text[4096];
     if (snprintf(path, sizeof path, "%s/%s", dir, DIST_METADATA) >= (int)sizeof path)
         return false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
+    long n = fs_read_head(fs, path, text, sizeof text - 1);
     if (n <= 0)
         return false;
     text[n] = '\0';
@@ -160,7 +157,7 @@ static bool names_torch_dist(const char *dir)
 
 static bool torch_dist_probe(const struct format_probe *p)
 {
-    return p->is_dir && format_dir_has(p->path, ".metadata") && names_torch_dist(p->path);
+    return p->is_dir && format_dir_has(p->fs, p->path, ".metadata") && names_torch_dist(p->fs, p->path);
 }
 
 static int torch_dist_open(struct ckpt_source *src, const char *path, ckpt_error *err)
@@ -172,7 +169,7 @@ static bool nemo2_probe(const struct format_probe *p)
 {
     char weights[4096];
     return p->is_dir && snprintf(weights, sizeof weights, "%s/%s", p->path, NEMO_WEIGHTS) < (int)sizeof weights &&
-           format_dir_has(weights, ".metadata") && names_torch_dist(weights);
+           format_dir_has(p->fs, weights, ".metadata") && names_torch_dist(p->fs, weights);
 }
 
 static int nemo2_open(struct ckpt_source *src, const char *path, ckpt_error *err)

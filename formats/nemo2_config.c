@@ -127,7 +127,7 @@ static int scan_config(struct ckpt_source *args, const char *text, size_t size, 
 
 int nemo2_config_record(struct ckpt_source *src, const char *dir, ckpt_error *err)
 {
-    if (!format_dir_has(dir, CONFIG_FILE))
+    if (!format_dir_has(src->fs, dir, CONFIG_FILE))
         return CKPT_OK;
     char *path = path_join(dir, CONFIG_FILE);
     struct ckpt_source *args = path ? source_new(path, &src->limits) : NULL;

@@ -21,29 +21,45 @@ static const struct format_reader *const readers[] = {
     &format_dcp,
 };
 
-bool format_is_dir(const char *path)
+bool format_is_dir(const struct ckpt_fs *fs, const char *path)
 {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    return fs_is_dir(fs, path);
 }
 
-bool format_dir_has(const char *path, const char *name)
+bool format_dir_has(const struct ckpt_fs *fs, const char *path, const char *name)
 {
-    char full[4096];
-    struct stat st;
-    if (snprintf(full, sizeof full, "%s/%s", path, name) >= (int)sizeof full)
-        return false;
-    return stat(full, &st) == 0 && S_ISREG(st.st_mode);
+    return fs_has(fs, path, name);
 }
 
-int format_detect(const char *path, const struct format_reader **reader, ckpt_error *err)
+/* The first bytes of archive member `m`. */
+static size_t member_head(const struct ckpt_fs *fs, const struct fs_member *m, uint8_t *head)
+{
+    size_t n = m->size < FORMAT_PROBE_BYTES ? (size_t)m->size : FORMAT_PROBE_BYTES;
+    if (n)
+        memcpy(head, fs->data + m->offset, n);
+    return n;
+}
+
+static int choose(const struct format_probe *probe, const struct format_reader **reader, const char *path,
+                  ckpt_error *err)
+{
+    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
+        if (readers[i]->probe(probe)) {
+            *reader = readers[i];
+            return CKPT_OK;
+        }
+    }
+    return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: not a checkpoint format libckpt recognises", path);
+}
+
+static int detect_on_disk(const char *path, const struct format_reader **reader, ckpt_error *err)
 {
     struct stat st;
     if (stat(path, &st) != 0)
         return ckpt_fail(err, errno == ENOENT ? CKPT_ERR_NOT_FOUND : CKPT_ERR_READ, "%s: %s", path,
                          strerror(errno));
     uint8_t head[FORMAT_PROBE_BYTES];
-    struct format_probe probe = {path, S_ISDIR(st.st_mode), head, 0};
+    struct format_probe probe = {NULL, path, S_ISDIR(st.st_mode), head, 0};
     if (!probe.is_dir) {
         if (!S_ISREG(st.st_mode))
             return ckpt_fail(err, CKPT_ERR_READ, "%s: not a file or folder", path);
@@ -56,11 +72,20 @@ int format_detect(const char *path, const struct format_reader **reader, ckpt_er
             return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot read: %s", path, strerror(errno));
         probe.head_len = (size_t)n;
     }
-    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
-        if (readers[i]->probe(&probe)) {
-            *reader = readers[i];
-            return CKPT_OK;
-        }
-    }
-    return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: not a checkpoint format libckpt recognises", path);
+    return choose(&probe, reader, path, err);
+}
+
+
+int format_detect(const struct ckpt_fs *fs, const char *path, const struct format_reader **reader, ckpt_error *err)
+{
+    if (!fs || strncmp(path, fs->root, strlen(fs->root)) != 0)
+        return detect_on_disk(path, reader, err);
+    uint8_t head[FORMAT_PROBE_BYTES];
+    struct format_probe probe = {fs, path, fs_is_dir(fs, path), head, 0};
+    const struct fs_member *m = fs_member(fs, path);
+    if (!probe.is_dir && !m)
+        return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: no such member in the archive", path);
+    if (!probe.is_dir)
+        probe.head_len = member_head(fs, m, head);
+    return choose(&probe, reader, path, err);
 }

@@ -21,11 +21,11 @@ static bool safetensors_probe(const struct format_probe *p)
     size_t n = strlen(p->path);
     if (!p->is_dir)
         return (p->head_len >= 9 && p->head[8] == '{') || (n >= 12 && strcmp(p->path + n - 12, ".safetensors") == 0);
-    if (format_dir_has(p->path, SAFETENSORS_INDEX))
+    if (format_dir_has(p->fs, p->path, SAFETENSORS_INDEX))
         return true;
     char **files;
     size_t count;
-    if (dir_list_suffix(p->path, ".safetensors", &files, &count, NULL) != CKPT_OK)
+    if (dir_list_suffix(p->fs, p->path, ".safetensors", &files, &count, NULL) != CKPT_OK)
         return false;
     path_list_free(files, count);
     return count > 0;
@@ -34,7 +34,7 @@ static bool safetensors_probe(const struct format_probe *p)
 static int open_indexed(struct ckpt_source *src, const char *dir, ckpt_error *err)
 {
     struct shard_index index;
-    int rc = shard_index_load(&index, dir, SAFETENSORS_INDEX, &src->limits, err);
+    int rc = shard_index_load(&index, src->fs, dir, SAFETENSORS_INDEX, &src->limits, err);
     for (size_t i = 0; i < index.file_count && !rc; i++)
         rc = safetensors_load_file(src, index.files[i], err);
     if (!rc)
@@ -47,7 +47,7 @@ static int open_listed(struct ckpt_source *src, const char *dir, ckpt_error *err
 {
     char **files;
     size_t count;
-    int rc = dir_list_suffix(dir, ".safetensors", &files, &count, err);
+    int rc = dir_list_suffix(src->fs, dir, ".safetensors", &files, &count, err);
     if (rc)
         return rc;
     for (size_t i = 0; i < count && !rc; i++)
@@ -58,9 +58,9 @@ static int open_listed(struct ckpt_source *src, const char *dir, ckpt_error *err
 
 static int safetensors_open(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
-    if (!format_is_dir(path))
+    if (!format_is_dir(src->fs, path))
         return safetensors_load_file(src, path, err);
-    if (format_dir_has(path, SAFETENSORS_INDEX))
+    if (format_dir_has(src->fs, path, SAFETENSORS_INDEX))
         return open_indexed(src, path, err);
     return open_listed(src, path, err);
 }

@@ -3,7 +3,6 @@
 
 #include "error.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -20,15 +19,14 @@ char *path_join(const char *dir, const char *name)
     return p;
 }
 
-int read_tag_file(const char *path, char *out, size_t cap, const char *what, ckpt_error *err)
+int read_tag_file(const struct ckpt_fs *fs, const char *path, char *out, size_t cap, const char *what,
+                  ckpt_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot open: %s", path, strerror(errno));
-    size_t n = fread(out, 1, cap - 1, f);
-    bool longer = n == cap - 1 && fgetc(f) != EOF;
-    fclose(f);
-    if (longer)
+    long got = fs_read_head(fs, path, out, cap);   /* filling all `cap` bytes leaves no room for the NUL */
+    if (got < 0)
+        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot open", path);
+    size_t n = (size_t)got;
+    if (n == cap)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: longer than %s", path, what);
     if (memchr(out, '\0', n))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: holds a NUL byte", path);
@@ -38,12 +36,12 @@ int read_tag_file(const char *path, char *out, size_t cap, const char *what, ckp
     return CKPT_OK;
 }
 
-int named_folder(const char *dir, const char *name, const char *named_by, char **out, ckpt_error *err)
+int named_folder(const struct ckpt_fs *fs, const char *dir, const char *name, const char *named_by, char **out,
+                 ckpt_error *err)
 {
     if (!(*out = path_join(dir, name)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
-    struct stat st;
-    if (stat(*out, &st) == 0 && S_ISDIR(st.st_mode))
+    if (fs_is_dir(fs, *out))
         return CKPT_OK;
     int rc = ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: names %s, which is not a folder", named_by, *out);
     free(*out);
@@ -63,56 +61,10 @@ static int by_string(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static bool ends_with(const char *s, const char *suffix)
+int dir_list_suffix(const struct ckpt_fs *fs, const char *dir, const char *suffix, char ***paths, size_t *count,
+                    ckpt_error *err)
 {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-int dir_list_suffix(const char *dir, const char *suffix, char ***paths, size_t *count, ckpt_error *err)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot list folder: %s", dir, strerror(errno));
-    char **list = NULL;
-    size_t n = 0, cap = 0;
-    int rc = CKPT_OK;
-    struct dirent *ent;
-    while ((ent = readdir(d)) != NULL) {
-        if (ent->d_name[0] == '.' || !ends_with(ent->d_name, suffix))
-            continue;
-        char *full = path_join(dir, ent->d_name);
-        struct stat st;
-        if (!full) {
-            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory listing the folder", dir);
-            break;
-        }
-        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
-            free(full);
-            continue;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **grown = reallocarray(list, cap, sizeof *list);
-            if (!grown) {
-                free(full);
-                rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory listing the folder", dir);
-                break;
-            }
-            list = grown;
-        }
-        list[n++] = full;
-    }
-    closedir(d);
-    if (rc) {
-        path_list_free(list, n);
-        return rc;
-    }
-    if (n)
-        qsort(list, n, sizeof *list, by_string);
-    *paths = list;
-    *count = n;
-    return CKPT_OK;
+    return fs_list_suffix(fs, dir, suffix, paths, count, err);
 }
 
 /* A shard name must stay inside the folder: relative, and no ".." component. */
@@ -131,7 +83,7 @@ static bool safe_relative_name(const char *name)
 }
 
 /* The shard path for `name`, added to the index's files when first seen. */
-static int shard_path(struct shard_index *index, const char *dir, const char *name, const char **out,
+static int shard_path(struct shard_index *index, const struct ckpt_fs *fs, const char *dir, const char *name, const char **out,
                       ckpt_error *err)
 {
     char *full = path_join(dir, name);
@@ -144,8 +96,7 @@ static int shard_path(struct shard_index *index, const char *dir, const char *na
             return CKPT_OK;
         }
     }
-    struct stat st;
-    if (stat(full, &st) != 0) {
+    if (!fs_is_file(fs, full)) {
         int rc = ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: lists shard %s, which does not exist", index->path, name);
         free(full);
         return rc;
@@ -156,7 +107,7 @@ static int shard_path(struct shard_index *index, const char *dir, const char *na
     return CKPT_OK;
 }
 
-static int load_weight_map(struct shard_index *index, const char *dir, const json_t *map, ckpt_error *err)
+static int load_weight_map(struct shard_index *index, const struct ckpt_fs *fs, const char *dir, const json_t *map, ckpt_error *err)
 {
     size_t n = json_object_size(map);
     index->names = calloc(n ? n : 1, sizeof *index->names);
@@ -174,7 +125,7 @@ static int load_weight_map(struct shard_index *index, const char *dir, const jso
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: shard name %s leaves the checkpoint folder", index->path,
                              shard);
         size_t i = index->name_count;
-        int rc = shard_path(index, dir, shard, &index->name_file[i], err);
+        int rc = shard_path(index, fs, dir, shard, &index->name_file[i], err);
         if (rc)
             return rc;
         if (!(index->names[i] = strdup(name)))
@@ -184,28 +135,27 @@ static int load_weight_map(struct shard_index *index, const char *dir, const jso
     return CKPT_OK;
 }
 
-int shard_index_load(struct shard_index *index, const char *dir, const char *index_name,
+int shard_index_load(struct shard_index *index, const struct ckpt_fs *fs, const char *dir, const char *index_name,
                      const ckpt_limits *limits, ckpt_error *err)
 {
     memset(index, 0, sizeof *index);
     if (!(index->path = path_join(dir, index_name)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dir);
-    struct stat st;
-    if (stat(index->path, &st) != 0)
-        return ckpt_fail(err, CKPT_ERR_READ, "%s: %s", index->path, strerror(errno));
-    if ((uint64_t)st.st_size > limits->max_header_bytes)
-        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: %lld bytes is over the header limit of %llu (max_header_bytes)", index->path,
-                         (long long)st.st_size, (unsigned long long)limits->max_header_bytes);
+    char *text;
+    size_t len;
+    int rc = fs_read_small(fs, index->path, limits->max_header_bytes, &text, &len, err);
+    if (rc)
+        return rc;
     json_error_t jerr;
-    json_t *root = json_load_file(index->path, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
     if (!root)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", index->path, jerr.line, jerr.text);
     const json_t *map = json_is_object(root) ? json_object_get(root, "weight_map") : NULL;
-    int rc;
     if (!json_is_object(map))
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: no weight_map object", index->path);
     else
-        rc = load_weight_map(index, dir, map, err);
+        rc = load_weight_map(index, fs, dir, map, err);
     json_decref(root);
     if (!rc) /* shards are opened in name order; name_file points at the strings, not the slots */
         qsort(index->files, index->file_count, sizeof *index->files, by_string);

@@ -6,6 +6,7 @@
 #ifndef CKPT_SHARD_INDEX_H
 #define CKPT_SHARD_INDEX_H
 
+#include "fs.h"
 #include "source.h"
 
 struct shard_index {
@@ -21,7 +22,7 @@ struct shard_index {
  * Reads `dir/index_name`.  Refuses shard names that are absolute or climb
  * out of the folder, and files listed that do not exist.
  */
-int shard_index_load(struct shard_index *index, const char *dir, const char *index_name,
+int shard_index_load(struct shard_index *index, const struct ckpt_fs *fs, const char *dir, const char *index_name,
                      const ckpt_limits *limits, ckpt_error *err);
 
 /*
@@ -32,8 +33,9 @@ int shard_index_verify(const struct shard_index *index, const struct ckpt_source
 
 void shard_index_free(struct shard_index *index);
 
-/* Sorted paths "dir/NAME" of regular files in `dir` whose names end in `suffix`, skipping dot files. */
-int dir_list_suffix(const char *dir, const char *suffix, char ***paths, size_t *count, ckpt_error *err);
+/* Sorted paths "dir/NAME" (on disk, or in archive `fs`) of regular files in `dir` whose names end in `suffix`, skipping dot files. */
+int dir_list_suffix(const struct ckpt_fs *fs, const char *dir, const char *suffix, char ***paths, size_t *count,
+                    ckpt_error *err);
 
 void path_list_free(char **paths, size_t count);
 
@@ -43,10 +45,12 @@ void path_list_free(char **paths, size_t count);
  * trailing white space dropped; a file of cap bytes or more is refused as
  * "longer than `what`".
  */
-int read_tag_file(const char *path, char *out, size_t cap, const char *what, ckpt_error *err);
+int read_tag_file(const struct ckpt_fs *fs, const char *path, char *out, size_t cap, const char *what,
+                  ckpt_error *err);
 
 /* The folder "dir/name" (malloc'd into *out) that file `named_by` names; refused when it is not a folder. */
-int named_folder(const char *dir, const char *name, const char *named_by, char **out, ckpt_error *err);
+int named_folder(const struct ckpt_fs *fs, const char *dir, const char *name, const char *named_by, char **out,
+                 ckpt_error *err);
 
 /* A malloc'd "dir/name", or NULL when out of memory. */
 char *path_join(const char *dir, const char *name);

@@ -22,7 +22,7 @@ static bool has_suffix(const char *s, const char *suffix)
 static bool torch_probe(const struct format_probe *p)
 {
     if (p->is_dir)
-        return format_dir_has(p->path, TORCH_INDEX);
+        return format_dir_has(p->fs, p->path, TORCH_INDEX);
     if (p->head_len >= 4 && memcmp(p->head, "PK\x03\x04", 4) == 0)
         return true;
     if (p->head_len >= 1 && p->head[0] == 0x80)   /* PROTO: a pickle of protocol 2 or later */
@@ -52,7 +52,7 @@ int torch_load_at(struct ckpt_source *src, uint32_t file, ckpt_error *err)
 static int open_indexed(struct ckpt_source *src, const char *dir, ckpt_error *err)
 {
     struct shard_index index;
-    int rc = shard_index_load(&index, dir, TORCH_INDEX, &src->limits, err);
+    int rc = shard_index_load(&index, src->fs, dir, TORCH_INDEX, &src->limits, err);
     for (size_t i = 0; i < index.file_count && !rc; i++)
         rc = torch_load_file(src, index.files[i], err);
     if (!rc)
@@ -63,7 +63,7 @@ static int open_indexed(struct ckpt_source *src, const char *dir, ckpt_error *er
 
 static int torch_open(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
-    return format_is_dir(path) ? open_indexed(src, path, err) : torch_load_file(src, path, err);
+    return format_is_dir(src->fs, path) ? open_indexed(src, path, err) : torch_load_file(src, path, err);
 }
 
 const struct format_reader format_torch = {"torch", torch_probe, torch_open};

@@ -20,6 +20,9 @@ for target in "$@"; do
     fuzz_torch_zip | fuzz_torch_legacy)
         find testdata/torch "$EXTERNAL" -type f -size -1024k \( -name '*.pt' -o -name '*.pth' -o -name '*.bin' \) \
             -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
+    fuzz_archive)
+        find testdata/archive "$EXTERNAL" -type f -size -1024k \( -name '*.tar' -o -name '*.nemo' -o -name '*.tar.gz' \
+            -o -name '*.tar.zst' -o -name '*.zip' \) -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
     fuzz_dcp_metadata)   # every file is named .metadata: numbered copies
         i=0
         for f in $(find testdata/dcp "$EXTERNAL" -type f -name .metadata -size -1024k 2>/dev/null); do

@@ -103,7 +103,7 @@ int hash_source_files(const struct ckpt_source *src, const bool *want, struct fi
         XXH128_hash_t h;
         if (f->borrowed || (want && !want[i]))
             continue;   /* its bytes are hashed with the file they belong to */
-        if (!f->mapped) {
+        if (!f->backing) {   /* bytes in memory, or an archive's members inflated into a file with no name */
             h = XXH3_128bits(f->data, (size_t)f->size);
         } else {
             /* read, not the mapping: pages read through a file descriptor do not stay in our RSS */

@@ -2,8 +2,10 @@
 #include "side_files.h"
 
 #include "error.h"
+#include "fs.h"
 #include "llama_config.h"
 #include "manifest.h"
+#include "source.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -46,18 +48,26 @@ static const char *torch_dtype_name(ckpt_dtype d)
     }
 }
 
-static bool source_is_dir(const struct ckpt_plan *plan)
+/* The folder the checkpoint's weights are in (inside its archive, if any), or NULL for a single file. */
+static const char *source_folder(const struct ckpt_plan *plan)
 {
-    struct stat st;
-    return stat(ckpt_source_path(plan->src), &st) == 0 && S_ISDIR(st.st_mode);
+    const struct ckpt_source *src = plan->src;
+    const char *path = src->inner ? src->inner : src->path;
+    return fs_is_dir(src->fs, path) ? path : NULL;
 }
 
 /* config.json as the converted weights need it: their torch_dtype, no fp8 quantization_config. */
 static int write_config(struct outdir *o, const struct ckpt_plan *plan, const char *path, struct file_records *files,
                         ckpt_error *err)
 {
+    char *text;
+    size_t len;
+    int rc = fs_read_small(plan->src->fs, path, SIDE_FILE_MAX_BYTES, &text, &len, err);
+    if (rc)
+        return rc;
     json_error_t jerr;
-    json_t *config = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *config = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
     if (!config || !json_is_object(config)) {
         json_decref(config);
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
@@ -148,6 +158,36 @@ static int copy_small_files(struct outdir *o, const char *dir, struct file_recor
     return rc;
 }
 
+/* The small regular files of a folder inside an archive (links were refused when it was opened). */
+static int copy_archive_files(struct outdir *o, const struct ckpt_fs *fs, const char *dir, struct file_records *files,
+                              ckpt_error *err)
+{
+    char **paths;
+    size_t count;
+    int rc = fs_list_suffix(fs, dir, "", &paths, &count, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < count; i++) {
+        const char *name = paths[i] + strlen(dir) + 1;
+        const struct fs_member *m = fs_member(fs, paths[i]);
+        char *data;
+        size_t size;
+        XXH128_hash_t h;
+        if (!rc && m && m->size <= SIDE_FILE_MAX_BYTES && !is_weight_or_ours(name) && strcmp(name, "config.json") != 0) {
+            rc = fs_read_small(fs, paths[i], SIDE_FILE_MAX_BYTES, &data, &size, err);
+            if (!rc)
+                rc = outdir_write_file(o, name, data, size, &h, err);
+            if (!rc)
+                rc = file_records_add(files, name, size, h, err);
+            if (!rc)
+                free(data);
+        }
+        free(paths[i]);
+    }
+    free(paths);
+    return rc;
+}
+
 /* A source without config.json renamed to hf-llama gets one made from its Megatron metadata. */
 static int write_made_config(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files,
                              ckpt_error *err)
@@ -159,18 +199,27 @@ static int write_made_config(struct outdir *o, const struct ckpt_plan *plan, str
     return rc || !config ? rc : write_json(o, "config.json", config, files, err);
 }
 
+/* A regular file, not a link to one: a link could point anywhere on the converting machine. */
+static bool plain_file(const struct ckpt_fs *fs, const char *path)
+{
+    struct stat st;
+    if (fs_inside(fs, path))   /* links in archives were refused when it was opened */
+        return fs_is_file(fs, path);
+    return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 int write_side_files(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files, ckpt_error *err)
 {
     int rc = write_index(o, plan, files, err);
-    bool dir = source_is_dir(plan);
+    const char *dir = source_folder(plan);
+    const struct ckpt_fs *fs = plan->src->fs;
     char config[4096];
-    struct stat st;
-    if (!rc && dir && snprintf(config, sizeof config, "%s/config.json", ckpt_source_path(plan->src)) <
-                          (int)sizeof config && lstat(config, &st) == 0 && S_ISREG(st.st_mode))
+    if (!rc && dir && snprintf(config, sizeof config, "%s/config.json", dir) < (int)sizeof config &&
+        plain_file(fs, config))
         rc = write_config(o, plan, config, files, err);
     else if (!rc)
         rc = write_made_config(o, plan, files, err);
     if (!rc && dir)
-        rc = copy_small_files(o, ckpt_source_path(plan->src), files, err);
+        rc = fs_inside(fs, dir) ? copy_archive_files(o, fs, dir, files, err) : copy_small_files(o, dir, files, err);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* source.c: the catalog of an open checkpoint and the public ckpt_source calls. */
 #include "source.h"
 
+#include "archive_fs.h"
 #include "checked.h"
 #include "error.h"
 #include "format.h"
@@ -20,6 +21,7 @@ void ckpt_limits_default(ckpt_limits *limits)
     limits->max_tensors = 10000000;
     limits->max_rank = 64;
     limits->max_pickle_bytes = (uint64_t)1 << 30;
+    limits->max_archive_bytes = ARCHIVE_DEFAULT_MAX_BYTES;
 }
 
 static int grow(void **array, size_t *cap, size_t need, size_t elem_size, ckpt_error *err)
@@ -55,6 +57,14 @@ static int append_file(struct ckpt_source *src, const char *path, const uint8_t 
 
 int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, ckpt_error *err)
 {
+    const struct fs_member *member = fs_member(src->fs, path);
+    if (member) {
+        if (member->is_dir)
+            return ckpt_fail(err, CKPT_ERR_READ, "%s: not a regular file", path);
+        const struct source_file whole = {src->fs->root, src->fs->data, src->fs->size, true, true,
+                                          src->fs->in_place ? src->fs->root : NULL, 0};
+        return source_add_borrowed(src, &whole, member->offset, member->size, path, index, err);
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return ckpt_fail(err, errno == ENOENT ? CKPT_ERR_NOT_FOUND : CKPT_ERR_READ,
@@ -416,6 +426,45 @@ int source_add_object(struct ckpt_source *src, const char *name, const char *kin
 
 /* ---- the public calls ---- */
 
+void source_share_fs(struct ckpt_source *scratch, const struct ckpt_source *src)
+{
+    scratch->fs = src->fs;
+    scratch->fs_owned = false;
+}
+
+/*
+ * Opens the archive at `path` as a folder: the archive itself (members read
+ * in place) or its inflated members becomes one file of `src` (hashed in
+ * manifests), and `*inner` the path of the checkpoint inside it.
+ */
+static int open_archive(struct ckpt_source *src, const char *path, char **inner, ckpt_error *err)
+{
+    int rc = archive_open_fs(path, src->limits.max_archive_bytes, &src->fs, err);
+    if (rc)
+        return rc;
+    src->fs_owned = true;
+    rc = archive_find_checkpoint(src->fs, inner, err);
+    if (rc || !*inner) {   /* failed, or a torch.save zip named .zip: the file itself is the checkpoint */
+        if (src->fs->data)
+            munmap((void *)src->fs->data, (size_t)src->fs->size);
+        fs_free(src->fs);
+        src->fs = NULL;
+        return rc;
+    }
+    uint32_t index;
+    if (src->fs->data) {
+        rc = append_file(src, path, src->fs->data, src->fs->size, true, false, &index, err);
+        if (rc) {
+            munmap((void *)src->fs->data, (size_t)src->fs->size);
+            src->fs->data = NULL;
+            return rc;
+        }
+        if (src->fs->in_place)   /* else the unlinked inflated copy: nothing else can change it */
+            src->files[index].backing = src->fs->root;
+    }
+    return CKPT_OK;
+}
+
 struct ckpt_source *source_new(const char *path, const ckpt_limits *limits)
 {
     struct ckpt_source *src = calloc(1, sizeof *src);
@@ -457,16 +506,20 @@ int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_op
     if (opts && opts->deepspeed_weights != CKPT_DEEPSPEED_FP32 && opts->deepspeed_weights != CKPT_DEEPSPEED_MODULE)
         return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: unknown deepspeed_weights %d",
                          (int)opts->deepspeed_weights);
-    const struct format_reader *reader;
-    int rc = format_detect(path, &reader, err);
-    if (rc)
-        return rc;
     struct ckpt_source *src = source_new(path, opts ? &opts->limits : NULL);
     if (!src)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    src->format = reader->name;
     src->deepspeed_weights = opts ? opts->deepspeed_weights : CKPT_DEEPSPEED_FP32;
-    rc = reader->open(src, path, err);
+    char *inner = NULL;
+    int rc = archive_probe(path) ? open_archive(src, path, &inner, err) : CKPT_OK;
+    const struct format_reader *reader = NULL;
+    if (!rc)
+        rc = format_detect(src->fs, inner ? inner : path, &reader, err);
+    if (!rc) {
+        src->format = reader->name;
+        rc = reader->open(src, inner ? inner : path, err);
+    }
+    src->inner = inner;
     if (rc) {
         ckpt_source_free(src);
         return rc;
@@ -500,11 +553,14 @@ void ckpt_source_free(ckpt_source *src)
         free((char *)src->objects[i].value);
     }
     free(src->objects);
+    if (src->fs_owned)
+        fs_free(src->fs);
     free(src->files);
     free(src->tensors);
     free(src->name_slots);
     free(src->metadata);
     free(src->path);
+    free(src->inner);
     free(src);
 }
 

@@ -87,10 +87,16 @@ struct ckpt_source {
     size_t metadata_count, metadata_cap;
     ckpt_object *objects;        /* owned strings, except the static kind */
     size_t object_count, object_cap;
+    struct ckpt_fs *fs;          /* the archive the source was opened from, or NULL (fs.h) */
+    char *inner;                 /* the checkpoint's path inside that archive ("x.nemo/model_weights"), or NULL */
+    bool fs_owned;               /* freed with this source (a scratch source borrows its reader's) */
     bool objects_only;           /* a scratch source read for its objects: a pickle without tensors is fine */
 };
 
-/* Maps `path` read-only and appends it to the source's files. */
+/*
+ * Maps `path` read-only and appends it to the source's files; a path inside
+ * the source's archive becomes a slice of the archive's inflated members.
+ */
 int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, ckpt_error *err);
 
 /* Appends bytes the reader owns from now on (malloc'd), named `path` in messages. */
@@ -111,6 +117,9 @@ int source_add_slice(struct ckpt_source *src, uint32_t parent, uint64_t offset, 
  */
 int source_add_borrowed(struct ckpt_source *src, const struct source_file *parent, uint64_t offset, uint64_t size,
                         const char *path, uint32_t *index, ckpt_error *err);
+
+/* Lets scratch source `scratch` find files inside `src`'s archive (call right after source_new). */
+void source_share_fs(struct ckpt_source *scratch, const struct ckpt_source *src);
 
 /* An empty source with `limits` (the defaults when NULL), or NULL when out of memory. */
 struct ckpt_source *source_new(const char *path, const ckpt_limits *limits);

@@ -27,7 +27,7 @@ head -c 64 /dev/urandom > "$work/random.pt"
 refused=0
 for f in "$CKPT_EXTERNAL"/picklescan/data/* "$CKPT_EXTERNAL"/picklescan/data2/* "$CKPT_EXTERNAL"/burn/broken.pt \
          "$CKPT_EXTERNAL"/burn/*.tar "$CKPT_EXTERNAL"/safetensors-cpp/safetensors_abuse_attempt_1.safetensors "$work"/* \
-         "$CKPT_TESTDATA"/hostile/*; do
+         "$CKPT_TESTDATA"/hostile/* "$CKPT_TESTDATA"/archive/hostile/*; do
     case "$f" in */pytorch_model.bin | */new_pytorch_model.bin | *.py) continue ;; esac
     (cd "$work" && eval "$limits" && exec "$CKPT_BIN" inspect "$f") >/dev/null 2>"$work/err"
     status=$?
@@ -41,10 +41,20 @@ check "every hostile input ($refused) refused with exit 3 under the caps" '[ "$r
 check "nothing was created while refusing" '[ -z "$(ls -A "$work" | grep -v -e "\.pkl$" -e "\.pt$" -e "\.safetensors$" -e "^err$")" ]'
 
 # testdata/hostile (made by its make_hostile.py): impossible views, lying zip64 sizes, index files naming
-# shards outside their folder; each refused by convert too, with a message naming the problem and
-# nothing written: no DST, nothing new beside it or in the hostile folder
+# shards outside their folder; testdata/archive/hostile (made by ../make_fixtures.py): archives whose
+# members escape, link, repeat, lie about their size or inflate like a bomb.  Each refused by convert
+# too, with a message naming the problem and nothing written: no DST, nothing new beside it, in the
+# hostile folders or in TMPDIR
 expect_message() {
     case "$1" in
+    *absolute.tar) echo "member /tmp/escape.safetensors has an absolute path" ;;
+    *traversal.tar) echo "member ../escape.safetensors climbs out of the archive" ;;
+    *symlink.tar) echo "member model.safetensors is a symbolic link" ;;
+    *hardlink.tar) echo "member model.safetensors is a hard link" ;;
+    *fifo.tar) echo "member model.safetensors is not a regular file or folder" ;;
+    *duplicate.tar) echo "member model_config.yaml appears twice" ;;
+    *lying-size.tar) echo "member model.safetensors claims 1048576 bytes, past the end of the archive" ;;
+    *bomb.tar.zst) echo "member model.safetensors inflates over 200 times" ;;
     *storage-smaller-than-view.pt) echo "reads 32 bytes of a 16-byte storage" ;;
     *shape-overflows-64-bits.pt) echo "shape overflows 64 bits" ;;
     *negative-stride.pt) echo "stride is malformed" ;;
@@ -52,18 +62,23 @@ expect_message() {
     *index-escape-*) echo "leaves the checkpoint folder" ;;
     esac
 }
-before=$(ls -AR "$CKPT_TESTDATA/hostile" | md5sum)
-for f in "$CKPT_TESTDATA"/hostile/*; do
+hostile_state() { ls -AR "$CKPT_TESTDATA/hostile" "$CKPT_TESTDATA/archive" | md5sum; }
+before=$(hostile_state)
+mkdir "$work/tmp"
+for f in "$CKPT_TESTDATA"/hostile/* "$CKPT_TESTDATA"/archive/hostile/*; do
     case "$f" in *.py) continue ;; esac
-    (cd "$work" && eval "$limits" && exec "$CKPT_BIN" convert "$f" "$work/dst" --target ascend-310p --quiet) \
-        >/dev/null 2>"$work/err"
+    (cd "$work" && eval "$limits" && TMPDIR="$work/tmp" exec "$CKPT_BIN" convert "$f" "$work/dst" --target ascend-310p \
+        --quiet) >/dev/null 2>"$work/err"
     status=$?
     name=$(basename "$f")
     check "convert refuses $name with exit 3 (got $status)" '[ "$status" -eq 3 ]'
-    check "convert names the problem of $name" 'grep -q -- "$(expect_message "$f")" "$work/err" && grep -q "$name" "$work/err"'
+    check "convert names the problem of $name in one line" \
+        'grep -qF -- "$(expect_message "$f")" "$work/err" && grep -q "$name" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
     check "convert of $name leaves no DST" '[ ! -e "$work/dst" ] && ! ls -A "$work" | grep -q "ckpt-tmp"'
 done
-check "nothing written beside the hostile inputs" '[ "$(ls -AR "$CKPT_TESTDATA/hostile" | md5sum)" = "$before" ]'
+check "nothing written beside the hostile inputs" '[ "$(hostile_state)" = "$before" ]'
+check "nothing left in TMPDIR" '[ -z "$(ls -A "$work/tmp")" ]'
+check "no member escaped its archive" '[ ! -e "$CKPT_TESTDATA/archive/escape.safetensors" ] && [ ! -e /tmp/escape.safetensors ]'
 
 # out of space: a 64 KiB file-size limit against a 260 KiB conversion
 (ulimit -f 128; exec "$CKPT_BIN" convert "$CKPT_TESTDATA/sample" "$work/out" --target ascend-310p) >/dev/null 2>"$work/err"

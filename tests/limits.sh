@@ -39,6 +39,10 @@ done
 refuses --max-pickle-memory 1KiB inspect "$torch"
 refuses --max-pickle-memory 1KiB convert "$torch" "$work/out" --target nd --quiet
 refuses --max-pickle-memory 1KiB diff "$torch" "$torch"
+refuses --max-archive-size 64KiB inspect "$CKPT_TESTDATA/archive/sample.tar.zst"
+"$CKPT_BIN" inspect "$CKPT_TESTDATA/archive/sample.tar.zst" --max-archive-size 1MiB >/dev/null 2>&1
+status=$?
+check "an archive under --max-archive-size opens (got $status)" '[ "$status" -eq 0 ]'
 check "no destination left by a refused convert" '[ ! -e "$work/out" ]'
 
 "$CKPT_BIN" inspect "$sample" --max-rank 65 >/dev/null 2>&1

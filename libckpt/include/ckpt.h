@@ -118,6 +118,7 @@ typedef struct ckpt_limits {
     uint64_t max_tensors;       /* tensors in one source (default 10,000,000) */
     uint32_t max_rank;          /* dimensions of one tensor (default 64) */
     uint64_t max_pickle_bytes;  /* memory the pickle machine may allocate (default 1 GiB) */
+    uint64_t max_archive_bytes; /* bytes an archive (.nemo, .tar*, .zip) may inflate to (default 256 GiB) */
 } ckpt_limits;
 
 /* Fills `limits` with the defaults above. */
