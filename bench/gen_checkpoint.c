@@ -9,19 +9,12 @@
  * is pseudo-random but finite (no NaN or infinity), so casts do real work.
  */
 #include "ckpt.h"
+#include "synthetic.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static uint64_t next_random(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
 
 int main(int argc, char **argv)
 {
@@ -37,7 +30,7 @@ int main(int argc, char **argv)
     size_t matrices = (size_t)(total / matrix_bytes), per_shard = (matrices + (size_t)shards - 1) / (size_t)shards;
     mkdir(dir, 0755);
     uint16_t *row = malloc(cols * 2);
-    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    uint64_t seed = SYNTHETIC_SEED;
     char index_path[4096];
     snprintf(index_path, sizeof index_path, "%s/model.safetensors.index.json", dir);
     FILE *index = fopen(index_path, "w");
@@ -65,8 +58,7 @@ int main(int argc, char **argv)
         }
         for (size_t i = 0; i < count; i++) {
             for (uint64_t r = 0; r < rows + 1; r++) {   /* the matrix, then its norm vector */
-                for (uint64_t c = 0; c < cols; c++)     /* exponents 0x3a..0x41: magnitudes 2^-12 .. 2^3 */
-                    row[c] = (uint16_t)(((next_random(&seed) >> 20) & 0x80ff) | (0x3a00 + (c & 7) * 0x100));
+                synthetic_row(row, cols, &seed);
                 ckpt_writer_write(w, row, cols * 2, &err);
             }
             fprintf(index, "%s\"%s\": \"%s\", \"%s\": \"%s\"", m + i ? ", " : "", names[2 * i], file,

@@ -16,3 +16,12 @@ for size in ${BENCH_SIZES:-2048 4096}; do
     SIZE_MIB=$size BENCH_JSON="$CKPT_BUILD/bench-convert-$size.json" \
         sh bench/convert.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_checkpoint"
 done
+# the torch.save (.bin, Python route) and Megatron TP=4 runs at the first size only: they show the
+# same per-byte work on other inputs, and the second size would only double the run
+first=$(echo ${BENCH_SIZES:-2048 4096} | cut -d' ' -f1)
+echo "== torch.save .bin and the Python route ($first MiB)"
+SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-torch-$first.json" \
+    sh bench/torch_convert.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_checkpoint" "$CKPT_BUILD/bench/gen_torch"
+echo "== Megatron TP=4 ($first MiB)"
+SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-megatron-$first.json" \
+    sh bench/megatron.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_torch"
