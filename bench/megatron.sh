@@ -22,7 +22,8 @@ find "$dir/src" -type f -exec cat {} + >/dev/null
 
 seconds() { /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null 2>&1; cat "$dir/time"; }
 
-cp_t=$(seconds cp -r "$dir/src" "$dir/copy" | cut -d' ' -f1)
+sync   # the generator's bytes are on disk before the baseline starts
+cp_t=$(seconds sh -c "cp -r '$dir/src' '$dir/copy' && sync" | cut -d' ' -f1)   # convert fsyncs its output too
 rm -rf "$dir/copy"
 set -- $(seconds "$ckpt" inspect "$dir/src")
 insp_t=$1 insp_rss=$2
@@ -37,7 +38,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 mibs() { awk -v b="$bytes" -v t="$1" 'BEGIN { printf "%.0f", (t > 0 ? b / t / 1048576 : 0) }'; }
 
 printf '\n%-44s %10s %10s %12s\n' "Megatron benchmark ($((bytes >> 20)) MiB bf16, TP=4)" "seconds" "MiB/s" "vs baseline"
-printf '%-44s %10s %10s %12s\n' "cp -r (baseline)" "$cp_t" "$(mibs "$cp_t")" "1.00"
+printf '%-44s %10s %10s %12s\n' "cp -r + sync (baseline)" "$cp_t" "$(mibs "$cp_t")" "1.00"
 printf '%-44s %10s %10s %12s\n' "ckpt inspect (merge plan of 4 ranks)" "$insp_t" "" ""
 printf '%-44s %10s %10s %12s\n' "ckpt convert --target ascend-310p --jobs $jobs" "$conv_t" "$(mibs "$conv_t")" \
     "$(ratio "$cp_t" "$conv_t")x cp"

@@ -23,7 +23,8 @@ cat "$dir"/bin/* >/dev/null
 
 seconds() { /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null 2>&1; cat "$dir/time"; }
 
-cp_t=$(seconds cp -r "$dir/bin" "$dir/copy" | cut -d' ' -f1)
+sync   # the generator's bytes are on disk before the baseline starts
+cp_t=$(seconds sh -c "cp -r '$dir/bin' '$dir/copy' && sync" | cut -d' ' -f1)   # convert fsyncs its output too
 rm -rf "$dir/copy"
 set -- $(seconds "$ckpt" inspect "$dir/bin")
 insp_t=$1 insp_rss=$2
@@ -53,7 +54,7 @@ fi
 
 printf '\n%-44s %10s %10s %12s\n' "torch.save benchmark ($((bytes >> 20)) MiB bf16 .bin, 4 shards)" "seconds" "MiB/s" \
     "vs baseline"
-printf '%-44s %10s %10s %12s\n' "cp -r (baseline)" "$cp_t" "$(mibs "$cp_t")" "1.00"
+printf '%-44s %10s %10s %12s\n' "cp -r + sync (baseline)" "$cp_t" "$(mibs "$cp_t")" "1.00"
 printf '%-44s %10s %10s %12s\n' "ckpt convert --target ascend-310p --jobs $jobs" "$conv_t" "$(mibs "$conv_t")" \
     "$(ratio "$cp_t" "$conv_t")x cp"
 printf '%-44s %10s %10s %12s\n' "ckpt verify --jobs $jobs" "$ver_t" "$(mibs "$ver_t")" "$(ratio "$cp_t" "$ver_t")x cp"
