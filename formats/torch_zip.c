@@ -21,11 +21,14 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define CRC_CHUNK ((size_t)4 << 20)
+#define CRC_CHUNK ((size_t)1 << 20)
 
 struct zip_ctx {
     struct ckpt_source *src;
@@ -114,24 +117,59 @@ static int entry_bytes(struct zip_ctx *c, const struct zip_entry *e, uint32_t *f
     return rc;
 }
 
-/* Checks every stored entry's CRC, streaming through the mapping and letting its pages go. */
+/*
+ * Reads `n` bytes at `offset` of the zip's file for the CRC check: with pread
+ * from the file on disk (a file truncated meanwhile is an error, not SIGBUS,
+ * and no page stays in our resident set), or where they are in memory.
+ */
+static int crc_bytes(const struct source_file *f, int fd, uint64_t offset, size_t n, uint8_t *buf,
+                     const uint8_t **bytes, const char *entry, ckpt_error *err)
+{
+    if (fd < 0) {
+        *bytes = f->data + offset;
+        return CKPT_OK;
+    }
+    for (size_t done = 0; done < n;) {
+        ssize_t got = pread(fd, buf + done, n - done, (off_t)(f->backing_offset + offset + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return ckpt_fail(err, CKPT_ERR_READ, "%s: entry %s: %s", f->path, entry,
+                             got < 0 ? strerror(errno) : "file truncated while checking its CRC");
+        done += (size_t)got;
+    }
+    *bytes = buf;
+    return CKPT_OK;
+}
+
+/* Checks every stored entry's CRC, reading each in chunks. */
 static int check_crcs(struct zip_ctx *c, ckpt_error *err)
 {
     const struct source_file *f = &c->src->files[c->file];
-    for (size_t i = 0; i < c->zip.count; i++) {
+    int fd = f->backing ? open(f->backing, O_RDONLY | O_CLOEXEC) : -1;
+    if (f->backing && fd < 0)
+        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot reopen: %s", f->path, strerror(errno));
+    uint8_t *buf = fd >= 0 ? malloc(CRC_CHUNK) : NULL;
+    int rc = fd >= 0 && !buf ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->path) : CKPT_OK;
+    for (size_t i = 0; i < c->zip.count && !rc; i++) {
         const struct zip_entry *e = &c->zip.entries[i];
         if (e->method != 0 || e->crc == 0)
             continue;
         uint32_t crc = 0;
-        for (uint64_t at = 0; at < e->size; at += CRC_CHUNK) {
+        for (uint64_t at = 0; at < e->size && !rc; at += CRC_CHUNK) {
             size_t n = e->size - at < CRC_CHUNK ? (size_t)(e->size - at) : CRC_CHUNK;
-            crc = zip_crc32(crc, f->data + e->data_offset + at, n);
-            source_release_pages(f->data + e->data_offset + at, n);
+            const uint8_t *bytes = NULL;
+            rc = crc_bytes(f, fd, e->data_offset + at, n, buf, &bytes, e->name, err);
+            if (!rc)
+                crc = zip_crc32(crc, bytes, n);
         }
-        if (crc != e->crc)
-            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s fails its CRC check (corrupt file)", f->path, e->name);
+        if (!rc && crc != e->crc)
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s fails its CRC check (corrupt file)", f->path, e->name);
     }
-    return CKPT_OK;
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
 }
 
 static int locate(void *ctx, const struct torch_storage_ref *ref, ckpt_dtype dtype, struct tensor_view *view,

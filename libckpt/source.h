@@ -221,13 +221,6 @@ size_t source_lookup(const struct ckpt_source *src, const char *name);
 uint64_t view_line_count(const ckpt_tensor *t);
 uint64_t view_line_bytes(const ckpt_tensor *t);
 
-/*
- * Drops the pages wholly inside [p, p + len) of a read-only file mapping from
- * this process (they stay in the page cache), so that streaming through a
- * large file does not grow the resident set (view.c).
- */
-void source_release_pages(const uint8_t *p, uint64_t len);
-
 /* Copies lines [first, first + count) of a tensor, row-major and little-endian (view.c). */
 int view_read_lines(const struct ckpt_source *src, const struct tensor_entry *t, uint64_t first, uint64_t count,
                     uint8_t *dst, ckpt_error *err);

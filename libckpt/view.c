@@ -21,25 +21,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/*
- * Drops the pages wholly inside [p, p + len) from this process's mapping.
- * They stay in the page cache, so a later read costs a page fault, not I/O;
- * without this, streaming a checkpoint through its mapping would make the
- * resident set grow to the whole checkpoint.  Only whole pages are dropped:
- * another tensor may share the pages at either end.
- */
-void source_release_pages(const uint8_t *p, uint64_t len)
-{
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)p + len) & ~(page - 1);
-    if (end > start)
-        madvise((void *)start, end - start, MADV_DONTNEED);
-}
 
 /* Byte-reverses each `unit`-byte element of buf. */
 static void swap_bytes(uint8_t *buf, uint64_t len, size_t unit)
