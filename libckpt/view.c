@@ -11,8 +11,9 @@
  * Contiguous data of a file on disk is read with pread, not through the
  * mapping: a file truncated while it is read then gives a short read, an
  * error naming the file and the tensor, where the mapping would raise
- * SIGBUS.  Strided views still gather from the mapping (their elements are
- * scattered), after checking that the file still holds the whole storage.
+ * SIGBUS.  Strided views read the storage span a block of lines touches the
+ * same way, into a buffer, when that span is at most 32 MiB; larger spans
+ * are gathered from the mapping after checking the file still holds them.
  */
 #include "source.h"
 
@@ -20,9 +21,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The most storage a strided read copies into a buffer: beyond it, it gathers from the mapping. */
+#define STRIDED_BUFFER_MAX ((uint64_t)32 << 20)
 
 /* Byte-reverses each `unit`-byte element of buf. */
 static void swap_bytes(uint8_t *buf, uint64_t len, size_t unit)
@@ -35,38 +40,85 @@ static void swap_bytes(uint8_t *buf, uint64_t len, size_t unit)
         }
 }
 
-/*
- * Gathers `count` lines starting at line `first` of a strided view.  The
- * innermost dimension is copied as one run when its stride is 1, element by
- * element otherwise; an odometer walks the leading dimensions.
- */
-static void gather_lines(const uint8_t *base, size_t esize, uint32_t rank, const uint64_t *shape,
-                         const int64_t *strides, uint64_t first, uint64_t count, uint8_t *dst)
+/* Walks the lines of a strided view in order: where each starts, in elements from the view's first. */
+struct line_walk {
+    uint64_t index[SOURCE_MAX_RANK];   /* the line's index in the dimensions before the last */
+    uint32_t last;
+    const uint64_t *shape;
+    const int64_t *strides;
+};
+
+static void walk_start(struct line_walk *w, uint32_t rank, const uint64_t *shape, const int64_t *strides,
+                       uint64_t first)
 {
-    uint64_t index[SOURCE_MAX_RANK] = {0};
-    uint32_t last = rank - 1;
-    for (uint32_t d = last; d-- > 0;) {
-        index[d] = first % shape[d];
+    memset(w->index, 0, sizeof w->index);
+    w->last = rank - 1;
+    w->shape = shape;
+    w->strides = strides;
+    for (uint32_t d = w->last; d-- > 0;) {
+        w->index[d] = first % shape[d];
         first /= shape[d];
     }
-    uint64_t run_bytes = shape[last] * esize;
-    uint64_t step = (uint64_t)strides[last] * esize;
-    for (uint64_t line = 0; line < count; line++) {
-        uint64_t off = 0;
-        for (uint32_t d = 0; d < last; d++)
-            off += index[d] * (uint64_t)strides[d];
-        const uint8_t *p = base + off * esize;
-        if (strides[last] == 1) {
+}
+
+static uint64_t walk_offset(const struct line_walk *w)
+{
+    uint64_t off = 0;
+    for (uint32_t d = 0; d < w->last; d++)
+        off += w->index[d] * (uint64_t)w->strides[d];
+    return off;
+}
+
+static void walk_next(struct line_walk *w)
+{
+    for (uint32_t d = w->last; d-- > 0;) {
+        if (++w->index[d] < w->shape[d])
+            break;
+        w->index[d] = 0;
+    }
+}
+
+/*
+ * The elements lines [first, first + count) touch, [*lo, *hi], in elements
+ * from the view's first (strides are never negative: the readers refuse them).
+ */
+static void span_of_lines(uint32_t rank, const uint64_t *shape, const int64_t *strides, uint64_t first,
+                          uint64_t count, uint64_t *lo, uint64_t *hi)
+{
+    struct line_walk w;
+    walk_start(&w, rank, shape, strides, first);
+    uint64_t line_span = (shape[rank - 1] - 1) * (uint64_t)strides[rank - 1];
+    *lo = UINT64_MAX;
+    *hi = 0;
+    for (uint64_t line = 0; line < count; line++, walk_next(&w)) {
+        uint64_t off = walk_offset(&w);
+        if (off < *lo)
+            *lo = off;
+        if (off + line_span > *hi)
+            *hi = off + line_span;
+    }
+}
+
+/*
+ * Gathers `count` lines starting at line `first` of a strided view whose
+ * element `origin` is at `base`.  The innermost dimension is copied as one
+ * run when its stride is 1, element by element otherwise.
+ */
+static void gather_lines(const uint8_t *base, uint64_t origin, size_t esize, uint32_t rank, const uint64_t *shape,
+                         const int64_t *strides, uint64_t first, uint64_t count, uint8_t *dst)
+{
+    struct line_walk w;
+    walk_start(&w, rank, shape, strides, first);
+    uint64_t run_bytes = shape[rank - 1] * esize;
+    uint64_t step = (uint64_t)strides[rank - 1] * esize;
+    for (uint64_t line = 0; line < count; line++, walk_next(&w)) {
+        const uint8_t *p = base + (walk_offset(&w) - origin) * esize;
+        if (strides[rank - 1] == 1) {
             memcpy(dst, p, run_bytes);
             dst += run_bytes;
         } else {
-            for (uint64_t k = 0; k < shape[last]; k++, p += step, dst += esize)
+            for (uint64_t k = 0; k < shape[rank - 1]; k++, p += step, dst += esize)
                 memcpy(dst, p, esize);
-        }
-        for (uint32_t d = last; d-- > 0;) {
-            if (++index[d] < shape[d])
-                break;
-            index[d] = 0;
         }
     }
 }
@@ -149,6 +201,41 @@ static int check_still_whole(struct reader *r, const struct source_file *f, cons
     return rc;
 }
 
+/*
+ * Gathers lines of a strided view.  The storage they touch is read with
+ * pread into a buffer when it is at most STRIDED_BUFFER_MAX bytes (a file
+ * truncated meanwhile is then a short read, an error); a larger span is
+ * gathered from the mapping, after checking the file still holds it.
+ */
+static int read_strided(struct reader *r, const struct source_file *f, const struct tensor_entry *t, uint64_t first,
+                        uint64_t count, uint8_t *dst)
+{
+    const ckpt_tensor *pub = &t->pub;
+    size_t esize = ckpt_dtype_size(pub->dtype);
+    uint64_t start = t->view.storage_offset + t->view.elem_offset * esize;
+    /* rank 0 and 1 as [count, 1] lines of one element */
+    uint32_t rank = pub->rank >= 2 ? pub->rank : 2;
+    const uint64_t *shape = pub->rank >= 2 ? pub->shape : (uint64_t[]){pub->rank ? pub->shape[0] : 1, 1};
+    const int64_t *strides = pub->rank >= 2 ? t->strides : (int64_t[]){pub->rank ? t->strides[0] : 0, 1};
+    uint64_t lo, hi;
+    span_of_lines(rank, shape, strides, first, count, &lo, &hi);
+    uint64_t span = (hi - lo + 1) * esize;   /* the view was checked to lie inside its storage */
+    if (f->backing && span <= STRIDED_BUFFER_MAX) {
+        uint8_t *buf = malloc((size_t)span);
+        if (!buf)
+            return ckpt_fail(r->err, CKPT_ERR_NOMEM, "%s: out of memory reading tensor %s", f->path, pub->name);
+        int rc = read_bytes(r, f, pub->name, start + lo * esize, span, buf);
+        if (!rc)
+            gather_lines(buf, lo, esize, rank, shape, strides, first, count, dst);
+        free(buf);
+        return rc;
+    }
+    int rc = check_still_whole(r, f, t);
+    if (!rc)
+        gather_lines(f->data + start, 0, esize, rank, shape, strides, first, count, dst);
+    return rc;
+}
+
 /* Reads lines of a tensor held by one view. */
 static int read_view_lines(struct reader *r, const struct tensor_entry *t, uint64_t first, uint64_t count,
                            uint8_t *dst)
@@ -166,17 +253,9 @@ static int read_view_lines(struct reader *r, const struct tensor_entry *t, uint6
         if (rc)
             return rc;
     } else {
-        int rc = check_still_whole(r, f, t);
+        int rc = read_strided(r, f, t, first, count, dst);
         if (rc)
             return rc;
-        const uint8_t *base = f->data + start;
-        if (pub->rank == 0)
-            memcpy(dst, base, esize);
-        else if (pub->rank == 1)
-            gather_lines(base + first * (uint64_t)t->strides[0] * esize, esize, 2, (uint64_t[]){count, 1},
-                         (int64_t[]){t->strides[0], 1}, 0, count, dst);
-        else
-            gather_lines(base, esize, pub->rank, pub->shape, t->strides, first, count, dst);
     }
     if (t->view.big_endian && esize > 1)
         swap_bytes(dst, len, pub->dtype == CKPT_DTYPE_C64 ? 4 : esize);

@@ -340,6 +340,32 @@ static void write_many_storages(const char *path, uint32_t n)
     free(b);
 }
 
+/* A file cut short after it was opened: a strided view's read is an error naming file and tensor, not SIGBUS. */
+START_TEST(strided_view_of_truncated_file)
+{
+    char *dir = test_tmpdir(), *views = test_testdata("torch/views.pt"), *copy = test_join(dir, "views.pt");
+    size_t len;
+    uint8_t *bytes = test_read_file(views, &len);
+    test_write_file(copy, bytes, len);
+    ckpt_source *src = test_open(copy);
+    size_t i;
+    ck_assert_int_eq(ckpt_source_find(src, "transposed", &i), CKPT_OK);
+    float out[24];
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_source_read(src, i, 0, 6, out, sizeof out, &err), CKPT_OK);   /* whole, it reads */
+    ck_assert_int_eq(truncate(copy, 64), 0);
+    ck_assert_int_eq(ckpt_source_read(src, i, 0, 6, out, sizeof out, &err), CKPT_ERR_READ);
+    ck_assert_msg(strstr(err.message, "views.pt") && strstr(err.message, "truncated while reading tensor transposed"),
+                  "%s", err.message);
+    ckpt_source_free(src);
+    test_rmtree(dir);
+    free(bytes);
+    free(copy);
+    free(views);
+    free(dir);
+}
+END_TEST
+
 START_TEST(crafted_archives)
 {
     char *dir = test_tmpdir();
@@ -447,6 +473,7 @@ static Suite *torch_suite(void)
     tcase_add_test(tc, convert_torch_to_safetensors);
     tcase_add_test(tc, convert_torch_for_each_target);
     tcase_add_test(tc, crafted_archives);
+    tcase_add_test(tc, strided_view_of_truncated_file);
     suite_add_tcase(s, tc);
     return s;
 }
