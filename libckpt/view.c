@@ -11,9 +11,11 @@
  * Contiguous data of a file on disk is read with pread, not through the
  * mapping: a file truncated while it is read then gives a short read, an
  * error naming the file and the tensor, where the mapping would raise
- * SIGBUS.  Strided views read the storage span a block of lines touches the
- * same way, into a buffer, when that span is at most 32 MiB; larger spans
- * are gathered from the mapping after checking the file still holds them.
+ * SIGBUS.  Strided views are read the same way: a transposed matrix column
+ * run by column run, others as the storage span a block of lines touches,
+ * into a buffer, when that span is at most 32 MiB; larger spans of other
+ * shapes are gathered from the mapping after checking the file still holds
+ * them.
  */
 #include "source.h"
 
@@ -201,11 +203,58 @@ static int check_still_whole(struct reader *r, const struct source_file *f, cons
     return rc;
 }
 
+/* Copies `count` elements of `run` to dst, dst + pitch, ...: constant-size copies the compiler inlines. */
+static void scatter_column(uint8_t *dst, uint64_t pitch, const uint8_t *run, uint64_t count, size_t esize)
+{
+    switch (esize) {
+    case 2:
+        for (uint64_t i = 0; i < count; i++)
+            memcpy(dst + i * pitch, run + i * 2, 2);
+        break;
+    case 4:
+        for (uint64_t i = 0; i < count; i++)
+            memcpy(dst + i * pitch, run + i * 4, 4);
+        break;
+    case 8:
+        for (uint64_t i = 0; i < count; i++)
+            memcpy(dst + i * pitch, run + i * 8, 8);
+        break;
+    default:
+        for (uint64_t i = 0; i < count; i++)
+            memcpy(dst + i * pitch, run + i * esize, esize);
+    }
+}
+
 /*
- * Gathers lines of a strided view.  The storage they touch is read with
- * pread into a buffer when it is at most STRIDED_BUFFER_MAX bytes (a file
- * truncated meanwhile is then a short read, an error); a larger span is
- * gathered from the mapping, after checking the file still holds it.
+ * Lines of a transposed matrix (strides [1, S]): column k of the lines
+ * [first, first + count) is one run of `count` elements at first + k * S, so
+ * each column is read with one pread into `run` and scattered into place.
+ * Memory is one column's run, whatever the matrix's size.
+ */
+static int read_transposed(struct reader *r, const struct source_file *f, const struct tensor_entry *t, uint64_t start,
+                           uint64_t first, uint64_t count, uint8_t *dst)
+{
+    size_t esize = ckpt_dtype_size(t->pub.dtype);
+    uint64_t cols = t->pub.shape[1], stride = (uint64_t)t->strides[1];
+    uint8_t *run = malloc((size_t)(count * esize));
+    if (!run)
+        return ckpt_fail(r->err, CKPT_ERR_NOMEM, "%s: out of memory reading tensor %s", f->path, t->pub.name);
+    int rc = CKPT_OK;
+    for (uint64_t k = 0; k < cols && !rc; k++) {
+        rc = read_bytes(r, f, t->pub.name, start + (first + k * stride) * esize, count * esize, run);
+        if (!rc)
+            scatter_column(dst + k * esize, cols * esize, run, count, esize);
+    }
+    free(run);
+    return rc;
+}
+
+/*
+ * Gathers lines of a strided view.  A transposed matrix is read column run by
+ * column run; otherwise the storage the lines touch is read with pread into a
+ * buffer when it is at most STRIDED_BUFFER_MAX bytes.  Either way a file
+ * truncated meanwhile is a short read, an error.  A larger span of another
+ * shape is gathered from the mapping, after checking the file still holds it.
  */
 static int read_strided(struct reader *r, const struct source_file *f, const struct tensor_entry *t, uint64_t first,
                         uint64_t count, uint8_t *dst)
@@ -213,6 +262,8 @@ static int read_strided(struct reader *r, const struct source_file *f, const str
     const ckpt_tensor *pub = &t->pub;
     size_t esize = ckpt_dtype_size(pub->dtype);
     uint64_t start = t->view.storage_offset + t->view.elem_offset * esize;
+    if (f->backing && pub->rank == 2 && t->strides[0] == 1 && t->strides[1] > 1)
+        return read_transposed(r, f, t, start, first, count, dst);
     /* rank 0 and 1 as [count, 1] lines of one element */
     uint32_t rank = pub->rank >= 2 ? pub->rank : 2;
     const uint64_t *shape = pub->rank >= 2 ? pub->shape : (uint64_t[]){pub->rank ? pub->shape[0] : 1, 1};
