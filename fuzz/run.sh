@@ -4,6 +4,7 @@
 # New crashers are left in build-fuzz/crashes/ (minimise them and add them to fuzz/regressions/).
 # FUZZ_TIMEOUT overrides the 10 s per input (a niced run on a busy machine needs more wall time).
 set -u
+. fuzz/seed.sh
 seconds=$1
 shift
 root=$(pwd)
@@ -13,23 +14,7 @@ for target in "$@"; do
     corpus="build-fuzz/corpus/$name"
     seeds="fuzz/seeds/$name"
     mkdir -p "$corpus" "build-fuzz/crashes/$name" "$seeds" "fuzz/regressions/$name"
-    case "$name" in
-    fuzz_safetensors) cp -n testdata/sample/*.safetensors "$EXTERNAL"/*/*.safetensors "$corpus"/ 2>/dev/null ;;
-    fuzz_pickle)
-        find "$EXTERNAL" -type f -size -1024k \( -name '*.pkl' -o -name '*.pickle' \) -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
-    fuzz_torch_zip | fuzz_torch_legacy)
-        find testdata/torch "$EXTERNAL" -type f -size -1024k \( -name '*.pt' -o -name '*.pth' -o -name '*.bin' \) \
-            -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
-    fuzz_archive)
-        find testdata/archive "$EXTERNAL" -type f -size -1024k \( -name '*.tar' -o -name '*.nemo' -o -name '*.tar.gz' \
-            -o -name '*.tar.zst' -o -name '*.zip' \) -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
-    fuzz_dcp_metadata)   # every file is named .metadata: numbered copies
-        i=0
-        for f in $(find testdata/dcp "$EXTERNAL" -type f -name .metadata -size -1024k 2>/dev/null); do
-            i=$((i + 1))
-            cp "$f" "$corpus/metadata-$i"
-        done ;;
-    esac
+    seed_corpus "$name" "$corpus"
     echo "== $name: ${seconds}s"
     if ! "$target" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="build-fuzz/crashes/$name/" "$corpus" "$seeds" fuzz/regressions/"$name" \

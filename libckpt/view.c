@@ -13,9 +13,8 @@
  * error naming the file and the tensor, where the mapping would raise
  * SIGBUS.  Strided views are read the same way: a transposed matrix column
  * run by column run, others as the storage span a block of lines touches,
- * into a buffer, when that span is at most 32 MiB; larger spans of other
- * shapes are gathered from the mapping after checking the file still holds
- * them.
+ * into a buffer of at most 32 MiB (a block spanning more is halved until
+ * each half fits, a single line into runs of its elements).
  */
 #include "source.h"
 
@@ -25,10 +24,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-/* The most storage a strided read copies into a buffer: beyond it, it gathers from the mapping. */
+/* The most storage one strided read copies into a buffer: a block of lines spanning more is split. */
 #define STRIDED_BUFFER_MAX ((uint64_t)32 << 20)
 
 /* Byte-reverses each `unit`-byte element of buf. */
@@ -189,20 +187,6 @@ static int read_bytes(struct reader *r, const struct source_file *f, const char 
     return rc;
 }
 
-/* Before gathering a strided view from the mapping: the file must still hold the whole storage. */
-static int check_still_whole(struct reader *r, const struct source_file *f, const struct tensor_entry *t)
-{
-    if (!f->backing)
-        return CKPT_OK;
-    int rc = reader_open(r, f->backing, t->pub.name);
-    struct stat st;
-    if (!rc && fstat(r->fd, &st) != 0)
-        rc = ckpt_fail(r->err, CKPT_ERR_READ, "%s: cannot stat: %s", f->path, strerror(errno));
-    if (!rc && (uint64_t)st.st_size < f->backing_offset + t->view.storage_offset + t->view.storage_bytes)
-        rc = ckpt_fail(r->err, CKPT_ERR_READ, "%s: file truncated before reading tensor %s", f->path, t->pub.name);
-    return rc;
-}
-
 /* Copies `count` elements of `run` to dst, dst + pitch, ...: constant-size copies the compiler inlines. */
 static void scatter_column(uint8_t *dst, uint64_t pitch, const uint8_t *run, uint64_t count, size_t esize)
 {
@@ -250,11 +234,45 @@ static int read_transposed(struct reader *r, const struct source_file *f, const 
 }
 
 /*
- * Gathers lines of a strided view.  A transposed matrix is read column run by
- * column run; otherwise the storage the lines touch is read with pread into a
- * buffer when it is at most STRIDED_BUFFER_MAX bytes.  Either way a file
- * truncated meanwhile is a short read, an error.  A larger span of another
- * shape is gathered from the mapping, after checking the file still holds it.
+ * Gathers lines [first, first + count) of a strided view of a file on disk,
+ * whose element 0 is `start` bytes into the file's data: the storage they
+ * touch is read with pread into a buffer, so a file truncated meanwhile is a
+ * short read, an error.  A block spanning more than STRIDED_BUFFER_MAX is
+ * halved until each half fits; a single line that does not fit is read as
+ * the column of its elements, so each read is bounded whatever the strides.
+ */
+static int read_span_lines(struct reader *r, const struct source_file *f, const struct tensor_entry *t, uint64_t start,
+                           uint32_t rank, const uint64_t *shape, const int64_t *strides, uint64_t first,
+                           uint64_t count, uint8_t *dst)
+{
+    size_t esize = ckpt_dtype_size(t->pub.dtype);
+    uint64_t lo, hi;
+    span_of_lines(rank, shape, strides, first, count, &lo, &hi);
+    uint64_t span = (hi - lo + 1) * esize;   /* the view was checked to lie inside its storage */
+    if (span > STRIDED_BUFFER_MAX && count > 1) {
+        uint64_t half = count / 2, line_bytes = shape[rank - 1] * esize;
+        int rc = read_span_lines(r, f, t, start, rank, shape, strides, first, half, dst);
+        return rc ? rc
+                  : read_span_lines(r, f, t, start, rank, shape, strides, first + half, count - half,
+                                    dst + half * line_bytes);
+    }
+    if (span > STRIDED_BUFFER_MAX)   /* one line, as lines of one element each */
+        return read_span_lines(r, f, t, start + lo * esize, 2, (uint64_t[]){shape[rank - 1], 1},
+                               (int64_t[]){strides[rank - 1], 1}, 0, shape[rank - 1], dst);
+    uint8_t *buf = malloc((size_t)span);
+    if (!buf)
+        return ckpt_fail(r->err, CKPT_ERR_NOMEM, "%s: out of memory reading tensor %s", f->path, t->pub.name);
+    int rc = read_bytes(r, f, t->pub.name, start + lo * esize, span, buf);
+    if (!rc)
+        gather_lines(buf, lo, esize, rank, shape, strides, first, count, dst);
+    free(buf);
+    return rc;
+}
+
+/*
+ * Gathers lines of a strided view: from memory when the file is held there;
+ * from disk a transposed matrix column run by column run, other views as the
+ * storage spans their lines touch.
  */
 static int read_strided(struct reader *r, const struct source_file *f, const struct tensor_entry *t, uint64_t first,
                         uint64_t count, uint8_t *dst)
@@ -268,23 +286,10 @@ static int read_strided(struct reader *r, const struct source_file *f, const str
     uint32_t rank = pub->rank >= 2 ? pub->rank : 2;
     const uint64_t *shape = pub->rank >= 2 ? pub->shape : (uint64_t[]){pub->rank ? pub->shape[0] : 1, 1};
     const int64_t *strides = pub->rank >= 2 ? t->strides : (int64_t[]){pub->rank ? t->strides[0] : 0, 1};
-    uint64_t lo, hi;
-    span_of_lines(rank, shape, strides, first, count, &lo, &hi);
-    uint64_t span = (hi - lo + 1) * esize;   /* the view was checked to lie inside its storage */
-    if (f->backing && span <= STRIDED_BUFFER_MAX) {
-        uint8_t *buf = malloc((size_t)span);
-        if (!buf)
-            return ckpt_fail(r->err, CKPT_ERR_NOMEM, "%s: out of memory reading tensor %s", f->path, pub->name);
-        int rc = read_bytes(r, f, pub->name, start + lo * esize, span, buf);
-        if (!rc)
-            gather_lines(buf, lo, esize, rank, shape, strides, first, count, dst);
-        free(buf);
-        return rc;
-    }
-    int rc = check_still_whole(r, f, t);
-    if (!rc)
-        gather_lines(f->data + start, 0, esize, rank, shape, strides, first, count, dst);
-    return rc;
+    if (f->backing)
+        return read_span_lines(r, f, t, start, rank, shape, strides, first, count, dst);
+    gather_lines(f->data + start, 0, esize, rank, shape, strides, first, count, dst);
+    return CKPT_OK;
 }
 
 /* Reads lines of a tensor held by one view. */

@@ -22,6 +22,7 @@ python_free_bomb() {   # x = (x, x) forty times over, memoized: 2^40 paths in 20
 }
 python_free_bomb > "$work/bomb.pkl"
 printf '\377\377\377\377\377\377\377\177{}' > "$work/huge-header.safetensors"
+printf '\200\002Nr\377\377\377\377.' > "$work/huge-memo.pkl"   # LONG_BINPUT at key 2^32 - 1
 head -c 64 /dev/urandom > "$work/random.pt"
 
 refused=0
@@ -40,11 +41,11 @@ done
 check "every hostile input ($refused) refused with exit 3 under the caps" '[ "$refused" -ge 110 ]'
 check "nothing was created while refusing" '[ -z "$(ls -A "$work" | grep -v -e "\.pkl$" -e "\.pt$" -e "\.safetensors$" -e "^err$")" ]'
 
-# testdata/hostile (made by its make_hostile.py): impossible views, lying zip64 sizes, index files naming
-# shards outside their folder; testdata/archive/hostile (made by ../make_fixtures.py): archives whose
-# members escape, link, repeat, lie about their size or inflate like a bomb.  Each refused by convert
-# too, with a message naming the problem and nothing written: no DST, nothing new beside it, in the
-# hostile folders or in TMPDIR
+# testdata/hostile (made by its make_hostile.py): impossible views, zip bombs, zips lying about sizes or
+# places, index files naming shards outside their folder; testdata/archive/hostile (made by
+# ../make_fixtures.py): archives whose members escape, link, repeat, lie about their size or inflate
+# like a bomb.  Each refused by convert too, with a message naming the problem and nothing written: no
+# DST, nothing new beside it, in the hostile folders or in TMPDIR
 expect_message() {
     case "$1" in
     *absolute.tar) echo "member /tmp/escape.safetensors has an absolute path" ;;
@@ -59,6 +60,10 @@ expect_message() {
     *shape-overflows-64-bits.pt) echo "shape overflows 64 bits" ;;
     *negative-stride.pt) echo "stride is malformed" ;;
     *zip64-lying-sizes.pt) echo "data lies outside the file" ;;
+    *zip-bomb-declared.pt) echo "compressed entries inflate to more than 1073741824 bytes" ;;
+    *zip-bomb-lying.pt) echo "entry archive/data/0 does not inflate to its declared 16 bytes" ;;
+    *zip-bomb-overlapping.pt) echo "zip entry archive/data/0 overlaps archive/data/1" ;;
+    *zip-entry-outside.pt) echo "local header lies outside the file" ;;
     *index-escape-*) echo "leaves the checkpoint folder" ;;
     esac
 }

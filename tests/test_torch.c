@@ -340,6 +340,86 @@ static void write_many_storages(const char *path, uint32_t n)
     free(b);
 }
 
+/*
+ * A legacy file whose one storage holds the floats 0 .. n-1, read by two
+ * views: "0" every fourth element (shape [n/4], stride 4) and "1" the same
+ * as one line (shape [1, n/4], strides [n, 4]).
+ */
+static void write_sparse_views(const char *path, uint32_t n)
+{
+    size_t cap = (size_t)n * 4 + 4096, k = 0;
+    uint8_t *b = malloc(cap);
+#define PUT(lit) (memcpy(b + k, lit, sizeof lit - 1), k += sizeof lit - 1)
+#define INT(v) (b[k++] = 'J', b[k++] = (uint8_t)(v), b[k++] = (uint8_t)((v) >> 8), b[k++] = (uint8_t)((v) >> 16), \
+                b[k++] = (uint8_t)((v) >> 24))
+    PUT("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.");
+    PUT("\x80\x02M\xe9\x03.");
+    PUT("\x80\x02}X\x0d\x00\x00\x00little_endian\x88s.");
+    PUT("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\nq\x00" "0" "ctorch\nFloatStorage\nq\x01" "0"
+        "X\x07\x00\x00\x00storageq\x02" "0" "X\x03\x00\x00\x00" "cpuq\x03" "0" "](");
+    PUT("h\x00((h\x02h\x01X\x01\x00\x00\x00" "0" "h\x03");
+    INT(n);
+    PUT("tQK\x00");
+    INT(n / 4);
+    PUT("\x85K\x04\x85\x89}tR");
+    PUT("h\x00((h\x02h\x01X\x01\x00\x00\x00" "0" "h\x03");
+    INT(n);
+    PUT("tQK\x00K\x01");
+    INT(n / 4);
+    PUT("\x86");
+    INT(n);
+    PUT("K\x04\x86\x89}tR");
+    PUT("e.\x80\x02](X\x01\x00\x00\x00" "0" "e.");
+    uint64_t numel = n;
+    memcpy(b + k, &numel, 8), k += 8;
+    for (uint32_t i = 0; i < n; i++) {
+        float f = (float)i;
+        memcpy(b + k, &f, 4), k += 4;
+    }
+#undef INT
+#undef PUT
+    ck_assert_uint_le(k, cap);
+    test_write_file(path, b, k);
+    free(b);
+}
+
+/*
+ * Views whose elements lie far apart in a 48 MiB storage, so a block of lines
+ * (and the one long line) spans more than one strided read buffers: the
+ * values are every fourth float, and a file cut short under the open source
+ * is a read error naming it, not SIGBUS.
+ */
+START_TEST(sparse_views_of_a_large_storage)
+{
+    const uint32_t n = 12u << 20;
+    char *dir = test_tmpdir(), *path = test_join(dir, "sparse.pt");
+    write_sparse_views(path, n);
+    ckpt_source *src = test_open(path);
+    float *out = malloc((size_t)n);
+    ckpt_error err;
+    for (size_t i = 0; i < 2; i++) {
+        const ckpt_tensor *t = ckpt_source_tensor(src, i);
+        ck_assert_uint_eq(t->nbytes, (uint64_t)n);
+        ck_assert_int_eq(ckpt_source_read(src, i, 0, t->shape[0], out, n, &err), CKPT_OK);
+        for (uint32_t k = 0; k < n / 4; k++)
+            if (out[k] != (float)(4 * k))
+                ck_abort_msg("tensor %s element %u is %g, not %u", t->name, k, out[k], 4 * k);
+    }
+    ck_assert_int_eq(truncate(path, (off_t)n), 0);
+    for (size_t i = 0; i < 2; i++) {
+        const ckpt_tensor *t = ckpt_source_tensor(src, i);
+        ck_assert_int_eq(ckpt_source_read(src, i, 0, t->shape[0], out, n, &err), CKPT_ERR_READ);
+        ck_assert_msg(strstr(err.message, "sparse.pt") && strstr(err.message, "truncated while reading tensor"),
+                      "%s", err.message);
+    }
+    ckpt_source_free(src);
+    free(out);
+    test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+END_TEST
+
 /* A file cut short after it was opened: a strided view's read is an error naming file and tensor, not SIGBUS. */
 START_TEST(strided_view_of_truncated_file)
 {
@@ -474,6 +554,7 @@ static Suite *torch_suite(void)
     tcase_add_test(tc, convert_torch_for_each_target);
     tcase_add_test(tc, crafted_archives);
     tcase_add_test(tc, strided_view_of_truncated_file);
+    tcase_add_test(tc, sparse_views_of_a_large_storage);
     suite_add_tcase(s, tc);
     return s;
 }
