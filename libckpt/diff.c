@@ -261,6 +261,25 @@ static int diff_tensor(struct side *a, const struct layouts *la, struct side *b,
     return rc;
 }
 
+/*
+ * A tensor found on one side only: a failure, unless it is a tied weight (an
+ * alias) of a tensor the other side has, which the main comparison checks;
+ * safetensors stores tied weights once, so a conversion lists them once.
+ */
+static void report_one_sided(struct reporter *r, const ckpt_source *has, size_t i, const char *has_path,
+                             const ckpt_source *other, const char *other_path)
+{
+    const ckpt_tensor *t = ckpt_source_tensor(has, i);
+    ckpt_finding f = {.check = CKPT_CHECK_DIFF, .tensor = t->name};
+    size_t j;
+    if (t->alias_of && ckpt_source_find(other, t->alias_of, &j) == CKPT_OK) {
+        f.ok = true;
+        report_finding(r, f, "%s: tied to %s, stored once in %s", t->name, t->alias_of, other_path);
+    } else {
+        report_finding(r, f, "%s: only in %s", t->name, has_path);
+    }
+}
+
 int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *opts, ckpt_finding_fn fn, void *payload,
               ckpt_verify_summary *summary, ckpt_error *err)
 {
@@ -283,15 +302,14 @@ int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *opts, ckpt_
         struct side sides[2] = {{.src = sa, .index = i}, {.src = sb}};
         const char *name = ckpt_source_tensor(sa, i)->name;
         if (ckpt_source_find(sb, name, &sides[1].index) != CKPT_OK)
-            report_finding(&r, (ckpt_finding){.check = CKPT_CHECK_DIFF, .tensor = name}, "%s: only in %s", name, a);
+            report_one_sided(&r, sa, i, a, sb, b);
         else
             rc = diff_tensor(&sides[0], &la, &sides[1], &lb, opts, &r, err);
     }
     for (size_t j = 0; !rc && j < ckpt_source_tensor_count(sb) && !atomic_load(&r.stop); j++) {
         size_t i;
-        const char *name = ckpt_source_tensor(sb, j)->name;
-        if (ckpt_source_find(sa, name, &i) != CKPT_OK)
-            report_finding(&r, (ckpt_finding){.check = CKPT_CHECK_DIFF, .tensor = name}, "%s: only in %s", name, b);
+        if (ckpt_source_find(sa, ckpt_source_tensor(sb, j)->name, &i) != CKPT_OK)
+            report_one_sided(&r, sb, j, b, sa, a);
     }
     if (summary)
         *summary = r.summary;

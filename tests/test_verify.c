@@ -477,6 +477,31 @@ START_TEST(diff_streams_large_tensors)
 }
 END_TEST
 
+/* views.pt ties "tied" to "base"; its conversion stores base once: diff passes both ways, and
+   fails when the other side lacks base too */
+START_TEST(diff_counts_tied_weights_once)
+{
+    char *dir = test_tmpdir(), *views = test_testdata("torch/views.pt"), *dst = test_join(dir, "out");
+    char *out;
+    ck_assert_int_eq(test_ckpt(&out, NULL, "convert '%s' '%s' --target nd --quiet", views, dst), 0);
+    free(out);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "diff '%s' '%s' -v", views, dst), 0);
+    ck_assert_msg(strstr(out, "tied: tied to base, stored once in"), "%s", out);
+    free(out);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "diff '%s' '%s'", dst, views), 0);
+    free(out);
+    char *w = write_matrix(dir, "w.safetensors", 4, 6, NULL, NULL, 0);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "diff '%s' '%s'", views, w), 1);
+    ck_assert_msg(strstr(out, "tied: only in") && strstr(out, "base: only in"), "%s", out);
+    free(out);
+    free(w);
+    free(views);
+    free(dst);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *verify_suite(void)
 {
     Suite *s = suite_create("verify");
@@ -496,6 +521,7 @@ static Suite *verify_suite(void)
     tcase_add_test(tc, junit_is_well_formed);
     tcase_add_test(tc, diff_reports_differences);
     tcase_add_test(tc, diff_streams_large_tensors);
+    tcase_add_test(tc, diff_counts_tied_weights_once);
     suite_add_tcase(s, tc);
     return s;
 }
