@@ -61,16 +61,43 @@ static bool has_output(const struct ckpt_plan *plan, const char *name)
     return false;
 }
 
+/*
+ * The architecture the written biases make: Llama without biases, Llama's
+ * attention_bias (q, k, v and o) and mlp_bias (gate, up, down) options, or
+ * Qwen2, which is Llama with q, k and v biases only.  Other mixtures have no
+ * Hugging Face model of these layers and are refused.
+ */
+static int architecture(const struct ckpt_plan *plan, json_t **out, ckpt_error *err)
+{
+    bool qkv = has_output(plan, "model.layers.0.self_attn.q_proj.bias");
+    bool o = has_output(plan, "model.layers.0.self_attn.o_proj.bias");
+    bool mlp = has_output(plan, "model.layers.0.mlp.down_proj.bias") ||
+               has_output(plan, "model.layers.0.mlp.gate_proj.bias");
+    bool tied = !has_output(plan, "lm_head.weight");
+    if (qkv && !o && !mlp)
+        *out = json_pack("{s:[s], s:s, s:s, s:b}", "architectures", "Qwen2ForCausalLM", "model_type", "qwen2",
+                         "hidden_act", "silu", "tie_word_embeddings", tied);
+    else if (qkv == o)
+        *out = json_pack("{s:[s], s:s, s:s, s:b, s:b, s:b}", "architectures", "LlamaForCausalLM", "model_type",
+                         "llama", "hidden_act", "silu", "tie_word_embeddings", tied, "attention_bias", qkv, "mlp_bias",
+                         mlp);
+    else
+        return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: biases on %s but not on %s fit no Hugging Face Llama or "
+                         "Qwen2 model: cannot write config.json", ckpt_source_path(plan->src),
+                         o ? "o_proj" : "q/k/v_proj and the MLP", o ? "q/k/v_proj" : "o_proj");
+    return *out ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory writing config.json");
+}
+
 int llama_config(const struct ckpt_plan *plan, const char *torch_dtype, json_t **out, ckpt_error *err)
 {
     const ckpt_source *src = plan->src;
     *out = NULL;
     if (!meta(src, "megatron.hidden_size"))
         return CKPT_OK;   /* not a Megatron source: nothing to describe the model with */
-    json_t *config = json_pack("{s:[s], s:s, s:s, s:b}", "architectures", "LlamaForCausalLM", "model_type", "llama",
-                               "hidden_act", "silu", "tie_word_embeddings", !has_output(plan, "lm_head.weight"));
-    if (!config)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory writing config.json");
+    json_t *config;
+    int rc = architecture(plan, &config, err);
+    if (rc)
+        return rc;
     static const char *const ints[][2] = {
         {"hidden_size", "megatron.hidden_size"},
         {"intermediate_size", "megatron.ffn_hidden_size"},
@@ -81,7 +108,6 @@ int llama_config(const struct ckpt_plan *plan, const char *torch_dtype, json_t *
         {"vocab_size", "megatron.vocab_size"},
         {"max_position_embeddings", "megatron.max_position_embeddings"},
     };
-    int rc = CKPT_OK;
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
         rc = set_int(config, ints[i][0], src, ints[i][1], err);
     if (!rc)

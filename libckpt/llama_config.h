@@ -7,7 +7,8 @@
 #include <jansson.h>
 
 /*
- * A LlamaForCausalLM config from the source's megatron.* metadata, with
+ * A LlamaForCausalLM (or, for q/k/v biases alone, Qwen2ForCausalLM) config
+ * from the source's megatron.* metadata, with
  * `torch_dtype` (may be NULL); *out stays NULL when the source has no such
  * metadata.  A missing or malformed required key is a format error.
  */

@@ -177,10 +177,46 @@ int outdir_write_file(struct outdir *o, const char *name, const void *data, size
     return rc;
 }
 
+/*
+ * The fewest significant digits that write every real in `v` so that it
+ * reads back exactly (1 to 17), and at least a whole number's digits, so that
+ * 10000.0 is not written 1e4.
+ */
+static int real_digits(const json_t *v)
+{
+    int most = 1;
+    if (json_is_real(v)) {
+        double x = json_real_value(v);
+        char buf[32];
+        while (most < 17 && (snprintf(buf, sizeof buf, "%.*g", most, x), strtod(buf, NULL) != x))
+            most++;
+        int whole_digits = 1;
+        for (double whole = x < 0 ? -x : x; whole >= 10 && whole < 1e17; whole /= 10)
+            whole_digits++;
+        most = whole_digits > most ? whole_digits : most;
+    } else if (json_is_object(v)) {
+        const char *key;
+        const json_t *item;
+        json_object_foreach((json_t *)v, key, item) {
+            int d = real_digits(item);
+            most = d > most ? d : most;
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        const json_t *item;
+        json_array_foreach(v, i, item) {
+            int d = real_digits(item);
+            most = d > most ? d : most;
+        }
+    }
+    return most;
+}
+
 int outdir_write_json(struct outdir *o, const char *name, json_t *doc, size_t flags, XXH128_hash_t *hash,
                       uint64_t *size, ckpt_error *err)
 {
-    char *text = doc ? json_dumps(doc, flags) : NULL;
+    /* 1e-05 as written, not 1.0000000000000001e-05: no more digits than the values need */
+    char *text = doc ? json_dumps(doc, flags | JSON_REAL_PRECISION(real_digits(doc))) : NULL;
     json_decref(doc);
     if (!text)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s/%s: out of memory building the file", o->dst, name);

@@ -208,7 +208,7 @@ static int new_item(struct ckpt_plan *plan, struct plan_item **out, ckpt_error *
 }
 
 /* The outputs of one source tensor: usually one, one per part when a rule splits it. */
-static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t i, bool *consumed,
+static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t i, bool *consumed, bool *named,
                        ckpt_error *err)
 {
     const ckpt_tensor *t = ckpt_source_tensor(plan->src, i);
@@ -216,6 +216,7 @@ static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t 
     int rc = ruleset_decide(rs, plan->src, t->name, t->dtype, &d, err);
     if (rc)
         return rc;
+    named[i] = d.named;
     if (d.drop)
         return add_dropped(plan, t->name, err);
     for (size_t part = 0; part < d.parts && !rc; part++) {
@@ -390,6 +391,32 @@ static int copy_options(struct ckpt_plan *plan, const char *dst, const ckpt_conv
     return CKPT_OK;
 }
 
+/*
+ * A rename set maps a whole naming scheme: once it names some tensors of a
+ * source, a tensor that neither it nor the user's rules rename or drop would
+ * be written under its old name beside the new ones, an output that looks
+ * converted but does not load.  Refused, naming the first such tensor.
+ */
+static int check_all_renamed(const struct ckpt_plan *plan, const bool *named, const bool *consumed,
+                             ckpt_error *err)
+{
+    size_t n = ckpt_source_tensor_count(plan->src), renamed = 0, left = 0, first = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (named[i])
+            renamed++;
+        else if (!consumed[i] && !left++)
+            first = i;
+    }
+    if (!plan->opts.rename || !renamed || !left)
+        return CKPT_OK;
+    char more[48] = "";
+    if (left > 1)
+        snprintf(more, sizeof more, " (and %zu more)", left - 1);
+    return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --rename %s has no name for %s%s: add a rule that renames or "
+                     "drops it (--rules)", ckpt_source_path(plan->src), plan->opts.rename,
+                     ckpt_source_tensor(plan->src, first)->name, more);
+}
+
 int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, const ckpt_convert_options *opts,
                     ckpt_error *err)
 {
@@ -401,9 +428,9 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     ckpt_convert_options_default(&defaults);
     struct ckpt_plan *plan = calloc(1, sizeof *plan);
     size_t n = ckpt_source_tensor_count(src);
-    bool *consumed = calloc(n + 1, sizeof *consumed);
+    bool *consumed = calloc(n + 1, sizeof *consumed), *named = calloc(n + 1, sizeof *named);
     struct ruleset rs = {0};
-    int rc = (!plan || !consumed) ? ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning") : CKPT_OK;
+    int rc = (!plan || !consumed || !named) ? ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning") : CKPT_OK;
     if (!rc) {
         plan->src = src;
         rc = copy_options(plan, dst, opts ? opts : &defaults, err);
@@ -413,7 +440,9 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     if (!rc)
         rc = read_fp8_block(plan, err);
     for (size_t i = 0; i < n && !rc; i++)
-        rc = plan_tensor(plan, &rs, i, consumed, err);
+        rc = plan_tensor(plan, &rs, i, consumed, named, err);
+    if (!rc)
+        rc = check_all_renamed(plan, named, consumed, err);
     /* scales consumed by dequantization leave the output */
     size_t kept = 0;
     for (size_t i = 0; i < plan->item_count && !rc; i++) {
@@ -437,6 +466,7 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
         plan->float_dtype = dominant_float(plan);
     ruleset_free(&rs);
     free(consumed);
+    free(named);
     if (rc) {
         ckpt_plan_free(plan);
         return rc;

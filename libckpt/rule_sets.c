@@ -34,38 +34,44 @@ static const struct {
  * Llama names.  Fused QKV is num_query_groups groups of [heads_per_group
  * query heads; k; v] (each head kv_channels rows), so split=h/G:1:1 within
  * G groups gives q, k and v whatever the head size; SwiGLU fc1 is [gate;
- * up].  Vocabulary padding rows are cut; non-weights are dropped.  The
- * megatron.* keys are the metadata the Megatron reader records.
+ * up].  Biases come apart the same way as their weights.  Vocabulary
+ * padding rows are cut; non-weights are dropped.  The megatron.* keys are
+ * the metadata the Megatron reader records.
  */
 #define QKV_ROWS "groups=${megatron.num_query_groups} split=${megatron.heads_per_group}:1:1 "
-#define QKV_NAMES                                                                                            \
-    "rename=model.layers.$1.self_attn.q_proj.weight,model.layers.$1.self_attn.k_proj.weight,"               \
-    "model.layers.$1.self_attn.v_proj.weight\n"
-#define FC1_NAMES "split=1:1 rename=model.layers.$1.mlp.gate_proj.weight,model.layers.$1.mlp.up_proj.weight\n"
+#define QKV_NAMES(P)                                                                                         \
+    "rename=model.layers.$1.self_attn.q_proj." P ",model.layers.$1.self_attn.k_proj." P ","                 \
+    "model.layers.$1.self_attn.v_proj." P "\n"
+#define FC1_NAMES(P) "split=1:1 rename=model.layers.$1.mlp.gate_proj." P ",model.layers.$1.mlp.up_proj." P "\n"
 #define VOCAB_ROWS "rows=${megatron.vocab_size} "
 
+/* Megatron's per-layer linear modules (core name, legacy name) and their Hugging Face Llama names. */
+#define LINEARS(P)                                                                                           \
+    "decoder.layers.*.self_attention.linear_qkv." P " " QKV_ROWS QKV_NAMES(P)                                \
+    "decoder.layers.*.self_attention.linear_proj." P " rename=model.layers.$1.self_attn.o_proj." P "\n"      \
+    "decoder.layers.*.mlp.linear_fc1." P " " FC1_NAMES(P)                                                    \
+    "decoder.layers.*.mlp.linear_fc2." P " rename=model.layers.$1.mlp.down_proj." P "\n"                     \
+    "language_model.encoder.layers.*.self_attention.query_key_value." P " " QKV_ROWS QKV_NAMES(P)            \
+    "language_model.encoder.layers.*.self_attention.dense." P " rename=model.layers.$1.self_attn.o_proj." P "\n" \
+    "language_model.encoder.layers.*.mlp.dense_h_to_4h." P " " FC1_NAMES(P)                                  \
+    "language_model.encoder.layers.*.mlp.dense_4h_to_h." P " rename=model.layers.$1.mlp.down_proj." P "\n"
+
 static const char hf_llama[] =
+    "# the linear layers (Megatron-core names, then legacy Megatron-LM names), weights and biases\n"
+    LINEARS("weight") LINEARS("bias")
     "# Megatron-core names\n"
     "embedding.word_embeddings.weight " VOCAB_ROWS "rename=model.embed_tokens.weight\n"
     "decoder.layers.*.self_attention.linear_qkv.layer_norm_weight rename=model.layers.$1.input_layernorm.weight\n"
     "decoder.layers.*.input_layernorm.weight rename=model.layers.$1.input_layernorm.weight\n"
-    "decoder.layers.*.self_attention.linear_qkv.weight " QKV_ROWS QKV_NAMES
-    "decoder.layers.*.self_attention.linear_proj.weight rename=model.layers.$1.self_attn.o_proj.weight\n"
     "decoder.layers.*.mlp.linear_fc1.layer_norm_weight rename=model.layers.$1.post_attention_layernorm.weight\n"
     "decoder.layers.*.pre_mlp_layernorm.weight rename=model.layers.$1.post_attention_layernorm.weight\n"
-    "decoder.layers.*.mlp.linear_fc1.weight " FC1_NAMES
-    "decoder.layers.*.mlp.linear_fc2.weight rename=model.layers.$1.mlp.down_proj.weight\n"
     "decoder.final_layernorm.weight rename=model.norm.weight\n"
     "output_layer.weight " VOCAB_ROWS "rename=lm_head.weight\n"
     "# legacy Megatron-LM names, same layouts\n"
     "language_model.embedding.word_embeddings.weight " VOCAB_ROWS "rename=model.embed_tokens.weight\n"
     "language_model.encoder.layers.*.input_layernorm.weight rename=model.layers.$1.input_layernorm.weight\n"
-    "language_model.encoder.layers.*.self_attention.query_key_value.weight " QKV_ROWS QKV_NAMES
-    "language_model.encoder.layers.*.self_attention.dense.weight rename=model.layers.$1.self_attn.o_proj.weight\n"
     "language_model.encoder.layers.*.post_attention_layernorm.weight "
     "rename=model.layers.$1.post_attention_layernorm.weight\n"
-    "language_model.encoder.layers.*.mlp.dense_h_to_4h.weight " FC1_NAMES
-    "language_model.encoder.layers.*.mlp.dense_4h_to_h.weight rename=model.layers.$1.mlp.down_proj.weight\n"
     "language_model.encoder.final_layernorm.weight rename=model.norm.weight\n"
     "language_model.output_layer.weight " VOCAB_ROWS "rename=lm_head.weight\n"
     "# not weights: Transformer Engine state, rotary frequencies\n"

@@ -341,6 +341,7 @@ int ruleset_decide(const struct ruleset *rs, const ckpt_source *src, const char 
             continue;
         }
         out->drop |= r->drop;
+        out->named |= r->drop || r->rename;
         if (r->set_dtype) {
             out->set_dtype = true;
             out->dtype = r->dtype;
@@ -370,9 +371,9 @@ int rule_rows(const struct rule_decision *d, size_t part, const char *tensor, ui
     if (!d->rows_rule && !d->split_rule)
         return CKPT_OK;
     const char *rule = d->split_rule ? d->split_rule : d->rows_rule;
-    if (rank < 2)
-        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: %s has rank %u; rows=, groups= and split= need rank 2 or "
-                         "more", rule, tensor, rank);
+    if (rank < 1)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: %s is a scalar; rows=, groups= and split= need rank 1 or "
+                         "more", rule, tensor);
     uint64_t kept = d->rows ? d->rows : shape[0], total = 0, before = 0;
     if (kept > shape[0])
         return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: rows=%llu but %s has %llu rows", d->rows_rule,

@@ -47,6 +47,7 @@ struct ruleset {
 /* What the rules say about one tensor. */
 struct rule_decision {
     bool drop;
+    bool named;           /* a rule renamed or dropped it */
     bool set_dtype;
     ckpt_dtype dtype;     /* when set_dtype; CKPT_DTYPE_INVALID: keep */
     int layout;           /* enum rule_layout, RULE_LAYOUT_UNSET when no rule spoke */
@@ -80,7 +81,7 @@ int ruleset_decide(const struct ruleset *rs, const ckpt_source *src, const char 
 
 /*
  * The rows of part `part` of a decision, for a source tensor of `shape`
- * (rank 2 or more): refuses rows= beyond the tensor and groups or parts that
+ * (rank 1 or more: a vector's rows are its elements): refuses rows= beyond the tensor and groups or parts that
  * do not divide the rows, naming the tensor and the rule.  Selecting every
  * row in order gives groups = 0 (no selection).
  */

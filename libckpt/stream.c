@@ -173,7 +173,7 @@ int stream_tensor(const struct ckpt_plan *plan, const struct plan_item *it, uint
     const struct tensor_entry *te = &plan->src->tensors[it->source_index];
     struct job j = {plan, it, te, view_line_count(&te->pub), 0, {0}, ckpt_dtype_size(it->pub.dtype), budget, b, sink,
                     counts};
-    if (it->pub.rows.groups) {   /* the plan checked rank >= 2 and rows inside the tensor */
+    if (it->pub.rows.groups) {   /* the plan checked rank >= 1 and rows inside the tensor */
         j.row_lines = j.lines / te->pub.shape[0];
         j.lines = j.row_lines * it->pub.rows.groups * it->pub.rows.count;
     }

@@ -230,7 +230,13 @@ START_TEST(convert_310p_values_and_layout)
     json_t *c = json_load_file(config, 0, NULL);
     ck_assert_str_eq(json_string_value(json_object_get(c, "torch_dtype")), "float16");
     ck_assert_int_eq(json_integer_value(json_object_get(c, "vocab_size")), 317);
+    ck_assert(json_real_value(json_object_get(c, "rms_norm_eps")) == 1e-5);
     json_decref(c);
+    size_t config_len;
+    char *config_text = (char *)test_read_file(config, &config_len);   /* as few digits as read back exactly */
+    static const char eps[] = "\"rms_norm_eps\": 1e-5,";
+    ck_assert_ptr_nonnull(memmem(config_text, config_len, eps, sizeof eps - 1));
+    free(config_text);
     free(config);
     check_manifest_hashes(dst);
     ckpt_source_free(a);

@@ -5,10 +5,11 @@
  * and compared bit for bit with the full tensors the script held before
  * cutting; the args as metadata; each refusal naming the file and tensor;
  * and the conversion to Hugging Face names against converting the original
- * Hugging Face model directly.
+ * Hugging Face model directly, with and without biases.
  */
 #include "helpers.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,53 @@ START_TEST(hf_llama_rename_equals_the_original)
 }
 END_TEST
 
+/*
+ * Biased models: q/k/v biases alone (a Qwen2 model) and every linear layer's bias (Llama with
+ * attention_bias and mlp_bias), merged over TP=2 and renamed, equal the Hugging Face originals
+ * bit for bit, tensor for tensor, and the config.json written says which model they are.
+ */
+static void check_biased(const char *fixture, const char *original)
+{
+    char *src = test_testdata(fixture), *hf = test_testdata(original), *tmp = test_tmpdir();
+    char *dst = test_join(tmp, "out"), *out = NULL, want[64];
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s' --rename hf-llama --target nd --quiet", src, dst), 0);
+    ckpt_source *h = test_open(hf);
+    snprintf(want, sizeof want, "diff: %zu checks, 0 failed", ckpt_source_tensor_count(h));
+    ckpt_source_free(h);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "diff '%s' '%s'", dst, hf), 0);
+    ck_assert_msg(strstr(out, want), "%s: %s", fixture, out);
+    free(out);
+    char *made_path = test_join(dst, "config.json"), *want_path = test_join(hf, "config.json");
+    json_t *made = json_load_file(made_path, 0, NULL), *config = json_load_file(want_path, 0, NULL);
+    ck_assert_ptr_nonnull(made);
+    const char *key;
+    json_t *value;
+    json_object_foreach(config, key, value)
+        ck_assert_msg(json_equal(json_object_get(made, key), value), "%s: config.json %s differs", fixture, key);
+    json_decref(made);
+    json_decref(config);
+    size_t len;
+    char *text = (char *)test_read_file(made_path, &len);
+    static const char theta[] = "\"rope_theta\": 10000.0,";   /* not 1e4 */
+    ck_assert_ptr_nonnull(memmem(text, len, theta, sizeof theta - 1));
+    free(text);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "verify '%s' --against '%s'", dst, src), 0);
+    test_rmtree(tmp);
+    free(made_path);
+    free(want_path);
+    free(dst);
+    free(tmp);
+    free(hf);
+    free(src);
+}
+
+START_TEST(biases_rename_to_their_model)
+{
+    check_biased("megatron/qkv_bias", "megatron/hf_qkv_bias");
+    check_biased("megatron/biases", "megatron/hf_biases");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("megatron");
@@ -171,6 +219,7 @@ int main(void)
     tcase_add_test(tc, defects_are_refused);
     tcase_add_test(tc, cli_inspect_convert_verify);
     tcase_add_test(tc, hf_llama_rename_equals_the_original);
+    tcase_add_test(tc, biases_rename_to_their_model);
     suite_add_tcase(s, tc);
     return test_main(s);
 }

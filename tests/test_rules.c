@@ -188,6 +188,50 @@ START_TEST(selected_rows_convert_like_cut_rows)
 }
 END_TEST
 
+/* A fused grouped-query bias: v = 0 .. 15 as 2 groups of [4 q; 2 k; 2 v] comes apart like a weight's rows. */
+START_TEST(vector_rows_split_like_a_weights)
+{
+    char *dir = test_tmpdir(), *path = test_join(dir, "v.safetensors"), *dst = test_join(dir, "out");
+    float v[16];
+    for (int i = 0; i < 16; i++)
+        v[i] = (float)i;
+    ckpt_tensor t = {"v", CKPT_DTYPE_F32, 1, (uint64_t[]){16}, sizeof v, 0, NULL};
+    ckpt_writer *w = NULL;
+    ckpt_error err = {0};
+    ck_assert_int_eq(ckpt_writer_open(&w, path, &t, 1, NULL, 0, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(w, v, sizeof v, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_finish(w, &err), CKPT_OK);
+    ckpt_writer_free(w);
+    char *rules = test_join(dir, "rules"), *out;
+    const char *text = "v groups=2 split=2:1:1 rename=q,k,v\n";
+    test_write_file(rules, text, strlen(text));
+    ck_assert_int_eq(test_ckpt(&out, NULL, "convert '%s' '%s' --target nd --rules '%s' --quiet", path, dst, rules), 0);
+    free(out);
+    ckpt_source *src = test_open(dst);
+    static const struct {
+        const char *name;
+        float rows[8];
+        uint64_t n;
+    } want[] = {{"q", {0, 1, 2, 3, 8, 9, 10, 11}, 8}, {"k", {4, 5, 12, 13}, 4}, {"v", {6, 7, 14, 15}, 4}};
+    for (size_t k = 0; k < 3; k++) {
+        const ckpt_tensor *x;
+        float *got = (float *)test_read_tensor(src, want[k].name, &x);
+        ck_assert_uint_eq(x->rank, 1);
+        ck_assert_uint_eq(x->shape[0], want[k].n);
+        ck_assert_msg(memcmp(got, want[k].rows, want[k].n * sizeof *got) == 0, "%s differs", want[k].name);
+        free(got);
+    }
+    ckpt_source_free(src);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "verify '%s' --against '%s'", dst, path), 0);
+    free(out);
+    test_rmtree(dir);
+    free(rules);
+    free(dst);
+    free(path);
+    free(dir);
+}
+END_TEST
+
 /* Parses `text`, decides `name` (shape [rows, 4], or rank 1) and expects a refusal mentioning each of `words`. */
 static void check_refused(const char *text, const char *name, uint64_t rows, uint32_t rank, const char *w1,
                           const char *w2)
@@ -217,7 +261,7 @@ START_TEST(bad_row_rules_refused)
     check_refused("e rows=${megatron.nope}\n", "e", 64, 2, "test:1", "megatron.nope");
     check_refused("\nq groups=2 split=2:1:1 rename=a,b,c\n", "q", 30, 2, "test:2", "do not divide");
     check_refused("e rows=65\n", "e", 64, 2, "test:1", "64 rows");
-    check_refused("e rows=4\n", "e", 64, 1, "test:1", "rank 1");
+    check_refused("e rows=4\n", "e", 64, 0, "test:1", "scalar");
     check_refused("f split=1:1 rename=a,b,c\n", "f", 8, 2, "test:1", "number of names");
     check_refused("f split=1:1 rename=a\n", "f", 8, 2, "test:1", "number of names");
     check_refused("f split=1:1\n", "f", 8, 2, "test:1", "no rename");
@@ -239,6 +283,7 @@ static Suite *rules_suite(void)
     tcase_add_test(tc, every_row_is_no_selection);
     tcase_add_test(tc, bad_row_rules_refused);
     tcase_add_test(tc, selected_rows_convert_like_cut_rows);
+    tcase_add_test(tc, vector_rows_split_like_a_weights);
     suite_add_tcase(s, tc);
     return s;
 }

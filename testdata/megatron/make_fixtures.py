@@ -21,6 +21,11 @@ Megatron saved them, GELU, no GQA, TP=2, PP=1, a `release` folder) with its gold
 `full/legacy.safetensors`, `bad_norm/` (a tiny TP=2 model whose rank 1 holds a different
 final norm), and two single-file layouts the reader refuses: `uneven/` (args asking for an
 uneven first pipeline stage) and `virtual/` (virtual pipeline stages, `model0`).  The Megatron enums are recreated under the module names real files reference.
+
+Biases, each as a Hugging Face model (`hf_qkv_bias/`, `hf_biases/`) and its TP=2 Megatron layout:
+`qkv_bias/` (add_qkv_bias: q, k and v biases only, a Qwen2 model) and `biases/` (add_bias_linear:
+every linear layer's bias, Llama with attention_bias and mlp_bias).  Column-parallel biases are
+cut on dim 0 like their weights (fc1's as [gate_r; up_r]); row-parallel ones are whole on each rank.
 """
 import argparse
 import enum
@@ -60,6 +65,9 @@ LEGACY = dict(hidden=16, heads=2, groups=2, head_dim=8, ffn=24, layers=2, vocab=
               legacy=True, tp=2, pp=1, seed=7)
 TINY = dict(hidden=8, heads=2, groups=2, head_dim=4, ffn=8, layers=1, vocab=6, padded=8, swiglu=True,
             legacy=False, tp=2, pp=1, seed=3)
+QKV_BIAS = dict(hidden=16, heads=4, groups=2, head_dim=4, ffn=24, layers=2, vocab=30, padded=32, swiglu=True,
+                legacy=False, tp=2, pp=1, seed=11, qkv_bias=True)
+BIASES = dict(QKV_BIAS, seed=12, linear_bias=True)
 
 
 def hf_tensors(c):
@@ -80,6 +88,15 @@ def hf_tensors(c):
             t[p + "mlp.gate_proj.weight"] = rand(c["ffn"], h)
         t[p + "mlp.up_proj.weight"] = rand(c["ffn"], h)
         t[p + "mlp.down_proj.weight"] = rand(h, c["ffn"])
+        if c.get("qkv_bias") or c.get("linear_bias"):
+            t[p + "self_attn.q_proj.bias"] = rand(q)
+            t[p + "self_attn.k_proj.bias"] = rand(kv)
+            t[p + "self_attn.v_proj.bias"] = rand(kv)
+        if c.get("linear_bias"):
+            t[p + "self_attn.o_proj.bias"] = rand(h)
+            t[p + "mlp.gate_proj.bias"] = rand(c["ffn"])
+            t[p + "mlp.up_proj.bias"] = rand(c["ffn"])
+            t[p + "mlp.down_proj.bias"] = rand(h)
     t["model.norm.weight"] = norm()
     t["lm_head.weight"] = rand(c["vocab"], h)
     pad = c["padded"] - c["vocab"]
@@ -123,6 +140,14 @@ def megatron_names(c, t, pad_embed, pad_out):
         m[p + "mlp.linear_fc1.layer_norm_weight"] = t[h + "post_attention_layernorm.weight"]
         m[p + "mlp.linear_fc1.weight"] = fc1
         m[p + "mlp.linear_fc2.weight"] = t[h + "mlp.down_proj.weight"]
+        if h + "self_attn.q_proj.bias" in t:
+            m[p + "self_attention.linear_qkv.bias"] = fused_qkv(c, t[h + "self_attn.q_proj.bias"],
+                                                                t[h + "self_attn.k_proj.bias"],
+                                                                t[h + "self_attn.v_proj.bias"])
+        if h + "self_attn.o_proj.bias" in t:
+            m[p + "self_attention.linear_proj.bias"] = t[h + "self_attn.o_proj.bias"]
+            m[p + "mlp.linear_fc1.bias"] = torch.cat([t[h + "mlp.gate_proj.bias"], t[h + "mlp.up_proj.bias"]])
+            m[p + "mlp.linear_fc2.bias"] = t[h + "mlp.down_proj.bias"]
     m["language_model.encoder.final_layernorm.weight" if c["legacy"] else "decoder.final_layernorm.weight"] = \
         t["model.norm.weight"]
     m["language_model.output_layer.weight" if c["legacy"] else "output_layer.weight"] = \
@@ -131,14 +156,14 @@ def megatron_names(c, t, pad_embed, pad_out):
 
 
 COLUMN = ("linear_qkv.weight", "query_key_value.weight", "word_embeddings.weight", "output_layer.weight",
-          "linear_fc1.weight", "dense_h_to_4h.weight")
+          "linear_fc1.weight", "dense_h_to_4h.weight", "linear_qkv.bias", "linear_fc1.bias")
 ROW = ("linear_proj.weight", "dense.weight", "linear_fc2.weight", "dense_4h_to_h.weight")
 
 
 def tp_slice(c, name, tensor, r):
     """Rank r's part of a full tensor, as Megatron's parallel layers hold it."""
     tp = c["tp"]
-    if c["swiglu"] and name.endswith(("linear_fc1.weight", "dense_h_to_4h.weight")):
+    if c["swiglu"] and name.endswith(("linear_fc1.weight", "dense_h_to_4h.weight", "linear_fc1.bias")):
         gate, up = tensor.chunk(2)
         return torch.cat([gate.chunk(tp)[r], up.chunk(tp)[r]]).clone()
     if name.endswith(COLUMN):
@@ -187,7 +212,8 @@ def args_for(c):
         expert_model_parallel_size=1, untie_embeddings_and_output_weights=True,
         params_dtype=torch.bfloat16, bf16=True, fp16=False, model_type=ModelType.encoder_or_decoder,
         attention_backend=AttnBackend.auto, seed=1234, lr=3e-4, iteration=10, consumed_train_samples=640,
-        data_path=["/data/tokens_text_document"], use_dist_ckpt=False, ckpt_format="torch")
+        data_path=["/data/tokens_text_document"], use_dist_ckpt=False, ckpt_format="torch",
+        add_qkv_bias=bool(c.get("qkv_bias") or c.get("linear_bias")), add_bias_linear=bool(c.get("linear_bias")))
     return a
 
 
@@ -230,7 +256,12 @@ def write_ranks(c, full, folder, tag, edit=None, edit_args=None, key="model"):
 
 
 def hf_config(c):
-    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+    if c.get("qkv_bias") and not c.get("linear_bias"):
+        arch = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}
+    else:
+        bias = bool(c.get("linear_bias"))
+        arch = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "attention_bias": bias, "mlp_bias": bias}
+    return {**arch, "hidden_act": "silu",
             "hidden_size": c["hidden"], "intermediate_size": c["ffn"], "num_attention_heads": c["heads"],
             "num_key_value_heads": c["groups"], "head_dim": c["head_dim"], "num_hidden_layers": c["layers"],
             "vocab_size": c["vocab"], "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
@@ -261,6 +292,14 @@ def main():
     write_ranks(one, tiny, os.path.join(HERE, "uneven"), "iter_0000010",
                 edit_args=lambda a: setattr(a, "decoder_first_pipeline_num_layers", 1))
     write_ranks(one, tiny, os.path.join(HERE, "virtual"), "iter_0000010", key="model0")
+
+    for c, name in ((QKV_BIAS, "qkv_bias"), (BIASES, "biases")):
+        t, pad_embed, pad_out = hf_tensors(c)
+        os.makedirs(os.path.join(HERE, "hf_" + name), exist_ok=True)
+        save_safetensors(os.path.join(HERE, "hf_" + name, "model.safetensors"), t.items())
+        with open(os.path.join(HERE, "hf_" + name, "config.json"), "w") as f:
+            json.dump(hf_config(c), f, indent=2)
+        write_ranks(c, megatron_names(c, t, pad_embed, pad_out), os.path.join(HERE, name), "iter_0000010")
 
 
 if __name__ == "__main__":
