@@ -100,6 +100,37 @@ static void span_of_lines(uint32_t rank, const uint64_t *shape, const int64_t *s
 }
 
 /*
+ * Copies `count` elements from src, src + src_pitch, ... to dst, dst +
+ * dst_pitch, ...: constant-size copies the compiler inlines, no call per
+ * element.
+ */
+static void copy_strided(uint8_t *dst, uint64_t dst_pitch, const uint8_t *src, uint64_t src_pitch, uint64_t count,
+                         size_t esize)
+{
+    switch (esize) {
+    case 1:
+        for (uint64_t i = 0; i < count; i++)
+            dst[i * dst_pitch] = src[i * src_pitch];
+        break;
+    case 2:
+        for (uint64_t i = 0; i < count; i++)
+            memcpy(dst + i * dst_pitch, src + i * src_pitch, 2);
+        break;
+    case 4:
+        for (uint64_t i = 0; i < count; i++)
+            memcpy(dst + i * dst_pitch, src + i * src_pitch, 4);
+        break;
+    case 8:
+        for (uint64_t i = 0; i < count; i++)
+            memcpy(dst + i * dst_pitch, src + i * src_pitch, 8);
+        break;
+    default:
+        for (uint64_t i = 0; i < count; i++)
+            memcpy(dst + i * dst_pitch, src + i * src_pitch, esize);
+    }
+}
+
+/*
  * Gathers `count` lines starting at line `first` of a strided view whose
  * element `origin` is at `base`.  The innermost dimension is copied as one
  * run when its stride is 1, element by element otherwise.
@@ -117,8 +148,8 @@ static void gather_lines(const uint8_t *base, uint64_t origin, size_t esize, uin
             memcpy(dst, p, run_bytes);
             dst += run_bytes;
         } else {
-            for (uint64_t k = 0; k < shape[rank - 1]; k++, p += step, dst += esize)
-                memcpy(dst, p, esize);
+            copy_strided(dst, esize, p, step, shape[rank - 1], esize);
+            dst += run_bytes;
         }
     }
 }
@@ -187,28 +218,6 @@ static int read_bytes(struct reader *r, const struct source_file *f, const char 
     return rc;
 }
 
-/* Copies `count` elements of `run` to dst, dst + pitch, ...: constant-size copies the compiler inlines. */
-static void scatter_column(uint8_t *dst, uint64_t pitch, const uint8_t *run, uint64_t count, size_t esize)
-{
-    switch (esize) {
-    case 2:
-        for (uint64_t i = 0; i < count; i++)
-            memcpy(dst + i * pitch, run + i * 2, 2);
-        break;
-    case 4:
-        for (uint64_t i = 0; i < count; i++)
-            memcpy(dst + i * pitch, run + i * 4, 4);
-        break;
-    case 8:
-        for (uint64_t i = 0; i < count; i++)
-            memcpy(dst + i * pitch, run + i * 8, 8);
-        break;
-    default:
-        for (uint64_t i = 0; i < count; i++)
-            memcpy(dst + i * pitch, run + i * esize, esize);
-    }
-}
-
 /*
  * Lines of a transposed matrix (strides [1, S]): column k of the lines
  * [first, first + count) is one run of `count` elements at first + k * S, so
@@ -227,7 +236,7 @@ static int read_transposed(struct reader *r, const struct source_file *f, const 
     for (uint64_t k = 0; k < cols && !rc; k++) {
         rc = read_bytes(r, f, t->pub.name, start + (first + k * stride) * esize, count * esize, run);
         if (!rc)
-            scatter_column(dst + k * esize, cols * esize, run, count, esize);
+            copy_strided(dst + k * esize, cols * esize, run, esize, count, esize);
     }
     free(run);
     return rc;
