@@ -20,7 +20,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 static const uint8_t magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
@@ -31,58 +30,25 @@ struct legacy_storage {
     bool placed;
 };
 
-/*
- * Storages are found by key through an open-addressing table (index + 1,
- * 0 empty): a hostile file can name a million storages, and a linear search
- * per reference would take hours.
- */
+/* Storages are found by key through a name index: a hostile file can name a million of them. */
 struct legacy_ctx {
     struct ckpt_source *src;
     uint32_t file;
     struct legacy_storage *storages;
     size_t count, cap;
-    size_t *slots;
-    size_t slot_count;
+    struct name_index keys;
     bool big_endian;
 };
 
-static size_t key_slot(const struct legacy_ctx *c, const char *key)
+static const char *storage_key(const void *storages, size_t i)
 {
-    return (size_t)XXH3_64bits(key, strlen(key)) & (c->slot_count - 1);
+    return ((const struct legacy_storage *)storages)[i].key;
 }
 
 static struct legacy_storage *find(struct legacy_ctx *c, const char *key)
 {
-    if (!c->slot_count)
-        return NULL;
-    for (size_t s = key_slot(c, key);; s = (s + 1) & (c->slot_count - 1)) {
-        size_t v = c->slots[s];
-        if (v == 0)
-            return NULL;
-        if (strcmp(c->storages[v - 1].key, key) == 0)
-            return &c->storages[v - 1];
-    }
-}
-
-/* Keeps the table at most half full; rebuilt from the storages when it grows. */
-static int reserve_slots(struct legacy_ctx *c, size_t count, const char *path, ckpt_error *err)
-{
-    if (count * 2 <= c->slot_count)
-        return CKPT_OK;
-    size_t n = c->slot_count ? c->slot_count * 2 : 128;
-    size_t *slots = calloc(n, sizeof *slots);
-    if (!slots)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory indexing %zu storages", path, count);
-    free(c->slots);
-    c->slots = slots;
-    c->slot_count = n;
-    for (size_t i = 0; i < c->count; i++) {
-        size_t s = key_slot(c, c->storages[i].key);
-        while (c->slots[s])
-            s = (s + 1) & (n - 1);
-        c->slots[s] = i + 1;
-    }
-    return CKPT_OK;
+    size_t i = name_index_find(&c->keys, key, storage_key, c->storages);
+    return i == SIZE_MAX ? NULL : &c->storages[i];
 }
 
 static int collect(void *ctx, const struct torch_storage_ref *ref, ckpt_error *err)
@@ -104,14 +70,10 @@ static int collect(void *ctx, const struct torch_storage_ref *ref, ckpt_error *e
         c->storages = grown;
         c->cap = cap;
     }
-    int rc = reserve_slots(c, c->count + 1, path, err);
-    if (rc)
-        return rc;
-    size_t slot = key_slot(c, ref->key);
-    while (c->slots[slot])
-        slot = (slot + 1) & (c->slot_count - 1);
-    c->storages[c->count++] = (struct legacy_storage){ref->key, ref->dtype, ref->numel, 0, false};
-    c->slots[slot] = c->count;
+    c->storages[c->count] = (struct legacy_storage){ref->key, ref->dtype, ref->numel, 0, false};
+    if (!name_index_add(&c->keys, c->count, storage_key, c->storages))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory indexing %zu storages", path, c->count + 1);
+    c->count++;
     return CKPT_OK;
 }
 
@@ -197,7 +159,7 @@ int torch_load_legacy(struct ckpt_source *src, uint32_t file, ckpt_error *err)
         pickle_free(&p[0]);
         return rc;
     }
-    struct legacy_ctx c = {src, file, NULL, 0, 0, NULL, 0, false};
+    struct legacy_ctx c = {src, file, NULL, 0, 0, {NULL, 0}, false};
     int64_t version = 0;
     for (int k = 1; k < 5 && !rc; k++)
         rc = next_pickle(src, f, &at, &p[k], err);
@@ -217,6 +179,6 @@ int torch_load_legacy(struct ckpt_source *src, uint32_t file, ckpt_error *err)
     for (int k = 0; k < 5; k++)
         pickle_free(&p[k]);
     free(c.storages);
-    free(c.slots);
+    name_index_free(&c.keys);
     return rc;
 }

@@ -12,21 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *meta(const ckpt_source *src, const char *key)
-{
-    for (size_t i = 0; i < ckpt_source_metadata_count(src); i++) {
-        const char *k, *v;
-        ckpt_source_metadata(src, i, &k, &v);
-        if (strcmp(k, key) == 0)
-            return v;
-    }
-    return NULL;
-}
-
 /* config[name] = the integer metadata `key` (required). */
 static int set_int(json_t *config, const char *name, const ckpt_source *src, const char *key, ckpt_error *err)
 {
-    const char *v = meta(src, key);
+    const char *v = ckpt_source_metadata_value(src, key);
     char *end;
     errno = 0;
     long long n = v ? strtoll(v, &end, 10) : 0;
@@ -40,7 +29,7 @@ static int set_int(json_t *config, const char *name, const ckpt_source *src, con
 /* config[name] = the real metadata `key`, when the source records it. */
 static int set_real(json_t *config, const char *name, const ckpt_source *src, const char *key, ckpt_error *err)
 {
-    const char *v = meta(src, key);
+    const char *v = ckpt_source_metadata_value(src, key);
     if (!v)
         return CKPT_OK;
     char *end;
@@ -92,7 +81,7 @@ int llama_config(const struct ckpt_plan *plan, const char *torch_dtype, json_t *
 {
     const ckpt_source *src = plan->src;
     *out = NULL;
-    if (!meta(src, "megatron.hidden_size"))
+    if (!ckpt_source_metadata_value(src, "megatron.hidden_size"))
         return CKPT_OK;   /* not a Megatron source: nothing to describe the model with */
     json_t *config;
     int rc = architecture(plan, &config, err);

@@ -99,13 +99,10 @@ int ruleset_add_rename(struct ruleset *rs, const char *set, const ckpt_source *s
     for (size_t i = 0; i < sizeof renames / sizeof renames[0]; i++) {
         if (strcmp(renames[i].name, set) != 0)
             continue;
-        for (size_t k = 0; src && k < ckpt_source_metadata_count(src); k++) {
-            const char *key, *value;
-            ckpt_source_metadata(src, k, &key, &value);
-            if (strcmp(key, renames[i].key) == 0 && strcmp(value, renames[i].value) != 0)
-                return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: rename set %s needs %s = %s, not %s",
-                                 ckpt_source_path(src), set, key, renames[i].value, value);
-        }
+        const char *value = src ? ckpt_source_metadata_value(src, renames[i].key) : NULL;
+        if (value && strcmp(value, renames[i].value) != 0)
+            return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: rename set %s needs %s = %s, not %s",
+                             ckpt_source_path(src), set, renames[i].key, renames[i].value, value);
         return ruleset_parse(rs, renames[i].rules, set, err);
     }
     return ckpt_fail(err, CKPT_ERR_ARG, "unknown rename set '%s' (hf-llama)", set);

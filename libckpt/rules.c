@@ -249,13 +249,7 @@ static int resolve_value(const char *v, size_t len, const ckpt_source *src, cons
             return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: metadata key too long", r->where);
         memcpy(key, v + 2, len - 3);
         key[len - 3] = '\0';
-        digits = NULL;
-        for (size_t i = 0; src && i < ckpt_source_metadata_count(src) && !digits; i++) {
-            const char *k, *value;
-            ckpt_source_metadata(src, i, &k, &value);
-            if (strcmp(k, key) == 0)
-                digits = value;
-        }
+        digits = src ? ckpt_source_metadata_value(src, key) : NULL;
         if (!digits)
             return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s (%s): the source metadata has no %s, needed for %s",
                              r->where, r->pattern, key, tensor);

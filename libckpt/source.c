@@ -13,7 +13,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 void ckpt_limits_default(ckpt_limits *limits)
 {
@@ -142,53 +141,21 @@ int source_adopt_files(struct ckpt_source *src, struct ckpt_source *scratch, uin
     return CKPT_OK;
 }
 
-/* ---- the name table ---- */
+/* ---- finding tensors and metadata by name ---- */
 
-static size_t name_hash(const char *name)
+static const char *tensor_name(const void *tensors, size_t i)
 {
-    return (size_t)XXH3_64bits(name, strlen(name));
+    return ((const struct tensor_entry *)tensors)[i].pub.name;
+}
+
+static const char *metadata_key(const void *metadata, size_t i)
+{
+    return ((const ckpt_kv *)metadata)[i].key;
 }
 
 size_t source_lookup(const struct ckpt_source *src, const char *name)
 {
-    if (!src->name_slot_count)
-        return SIZE_MAX;
-    size_t mask = src->name_slot_count - 1;
-    for (size_t s = name_hash(name) & mask;; s = (s + 1) & mask) {
-        size_t v = src->name_slots[s];
-        if (v == 0)
-            return SIZE_MAX;
-        if (strcmp(src->tensors[v - 1].pub.name, name) == 0)
-            return v - 1;
-    }
-}
-
-static void name_insert(struct ckpt_source *src, size_t index)
-{
-    size_t mask = src->name_slot_count - 1;
-    size_t s = name_hash(src->tensors[index].pub.name) & mask;
-    while (src->name_slots[s])
-        s = (s + 1) & mask;
-    src->name_slots[s] = index + 1;
-}
-
-/* Keeps the table at most half full, so that probes stay short. */
-static int name_table_reserve(struct ckpt_source *src, size_t count, ckpt_error *err)
-{
-    if (count * 2 <= src->name_slot_count)
-        return CKPT_OK;
-    size_t slots = src->name_slot_count ? src->name_slot_count * 2 : 64;
-    while (slots < count * 2)
-        slots *= 2;
-    size_t *table = calloc(slots, sizeof *table);
-    if (!table)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory indexing %zu tensor names", count);
-    free(src->name_slots);
-    src->name_slots = table;
-    src->name_slot_count = slots;
-    for (size_t i = 0; i < src->tensor_count; i++)
-        name_insert(src, i);
-    return CKPT_OK;
+    return name_index_find(&src->tensor_names, name, tensor_name, src->tensors);
 }
 
 /* ---- tensors ---- */
@@ -321,20 +288,24 @@ void source_entry_release(struct tensor_entry *t)
 int source_append_entry(struct ckpt_source *src, struct tensor_entry *t, ckpt_error *err)
 {
     int rc = grow((void **)&src->tensors, &src->tensor_cap, src->tensor_count + 1, sizeof *src->tensors, err);
-    if (!rc)
-        rc = name_table_reserve(src, src->tensor_count + 1, err);
     char *name = rc ? NULL : strdup(t->pub.name);
     if (!rc && !name)
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", t->pub.name);
+    if (!rc) {
+        t->pub.name = name;
+        for (size_t i = 0; i < t->part_count; i++)
+            t->parts[i].entry.pub.name = name;
+        src->tensors[src->tensor_count] = *t;
+        if (!name_index_add(&src->tensor_names, src->tensor_count, tensor_name, src->tensors)) {
+            free(name);
+            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory indexing %zu tensor names", src->tensor_count + 1);
+        }
+    }
     if (rc) {
         source_entry_release(t);
         return rc;
     }
-    t->pub.name = name;
-    for (size_t i = 0; i < t->part_count; i++)
-        t->parts[i].entry.pub.name = name;
-    src->tensors[src->tensor_count] = *t;
-    name_insert(src, src->tensor_count++);
+    src->tensor_count++;
     return CKPT_OK;
 }
 
@@ -385,24 +356,23 @@ int source_add_alias(struct ckpt_source *src, const char *name, size_t target, c
 int source_add_metadata(struct ckpt_source *src, const char *key, const char *value,
                         const char *file, ckpt_error *err)
 {
-    for (size_t i = 0; i < src->metadata_count; i++) {
-        if (strcmp(src->metadata[i].key, key) != 0)
-            continue;
-        if (strcmp(src->metadata[i].value, value) == 0)
-            return CKPT_OK;
-        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: metadata %s disagrees with an earlier shard", file, key);
-    }
+    const char *earlier = ckpt_source_metadata_value(src, key);
+    if (earlier)
+        return strcmp(earlier, value) == 0
+                   ? CKPT_OK
+                   : ckpt_fail(err, CKPT_ERR_FORMAT, "%s: metadata %s disagrees with an earlier shard", file, key);
     int rc = grow((void **)&src->metadata, &src->metadata_cap, src->metadata_count + 1,
                   sizeof *src->metadata, err);
     if (rc)
         return rc;
     char *k = strdup(key), *v = strdup(value);
-    if (!k || !v) {
+    src->metadata[src->metadata_count] = (ckpt_kv){k, v};
+    if (!k || !v || !name_index_add(&src->metadata_keys, src->metadata_count, metadata_key, src->metadata)) {
         free(k);
         free(v);
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory reading metadata", file);
     }
-    src->metadata[src->metadata_count++] = (ckpt_kv){k, v};
+    src->metadata_count++;
     return CKPT_OK;
 }
 
@@ -557,7 +527,8 @@ void ckpt_source_free(ckpt_source *src)
         fs_free(src->fs);
     free(src->files);
     free(src->tensors);
-    free(src->name_slots);
+    name_index_free(&src->tensor_names);
+    name_index_free(&src->metadata_keys);
     free(src->metadata);
     free(src->path);
     free(src->inner);
@@ -617,6 +588,12 @@ void ckpt_source_metadata(const ckpt_source *src, size_t i, const char **key, co
 {
     *key = i < src->metadata_count ? src->metadata[i].key : NULL;
     *value = i < src->metadata_count ? src->metadata[i].value : NULL;
+}
+
+const char *ckpt_source_metadata_value(const ckpt_source *src, const char *key)
+{
+    size_t i = name_index_find(&src->metadata_keys, key, metadata_key, src->metadata);
+    return i == SIZE_MAX ? NULL : src->metadata[i].value;
 }
 
 size_t ckpt_source_object_count(const ckpt_source *src)

@@ -13,6 +13,7 @@
 #define CKPT_SOURCE_H
 
 #include "ckpt.h"
+#include "name_index.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -81,10 +82,10 @@ struct ckpt_source {
     size_t file_count, file_cap;
     struct tensor_entry *tensors;
     size_t tensor_count, tensor_cap;
-    size_t *name_slots;          /* open-addressing table of tensor index + 1; 0 = empty */
-    size_t name_slot_count;
+    struct name_index tensor_names;
     ckpt_kv *metadata;           /* owned strings */
     size_t metadata_count, metadata_cap;
+    struct name_index metadata_keys;
     ckpt_object *objects;        /* owned strings, except the static kind */
     size_t object_count, object_cap;
     struct ckpt_fs *fs;          /* the archive the source was opened from, or NULL (fs.h) */

@@ -208,17 +208,6 @@ START_TEST(defects_are_refused_naming_file_and_tensor)
 }
 END_TEST
 
-static const char *metadata_value(const ckpt_source *src, const char *key)
-{
-    for (size_t i = 0; i < ckpt_source_metadata_count(src); i++) {
-        const char *k, *v;
-        ckpt_source_metadata(src, i, &k, &v);
-        if (strcmp(k, key) == 0)
-            return v;
-    }
-    return NULL;
-}
-
 /*
  * Megatron torch_dist: layers stacked on a leading axis come out as one
  * tensor per layer, equal to the per-layer originals; the args become
@@ -240,7 +229,7 @@ START_TEST(megatron_torch_dist_and_nemo2)
         {"megatron.norm_epsilon", "1e-05"},   {"megatron.rotary_base", "10000"}, {"megatron.iteration", "100"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const char *v = metadata_value(src, want[i][0]);
+        const char *v = ckpt_source_metadata_value(src, want[i][0]);
         ck_assert_msg(v && strcmp(v, want[i][1]) == 0, "%s = %s, want %s", want[i][0], v ? v : "(none)", want[i][1]);
     }
     size_t index;
@@ -251,7 +240,7 @@ START_TEST(megatron_torch_dist_and_nemo2)
     ck_assert_str_eq(ckpt_source_format(src), "nemo2");
     /* from context/model.yaml's config block only: its nested and sibling blocks say 99 layers and 999 words */
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const char *v = metadata_value(src, want[i][0]);
+        const char *v = ckpt_source_metadata_value(src, want[i][0]);
         if (strcmp(want[i][0], "megatron.iteration") != 0)
             ck_assert_msg(v && strcmp(v, want[i][1]) == 0, "nemo2: %s = %s, want %s", want[i][0], v ? v : "(none)",
                           want[i][1]);
@@ -286,7 +275,7 @@ START_TEST(megatron_args_defaults_and_refusals)
         {"megatron.heads_per_group", "1"},   {"megatron.vocab_size", "128"},     {"megatron.swiglu", "false"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const char *v = metadata_value(src, want[i][0]);
+        const char *v = ckpt_source_metadata_value(src, want[i][0]);
         ck_assert_msg(v && strcmp(v, want[i][1]) == 0, "%s = %s, want %s", want[i][0], v ? v : "(none)", want[i][1]);
     }
     ckpt_source_free(src);
@@ -342,7 +331,7 @@ START_TEST(nemo2_yaml_with_crlf)
     snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && sed -i 's/$/\\r/' '%s/context/model.yaml'", good, dir, dir);
     ck_assert_int_eq(system(cmd), 0);
     ckpt_source *src = test_open(dir);
-    const char *layers = metadata_value(src, "megatron.num_layers"), *eps = metadata_value(src, "megatron.norm_epsilon");
+    const char *layers = ckpt_source_metadata_value(src, "megatron.num_layers"), *eps = ckpt_source_metadata_value(src, "megatron.norm_epsilon");
     ck_assert_msg(layers && strcmp(layers, "2") == 0 && eps && strcmp(eps, "1e-05") == 0, "%s %s", layers, eps);
     ckpt_source_free(src);
     test_rmtree(tmp);

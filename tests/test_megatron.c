@@ -34,15 +34,9 @@ END_TEST
 
 static void expect_metadata(const ckpt_source *src, const char *key, const char *value)
 {
-    for (size_t i = 0; i < ckpt_source_metadata_count(src); i++) {
-        const char *k, *v;
-        ckpt_source_metadata(src, i, &k, &v);
-        if (strcmp(k, key) == 0) {
-            ck_assert_msg(strcmp(v, value) == 0, "%s = %s, not %s", key, v, value);
-            return;
-        }
-    }
-    ck_abort_msg("no metadata %s", key);
+    const char *v = ckpt_source_metadata_value(src, key);
+    ck_assert_msg(v, "no metadata %s", key);
+    ck_assert_msg(strcmp(v, value) == 0, "%s = %s, not %s", key, v, value);
 }
 
 START_TEST(args_become_metadata)

@@ -504,6 +504,63 @@ static int open_dir(const char *dir, ckpt_error *err)
     return rc;
 }
 
+/* One shard holding tensor `name` (one byte) and metadata k0 .. k{n-1} = v0 ..., then `extra` = "1". */
+static void write_meta_shard(const char *path, const char *name, size_t n, const char *extra, const char *k7)
+{
+    ckpt_kv *meta = calloc(n + 1, sizeof *meta);
+    char (*text)[2][16] = calloc(n, sizeof *text);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(text[i][0], sizeof text[i][0], "k%zu", i);
+        snprintf(text[i][1], sizeof text[i][1], "v%zu", i);
+        meta[i] = (ckpt_kv){text[i][0], i == 7 && k7 ? k7 : text[i][1]};
+    }
+    meta[n] = (ckpt_kv){extra, "1"};
+    ckpt_tensor t = {name, CKPT_DTYPE_U8, 1, (uint64_t[]){1}, 1, 0, NULL};
+    ckpt_writer *w = NULL;
+    ckpt_error err = {0};
+    ck_assert_int_eq(ckpt_writer_open(&w, path, &t, 1, meta, n + 1, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_write(w, "\x2a", 1, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_writer_finish(w, &err), CKPT_OK);
+    ckpt_writer_free(w);
+    free(text);
+    free(meta);
+}
+
+/*
+ * Shards' metadata merge: 100,000 keys in both (convert writes one per NZ tensor) found by name,
+ * each shard's own key kept, an absent key NULL; a key whose value differs between shards refused.
+ */
+START_TEST(metadata_merged_across_shards)
+{
+    const size_t n = 100000;
+    char *dir = test_tmpdir(), *a = test_join(dir, "a.safetensors"), *b = test_join(dir, "b.safetensors");
+    write_meta_shard(a, "x", n, "only_a", NULL);
+    write_meta_shard(b, "y", n, "only_b", NULL);
+    ckpt_source *src = test_open(dir);
+    ck_assert_uint_eq(ckpt_source_metadata_count(src), n + 2);
+    for (size_t i = 0; i < n; i++) {
+        char key[16], value[16];
+        snprintf(key, sizeof key, "k%zu", i);
+        snprintf(value, sizeof value, "v%zu", i);
+        const char *got = ckpt_source_metadata_value(src, key);
+        ck_assert_msg(got && strcmp(got, value) == 0, "%s = %s", key, got ? got : "(none)");
+    }
+    ck_assert_str_eq(ckpt_source_metadata_value(src, "only_a"), "1");
+    ck_assert_str_eq(ckpt_source_metadata_value(src, "only_b"), "1");
+    ck_assert_ptr_null(ckpt_source_metadata_value(src, "k100000"));
+    ckpt_source_free(src);
+    ck_assert_int_eq(unlink(b), 0);   /* the writer never replaces a file */
+    write_meta_shard(b, "y", n, "only_b", "changed");
+    ckpt_error err;
+    ck_assert_int_eq(open_dir(dir, &err), CKPT_ERR_FORMAT);
+    ck_assert_msg(strstr(err.message, "b.safetensors: metadata k7 disagrees"), "%s", err.message);
+    test_rmtree(dir);
+    free(a);
+    free(b);
+    free(dir);
+}
+END_TEST
+
 START_TEST(shards_with_index)
 {
     char *dir = make_shards();
@@ -787,6 +844,7 @@ static Suite *safetensors_suite(void)
 
     TCase *shards = tcase_create("shards");
     tcase_add_test(shards, shards_with_index);
+    tcase_add_test(shards, metadata_merged_across_shards);
     tcase_add_test(shards, shards_without_index);
     tcase_add_test(shards, shards_index_defects);
     tcase_add_test(shards, shards_same_tensor_twice);

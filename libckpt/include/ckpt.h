@@ -192,6 +192,8 @@ CKPT_API int ckpt_source_find(const ckpt_source *src, const char *name, size_t *
 CKPT_API size_t ckpt_source_metadata_count(const ckpt_source *src);
 CKPT_API void ckpt_source_metadata(const ckpt_source *src, size_t i,
                                    const char **key, const char **value);
+/* The value of metadata `key`, or NULL when the source has none. */
+CKPT_API const char *ckpt_source_metadata_value(const ckpt_source *src, const char *key);
 
 /*
  * Non-tensor values found beside the tensors (training step, `args`, ...),
