@@ -253,22 +253,39 @@ static bool same_rows(const ckpt_row_select *a, const ckpt_row_select *b)
 
 /*
  * Aliases point at their target's output name (the same rows of it); an
- * alias of a dropped tensor is stored itself.
+ * alias of a dropped tensor is stored itself.  The items of each source
+ * tensor are chained first, so that an alias finds its target's items
+ * without a scan: a hostile file can tie a million tensors.
  */
-static void resolve_aliases(struct ckpt_plan *plan)
+static int resolve_aliases(struct ckpt_plan *plan, ckpt_error *err)
 {
-    for (size_t i = 0; i < plan->item_count; i++) {
-        const ckpt_tensor *t = ckpt_source_tensor(plan->src, plan->items[i].source_index);
-        if (!t->alias_of)
-            continue;
-        for (size_t j = 0; j < plan->item_count; j++) {
-            if (j != i && strcmp(plan->items[j].pub.source_name, t->alias_of) == 0 && !plan->items[j].pub.alias_of &&
-                same_rows(&plan->items[j].pub.rows, &plan->items[i].pub.rows)) {
-                plan->items[i].pub.alias_of = plan->items[j].pub.name;
-                break;
-            }
-        }
+    size_t n = ckpt_source_tensor_count(plan->src);
+    size_t *first = malloc((n + 1) * sizeof *first), *next = malloc((plan->item_count + 1) * sizeof *next);
+    if (!first || !next) {
+        free(first);
+        free(next);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
     }
+    for (size_t s = 0; s < n; s++)
+        first[s] = SIZE_MAX;
+    for (size_t j = plan->item_count; j-- > 0;) {
+        next[j] = first[plan->items[j].source_index];
+        first[plan->items[j].source_index] = j;
+    }
+    for (size_t i = 0; i < plan->item_count; i++) {
+        struct plan_item *it = &plan->items[i];
+        size_t target;
+        const char *alias_of = ckpt_source_tensor(plan->src, it->source_index)->alias_of;
+        if (!alias_of || ckpt_source_find(plan->src, alias_of, &target) != CKPT_OK)
+            continue;
+        it->pub.alias_of = NULL;
+        for (size_t j = first[target]; j != SIZE_MAX && !it->pub.alias_of; j = next[j])
+            if (!plan->items[j].pub.alias_of && same_rows(&plan->items[j].pub.rows, &it->pub.rows))
+                it->pub.alias_of = plan->items[j].pub.name;
+    }
+    free(first);
+    free(next);
+    return CKPT_OK;
 }
 
 static int by_name(const void *a, const void *b)
@@ -314,15 +331,20 @@ static int add_shard(struct ckpt_plan *plan, size_t first, ckpt_error *err)
  */
 static int assign_shards(struct ckpt_plan *plan, ckpt_error *err)
 {
-    size_t stored = 0;
-    for (size_t i = 0; i < plan->item_count; i++) {
-        if (!plan->items[i].pub.alias_of) {
-            struct plan_item tmp = plan->items[i];
-            memmove(&plan->items[stored + 1], &plan->items[stored], (i - stored) * sizeof tmp);
-            plan->items[stored++] = tmp;
-        }
-    }
-    resolve_aliases(plan);   /* items moved: point aliases at the names again */
+    struct plan_item *sorted = malloc((plan->item_count + 1) * sizeof *sorted);
+    if (!sorted)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning shards");
+    size_t stored = 0, placed;
+    for (size_t i = 0; i < plan->item_count; i++)
+        if (!plan->items[i].pub.alias_of)
+            sorted[stored++] = plan->items[i];
+    placed = stored;
+    for (size_t i = 0; i < plan->item_count; i++)
+        if (plan->items[i].pub.alias_of)
+            sorted[placed++] = plan->items[i];
+    free(plan->items);
+    plan->items = sorted;   /* aliases keep pointing at their targets' names, which did not move */
+    plan->item_cap = plan->item_count + 1;
     int rc = CKPT_OK;
     for (size_t i = 0; i < stored && !rc; i++) {
         struct plan_item *it = &plan->items[i];
@@ -445,21 +467,23 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
         rc = check_all_renamed(plan, named, consumed, err);
     /* scales consumed by dequantization leave the output */
     size_t kept = 0;
-    for (size_t i = 0; i < plan->item_count && !rc; i++) {
+    for (size_t i = 0; plan && i < plan->item_count; i++) {
         if (consumed[plan->items[i].source_index]) {
             bool listed = i > 0 && plan->items[i - 1].source_index == plan->items[i].source_index;   /* split */
-            rc = listed ? CKPT_OK : add_dropped(plan, plan->items[i].pub.source_name, err);
+            if (!rc && !listed)
+                rc = add_dropped(plan, plan->items[i].pub.source_name, err);
             free((char *)plan->items[i].pub.name);
             free(plan->items[i].shapes);
         } else {
             plan->items[kept++] = plan->items[i];
         }
     }
-    if (!rc) {
+    if (plan)
         plan->item_count = kept;
-        resolve_aliases(plan);
+    if (!rc)
+        rc = resolve_aliases(plan, err);
+    if (!rc)
         rc = check_unique_names(plan, err);
-    }
     if (!rc)
         rc = assign_shards(plan, err);
     if (!rc)

@@ -298,10 +298,12 @@ static void write_deflated_copy(const char *from, const char *to)
 /*
  * A legacy file naming `n` storages, one float each: storage lookups must not
  * grow with the square of their number (300,000 once took over five minutes).
+ * With `tied`, the list then names each tensor again: n more tensors, each
+ * tied to (an alias of) one of the first n.
  */
-static void write_many_storages(const char *path, uint32_t n)
+static void write_many_storages(const char *path, uint32_t n, bool tied)
 {
-    size_t cap = (size_t)n * 96 + 4096, k = 0;
+    size_t cap = (size_t)n * 106 + 4096, k = 0;
     uint8_t *b = malloc(cap);
 #define PUT(lit) (memcpy(b + k, lit, sizeof lit - 1), k += sizeof lit - 1)
     /* the magic number, protocol 1001 and a sys_info dict, as torch 1.5 wrote them */
@@ -318,6 +320,14 @@ static void write_many_storages(const char *path, uint32_t n)
         memcpy(b + k, l4, 4), k += 4;
         memcpy(b + k, key, (size_t)len), k += (size_t)len;
         PUT("h\x03K\x01tQK\x00K\x01\x85K\x01\x85\x89}tR");
+        uint32_t memo = 4 + i;   /* LONG_BINPUT: remembered for the tied copies */
+        uint8_t put[5] = {'r', (uint8_t)memo, (uint8_t)(memo >> 8), (uint8_t)(memo >> 16), (uint8_t)(memo >> 24)};
+        memcpy(b + k, put, 5), k += 5;
+    }
+    for (uint32_t i = 0; tied && i < n; i++) {
+        uint32_t memo = 4 + i;   /* LONG_BINGET */
+        uint8_t get[5] = {'j', (uint8_t)memo, (uint8_t)(memo >> 8), (uint8_t)(memo >> 16), (uint8_t)(memo >> 24)};
+        memcpy(b + k, get, 5), k += 5;
     }
     PUT("e.\x80\x02](");
     for (uint32_t i = 0; i < n; i++) {
@@ -469,7 +479,7 @@ START_TEST(crafted_archives)
     ck_assert_ptr_nonnull(strstr(err.message, "zip64"));
 
     char *many = test_join(dir, "many.pt");
-    write_many_storages(many, 200000);
+    write_many_storages(many, 200000, false);
     src = test_open(many);
     ck_assert_uint_eq(ckpt_source_tensor_count(src), 200000);
     const ckpt_tensor *t;
@@ -485,6 +495,50 @@ START_TEST(crafted_archives)
     free(deflated);
     free(tiny);
     free(many);
+    free(dir);
+}
+END_TEST
+
+/*
+ * 20,000 tensors each tied to another: converted, every tie is written once and
+ * listed as an alias of its target, and verify --against recomputes them all.
+ */
+START_TEST(many_ties_convert)
+{
+    const uint32_t n = 20000;
+    char *dir = test_tmpdir(), *path = test_join(dir, "tied.pt"), *dst = test_join(dir, "out");
+    write_many_storages(path, n, true);
+    ckpt_source *src = test_open(path);
+    ck_assert_uint_eq(ckpt_source_tensor_count(src), 2 * n);
+    ck_assert_str_eq(ckpt_source_tensor(src, 2 * n - 1)->alias_of, "19999");
+    ckpt_source_free(src);
+    char *out;
+    ck_assert_int_eq(test_ckpt(&out, NULL, "convert '%s' '%s' --target nd --json", path, dst), 0);
+    free(out);
+    char *manifest = test_join(dst, "ckpt-manifest.json");
+    json_t *m = json_load_file(manifest, 0, NULL), *tensors = json_object_get(m, "tensors"), *e;
+    ck_assert_uint_eq(json_array_size(tensors), 2 * n);
+    size_t i, aliases = 0;
+    json_array_foreach(tensors, i, e) {
+        const char *alias_of = json_string_value(json_object_get(e, "alias_of"));
+        if (!alias_of)
+            continue;
+        char want[16];
+        snprintf(want, sizeof want, "%zu", (size_t)(atol(json_string_value(json_object_get(e, "name"))) - n));
+        ck_assert_str_eq(alias_of, want);
+        aliases++;
+    }
+    ck_assert_uint_eq(aliases, n);
+    json_decref(m);
+    src = test_open(dst);
+    ck_assert_uint_eq(ckpt_source_tensor_count(src), n);   /* each tie stored once */
+    ckpt_source_free(src);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "verify '%s' --against '%s'", dst, path), 0);
+    free(out);
+    test_rmtree(dir);
+    free(manifest);
+    free(dst);
+    free(path);
     free(dir);
 }
 END_TEST
@@ -553,6 +607,7 @@ static Suite *torch_suite(void)
     tcase_add_test(tc, convert_torch_to_safetensors);
     tcase_add_test(tc, convert_torch_for_each_target);
     tcase_add_test(tc, crafted_archives);
+    tcase_add_test(tc, many_ties_convert);
     tcase_add_test(tc, strided_view_of_truncated_file);
     tcase_add_test(tc, sparse_views_of_a_large_storage);
     suite_add_tcase(s, tc);
