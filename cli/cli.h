@@ -65,6 +65,18 @@ void cli_format_shape(char *buf, size_t size, const ckpt_tensor *t);
 /* "1.5 GiB" into buf. */
 void cli_format_bytes(char *buf, size_t size, uint64_t bytes);
 
+/*
+ * A progress line on stderr (percent, bytes, rate, time left), redrawn at
+ * most five times a second and ended when done reaches total.
+ */
+struct cli_progress {
+    double start, last;
+    int drawn;   /* a line is on the screen and not ended */
+};
+void cli_progress_start(struct cli_progress *p);
+int cli_progress_show(void *payload, uint64_t done, uint64_t total);   /* a ckpt_progress_fn */
+void cli_progress_clear(struct cli_progress *p);   /* erases a drawn line, before other output */
+
 /* Writes `root` to stdout as indented JSON and drops the reference; EXIT_OUTPUT on failure. */
 int cli_print_json(json_t *root);
 

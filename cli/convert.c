@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char convert_help[] =
@@ -148,36 +147,6 @@ static int print_plan_table(const ckpt_plan *plan)
     for (size_t i = 0; i < ckpt_plan_dropped_count(plan); i++)
         printf("dropped: %s\n", ckpt_plan_dropped(plan, i));
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
-}
-
-struct progress {
-    double start, last;
-};
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* A line on stderr, redrawn at most five times a second. */
-static int show_progress(void *payload, uint64_t done, uint64_t total)
-{
-    struct progress *p = payload;
-    double t = now();
-    if (t - p->last < 0.2 && done < total)
-        return 0;
-    p->last = t;
-    double rate = done / (t - p->start + 1e-9);
-    char d[32], r[32];
-    cli_format_bytes(d, sizeof d, done);
-    cli_format_bytes(r, sizeof r, (uint64_t)rate);
-    double left = rate > 0 ? (double)(total - done) / rate : 0;
-    fprintf(stderr, "\r%5.1f%%  %s  %s/s  %.0fs left   ", total ? 100.0 * done / total : 100.0, d, r, left);
-    if (done >= total)
-        fputc('\n', stderr);
-    return 0;
 }
 
 static int print_summary(const ckpt_convert_stats *s, const char *dst, const ckpt_convert_options *o, int json)
@@ -335,13 +304,14 @@ int cmd_convert(int argc, char **argv)
     } else if (a.dry_run) {
         status = a.json ? print_plan_json(plan) : print_plan_table(plan);
     } else {
-        struct progress p = {now(), 0};
+        struct cli_progress p;
+        cli_progress_start(&p);
         ckpt_convert_stats stats;
         running_plan = plan;
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
         int show = !a.quiet && isatty(STDERR_FILENO);
-        if (ckpt_plan_execute(plan, show ? show_progress : NULL, &p, &stats, &err) != CKPT_OK)
+        if (ckpt_plan_execute(plan, show ? cli_progress_show : NULL, &p, &stats, &err) != CKPT_OK)
             status = cli_fail("convert", &err);
         else
             status = print_summary(&stats, dst, &a.opts, a.json);

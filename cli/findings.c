@@ -25,8 +25,11 @@ static char *dup_or_null(const char *s)
 int findings_collect(void *payload, const ckpt_finding *f)
 {
     struct findings *fs = payload;
-    if (!fs->quiet_text && (!f->ok || fs->verbose))
+    if (!fs->quiet_text && (!f->ok || fs->verbose)) {
+        cli_progress_clear(fs->progress);
         printf("%s %-10s %s\n", f->ok ? "ok  " : "FAIL", check_name(f->check), f->message);
+        fflush(stdout);
+    }
     if (fs->count == fs->cap) {
         size_t cap = fs->cap ? fs->cap * 2 : 64;
         struct finding_copy *grown = realloc(fs->items, cap * sizeof *grown);

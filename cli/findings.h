@@ -14,6 +14,7 @@ struct findings {
     size_t count, cap;
     int verbose;          /* print passing checks too */
     int quiet_text;       /* collect only (for --json) */
+    struct cli_progress *progress;   /* a progress line to erase before printing, or NULL */
     int oom;
 };
 

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char verify_help[] =
     "Usage: ckpt verify DST [--against SRC] [options]\n"
@@ -19,6 +20,7 @@ static const char verify_help[] =
     "  --json            one JSON document (schema: docs/verify.md)\n"
     "  --junit FILE      also write JUnit XML, one test case per check\n"
     "  -v, --verbose     print passing checks too\n"
+    "  --quiet           no progress line (one is drawn on a terminal)\n"
     "  -h, --help        show this help\n"
     "Exit status: 0 intact, 1 a difference was found, 3 the manifest or input is unreadable.\n";
 
@@ -38,7 +40,7 @@ struct check_args {
     const char *against, *junit;
     double max_abs, max_rel;
     unsigned jobs;
-    int json, verbose, names_only;
+    int json, verbose, names_only, quiet;
     ckpt_open_options open;
 };
 
@@ -56,6 +58,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         {"against", required_argument, NULL, 'a'}, {"max-abs-error", required_argument, NULL, 'A'},
         {"max-rel-error", required_argument, NULL, 'R'}, {"jobs", required_argument, NULL, 'j'},
         {"json", no_argument, NULL, 'J'},          {"junit", required_argument, NULL, 'U'},
+        {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},       {"names-only", no_argument, NULL, 'n'},
         CLI_OPEN_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
@@ -85,6 +88,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         case 'J': a->json = 1; break;
         case 'U': a->junit = optarg; break;
         case 'v': a->verbose = 1; break;
+        case 'q': a->quiet = 1; break;
         case 'n': a->names_only = 1; break;
         CLI_OPEN_CASES:
             if ((status = cli_parse_open_option(command, c, optarg, &a->open)))
@@ -132,10 +136,17 @@ int cmd_verify(int argc, char **argv)
     opts.max_rel_error = a.max_rel;
     opts.jobs = a.jobs;
     opts.open = &a.open;
-    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json};
+    struct cli_progress progress;
+    cli_progress_start(&progress);
+    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json, .progress = &progress};
+    if (!a.quiet && !a.json && isatty(STDERR_FILENO)) {
+        opts.progress = cli_progress_show;
+        opts.progress_payload = &progress;
+    }
     ckpt_verify_summary s = {0};
     ckpt_error err = {0};
     int rc = ckpt_verify(argv[optind], &opts, findings_collect, &fs, &s, &err);
+    cli_progress_clear(&progress);
     status = finish("verify", rc, &err, &fs, &s, &a);
     findings_free(&fs);
     return status;

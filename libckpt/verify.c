@@ -66,6 +66,18 @@ void reporter_add_bytes(struct reporter *r, uint64_t bytes)
 {
     pthread_mutex_lock(&r->lock);
     r->summary.bytes += bytes;
+    if (r->progress && !r->cancelled && r->progress(r->progress_payload, r->summary.bytes, r->total_bytes) != 0) {
+        r->cancelled = true;
+        atomic_store(&r->stop, 1);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reporter_add_total(struct reporter *r, uint64_t bytes)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->total_bytes && !ckpt_add_u64(r->total_bytes, bytes, &r->total_bytes))
+        r->total_bytes = 0;   /* past 2^64: no total */
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -280,6 +292,7 @@ static bool hash_ringed(struct file_check *fc, int fd, uint64_t size, XXH128_has
             break;
         }
         XXH3_128bits_update(state, r.buf[slot], r.len[slot]);
+        reporter_add_bytes(fc->r, r.len[slot]);
         at += r.len[slot];
         pthread_mutex_lock(&r.lock);
         r.full[slot] = false;
@@ -304,10 +317,8 @@ static int hash_pass(struct file_check *fc, int fd, uint64_t size, uint64_t data
                      XXH3_state_t **states, ckpt_error *err)
 {
     int ringed_rc;
-    if (!states && hash_ringed(fc, fd, size, file_hash, &ringed_rc, err)) {
-        reporter_add_bytes(fc->r, size);
+    if (!states && hash_ringed(fc, fd, size, file_hash, &ringed_rc, err))
         return ringed_rc;
-    }
     XXH3_state_t *fs = XXH3_createState();
     uint8_t *buf = malloc(CHUNK_BYTES);
     int rc = fs && buf ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
@@ -331,11 +342,11 @@ static int hash_pass(struct file_check *fc, int fd, uint64_t size, uint64_t data
             if (a < b)
                 XXH3_128bits_update(states[k], buf + (a - at), (size_t)(b - a));
         }
+        reporter_add_bytes(fc->r, (uint64_t)n);
         at += (uint64_t)n;
     }
     if (!rc && !states)
         *file_hash = XXH3_128bits_digest(fs);
-    reporter_add_bytes(fc->r, size);
     XXH3_freeState(fs);
     free(buf);
     return rc;
@@ -399,6 +410,8 @@ static int verify_file(struct file_check *fc, ckpt_error *err)
         check_header(fc, fd, size, &data_start);
     XXH128_hash_t h = {0, 0};
     char hex[33];
+    if (size > mf->size)
+        reporter_add_total(fc->r, size - mf->size);
     int rc = hash_pass(fc, fd, size, data_start, &h, NULL, err);
     if (rc) {
         close(fd);
@@ -413,8 +426,8 @@ static int verify_file(struct file_check *fc, ckpt_error *err)
         report_finding(fc->r, f, "%s: checksum %s, the manifest says %s", mf->path, hex, mf->xxh3_128);
     else
         report_finding(fc->r, f, "%s: %llu bytes, checksum matches", mf->path, (unsigned long long)size);
-    if (f.ok && data_start) {
-        /* the whole file matches, so every tensor in it does */
+    if (f.ok || fc->count == 0) {
+        /* the whole file matches, so every tensor in it does (or it holds none to look for) */
         for (size_t k = 0; k < fc->count; k++) {
             const struct manifest_tensor *t = tensor_at(fc, k);
             report_finding(fc->r,
@@ -431,8 +444,10 @@ static int verify_file(struct file_check *fc, ckpt_error *err)
             rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
         else
             XXH3_128bits_reset(states[k]);
-    if (!rc)
+    if (!rc) {
+        reporter_add_total(fc->r, size);   /* a second pass, to find the tensors that changed */
         rc = hash_pass(fc, fd, size, data_start, &h, states, err);
+    }
     close(fd);
     if (!rc)
         check_tensors(fc, size, data_start, states);
@@ -548,6 +563,15 @@ int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_f
     }
     struct reporter r;
     reporter_init(&r, fn, payload);
+    r.progress = opts->progress;
+    r.progress_payload = opts->progress_payload;
+    bool fits = true;   /* a hostile manifest's sizes may add past 2^64: then no total is told */
+    for (size_t i = 0; i < m.file_count; i++)
+        fits &= ckpt_add_u64(r.total_bytes, m.files[i].size, &r.total_bytes);
+    for (size_t i = 0; opts->against && i < m.tensor_count; i++)
+        fits &= ckpt_add_u64(r.total_bytes, m.tensors[i].alias_of ? 0 : m.tensors[i].nbytes, &r.total_bytes);
+    if (!fits)
+        r.total_bytes = 0;
     struct pool p = {&m, dst, &r, 0, PTHREAD_MUTEX_INITIALIZER, CKPT_OK, {0}};
     check_tensor_files(&m, &r);
     check_extra_files(dst, &m, &r);
@@ -560,6 +584,8 @@ int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_f
     r.summary.seconds = now_seconds() - start;
     if (summary)
         *summary = r.summary;
+    if (!rc && r.cancelled)
+        rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: verification cancelled", dst);
     if (!rc && r.summary.failures)
         rc = ckpt_fail(err, CKPT_ERR_MISMATCH, "%s: %llu of %llu checks failed", dst,
                        (unsigned long long)r.summary.failures, (unsigned long long)r.summary.checks);

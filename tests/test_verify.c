@@ -115,6 +115,60 @@ START_TEST(intact_folder_passes)
 }
 END_TEST
 
+/* Progress as the library tells it: never backwards, ending at the total; a non-zero return cancels. */
+struct progress_log {
+    uint64_t calls, last, total;
+    int backwards, cancel_after;
+};
+
+static int log_progress(void *payload, uint64_t done, uint64_t total)
+{
+    struct progress_log *p = payload;
+    p->backwards |= done < p->last;
+    p->last = done;
+    p->total = total;
+    return p->cancel_after && ++p->calls >= (uint64_t)p->cancel_after;
+}
+
+START_TEST(progress_reaches_the_total)
+{
+    char *dst = fresh_output(), *sample = test_testdata("sample");
+    ckpt_source *out = test_open(dst);
+    uint64_t files = 0, tensors = 0;
+    char *manifest = test_join(dst, "ckpt-manifest.json");
+    json_t *m = json_load_file(manifest, 0, NULL), *e;
+    size_t i;
+    json_array_foreach(json_object_get(m, "files"), i, e)
+        files += (uint64_t)json_integer_value(json_object_get(e, "size"));
+    json_array_foreach(json_object_get(m, "tensors"), i, e)
+        tensors += (uint64_t)json_integer_value(json_object_get(e, "nbytes"));
+    json_decref(m);
+    ckpt_source_free(out);
+    ckpt_verify_options o;
+    ckpt_verify_options_default(&o);
+    struct progress_log p = {0};
+    o.progress = log_progress;
+    o.progress_payload = &p;
+    ck_assert_int_eq(ckpt_verify(dst, &o, NULL, NULL, NULL, NULL), CKPT_OK);
+    ck_assert(!p.backwards);
+    ck_assert_uint_eq(p.total, files);
+    ck_assert_uint_eq(p.last, files);
+    o.against = sample;
+    p = (struct progress_log){0};
+    ck_assert_int_eq(ckpt_verify(dst, &o, NULL, NULL, NULL, NULL), CKPT_OK);
+    ck_assert(!p.backwards);
+    ck_assert_uint_eq(p.total, files + tensors);
+    ck_assert_uint_eq(p.last, files + tensors);
+    p = (struct progress_log){.cancel_after = 1};
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_verify(dst, &o, NULL, NULL, NULL, &err), CKPT_ERR_CANCELLED);
+    ck_assert_uint_lt(p.last, files + tensors);
+    free(manifest);
+    free(sample);
+    drop_output(dst);
+}
+END_TEST
+
 START_TEST(flipped_bit_names_tensor)
 {
     char *dst = fresh_output();
@@ -508,6 +562,7 @@ static Suite *verify_suite(void)
     TCase *tc = tcase_create("verify");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, intact_folder_passes);
+    tcase_add_test(tc, progress_reaches_the_total);
     tcase_add_test(tc, flipped_bit_names_tensor);
     tcase_add_test(tc, truncated_shard);
     tcase_add_test(tc, missing_shard);

@@ -498,6 +498,8 @@ typedef struct ckpt_verify_options {
     unsigned jobs;           /* 0: one per core */
     uint64_t max_memory;     /* with `against`: working memory (0: 16 MiB per job) */
     const ckpt_open_options *open; /* how to open `against` (NULL: the defaults) */
+    ckpt_progress_fn progress;     /* bytes hashed (and recomputed) so far, or NULL; called one */
+    void *progress_payload;        /* call at a time, from worker threads; non-zero cancels the run */
 } ckpt_verify_options;
 
 typedef struct ckpt_verify_summary {
@@ -513,8 +515,9 @@ CKPT_API void ckpt_verify_options_default(ckpt_verify_options *opts);
  * Re-hashes every file and tensor that DST's ckpt-manifest.json lists,
  * checks every shard header against it, and with `against` recomputes every
  * tensor from the source.  Returns CKPT_OK when every check passed,
- * CKPT_ERR_MISMATCH when one failed, another status when verification could
- * not run (an unreadable manifest is CKPT_ERR_FORMAT or CKPT_ERR_NOT_FOUND).
+ * CKPT_ERR_MISMATCH when one failed, CKPT_ERR_CANCELLED when the progress
+ * callback stopped it, another status when verification could not run (an
+ * unreadable manifest is CKPT_ERR_FORMAT or CKPT_ERR_NOT_FOUND).
  */
 CKPT_API int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_fn fn, void *payload,
                          ckpt_verify_summary *summary, ckpt_error *err);
