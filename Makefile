@@ -5,6 +5,7 @@
 #   make check            every test suite
 #   make check-asan       the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench            benchmarks (figures in README.md)
+#   make fuzz             every libFuzzer target for FUZZ_SECONDS (make fuzz-campaign: FUZZ_CPU_MINUTES each)
 #   make install PREFIX=/usr/local DESTDIR=
 #
 # Missing Debian packages are installed on first use (scripts/ensure-deps.sh).
@@ -47,7 +48,7 @@ STATIC    := $(BUILD)/libckpt.a
 SHARED    := $(BUILD)/libckpt.so.$(VERSION)
 CLI       := $(BUILD)/ckpt
 
-.PHONY: all demo check check-asan test-deps bench fuzz install uninstall clean
+.PHONY: all demo check check-asan test-deps bench fuzz fuzz-campaign install uninstall clean
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(DEPS_STAMP): scripts/ensure-deps.sh
@@ -131,6 +132,11 @@ build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB)
 
 fuzz: $(FUZZ_BIN)
 	EXTERNAL=$(EXTERNAL) sh fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+# a long local run: every target until it has used FUZZ_CPU_MINUTES of CPU time (build-fuzz/campaign.tsv)
+FUZZ_CPU_MINUTES ?= 30
+fuzz-campaign: $(FUZZ_BIN)
+	EXTERNAL=$(EXTERNAL) sh fuzz/campaign.sh $(FUZZ_CPU_MINUTES) $(FUZZ_BIN)
 
 # ---- install ----
 
