@@ -508,7 +508,7 @@ static int open_dir(const char *dir, ckpt_error *err)
 static void write_meta_shard(const char *path, const char *name, size_t n, const char *extra, const char *k7)
 {
     ckpt_kv *meta = calloc(n + 1, sizeof *meta);
-    char (*text)[2][16] = calloc(n, sizeof *text);
+    char (*text)[2][24] = calloc(n, sizeof *text);
     for (size_t i = 0; i < n; i++) {
         snprintf(text[i][0], sizeof text[i][0], "k%zu", i);
         snprintf(text[i][1], sizeof text[i][1], "v%zu", i);
@@ -539,7 +539,7 @@ START_TEST(metadata_merged_across_shards)
     ckpt_source *src = test_open(dir);
     ck_assert_uint_eq(ckpt_source_metadata_count(src), n + 2);
     for (size_t i = 0; i < n; i++) {
-        char key[16], value[16];
+        char key[24], value[24];
         snprintf(key, sizeof key, "k%zu", i);
         snprintf(value, sizeof value, "v%zu", i);
         const char *got = ckpt_source_metadata_value(src, key);

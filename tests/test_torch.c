@@ -523,7 +523,7 @@ START_TEST(many_ties_convert)
         const char *alias_of = json_string_value(json_object_get(e, "alias_of"));
         if (!alias_of)
             continue;
-        char want[16];
+        char want[24];
         snprintf(want, sizeof want, "%zu", (size_t)(atol(json_string_value(json_object_get(e, "name"))) - n));
         ck_assert_str_eq(alias_of, want);
         aliases++;
