@@ -253,8 +253,10 @@ static int diff_tensor(struct side *a, const struct layouts *la, struct side *b,
             rc = load_untiled(b->src, b->index, &b->l, err);
         if (!rc)
             rc = compare_values(a, b, o, &f, why, sizeof why, err);
-        if (!rc)
+        if (!rc) {
+            reporter_add_bytes(r, a->l.nbytes + b->l.nbytes);
             report_finding(r, f, "%s: %s", name, why);
+        }
     }
     free(a->l.data);
     free(b->l.data);
@@ -284,6 +286,7 @@ int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *opts, ckpt_
               ckpt_verify_summary *summary, ckpt_error *err)
 {
     ckpt_error_clear(err);
+    double start = now_seconds();
     ckpt_diff_options defaults = {0};
     if (!opts)
         opts = &defaults;
@@ -311,6 +314,7 @@ int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *opts, ckpt_
         if (ckpt_source_find(sa, ckpt_source_tensor(sb, j)->name, &i) != CKPT_OK)
             report_one_sided(&r, sb, j, b, sa, a);
     }
+    r.summary.seconds = now_seconds() - start;
     if (summary)
         *summary = r.summary;
     if (!rc && r.summary.failures)

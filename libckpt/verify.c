@@ -539,7 +539,7 @@ void ckpt_verify_options_default(ckpt_verify_options *opts)
     memset(opts, 0, sizeof *opts);
 }
 
-static double now_seconds(void)
+double now_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -472,6 +472,7 @@ START_TEST(diff_reports_differences)
     json_t *doc = json_loads(out, 0, NULL);
     ck_assert(json_is_false(json_object_get(doc, "ok")));
     ck_assert_int_eq(json_integer_value(json_object_get(doc, "checks")), 21);
+    ck_assert_int_eq(json_integer_value(json_object_get(doc, "bytes")), 2 * 261504);   /* both sides, read whole */
     json_decref(doc);
     free(out);
     /* a tensor only in one */
