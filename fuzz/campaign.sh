@@ -3,7 +3,7 @@
 # process has used CPU_MINUTES of CPU time (so a busy machine lengthens the run, not shortens
 # the fuzzing), two at a time (FUZZ_PARALLEL), niced, on the corpus run.sh keeps in
 # build-fuzz/corpus/. Prints and appends to build-fuzz/campaign.tsv one line a target:
-# name, CPU seconds, inputs executed, corpus size, clean or crash.
+# name, CPU seconds, inputs executed, corpus size, and clean, slow units or the failure.
 set -u
 . fuzz/seed.sh
 minutes=$1
@@ -35,8 +35,11 @@ fuzz_one() {
     done
     wait "$pid"
     rc=$?
+    # crash-, leak-, timeout- and oom- files are failures; slow-unit- ones (past 10 s) are reported too
+    found=$(ls "build-fuzz/crashes/$name/")
     result=clean
-    ls "build-fuzz/crashes/$name/" | grep -q . && result="crash: $(ls "build-fuzz/crashes/$name/" | head -n 1)"
+    echo "$found" | grep -q '^slow-unit-' && result="slow units: $(echo "$found" | grep -c '^slow-unit-')"
+    echo "$found" | grep -qv -e '^slow-unit-' -e '^$' && result="failed: $(echo "$found" | grep -v '^slow-unit-' | head -n 1)"
     [ "$used" -lt "$limit" ] && [ "$result" = clean ] && result="stopped early (exit $rc)"
     runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{ print $2 }')
     line=$(printf '%s\t%s\t%s\t%s\t%s' "$name" "$used" "${runs:-?}" "$(ls "$corpus" | wc -l)" "$result")

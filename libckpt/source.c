@@ -287,7 +287,14 @@ void source_entry_release(struct tensor_entry *t)
 
 int source_append_entry(struct ckpt_source *src, struct tensor_entry *t, ckpt_error *err)
 {
-    int rc = grow((void **)&src->tensors, &src->tensor_cap, src->tensor_count + 1, sizeof *src->tensors, err);
+    /* the names a checkpoint declares are its description, bounded like a header */
+    uint64_t name_bytes = src->name_bytes + strlen(t->pub.name) + 1;
+    int rc = name_bytes > src->limits.max_header_bytes
+                 ? ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor names take more than %llu bytes (limit max_header_bytes)",
+                             src->path, (unsigned long long)src->limits.max_header_bytes)
+                 : CKPT_OK;
+    if (!rc)
+        rc = grow((void **)&src->tensors, &src->tensor_cap, src->tensor_count + 1, sizeof *src->tensors, err);
     char *name = rc ? NULL : strdup(t->pub.name);
     if (!rc && !name)
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", t->pub.name);
@@ -306,6 +313,7 @@ int source_append_entry(struct ckpt_source *src, struct tensor_entry *t, ckpt_er
         return rc;
     }
     src->tensor_count++;
+    src->name_bytes = name_bytes;
     return CKPT_OK;
 }
 
@@ -328,6 +336,11 @@ int source_add_alias(struct ckpt_source *src, const char *name, size_t target, c
     if (target >= src->tensor_count)
         return ckpt_fail(err, CKPT_ERR_ARG, "alias %s: no such tensor %zu", name, target);
     struct tensor_entry *base = &src->tensors[target];
+    size_t distinct = src->tensor_count - src->alias_count;
+    if (src->alias_count >= SOURCE_ALIASES_BASE + SOURCE_ALIASES_PER_TENSOR * (uint64_t)distinct)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: more aliases than %zu for %zu distinct tensor%s (a pickle bomb?), at "
+                         "%.200s", src->files[base->pub.file].path, src->alias_count, distinct,
+                         distinct == 1 ? "" : "s", name);
     int rc;
     if (base->parts) {   /* the same pieces again (a tied weight rebuilt from ZeRO partitions) */
         struct tensor_piece *pieces = calloc(base->part_count ? base->part_count : 1, sizeof *pieces);
@@ -350,6 +363,7 @@ int source_add_alias(struct ckpt_source *src, const char *name, size_t target, c
     base = &src->tensors[target];
     t->alias_target = base->alias_target != SIZE_MAX ? base->alias_target : target;
     t->pub.alias_of = src->tensors[t->alias_target].pub.name;
+    src->alias_count++;
     return CKPT_OK;
 }
 

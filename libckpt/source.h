@@ -21,6 +21,14 @@
 /* Non-tensor values kept per source: enough for any training checkpoint's args and counters. */
 #define SOURCE_MAX_OBJECTS 200000
 
+/*
+ * Aliases (tied weights) allowed: this many, plus this many per distinct
+ * tensor.  Real checkpoints tie a few weights, or share whole layers a dozen
+ * times; a pickle reaching one tensor through millions of paths is a bomb.
+ */
+#define SOURCE_ALIASES_BASE 4096
+#define SOURCE_ALIASES_PER_TENSOR 64
+
 /* No tensor has more dimensions than this, whatever ckpt_limits.max_rank says. */
 #define SOURCE_MAX_RANK 64
 
@@ -82,6 +90,8 @@ struct ckpt_source {
     size_t file_count, file_cap;
     struct tensor_entry *tensors;
     size_t tensor_count, tensor_cap;
+    size_t alias_count;          /* of those, aliases (source_add_alias) */
+    uint64_t name_bytes;         /* their names, charged to limits.max_header_bytes */
     struct name_index tensor_names;
     ckpt_kv *metadata;           /* owned strings */
     size_t metadata_count, metadata_cap;

@@ -114,7 +114,8 @@ CKPT_API ckpt_dtype ckpt_dtype_from_name(const char *name);
  * ====================================================================== */
 
 typedef struct ckpt_limits {
-    uint64_t max_header_bytes;  /* safetensors JSON header, index files (default 100,000,000) */
+    uint64_t max_header_bytes;  /* safetensors JSON header, index files, and all tensor names of a
+                                   source together (default 100,000,000) */
     uint64_t max_tensors;       /* tensors in one source (default 10,000,000) */
     uint32_t max_rank;          /* dimensions of one tensor (default 64) */
     uint64_t max_pickle_bytes;  /* memory the pickle machine may allocate (default 1 GiB) */

@@ -43,9 +43,9 @@ class Pickler(pickle.Pickler):
         return None
 
 
-def torch_zip(name, tensor, storage_bytes):
+def torch_zip(name, tensor, storage_bytes, root=None):
     buf = io.BytesIO()
-    Pickler(buf, protocol=2).dump(collections.OrderedDict(weight=tensor))
+    Pickler(buf, protocol=2).dump(root if root is not None else collections.OrderedDict(weight=tensor))
     path = os.path.join(HERE, name)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         for entry, data in (("archive/data.pkl", buf.getvalue()), ("archive/data/0", storage_bytes),
@@ -124,6 +124,12 @@ def main():
     torch_zip("storage-smaller-than-view.pt", Tensor(Storage("0", 4), 0, (8,), (1,)), four)
     # a shape whose element count overflows 64 bits (2^33 cubed), stride 0 so no storage could hold it anyway
     torch_zip("shape-overflows-64-bits.pt", Tensor(Storage("0", 4), 0, (1 << 33, 1 << 33, 1 << 33), (0, 0, 0)), four)
+    # one tensor reached through 2^40 paths ((x, x) forty times over, each level pickled once): as many tied
+    # weights, were they all taken
+    x = Tensor(Storage("0", 4), 0, (4,), (1,))
+    for _ in range(40):
+        x = (x, x)
+    torch_zip("alias-bomb.pt", None, four, collections.OrderedDict(weight=x))
     # a negative stride walking backwards from the storage's end
     torch_zip("negative-stride.pt", Tensor(Storage("0", 4), 3, (4,), (-1,)), four)
     hostile_zips(four)
