@@ -324,6 +324,8 @@ static int execute(struct execution *ex, struct file_records *source_files, stru
     for (size_t i = 0; i < ex->stored && !rc && plan->opts.parts; i++)
         ex->total -= part_has_shard(&ex->parts, plan->items[i].pub.shard) ? 0 : plan->items[i].in_bytes;
     if (!rc)
+        rc = outdir_check_spares(plan->dst, ckpt_source_path(plan->src), err);
+    if (!rc)
         rc = plan->opts.parts ? part_begin(plan, &ex->out, err) : outdir_begin(&ex->out, plan->dst, plan->opts.force, err);
     for (size_t s = 0; s < plan->shard_count && !rc; s++)
         if (part_has_shard(&ex->parts, s))

@@ -229,6 +229,18 @@ int outdir_write_json(struct outdir *o, const char *name, json_t *doc, size_t fl
     return rc;
 }
 
+int outdir_check_spares(const char *dst, const char *source, ckpt_error *err)
+{
+    char *d = realpath(dst, NULL), *s = d ? realpath(source, NULL) : NULL;
+    size_t n = d ? strlen(d) : 0;
+    bool holds = s && strncmp(s, d, n) == 0 && (s[n] == '\0' || s[n] == '/' || (n == 1 && d[0] == '/'));
+    free(d);
+    free(s);
+    return holds ? ckpt_fail(err, CKPT_ERR_ARG, "%s: the destination holds the source %s: replacing it would "
+                             "delete the source", dst, source)
+                 : CKPT_OK;
+}
+
 int outdir_commit(struct outdir *o, ckpt_error *err)
 {
     int rc = sync_dir(o->tmp, err);

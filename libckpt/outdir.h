@@ -28,6 +28,12 @@ struct outdir {
 /* Removes stale temporaries, refuses an existing destination unless `replace`, creates the temporary. */
 int outdir_begin(struct outdir *o, const char *dst, bool replace, ckpt_error *err);
 
+/*
+ * Refuses a `dst` that is `source` or holds it (a replaced DST would take
+ * the source with it); a DST that does not exist yet holds nothing.
+ */
+int outdir_check_spares(const char *dst, const char *source, ckpt_error *err);
+
 /* Creates (O_EXCL) the file `name` in the temporary folder; returns its descriptor in *fd. */
 int outdir_create(struct outdir *o, const char *name, int *fd, ckpt_error *err);
 

@@ -290,6 +290,8 @@ int ckpt_parts_merge(const char *dst, int force, ckpt_convert_stats *stats, ckpt
     if (!rc)
         rc = gather_records(&m, err);
     if (!rc)
+        rc = outdir_check_spares(dst, ckpt_source_path(m.src), err);
+    if (!rc)
         rc = outdir_begin(&out, dst, force, err);
     if (!rc)
         rc = link_shards(&m, &out, err);

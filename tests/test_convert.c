@@ -346,6 +346,18 @@ START_TEST(existing_destination_refused)
     ck_assert_int_eq(ckpt_source_tensor(b, 0)->dtype, CKPT_DTYPE_F16);
     ckpt_source_free(b);
     check_manifest_hashes(dst);
+    /* --force never replaces a DST that is the source or holds it: DST itself as SRC, its shard, its parent */
+    char *shard = test_join(dst, "model-00001-of-00001.safetensors"), *parent = test_join(dst, "..");
+    const char *const sources[] = {dst, shard, dst};
+    const char *const dsts[] = {dst, dst, parent};
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target nd --force", sources[k], dsts[k]), 2);
+        ck_assert_msg(strstr(err, "the destination holds the source"), "%s", err);
+        free(err);
+    }
+    check_manifest_hashes(dst);   /* untouched */
+    free(shard);
+    free(parent);
     free(sample);
     remove_output(dst);
 }
