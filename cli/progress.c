@@ -32,7 +32,9 @@ int cli_progress_show(void *payload, uint64_t done, uint64_t total)
                 rate > 0 ? (double)(total - done) / rate : 0);
     else
         fprintf(stderr, "\r%s  %s/s   ", d, r);
-    p->drawn = total && done >= total ? (fputc('\n', stderr), 0) : 1;
+    p->drawn = !(total && done >= total);
+    if (!p->drawn)
+        fputc('\n', stderr);   /* done: the line stays */
     return 0;
 }
 

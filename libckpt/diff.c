@@ -10,6 +10,7 @@
 #include "verify.h"
 
 #include "checked.h"
+#include "clock.h"
 #include "decode.h"
 #include "error.h"
 #include "manifest.h"

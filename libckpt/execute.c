@@ -12,6 +12,7 @@
 #include "plan.h"
 
 #include "checked.h"
+#include "clock.h"
 #include "error.h"
 #include "manifest.h"
 #include "outdir.h"
@@ -269,13 +270,6 @@ static unsigned job_count(const struct ckpt_plan *plan, size_t stored)
     if (jobs > stored)
         jobs = stored ? (unsigned)stored : 1;
     return jobs > 256 ? 256 : jobs;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static size_t stored_count(const struct ckpt_plan *plan)

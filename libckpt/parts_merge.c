@@ -11,6 +11,7 @@
  */
 #include "parts.h"
 
+#include "clock.h"
 #include "error.h"
 #include "manifest.h"
 #include "side_files.h"
@@ -267,13 +268,6 @@ static int link_shards(struct merge *m, struct outdir *out, ckpt_error *err)
     }
     free(at);
     return rc;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 int ckpt_parts_merge(const char *dst, int force, ckpt_convert_stats *stats, ckpt_error *err)

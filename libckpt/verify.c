@@ -12,6 +12,7 @@
 #include "verify.h"
 
 #include "checked.h"
+#include "clock.h"
 #include "error.h"
 #include "manifest.h"
 #include "records.h"
@@ -537,13 +538,6 @@ static void check_tensor_files(const struct manifest *m, struct reporter *r)
 void ckpt_verify_options_default(ckpt_verify_options *opts)
 {
     memset(opts, 0, sizeof *opts);
-}
-
-double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_fn fn, void *payload,

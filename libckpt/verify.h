@@ -38,9 +38,6 @@ void reporter_add_total(struct reporter *r, uint64_t bytes);
 int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify_options *opts, struct reporter *r,
                     ckpt_error *err);
 
-/* A monotonic clock, in seconds, for the summaries' durations. */
-double now_seconds(void);
-
 /* The number of worker threads for `jobs` (0: one per core), at most `work` and 64. */
 unsigned worker_count(unsigned jobs, size_t work);
 
