@@ -22,7 +22,7 @@ OPT       ?= -O2
 CFLAGS    ?= $(OPT) -g
 WARN      := -std=c11 -Wall -Wextra -Werror -Wshadow -Wvla
 PKGS      := libzstd libarchive libxxhash jansson
-ALL_CPPFLAGS := -D_GNU_SOURCE -Ilibckpt/include -Ilibckpt -Iformats $(CPPFLAGS)
+ALL_CPPFLAGS := -D_GNU_SOURCE -Ilibckpt/include -I. $(CPPFLAGS)
 ALL_CFLAGS   := $(WARN) -fPIC -fvisibility=hidden -pthread $(CFLAGS)
 
 ifeq ($(SANITIZE),1)
@@ -34,7 +34,7 @@ DEPS_STAMP := $(BUILD)/.deps-build
 PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS)) -lm -pthread
 
-LIB_SRC   := $(sort $(wildcard libckpt/*.c) $(wildcard formats/*.c))
+LIB_SRC   := $(sort $(wildcard libckpt/*/*.c) $(wildcard formats/*/*.c))
 CLI_SRC   := $(sort $(wildcard cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

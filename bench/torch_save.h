@@ -6,7 +6,7 @@
 #ifndef CKPT_BENCH_TORCH_SAVE_H
 #define CKPT_BENCH_TORCH_SAVE_H
 
-#include "zip.h"
+#include "formats/torch/zip.h"
 
 #include <stdint.h>
 #include <stdio.h>

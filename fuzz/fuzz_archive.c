@@ -1,5 +1,5 @@
 /* fuzz_archive.c: any bytes as an archive (tar, gzip/zstd tar, zip): member table, in-place check, checkpoint found. */
-#include "archive_fs.h"
+#include "formats/archive/archive_fs.h"
 #include "fuzz_file.h"
 
 #include <sys/mman.h>

@@ -3,7 +3,7 @@
  * record parser; every record it accepts is walked, so that a chunk or path
  * it vouches for is touched.
  */
-#include "dcp.h"
+#include "formats/dcp/dcp.h"
 
 #include <string.h>
 

@@ -2,12 +2,12 @@
  * fuzz_pickle.c: any bytes as a pickle: the pickle machine, then the torch
  * state walker on its tree, with every storage placed in one 4 KiB buffer.
  */
-#include "checked.h"
-#include "error.h"
+#include "libckpt/common/checked.h"
+#include "libckpt/common/error.h"
 #include "fuzz_file.h"
-#include "pickle.h"
-#include "source.h"
-#include "torch_state.h"
+#include "formats/torch/pickle.h"
+#include "formats/torch/torch_state.h"
+#include "libckpt/catalog/source.h"
 
 #define STORAGE_BYTES 4096
 

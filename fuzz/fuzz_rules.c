@@ -1,5 +1,5 @@
 /* fuzz_rules.c: any text as a rules file, then applied to a few names and a [96, 8] shape. */
-#include "rules.h"
+#include "libckpt/plan/rules.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,8 +3,8 @@
 #define CKPT_FUZZ_TORCH_H
 
 #include "fuzz_file.h"
-#include "source.h"
-#include "torch.h"
+#include "formats/torch/torch.h"
+#include "libckpt/catalog/source.h"
 
 typedef int (*fuzz_torch_load_fn)(struct ckpt_source *src, uint32_t file, ckpt_error *err);
 

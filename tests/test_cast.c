@@ -6,7 +6,7 @@
  */
 #include "helpers.h"
 
-#include "kernels.h"
+#include "libckpt/kernels/kernels.h"
 
 #include <jansson.h>
 #include <math.h>

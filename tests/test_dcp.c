@@ -8,8 +8,8 @@
  */
 #include "helpers.h"
 
-#include "dcp.h"
-#include "megatron_args.h"
+#include "formats/dcp/dcp.h"
+#include "formats/megatron/megatron_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>

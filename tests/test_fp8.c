@@ -7,7 +7,7 @@
  */
 #include "helpers.h"
 
-#include "kernels.h"
+#include "libckpt/kernels/kernels.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
  */
 #include "helpers.h"
 
-#include "kernels.h"
+#include "libckpt/kernels/kernels.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,9 +5,9 @@
  */
 #include "helpers.h"
 
-#include "pickle.h"
-#include "source.h"
-#include "torch_state.h"
+#include "formats/torch/pickle.h"
+#include "formats/torch/torch_state.h"
+#include "libckpt/catalog/source.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
  */
 #include "helpers.h"
 
-#include "rules.h"
+#include "libckpt/plan/rules.h"
 
 #include <stdio.h>
 #include <stdlib.h>

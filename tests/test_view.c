@@ -4,7 +4,7 @@
  */
 #include "helpers.h"
 
-#include "source.h"
+#include "libckpt/catalog/source.h"
 
 #include <stdlib.h>
 #include <string.h>

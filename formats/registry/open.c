@@ -1,0 +1,91 @@
+/*
+ * open.c: ckpt_source_open, the way in: an archive is opened as the folder it
+ * holds, the reader is chosen by content (registry.c) and fills the catalog.
+ */
+#include "formats/archive/archive_fs.h"
+#include "formats/common/format.h"
+#include "libckpt/common/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/*
+ * Opens the archive at `path` as a folder: the archive itself (members read
+ * in place) or its inflated members becomes one file of `src` (hashed in
+ * manifests), and `*inner` the path of the checkpoint inside it.
+ */
+static int open_archive(struct ckpt_source *src, const char *path, char **inner, ckpt_error *err)
+{
+    int rc = archive_open_fs(path, src->limits.max_archive_bytes, &src->fs, err);
+    if (rc)
+        return rc;
+    src->fs_owned = true;
+    rc = archive_find_checkpoint(src->fs, inner, err);
+    if (rc || !*inner) {   /* failed, or a torch.save zip named .zip: the file itself is the checkpoint */
+        if (src->fs->data)
+            munmap((void *)src->fs->data, (size_t)src->fs->size);
+        fs_free(src->fs);
+        src->fs = NULL;
+        return rc;
+    }
+    uint32_t index;
+    if (src->fs->data) {
+        /* an archive read in place is read back from its path; an inflated copy is unlinked, so nothing else can change it */
+        rc = source_add_mapping(src, path, src->fs->data, src->fs->size, src->fs->in_place ? src->fs->root : NULL,
+                                &index, err);
+        if (rc) {
+            munmap((void *)src->fs->data, (size_t)src->fs->size);
+            src->fs->data = NULL;
+            return rc;
+        }
+    }
+    return CKPT_OK;
+}
+
+void ckpt_open_options_default(ckpt_open_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    ckpt_limits_default(&opts->limits);
+    opts->deepspeed_weights = CKPT_DEEPSPEED_FP32;
+}
+
+int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *limits, ckpt_error *err)
+{
+    ckpt_open_options opts;
+    ckpt_open_options_default(&opts);
+    if (limits)
+        opts.limits = *limits;
+    return ckpt_source_open_ext(out, path, &opts, err);
+}
+
+int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_options *opts, ckpt_error *err)
+{
+    ckpt_error_clear(err);
+    if (!out || !path)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: NULL argument");
+    *out = NULL;
+    if (opts && opts->deepspeed_weights != CKPT_DEEPSPEED_FP32 && opts->deepspeed_weights != CKPT_DEEPSPEED_MODULE)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: unknown deepspeed_weights %d",
+                         (int)opts->deepspeed_weights);
+    struct ckpt_source *src = source_new(path, opts ? &opts->limits : NULL);
+    if (!src)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    src->deepspeed_weights = opts ? opts->deepspeed_weights : CKPT_DEEPSPEED_FP32;
+    char *inner = NULL;
+    int rc = archive_probe(path) ? open_archive(src, path, &inner, err) : CKPT_OK;
+    const struct format_reader *reader = NULL;
+    if (!rc)
+        rc = format_detect(src->fs, inner ? inner : path, &reader, err);
+    if (!rc) {
+        src->format = reader->name;
+        rc = reader->open(src, inner ? inner : path, err);
+    }
+    src->inner = inner;
+    if (rc) {
+        ckpt_source_free(src);
+        return rc;
+    }
+    *out = src;
+    return CKPT_OK;
+}

@@ -1,0 +1,19 @@
+/* safetensors.h: calls shared by the safetensors reader's parts. */
+#ifndef CKPT_SAFETENSORS_H
+#define CKPT_SAFETENSORS_H
+
+#include "libckpt/catalog/source.h"
+
+/* Maps one .safetensors file, validates its header and declares its tensors. */
+int safetensors_load_file(struct ckpt_source *src, const char *path, ckpt_error *err);
+
+/*
+ * The header for `tensors` in order, with `metadata` as __metadata__: JSON
+ * padded with spaces to a multiple of 8 bytes (malloc'd, *out_len bytes), and
+ * the data size it describes.  `path` names the file in messages.
+ */
+int safetensors_header_build(const char *path, const ckpt_tensor *tensors, size_t tensor_count,
+                             const ckpt_kv *metadata, size_t metadata_count, char **out, size_t *out_len,
+                             uint64_t *data_bytes, ckpt_error *err);
+
+#endif

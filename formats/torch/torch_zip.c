@@ -1,0 +1,272 @@
+/*
+ * torch_zip.c: torch.save archives (torch >= 1.6).
+ *
+ * Stored entries, which is every entry torch writes, are read in place
+ * through the file's mapping at their true data offset (after the local
+ * header's name and extra field, which newer torch pads to 64 bytes): no
+ * copy, and a tensor is only touched when it is read.  libarchive cannot
+ * give that (it streams entries through its own buffers), so the fast path
+ * reads the central directory itself (zip.c).  Entries that are compressed
+ * (an archive re-zipped by some other tool) are inflated by libarchive into
+ * memory, each once however many tensors view it, and all of them together
+ * bounded by max_pickle_bytes.
+ */
+#include "torch.h"
+
+#include "libckpt/common/checked.h"
+#include "libckpt/common/error.h"
+#include "pickle.h"
+#include "torch_state.h"
+#include "zip.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CRC_CHUNK ((size_t)1 << 20)
+
+struct zip_ctx {
+    struct ckpt_source *src;
+    uint32_t file;
+    struct zip zip;
+    char prefix[1024];
+    bool big_endian;
+    uint32_t *inflated;        /* per entry: its buffer's file index + 1, 0 while not inflated */
+    uint64_t inflated_bytes;
+};
+
+static const char *path_of(const struct zip_ctx *c)
+{
+    return c->src->files[c->file].path;
+}
+
+/* Inflates one entry through libarchive, refusing more bytes than it declares or than the limit. */
+static int inflate_entry(struct zip_ctx *c, const struct zip_entry *e, uint8_t **out, ckpt_error *err)
+{
+    const struct source_file *f = &c->src->files[c->file];
+    if (e->size > c->src->limits.max_pickle_bytes)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: compressed entry %s inflates to %llu bytes, over max_pickle_bytes",
+                         f->path, e->name, (unsigned long long)e->size);
+    struct archive *a = archive_read_new();
+    if (!a)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->path);
+    archive_read_support_format_zip(a);
+    int rc = CKPT_ERR_NOT_FOUND;
+    *out = NULL;
+    if (archive_read_open_memory(a, f->data, (size_t)f->size) == ARCHIVE_OK) {
+        struct archive_entry *ae;
+        while (archive_read_next_header(a, &ae) == ARCHIVE_OK) {
+            if (strcmp(archive_entry_pathname(ae), e->name) != 0)
+                continue;
+            uint8_t *buf = malloc(e->size + 1);
+            la_ssize_t n = buf ? archive_read_data(a, buf, e->size + 1) : -1;
+            if (n < 0 || (uint64_t)n != e->size) {
+                free(buf);
+                rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s does not inflate to its declared %llu bytes",
+                               f->path, e->name, (unsigned long long)e->size);
+            } else {
+                *out = buf;
+                rc = CKPT_OK;
+            }
+            break;
+        }
+    }
+    if (rc == CKPT_ERR_NOT_FOUND)
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s cannot be read: %s", f->path, e->name,
+                       archive_error_string(a) ? archive_error_string(a) : "unreadable archive");
+    archive_read_free(a);
+    return rc;
+}
+
+/* The bytes of an entry: in place when stored, inflated (and owned by the source) otherwise. */
+static int entry_bytes(struct zip_ctx *c, const struct zip_entry *e, uint32_t *file, uint64_t *offset,
+                       ckpt_error *err)
+{
+    if (e->method == 0) {
+        *file = c->file;
+        *offset = e->data_offset;
+        return CKPT_OK;
+    }
+    *offset = 0;
+    size_t index = (size_t)(e - c->zip.entries);
+    if (!c->inflated && !(c->inflated = calloc(c->zip.count, sizeof *c->inflated)))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path_of(c));
+    if (c->inflated[index]) {
+        *file = c->inflated[index] - 1;
+        return CKPT_OK;
+    }
+    uint64_t total;
+    if (!ckpt_add_u64(c->inflated_bytes, e->size, &total) || total > c->src->limits.max_pickle_bytes)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: compressed entries inflate to more than %llu bytes (max_pickle_bytes)",
+                         path_of(c), (unsigned long long)c->src->limits.max_pickle_bytes);
+    uint8_t *buf;
+    char name[1200];
+    snprintf(name, sizeof name, "%s:%s", path_of(c), e->name);
+    int rc = inflate_entry(c, e, &buf, err);
+    if (!rc)
+        rc = source_add_buffer(c->src, name, buf, e->size, file, err);
+    if (!rc) {
+        c->inflated[index] = *file + 1;
+        c->inflated_bytes = total;
+    }
+    return rc;
+}
+
+/*
+ * Reads `n` bytes at `offset` of the zip's file for the CRC check: with pread
+ * from the file on disk (a file truncated meanwhile is an error, not SIGBUS,
+ * and no page stays in our resident set), or where they are in memory.
+ */
+static int crc_bytes(const struct source_file *f, int fd, uint64_t offset, size_t n, uint8_t *buf,
+                     const uint8_t **bytes, const char *entry, ckpt_error *err)
+{
+    if (fd < 0) {
+        *bytes = f->data + offset;
+        return CKPT_OK;
+    }
+    for (size_t done = 0; done < n;) {
+        ssize_t got = pread(fd, buf + done, n - done, (off_t)(f->backing_offset + offset + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return ckpt_fail(err, CKPT_ERR_READ, "%s: entry %s: %s", f->path, entry,
+                             got < 0 ? strerror(errno) : "file truncated while checking its CRC");
+        done += (size_t)got;
+    }
+    *bytes = buf;
+    return CKPT_OK;
+}
+
+/* Checks every stored entry's CRC, reading each in chunks. */
+static int check_crcs(struct zip_ctx *c, ckpt_error *err)
+{
+    const struct source_file *f = &c->src->files[c->file];
+    int fd = f->backing ? open(f->backing, O_RDONLY | O_CLOEXEC) : -1;
+    if (f->backing && fd < 0)
+        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot reopen: %s", f->path, strerror(errno));
+    uint8_t *buf = fd >= 0 ? malloc(CRC_CHUNK) : NULL;
+    int rc = fd >= 0 && !buf ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->path) : CKPT_OK;
+    for (size_t i = 0; i < c->zip.count && !rc; i++) {
+        const struct zip_entry *e = &c->zip.entries[i];
+        if (e->method != 0 || e->crc == 0)
+            continue;
+        uint32_t crc = 0;
+        for (uint64_t at = 0; at < e->size && !rc; at += CRC_CHUNK) {
+            size_t n = e->size - at < CRC_CHUNK ? (size_t)(e->size - at) : CRC_CHUNK;
+            const uint8_t *bytes = NULL;
+            rc = crc_bytes(f, fd, e->data_offset + at, n, buf, &bytes, e->name, err);
+            if (!rc)
+                crc = zip_crc32(crc, bytes, n);
+        }
+        if (!rc && crc != e->crc)
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s fails its CRC check (corrupt file)", f->path, e->name);
+    }
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static int locate(void *ctx, const struct torch_storage_ref *ref, ckpt_dtype dtype, struct tensor_view *view,
+                  ckpt_error *err)
+{
+    struct zip_ctx *c = ctx;
+    char name[1200];
+    snprintf(name, sizeof name, "%sdata/%s", c->prefix, ref->key);
+    const struct zip_entry *e = zip_find(&c->zip, name);
+    if (!e)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: storage %s has no entry %s", path_of(c), ref->key, name);
+    /* typed storages count elements, UntypedStorage bytes */
+    uint64_t bytes;
+    if (!ckpt_mul_u64(ref->numel, ref->dtype == CKPT_DTYPE_INVALID ? 1 : ckpt_dtype_size(dtype), &bytes) ||
+        bytes > e->size)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: storage %s claims %llu elements but its entry has %llu bytes",
+                         path_of(c), ref->key, (unsigned long long)ref->numel, (unsigned long long)e->size);
+    int rc = entry_bytes(c, e, &view->file, &view->storage_offset, err);
+    view->storage_bytes = bytes;
+    view->big_endian = c->big_endian;
+    return rc;
+}
+
+/*
+ * The archive's top folder, from its data.pkl: "archive/data.pkl" gives
+ * "archive/".  torch always writes one; a data.pkl at the root is read too,
+ * so that a hostile archive is refused for what its pickle does.
+ */
+static const struct zip_entry *find_pickle(struct zip_ctx *c, ckpt_error *err)
+{
+    const struct zip_entry *found = NULL;
+    for (size_t i = 0; i < c->zip.count; i++) {
+        const char *name = c->zip.entries[i].name, *slash = strchr(name, '/');
+        if (strcmp(name, "data.pkl") != 0 && (!slash || strcmp(slash, "/data.pkl") != 0))
+            continue;
+        if (found) {
+            ckpt_fail(err, CKPT_ERR_FORMAT, "%s: more than one data.pkl", path_of(c));
+            return NULL;
+        }
+        found = &c->zip.entries[i];
+        snprintf(c->prefix, sizeof c->prefix, "%.*s", slash ? (int)(slash - name + 1) : 0, name);
+    }
+    if (!found)
+        ckpt_fail(err, CKPT_ERR_FORMAT, "%s: a zip archive without data.pkl: not a torch.save file", path_of(c));
+    return found;
+}
+
+static int read_byteorder(struct zip_ctx *c, ckpt_error *err)
+{
+    char name[1100];
+    snprintf(name, sizeof name, "%sbyteorder", c->prefix);
+    const struct zip_entry *e = zip_find(&c->zip, name);
+    if (!e)
+        return CKPT_OK;   /* absent: little-endian */
+    const uint8_t *text = c->src->files[c->file].data + e->data_offset;
+    if (e->method == 0 && e->size == 6 && memcmp(text, "little", 6) == 0)
+        return CKPT_OK;
+    if (e->method == 0 && e->size == 3 && memcmp(text, "big", 3) == 0) {
+        c->big_endian = true;
+        return CKPT_OK;
+    }
+    return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: byteorder is neither little nor big", path_of(c));
+}
+
+int torch_load_zip(struct ckpt_source *src, uint32_t file, ckpt_error *err)
+{
+    return torch_load_zip_visit(src, file, NULL, NULL, err);
+}
+
+int torch_load_zip_visit(struct ckpt_source *src, uint32_t file, torch_visit_fn visit, void *ctx, ckpt_error *err)
+{
+    struct zip_ctx c = {src, file, {0}, "", false, NULL, 0};
+    const struct source_file *f = &src->files[file];
+    int rc = zip_open(&c.zip, f->data, f->size, f->path, err);
+    if (rc)
+        return rc;
+    const struct zip_entry *pkl = find_pickle(&c, err);
+    rc = pkl ? read_byteorder(&c, err) : (err ? err->code : CKPT_ERR_FORMAT);
+    if (!rc)
+        rc = check_crcs(&c, err);
+    uint32_t pfile = 0;
+    uint64_t poffset = 0;
+    if (!rc)
+        rc = entry_bytes(&c, pkl, &pfile, &poffset, err);
+    struct pickle p = {0};
+    char origin[1200];
+    if (!rc) {
+        snprintf(origin, sizeof origin, "%s", f->path);
+        rc = pickle_load(&p, src->files[pfile].data + poffset, (size_t)pkl->size, origin,
+                         src->limits.max_pickle_bytes, err);
+    }
+    if (!rc)
+        rc = torch_state_declare(src, p.root, origin, locate, &c, err);
+    if (!rc && visit)
+        rc = visit(ctx, p.root, origin, err);
+    pickle_free(&p);
+    zip_free(&c.zip);
+    free(c.inflated);
+    return rc;
+}

@@ -1,0 +1,277 @@
+/* outdir.c: see outdir.h. */
+#include "outdir.h"
+
+#include "atomic_file.h"
+#include "libckpt/common/error.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TMP_TAG ".ckpt-tmp-"
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+int remove_tree(const char *path)
+{
+    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Splits dst into a malloc'd parent folder and base name. */
+static int split_path(const char *dst, char **parent, char **base, ckpt_error *err)
+{
+    char *a = strdup(dst), *b = strdup(dst);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dst);
+    }
+    /* trailing slashes name the same folder */
+    for (size_t n = strlen(b); n > 1 && b[n - 1] == '/'; n--)
+        a[n - 1] = b[n - 1] = '\0';
+    *parent = strdup(dirname(a));
+    *base = strdup(basename(b));
+    free(a);
+    free(b);
+    if (!*parent || !*base) {
+        free(*parent);
+        free(*base);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dst);
+    }
+    return CKPT_OK;
+}
+
+/* Removes `.BASE.ckpt-tmp-*` folders in `parent` that no live run holds locked. */
+static void remove_stale(const char *parent, const char *base)
+{
+    size_t plen = strlen(base) + sizeof TMP_TAG + 1;
+    char *prefix = malloc(plen);
+    DIR *d = prefix ? opendir(parent) : NULL;
+    if (!d) {
+        free(prefix);
+        return;
+    }
+    snprintf(prefix, plen, ".%s%s", base, TMP_TAG);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", parent, e->d_name) >= (int)sizeof path)
+            continue;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            remove_tree(path);
+        close(fd);
+    }
+    closedir(d);
+    free(prefix);
+}
+
+int outdir_begin(struct outdir *o, const char *dst, bool replace, ckpt_error *err)
+{
+    *o = (struct outdir){.lock_fd = -1, .replace = replace};
+    char *parent = NULL, *base = NULL;
+    int rc = split_path(dst, &parent, &base, err);
+    if (rc)
+        return rc;
+    remove_stale(parent, base);
+    struct stat st;
+    if (!replace && lstat(dst, &st) == 0)
+        rc = ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists (use --force to replace it)", dst);
+    else if (replace && lstat(dst, &st) == 0 && !S_ISDIR(st.st_mode))
+        rc = ckpt_fail(err, CKPT_ERR_EXISTS, "%s: exists and is not a folder; not replacing it", dst);
+    size_t n = strlen(parent) + strlen(base) + sizeof TMP_TAG + 16;
+    if (!rc && (!(o->dst = strdup(dst)) || !(o->tmp = malloc(n))))
+        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", dst);
+    if (!rc) {
+        snprintf(o->tmp, n, "%s/.%s%sXXXXXX", parent, base, TMP_TAG);
+        if (!mkdtemp(o->tmp)) {
+            rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot create a folder beside it: %s", dst, strerror(errno));
+            free(o->tmp);
+            o->tmp = NULL;
+        }
+    }
+    if (!rc) {
+        o->lock_fd = open(o->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (o->lock_fd < 0 || flock(o->lock_fd, LOCK_EX) != 0)
+            rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot lock: %s", o->tmp, strerror(errno));
+        chmod(o->tmp, 0755);
+    }
+    free(parent);
+    free(base);
+    if (rc)
+        outdir_end(o);
+    return rc;
+}
+
+char *outdir_path(const struct outdir *o, const char *name)
+{
+    size_t n = strlen(o->tmp) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", o->tmp, name);
+    return p;
+}
+
+int outdir_create(struct outdir *o, const char *name, int *fd, ckpt_error *err)
+{
+    char *path = outdir_path(o, name);
+    if (!path)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", name);
+    *fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);   /* read back to hash */
+    int rc = *fd < 0 ? ckpt_fail(err, CKPT_ERR_WRITE, "%s/%s: cannot create: %s", o->dst, name, strerror(errno))
+                     : CKPT_OK;
+    free(path);
+    return rc;
+}
+
+int close_synced(int fd, const char *name, ckpt_error *err)
+{
+    int rc = CKPT_OK;
+    if (fsync(fd) != 0)
+        rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot flush: %s", name, strerror(errno));
+    if (close(fd) != 0 && !rc)
+        rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot close: %s", name, strerror(errno));
+    return rc;
+}
+
+int outdir_write_file(struct outdir *o, const char *name, const void *data, size_t len, XXH128_hash_t *hash,
+                      ckpt_error *err)
+{
+    int fd;
+    int rc = outdir_create(o, name, &fd, err);
+    if (rc)
+        return rc;
+    const uint8_t *p = data;
+    for (size_t left = len; left > 0 && !rc;) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s/%s: write failed: %s", o->dst, name,
+                           n < 0 ? strerror(errno) : "no progress");
+        else
+            p += n, left -= (size_t)n;
+    }
+    int closed = close_synced(fd, name, err);
+    if (!rc)
+        rc = closed;
+    if (!rc && hash)
+        *hash = XXH3_128bits(data, len);
+    return rc;
+}
+
+/*
+ * The fewest significant digits that write every real in `v` so that it
+ * reads back exactly (1 to 17), and at least a whole number's digits, so that
+ * 10000.0 is not written 1e4.
+ */
+static int real_digits(const json_t *v)
+{
+    int most = 1;
+    if (json_is_real(v)) {
+        double x = json_real_value(v);
+        char buf[32];
+        while (most < 17 && (snprintf(buf, sizeof buf, "%.*g", most, x), strtod(buf, NULL) != x))
+            most++;
+        int whole_digits = 1;
+        for (double whole = x < 0 ? -x : x; whole >= 10 && whole < 1e17; whole /= 10)
+            whole_digits++;
+        most = whole_digits > most ? whole_digits : most;
+    } else if (json_is_object(v)) {
+        const char *key;
+        const json_t *item;
+        json_object_foreach((json_t *)v, key, item) {
+            int d = real_digits(item);
+            most = d > most ? d : most;
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        const json_t *item;
+        json_array_foreach(v, i, item) {
+            int d = real_digits(item);
+            most = d > most ? d : most;
+        }
+    }
+    return most;
+}
+
+int outdir_write_json(struct outdir *o, const char *name, json_t *doc, size_t flags, XXH128_hash_t *hash,
+                      uint64_t *size, ckpt_error *err)
+{
+    /* 1e-05 as written, not 1.0000000000000001e-05: no more digits than the values need */
+    char *text = doc ? json_dumps(doc, flags | JSON_REAL_PRECISION(real_digits(doc))) : NULL;
+    json_decref(doc);
+    if (!text)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s/%s: out of memory building the file", o->dst, name);
+    size_t len = strlen(text);
+    text[len] = '\n';   /* the terminating NUL becomes the final newline */
+    int rc = outdir_write_file(o, name, text, len + 1, hash, err);
+    if (size)
+        *size = len + 1;
+    free(text);
+    return rc;
+}
+
+int outdir_check_spares(const char *dst, const char *source, ckpt_error *err)
+{
+    char *d = realpath(dst, NULL), *s = d ? realpath(source, NULL) : NULL;
+    size_t n = d ? strlen(d) : 0;
+    bool holds = s && strncmp(s, d, n) == 0 && (s[n] == '\0' || s[n] == '/' || (n == 1 && d[0] == '/'));
+    free(d);
+    free(s);
+    return holds ? ckpt_fail(err, CKPT_ERR_ARG, "%s: the destination holds the source %s: replacing it would "
+                             "delete the source", dst, source)
+                 : CKPT_OK;
+}
+
+int outdir_commit(struct outdir *o, ckpt_error *err)
+{
+    int rc = sync_dir(o->tmp, err);
+    if (rc)
+        return rc;
+    if (rename(o->tmp, o->dst) == 0) {
+        free(o->tmp);
+        o->tmp = NULL;
+    } else if ((errno == EEXIST || errno == ENOTEMPTY || errno == EISDIR) && o->replace) {
+        /* swap atomically, then remove what used to be the destination (now at the temporary name) */
+        if (renameat2(AT_FDCWD, o->tmp, AT_FDCWD, o->dst, RENAME_EXCHANGE) != 0)
+            return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot replace: %s", o->dst, strerror(errno));
+    } else {
+        return ckpt_fail(err, errno == EEXIST || errno == ENOTEMPTY ? CKPT_ERR_EXISTS : CKPT_ERR_WRITE,
+                         "%s: cannot move the finished output into place: %s", o->dst, strerror(errno));
+    }
+    char *copy = strdup(o->dst);
+    if (!copy)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", o->dst);
+    rc = sync_dir(dirname(copy), err);
+    free(copy);
+    return rc;
+}
+
+void outdir_end(struct outdir *o)
+{
+    if (o->tmp)
+        remove_tree(o->tmp);
+    if (o->lock_fd >= 0)
+        close(o->lock_fd);
+    free(o->tmp);
+    free(o->dst);
+    *o = (struct outdir){.lock_fd = -1};
+}

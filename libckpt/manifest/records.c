@@ -1,0 +1,120 @@
+/* records.c: see records.h. */
+#include "records.h"
+
+#include "libckpt/catalog/source.h"
+#include "libckpt/common/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HASH_CHUNK ((size_t)4 << 20)
+
+int file_records_add(struct file_records *r, const char *name, uint64_t size, XXH128_hash_t hash, ckpt_error *err)
+{
+    if (r->count == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        struct file_record *grown = reallocarray(r->items, cap, sizeof *grown);
+        if (!grown)
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory recording %s", name);
+        r->items = grown;
+        r->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory recording %s", name);
+    r->items[r->count++] = (struct file_record){copy, size, hash};
+    return CKPT_OK;
+}
+
+void file_records_free(struct file_records *r)
+{
+    for (size_t i = 0; i < r->count; i++)
+        free(r->items[i].name);
+    free(r->items);
+    *r = (struct file_records){0};
+}
+
+void hash_hex(XXH128_hash_t hash, char out[33])
+{
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, hash);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", c.digest[i]);
+}
+
+bool hex_hash(const char *hex, XXH128_hash_t *out)
+{
+    XXH128_canonical_t c;
+    for (int i = 0; i < 16; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = hex[2 * i + k];
+            unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0') : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 16;
+            if (d > 15)
+                return false;
+            v = v * 16 + d;
+        }
+        c.digest[i] = (uint8_t)v;
+    }
+    if (hex[32])
+        return false;
+    *out = XXH128_hashFromCanonical(&c);
+    return true;
+}
+
+int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH128_hash_t *out, ckpt_error *err)
+{
+    XXH3_state_t *state = XXH3_createState();
+    uint8_t *buf = malloc(HASH_CHUNK);
+    int rc = (!state || !buf) ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", name) : CKPT_OK;
+    if (!rc)
+        XXH3_128bits_reset(state);
+    while (!rc && len > 0) {
+        size_t want = len < HASH_CHUNK ? (size_t)len : HASH_CHUNK;
+        ssize_t n = pread(fd, buf, want, (off_t)offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = ckpt_fail(err, CKPT_ERR_READ, "%s: read failed at byte %llu: %s", name, (unsigned long long)offset,
+                           n < 0 ? strerror(errno) : "file is shorter than expected");
+            break;
+        }
+        XXH3_128bits_update(state, buf, (size_t)n);
+        offset += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    if (!rc)
+        *out = XXH3_128bits_digest(state);
+    XXH3_freeState(state);
+    free(buf);
+    return rc;
+}
+
+int hash_source_files(const struct ckpt_source *src, const bool *want, struct file_records *records, atomic_int *stop,
+                      ckpt_error *err)
+{
+    int rc = CKPT_OK;
+    for (size_t i = 0; i < src->file_count && !rc && !atomic_load(stop); i++) {
+        const struct source_file *f = &src->files[i];
+        XXH128_hash_t h;
+        if (f->borrowed || (want && !want[i]))
+            continue;   /* its bytes are hashed with the file they belong to */
+        if (!f->backing) {   /* bytes in memory, or an archive's members inflated into a file with no name */
+            h = XXH3_128bits(f->data, (size_t)f->size);
+        } else {
+            /* read, not the mapping: pages read through a file descriptor do not stay in our RSS */
+            int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot open: %s", f->path, strerror(errno));
+            rc = hash_file_range(fd, 0, f->size, f->path, &h, err);
+            close(fd);
+        }
+        if (!rc)
+            rc = file_records_add(records, f->path, f->size, h, err);
+    }
+    return rc;
+}

@@ -1,0 +1,569 @@
+/*
+ * plan.c: deciding what convert writes, before anything is written.
+ *
+ * For each source tensor the rules give an output name, element type and
+ * layout; fp8 weights with block scales are marked for dequantization and
+ * their scales dropped; then stored tensors are packed into shards in source
+ * order, each at a known offset.  Because the whole plan is fixed first,
+ * execution can write any tensor at any time, and a dry run shows exactly
+ * what a real run will do.
+ */
+#include "plan.h"
+
+#include "libckpt/common/checked.h"
+#include "libckpt/common/error.h"
+#include "rules.h"
+#include "libckpt/catalog/source.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SCALE_SUFFIX "_scale_inv"
+
+void ckpt_convert_options_default(ckpt_convert_options *opts)
+{
+    *opts = (ckpt_convert_options){.target = "nd", .overflow = CKPT_OVERFLOW_SATURATE,
+                                   .max_shard_bytes = 5000000000ull};
+}
+
+static bool is_float(ckpt_dtype d)
+{
+    switch (d) {
+    case CKPT_DTYPE_F16:
+    case CKPT_DTYPE_BF16:
+    case CKPT_DTYPE_F32:
+    case CKPT_DTYPE_F64:
+    case CKPT_DTYPE_F8_E4M3:
+    case CKPT_DTYPE_F8_E5M2:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool is_fp8(ckpt_dtype d)
+{
+    return d == CKPT_DTYPE_F8_E4M3 || d == CKPT_DTYPE_F8_E5M2;
+}
+
+/* ---- reading the options into rules ---- */
+
+static int build_rules(struct ruleset *rs, const ckpt_convert_options *o, const ckpt_source *src, ckpt_error *err)
+{
+    int rc = ruleset_add_target(rs, o->target ? o->target : "nd", err);
+    if (!rc && o->rename)
+        rc = ruleset_add_rename(rs, o->rename, src, err);
+    if (!rc && o->rules)
+        rc = ruleset_parse(rs, o->rules, o->rules_origin ? o->rules_origin : "rules", err);
+    if (!rc && o->dtype) {
+        ckpt_dtype d;
+        char line[64];
+        if (!rules_parse_dtype(o->dtype, &d) || (d != CKPT_DTYPE_INVALID && !is_float(d)))
+            return ckpt_fail(err, CKPT_ERR_ARG, "unknown --dtype '%s' (f16, bf16, f32, keep)", o->dtype);
+        snprintf(line, sizeof line, "* dtype=%s", o->dtype);
+        rc = ruleset_parse(rs, line, "--dtype", err);
+    }
+    if (!rc && o->nz != CKPT_NZ_AUTO)
+        rc = ruleset_parse(rs, o->nz == CKPT_NZ_ALL ? "* layout=nz" : "* layout=nd", "--nz", err);
+    return rc;
+}
+
+/* weight_block_size from the source folder's config.json, else 128 x 128. */
+static int read_fp8_block(struct ckpt_plan *plan, ckpt_error *err)
+{
+    plan->fp8_block[0] = plan->fp8_block[1] = 128;
+    char path[4096];
+    struct stat st;
+    const char *root = ckpt_source_path(plan->src);
+    if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        snprintf(path, sizeof path, "%s/config.json", root) >= (int)sizeof path || stat(path, &st) != 0)
+        return CKPT_OK;
+    json_error_t jerr;
+    json_t *config = json_load_file(path, 0, &jerr);
+    if (!config)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
+    json_t *block = json_object_get(json_object_get(config, "quantization_config"), "weight_block_size");
+    int rc = CKPT_OK;
+    if (block) {
+        json_int_t r = json_integer_value(json_array_get(block, 0)), c = json_integer_value(json_array_get(block, 1));
+        if (json_array_size(block) != 2 || r <= 0 || c <= 0 || r > (1 << 20) || c > (1 << 20))
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: weight_block_size is not two positive integers", path);
+        plan->fp8_block[0] = (uint64_t)r;
+        plan->fp8_block[1] = (uint64_t)c;
+    }
+    json_decref(config);
+    return rc;
+}
+
+/* ---- deciding each tensor ---- */
+
+/* The fp8 scale tensor for weight `t`, when dequantization applies; SIZE_MAX otherwise. */
+static size_t find_scale(const struct ckpt_plan *plan, const ckpt_tensor *t, ckpt_dtype out_dtype)
+{
+    if (!is_fp8(t->dtype) || is_fp8(out_dtype) || t->rank != 2)
+        return SIZE_MAX;
+    size_t n = strlen(t->name);
+    char *scale_name = malloc(n + sizeof SCALE_SUFFIX);
+    if (!scale_name)
+        return SIZE_MAX;
+    memcpy(scale_name, t->name, n);
+    memcpy(scale_name + n, SCALE_SUFFIX, sizeof SCALE_SUFFIX);
+    size_t index;
+    int found = ckpt_source_find(plan->src, scale_name, &index);
+    free(scale_name);
+    if (found != CKPT_OK)
+        return SIZE_MAX;
+    const ckpt_tensor *s = ckpt_source_tensor(plan->src, index);
+    uint64_t rows = (t->shape[0] + plan->fp8_block[0] - 1) / plan->fp8_block[0];
+    uint64_t cols = (t->shape[1] + plan->fp8_block[1] - 1) / plan->fp8_block[1];
+    if (s->dtype != CKPT_DTYPE_F32 || s->rank != 2 || s->shape[0] != rows || s->shape[1] != cols)
+        return SIZE_MAX;
+    return index;
+}
+
+/* The stored element type: rules change floating types only; fp8 without scales is cast directly. */
+static ckpt_dtype output_dtype(const ckpt_tensor *t, const struct rule_decision *d)
+{
+    if (!is_float(t->dtype) || !d->set_dtype || d->dtype == CKPT_DTYPE_INVALID)
+        return t->dtype;
+    return d->dtype;
+}
+
+/*
+ * Fills an item's shapes: ND as the source (its selected rows; transposed
+ * for nz-t), NZ tiles when asked and possible.
+ */
+static int lay_out(struct plan_item *it, const ckpt_tensor *t, int layout, ckpt_error *err)
+{
+    uint32_t rank = t->rank;
+    it->shapes = calloc(2 * (size_t)rank + 3, sizeof *it->shapes);
+    if (!it->shapes)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning %s", t->name);
+    uint64_t *stored = it->shapes, *nd = it->shapes + rank + 3;   /* NZ adds up to 3 dims */
+    memcpy(nd, t->shape, rank * sizeof *nd);
+    const ckpt_row_select *sel = &it->pub.rows;
+    it->in_bytes = t->nbytes;
+    if (sel->groups) {   /* rule_rows checked that these rows lie inside the tensor */
+        nd[0] = sel->groups * sel->count;
+        it->in_bytes = t->nbytes / t->shape[0] * nd[0];
+    }
+    size_t esize = ckpt_dtype_size(it->pub.dtype);
+    bool nz = (layout == RULE_LAYOUT_NZ || layout == RULE_LAYOUT_NZ_T) && rank >= 2 && nd[rank - 1] > 1 &&
+              nd[rank - 2] > 1 && esize <= 4;
+    if (nz && layout == RULE_LAYOUT_NZ_T) {
+        uint64_t rows = nd[rank - 2];
+        nd[rank - 2] = nd[rank - 1];
+        nd[rank - 1] = rows;
+        it->pub.transposed = 1;
+    }
+    it->pub.nd_rank = rank;
+    it->pub.nd_shape = nd;
+    it->pub.shape = stored;
+    uint64_t count;
+    if (!nz) {
+        memcpy(stored, nd, rank * sizeof *stored);
+        it->pub.rank = rank;
+        it->pub.layout = CKPT_LAYOUT_ND;
+    } else {
+        int rc = ckpt_nz_shape(nd, rank, (unsigned)esize * 8, 0, stored, &it->pub.rank, err);
+        if (rc)
+            return rc;
+        it->pub.layout = CKPT_LAYOUT_FRACTAL_NZ;
+    }
+    if (!ckpt_product_u64(stored, it->pub.rank, &count) || !ckpt_mul_u64(count, esize, &it->pub.nbytes))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "tensor %s: output size overflows", t->name);
+    return CKPT_OK;
+}
+
+static int add_dropped(struct ckpt_plan *plan, const char *name, ckpt_error *err)
+{
+    char **grown = reallocarray(plan->dropped, plan->dropped_count + 1, sizeof *grown);
+    if (!grown || !(grown[plan->dropped_count] = strdup(name))) {
+        if (grown)
+            plan->dropped = grown;
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
+    }
+    plan->dropped = grown;
+    plan->dropped_count++;
+    return CKPT_OK;
+}
+
+/* A zeroed item at the end of the plan's items, which owns it from then on. */
+static int new_item(struct ckpt_plan *plan, struct plan_item **out, ckpt_error *err)
+{
+    if (plan->item_count == plan->item_cap) {
+        size_t cap = plan->item_cap ? plan->item_cap * 2 : 64;
+        struct plan_item *grown = reallocarray(plan->items, cap, sizeof *grown);
+        if (!grown)
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
+        plan->items = grown;
+        plan->item_cap = cap;
+    }
+    *out = memset(&plan->items[plan->item_count++], 0, sizeof **out);
+    return CKPT_OK;
+}
+
+/* The outputs of one source tensor: usually one, one per part when a rule splits it. */
+static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t i, bool *consumed, bool *named,
+                       ckpt_error *err)
+{
+    const ckpt_tensor *t = ckpt_source_tensor(plan->src, i);
+    struct rule_decision d;
+    int rc = ruleset_decide(rs, plan->src, t->name, t->dtype, &d, err);
+    if (rc)
+        return rc;
+    named[i] = d.named;
+    if (d.drop)
+        return add_dropped(plan, t->name, err);
+    for (size_t part = 0; part < d.parts && !rc; part++) {
+        ckpt_row_select rows;
+        struct plan_item *it = NULL;
+        rc = rule_rows(&d, part, t->name, t->rank, t->shape, &rows, err);
+        if (!rc)
+            rc = new_item(plan, &it, err);
+        if (rc)
+            break;
+        it->source_index = i;
+        it->pub.name = d.names[part];
+        d.names[part] = NULL;
+        it->pub.rows = rows;
+        it->pub.source_name = t->name;
+        it->pub.source_dtype = t->dtype;
+        it->pub.dtype = output_dtype(t, &d);
+        it->scale_index = find_scale(plan, t, it->pub.dtype);
+        if (it->scale_index != SIZE_MAX) {
+            consumed[it->scale_index] = true;
+            it->pub.scale_name = ckpt_source_tensor(plan->src, it->scale_index)->name;
+            plan->fp8_dequantized = true;
+        }
+        rc = lay_out(it, t, d.layout, err);
+    }
+    rule_decision_free(&d);
+    return rc;
+}
+
+static bool same_rows(const ckpt_row_select *a, const ckpt_row_select *b)
+{
+    return a->groups == b->groups && a->group_rows == b->group_rows && a->offset == b->offset && a->count == b->count;
+}
+
+/*
+ * Aliases point at their target's output name (the same rows of it); an
+ * alias of a dropped tensor is stored itself.  The items of each source
+ * tensor are chained first, so that an alias finds its target's items
+ * without a scan: a hostile file can tie a million tensors.
+ */
+static int resolve_aliases(struct ckpt_plan *plan, ckpt_error *err)
+{
+    size_t n = ckpt_source_tensor_count(plan->src);
+    size_t *first = malloc((n + 1) * sizeof *first), *next = malloc((plan->item_count + 1) * sizeof *next);
+    if (!first || !next) {
+        free(first);
+        free(next);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
+    }
+    for (size_t s = 0; s < n; s++)
+        first[s] = SIZE_MAX;
+    for (size_t j = plan->item_count; j-- > 0;) {
+        next[j] = first[plan->items[j].source_index];
+        first[plan->items[j].source_index] = j;
+    }
+    for (size_t i = 0; i < plan->item_count; i++) {
+        struct plan_item *it = &plan->items[i];
+        size_t target;
+        const char *alias_of = ckpt_source_tensor(plan->src, it->source_index)->alias_of;
+        if (!alias_of || ckpt_source_find(plan->src, alias_of, &target) != CKPT_OK)
+            continue;
+        it->pub.alias_of = NULL;
+        for (size_t j = first[target]; j != SIZE_MAX && !it->pub.alias_of; j = next[j])
+            if (!plan->items[j].pub.alias_of && same_rows(&plan->items[j].pub.rows, &it->pub.rows))
+                it->pub.alias_of = plan->items[j].pub.name;
+    }
+    free(first);
+    free(next);
+    return CKPT_OK;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Renames must not make two tensors one. */
+static int check_unique_names(const struct ckpt_plan *plan, ckpt_error *err)
+{
+    const char **names = malloc((plan->item_count + 1) * sizeof *names);
+    if (!names)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
+    for (size_t i = 0; i < plan->item_count; i++)
+        names[i] = plan->items[i].pub.name;
+    qsort(names, plan->item_count, sizeof *names, by_name);
+    int rc = CKPT_OK;
+    for (size_t i = 1; i < plan->item_count && !rc; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            rc = ckpt_fail(err, CKPT_ERR_ARG, "two tensors would both be written as %s: check the rename rules",
+                           names[i]);
+    free(names);
+    return rc;
+}
+
+/* ---- shards ---- */
+
+static int add_shard(struct ckpt_plan *plan, size_t first, ckpt_error *err)
+{
+    struct plan_shard *grown = reallocarray(plan->shards, plan->shard_count + 1, sizeof *grown);
+    if (!grown)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning shards");
+    plan->shards = grown;
+    plan->shards[plan->shard_count++] = (struct plan_shard){NULL, 0, first, 0};
+    return CKPT_OK;
+}
+
+/*
+ * Packs stored tensors into shards in order, starting a new shard when the
+ * next tensor would pass max_shard_bytes (a larger tensor gets a shard of its
+ * own).  Aliases are not stored; they sort after every stored tensor so that
+ * each shard's tensors stay consecutive.
+ */
+static int assign_shards(struct ckpt_plan *plan, ckpt_error *err)
+{
+    struct plan_item *sorted = malloc((plan->item_count + 1) * sizeof *sorted);
+    if (!sorted)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning shards");
+    size_t stored = 0, placed;
+    for (size_t i = 0; i < plan->item_count; i++)
+        if (!plan->items[i].pub.alias_of)
+            sorted[stored++] = plan->items[i];
+    placed = stored;
+    for (size_t i = 0; i < plan->item_count; i++)
+        if (plan->items[i].pub.alias_of)
+            sorted[placed++] = plan->items[i];
+    free(plan->items);
+    plan->items = sorted;   /* aliases keep pointing at their targets' names, which did not move */
+    plan->item_cap = plan->item_count + 1;
+    int rc = CKPT_OK;
+    for (size_t i = 0; i < stored && !rc; i++) {
+        struct plan_item *it = &plan->items[i];
+        struct plan_shard *cur = plan->shard_count ? &plan->shards[plan->shard_count - 1] : NULL;
+        if (!cur || (cur->item_count && cur->data_bytes + it->pub.nbytes > plan->opts.max_shard_bytes)) {
+            rc = add_shard(plan, i, err);
+            cur = &plan->shards[plan->shard_count - 1];
+        }
+        if (rc)
+            break;
+        it->pub.shard = (uint32_t)(plan->shard_count - 1);
+        it->pub.offset = cur->data_bytes;
+        cur->data_bytes += it->pub.nbytes;
+        cur->item_count++;
+        plan->bytes_in += it->in_bytes;
+        plan->bytes_out += it->pub.nbytes;
+    }
+    if (!rc && plan->shard_count == 0)
+        rc = add_shard(plan, 0, err);
+    for (size_t k = 0; k < plan->shard_count && !rc; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, plan->shard_count);
+        if (!(plan->shards[k].name = strdup(name)))
+            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning shards");
+    }
+    for (size_t i = stored; i < plan->item_count; i++)
+        plan->items[i].pub.shard = UINT32_MAX;
+    return rc;
+}
+
+/* The floating type most of the output bytes are stored in, for config.json's torch_dtype. */
+static ckpt_dtype dominant_float(const struct ckpt_plan *plan)
+{
+    uint64_t bytes[CKPT_DTYPE_COUNT] = {0};
+    for (size_t i = 0; i < plan->item_count; i++)
+        if (is_float(plan->items[i].pub.dtype))
+            bytes[plan->items[i].pub.dtype] += plan->items[i].pub.nbytes;
+    ckpt_dtype best = CKPT_DTYPE_INVALID;
+    for (int d = 0; d < CKPT_DTYPE_COUNT; d++)
+        if (bytes[d] > (best == CKPT_DTYPE_INVALID ? 0 : bytes[best]))
+            best = (ckpt_dtype)d;
+    return best;
+}
+
+static int copy_options(struct ckpt_plan *plan, const char *dst, const ckpt_convert_options *opts, ckpt_error *err)
+{
+    plan->opts = *opts;
+    if (!plan->opts.target)
+        plan->opts.target = "nd";
+    if (plan->opts.max_shard_bytes == 0)
+        return ckpt_fail(err, CKPT_ERR_ARG, "max_shard_bytes must be positive");
+    plan->dst = strdup(dst);
+    plan->target = strdup(plan->opts.target);
+    plan->dtype = opts->dtype ? strdup(opts->dtype) : NULL;
+    plan->rules = opts->rules ? strdup(opts->rules) : NULL;
+    plan->rules_origin = opts->rules_origin ? strdup(opts->rules_origin) : NULL;
+    plan->rename = opts->rename ? strdup(opts->rename) : NULL;
+    if (!plan->dst || !plan->target || (opts->dtype && !plan->dtype) || (opts->rules && !plan->rules) ||
+        (opts->rules_origin && !plan->rules_origin) || (opts->rename && !plan->rename))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
+    plan->opts.target = plan->target;
+    plan->opts.dtype = plan->dtype;
+    plan->opts.rules = plan->rules;
+    plan->opts.rules_origin = plan->rules_origin;
+    plan->opts.rename = plan->rename;
+    return CKPT_OK;
+}
+
+/*
+ * A rename set maps a whole naming scheme: once it names some tensors of a
+ * source, a tensor that neither it nor the user's rules rename or drop would
+ * be written under its old name beside the new ones, an output that looks
+ * converted but does not load.  Refused, naming the first such tensor.
+ */
+static int check_all_renamed(const struct ckpt_plan *plan, const bool *named, const bool *consumed,
+                             ckpt_error *err)
+{
+    size_t n = ckpt_source_tensor_count(plan->src), renamed = 0, left = 0, first = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (named[i])
+            renamed++;
+        else if (!consumed[i] && !left++)
+            first = i;
+    }
+    if (!plan->opts.rename || !renamed || !left)
+        return CKPT_OK;
+    char more[48] = "";
+    if (left > 1)
+        snprintf(more, sizeof more, " (and %zu more)", left - 1);
+    return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --rename %s has no name for %s%s: add a rule that renames or "
+                     "drops it (--rules)", ckpt_source_path(plan->src), plan->opts.rename,
+                     ckpt_source_tensor(plan->src, first)->name, more);
+}
+
+int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, const ckpt_convert_options *opts,
+                    ckpt_error *err)
+{
+    ckpt_error_clear(err);
+    if (!out || !src || !dst)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_plan_build: NULL argument");
+    *out = NULL;
+    ckpt_convert_options defaults;
+    ckpt_convert_options_default(&defaults);
+    struct ckpt_plan *plan = calloc(1, sizeof *plan);
+    size_t n = ckpt_source_tensor_count(src);
+    bool *consumed = calloc(n + 1, sizeof *consumed), *named = calloc(n + 1, sizeof *named);
+    struct ruleset rs = {0};
+    int rc = (!plan || !consumed || !named) ? ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning") : CKPT_OK;
+    if (!rc) {
+        plan->src = src;
+        rc = copy_options(plan, dst, opts ? opts : &defaults, err);
+    }
+    if (!rc)
+        rc = build_rules(&rs, &plan->opts, src, err);
+    if (!rc)
+        rc = read_fp8_block(plan, err);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = plan_tensor(plan, &rs, i, consumed, named, err);
+    if (!rc)
+        rc = check_all_renamed(plan, named, consumed, err);
+    /* scales consumed by dequantization leave the output */
+    size_t kept = 0;
+    for (size_t i = 0; plan && i < plan->item_count; i++) {
+        if (consumed[plan->items[i].source_index]) {
+            bool listed = i > 0 && plan->items[i - 1].source_index == plan->items[i].source_index;   /* split */
+            if (!rc && !listed)
+                rc = add_dropped(plan, plan->items[i].pub.source_name, err);
+            free((char *)plan->items[i].pub.name);
+            free(plan->items[i].shapes);
+        } else {
+            plan->items[kept++] = plan->items[i];
+        }
+    }
+    if (plan)
+        plan->item_count = kept;
+    if (!rc)
+        rc = resolve_aliases(plan, err);
+    if (!rc)
+        rc = check_unique_names(plan, err);
+    if (!rc)
+        rc = assign_shards(plan, err);
+    if (!rc)
+        plan->float_dtype = dominant_float(plan);
+    ruleset_free(&rs);
+    free(consumed);
+    free(named);
+    if (rc) {
+        ckpt_plan_free(plan);
+        return rc;
+    }
+    *out = plan;
+    return CKPT_OK;
+}
+
+void ckpt_plan_free(ckpt_plan *plan)
+{
+    if (!plan)
+        return;
+    for (size_t i = 0; i < plan->item_count; i++) {
+        free((char *)plan->items[i].pub.name);
+        free(plan->items[i].shapes);
+    }
+    for (size_t i = 0; i < plan->shard_count; i++)
+        free(plan->shards[i].name);
+    for (size_t i = 0; i < plan->dropped_count; i++)
+        free(plan->dropped[i]);
+    free(plan->items);
+    free(plan->shards);
+    free(plan->dropped);
+    free(plan->dst);
+    free(plan->target);
+    free(plan->dtype);
+    free(plan->rules);
+    free(plan->rules_origin);
+    free(plan->rename);
+    free(plan);
+}
+
+size_t ckpt_plan_entry_count(const ckpt_plan *plan)
+{
+    return plan->item_count;
+}
+
+const ckpt_plan_entry *ckpt_plan_entry_at(const ckpt_plan *plan, size_t i)
+{
+    return i < plan->item_count ? &plan->items[i].pub : NULL;
+}
+
+size_t ckpt_plan_shard_count(const ckpt_plan *plan)
+{
+    return plan->shard_count;
+}
+
+const char *ckpt_plan_shard_name(const ckpt_plan *plan, size_t shard)
+{
+    return shard < plan->shard_count ? plan->shards[shard].name : NULL;
+}
+
+size_t ckpt_plan_dropped_count(const ckpt_plan *plan)
+{
+    return plan->dropped_count;
+}
+
+const char *ckpt_plan_dropped(const ckpt_plan *plan, size_t i)
+{
+    return i < plan->dropped_count ? plan->dropped[i] : NULL;
+}
+
+uint64_t ckpt_plan_bytes_in(const ckpt_plan *plan)
+{
+    return plan->bytes_in;
+}
+
+uint64_t ckpt_plan_bytes_out(const ckpt_plan *plan)
+{
+    return plan->bytes_out;
+}
+
+void ckpt_plan_cancel(ckpt_plan *plan)
+{
+    atomic_store(&plan->cancelled, 1);
+}

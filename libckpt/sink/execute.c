@@ -1,0 +1,389 @@
+/*
+ * execute.c: carrying out a plan.
+ *
+ * Every shard file is created with its final header at once, so workers can
+ * write any tensor at its planned offset (pwrite) in any order.  A small
+ * pool of threads takes tensors one at a time and streams each through
+ * bounded buffers (stream.c) into its shard.  Memory is therefore a few
+ * blocks per worker, whatever the checkpoint size.  Meanwhile the calling thread hashes the source files for the
+ * manifest.  Only when everything is written and flushed is the folder
+ * renamed into place (outdir.c).
+ */
+#include "libckpt/plan/plan.h"
+
+#include "libckpt/common/checked.h"
+#include "libckpt/common/clock.h"
+#include "libckpt/common/error.h"
+#include "libckpt/io/outdir.h"
+#include "libckpt/manifest/manifest.h"
+#include "parts.h"
+#include "formats/safetensors/safetensors.h"
+#include "libckpt/manifest/records.h"
+#include "side_files.h"
+#include "libckpt/catalog/source.h"
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_BUDGET ((uint64_t)16 << 20)  /* buffer bytes per worker */
+
+struct shard_out {
+    int fd;
+    uint64_t data_start;
+    uint64_t size;
+};
+
+struct execution {
+    struct ckpt_plan *plan;
+    const struct ckpt_source *src;
+    struct outdir out;
+    struct shard_out *shards;
+    struct tensor_record *tensors;   /* one per plan item */
+    struct part_map parts;           /* with --part: the shards and source files this process does */
+    size_t stored;                   /* items [0, stored) have bytes in a shard */
+    uint64_t budget;
+    atomic_size_t next;
+    atomic_int failed;
+    pthread_mutex_t lock;            /* guards rc, err, done and the progress callback */
+    int rc;
+    ckpt_error err;
+    uint64_t done, total;            /* source bytes converted, and to convert (this part's) */
+    ckpt_progress_fn progress;
+    void *payload;
+};
+
+static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t offset, const struct execution *ex,
+                      size_t shard, ckpt_error *err)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)len, (off_t)offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return ckpt_fail(err, CKPT_ERR_WRITE, "%s/%s: write failed: %s", ex->plan->dst,
+                             ex->plan->shards[shard].name, n < 0 ? strerror(errno) : "no progress");
+        p += n;
+        len -= (uint64_t)n;
+        offset += (uint64_t)n;
+    }
+    return CKPT_OK;
+}
+
+/* Adds converted source bytes to the progress; false when the run must stop. */
+static bool report(struct execution *ex, uint64_t bytes)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->done += bytes;
+    if (ex->progress && ex->progress(ex->payload, ex->done, ex->total) != 0)
+        atomic_store(&ex->plan->cancelled, 1);
+    pthread_mutex_unlock(&ex->lock);
+    return !atomic_load(&ex->plan->cancelled) && !atomic_load(&ex->failed);
+}
+
+/* ---- one tensor: stream it into its shard ---- */
+
+struct write_sink {
+    struct stream_sink base;
+    struct execution *ex;
+    int fd;
+    size_t shard;
+    uint64_t tensor_base;   /* file offset of the tensor's bytes */
+    XXH3_state_t *hash;     /* ND pieces arrive in order and are hashed on the way */
+};
+
+static int write_put(struct stream_sink *sink, const uint8_t *data, uint64_t len, uint64_t offset, ckpt_error *err)
+{
+    struct write_sink *w = (struct write_sink *)sink;
+    int rc = pwrite_all(w->fd, data, len, w->tensor_base + offset, w->ex, w->shard, err);
+    if (!rc && w->hash)
+        XXH3_128bits_update(w->hash, data, (size_t)len);
+    return rc;
+}
+
+static bool write_progress(struct stream_sink *sink, uint64_t bytes)
+{
+    return report(((struct write_sink *)sink)->ex, bytes);
+}
+
+static int convert_item(struct execution *ex, size_t i, struct stream_buffers *b, ckpt_error *err)
+{
+    const struct plan_item *it = &ex->plan->items[i];
+    struct tensor_record *rec = &ex->tensors[i];
+    struct write_sink sink = {{write_put, NULL, write_progress}, ex, ex->shards[it->pub.shard].fd, it->pub.shard,
+                              ex->shards[it->pub.shard].data_start + it->pub.offset, NULL};
+    bool nd = it->pub.layout == CKPT_LAYOUT_ND;
+    if (nd && !(sink.hash = XXH3_createState()))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    if (nd)
+        XXH3_128bits_reset(sink.hash);
+    int rc = stream_tensor(ex->plan, it, ex->budget, b, &sink.base, &rec->counts, err);
+    if (!rc && nd)
+        rec->hash = XXH3_128bits_digest(sink.hash);
+    else if (!rc) /* NZ pieces are written out of order: hash what is on disk */
+        rc = hash_file_range(sink.fd, sink.tensor_base, it->pub.nbytes, ex->plan->shards[it->pub.shard].name,
+                             &rec->hash, err);
+    XXH3_freeState(sink.hash);
+    return rc;
+}
+
+static void *worker(void *arg)
+{
+    struct execution *ex = arg;
+    struct stream_buffers b = {0};
+    while (!atomic_load(&ex->failed) && !atomic_load(&ex->plan->cancelled)) {
+        size_t i = atomic_fetch_add(&ex->next, 1);
+        if (i >= ex->stored)
+            break;
+        if (!part_has_shard(&ex->parts, ex->plan->items[i].pub.shard))
+            continue;
+        ckpt_error err;
+        int rc = convert_item(ex, i, &b, &err);
+        if (rc && rc != CKPT_ERR_CANCELLED) {
+            pthread_mutex_lock(&ex->lock);
+            if (!ex->rc) {
+                ex->rc = rc;
+                ex->err = err;
+            }
+            pthread_mutex_unlock(&ex->lock);
+            atomic_store(&ex->failed, 1);
+        }
+    }
+    stream_buffers_free(&b);
+    return NULL;
+}
+
+/* ---- shards ---- */
+
+/* The per-shard metadata that makes NZ tensors self-describing without the manifest. */
+static int shard_metadata(const struct ckpt_plan *plan, const struct plan_shard *sh, ckpt_kv **out, size_t *count,
+                          ckpt_error *err)
+{
+    ckpt_kv *meta = calloc(sh->item_count + 1, sizeof *meta);
+    if (!meta)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    size_t n = 0;
+    meta[n++] = (ckpt_kv){"format", "pt"};
+    for (size_t i = 0; i < sh->item_count; i++) {
+        const ckpt_plan_entry *e = &plan->items[sh->first_item + i].pub;
+        if (e->layout != CKPT_LAYOUT_FRACTAL_NZ)
+            continue;
+        char *key = NULL, *value = NULL;
+        if (layout_metadata(e, &key, &value) != 0) {
+            for (size_t k = 1; k < n; k++) {
+                free((char *)meta[k].key);
+                free((char *)meta[k].value);
+            }
+            free(meta);
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+        }
+        meta[n++] = (ckpt_kv){key, value};
+    }
+    *out = meta;
+    *count = n;
+    return CKPT_OK;
+}
+
+static void free_metadata(ckpt_kv *meta, size_t count)
+{
+    for (size_t k = 1; k < count; k++) {
+        free((char *)meta[k].key);
+        free((char *)meta[k].value);
+    }
+    free(meta);
+}
+
+static int open_shard(struct execution *ex, size_t s, ckpt_error *err)
+{
+    const struct plan_shard *sh = &ex->plan->shards[s];
+    ckpt_tensor *tensors = calloc(sh->item_count + 1, sizeof *tensors);
+    if (!tensors)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < sh->item_count; i++) {
+        const ckpt_plan_entry *e = &ex->plan->items[sh->first_item + i].pub;
+        tensors[i] = (ckpt_tensor){e->name, e->dtype, e->rank, e->shape, e->nbytes, 0, NULL};
+    }
+    ckpt_kv *meta = NULL;
+    size_t meta_count = 0;
+    char *header = NULL;
+    size_t header_len = 0;
+    uint64_t data_bytes = 0;
+    int rc = shard_metadata(ex->plan, sh, &meta, &meta_count, err);
+    if (!rc)
+        rc = safetensors_header_build(sh->name, tensors, sh->item_count, meta, meta_count, &header, &header_len,
+                                      &data_bytes, err);
+    if (!rc)
+        rc = outdir_create(&ex->out, sh->name, &ex->shards[s].fd, err);
+    if (!rc) {
+        uint8_t len_le[8];
+        for (int k = 0; k < 8; k++)
+            len_le[k] = (uint8_t)((uint64_t)header_len >> (8 * k));
+        ex->shards[s].data_start = 8 + header_len;
+        ex->shards[s].size = 8 + header_len + data_bytes;
+        rc = pwrite_all(ex->shards[s].fd, len_le, 8, 0, ex, s, err);
+        if (!rc)
+            rc = pwrite_all(ex->shards[s].fd, (uint8_t *)header, header_len, 8, ex, s, err);
+        /* claim the space now: a full disk fails here, before hours of work */
+        int fa = rc ? 0 : posix_fallocate(ex->shards[s].fd, 0, (off_t)ex->shards[s].size);
+        if (fa && fa != EOPNOTSUPP && fa != EINVAL)
+            rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s/%s: cannot reserve %llu bytes: %s", ex->plan->dst, sh->name,
+                           (unsigned long long)ex->shards[s].size, strerror(fa));
+    }
+    free(header);
+    free_metadata(meta, meta_count);
+    free(tensors);
+    return rc;
+}
+
+static int close_shards(struct execution *ex, struct file_records *files, ckpt_error *err)
+{
+    int rc = CKPT_OK;
+    for (size_t s = 0; s < ex->plan->shard_count; s++) {
+        if (!part_has_shard(&ex->parts, s))
+            continue;
+        int fd = ex->shards[s].fd;
+        ex->shards[s].fd = -1;
+        XXH128_hash_t h = {0, 0};
+        const char *name = ex->plan->shards[s].name;
+        if (!rc)
+            rc = hash_file_range(fd, 0, ex->shards[s].size, name, &h, err);
+        if (!rc)
+            rc = file_records_add(files, name, ex->shards[s].size, h, err);
+        int closed = close_synced(fd, name, err);
+        if (!rc)
+            rc = closed;
+    }
+    return rc;
+}
+
+/* ---- the whole run ---- */
+
+static unsigned job_count(const struct ckpt_plan *plan, size_t stored)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned jobs = plan->opts.jobs ? plan->opts.jobs : (cores > 0 ? (unsigned)cores : 1);
+    if (jobs > stored)
+        jobs = stored ? (unsigned)stored : 1;
+    return jobs > 256 ? 256 : jobs;
+}
+
+static size_t stored_count(const struct ckpt_plan *plan)
+{
+    size_t n = 0;
+    while (n < plan->item_count && !plan->items[n].pub.alias_of)
+        n++;
+    return n;
+}
+
+/* Runs the workers while this thread hashes the source files. */
+static int run_workers(struct execution *ex, struct file_records *source_files, ckpt_error *err)
+{
+    unsigned jobs = job_count(ex->plan, ex->stored);
+    uint64_t total = ex->plan->opts.max_memory ? ex->plan->opts.max_memory : DEFAULT_BUDGET * jobs;
+    ex->budget = total / jobs ? total / jobs : 1;
+    pthread_t threads[256];
+    unsigned started = 0;
+    for (; started < jobs; started++)
+        if (pthread_create(&threads[started], NULL, worker, ex) != 0)
+            break;
+    int rc = started ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "cannot start worker threads");
+    if (!rc)
+        rc = hash_source_files(ex->src, ex->parts.file_mine, source_files, &ex->failed, err);
+    if (rc)
+        atomic_store(&ex->failed, 1);
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    if (!rc && ex->rc) {
+        rc = ex->rc;
+        if (err)
+            *err = ex->err;
+    }
+    if (!rc && atomic_load(&ex->plan->cancelled))
+        rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: conversion cancelled; nothing was written", ex->plan->dst);
+    return rc;
+}
+
+/* Folder, shards and the record of the whole run, or (--part) of one part. */
+static int execute(struct execution *ex, struct file_records *source_files, struct file_records *output_files,
+                   double start, ckpt_error *err)
+{
+    const struct ckpt_plan *plan = ex->plan;
+    int rc = plan->opts.parts ? part_map_build(plan, plan->opts.part, plan->opts.parts, &ex->parts, err)
+                              : CKPT_OK;
+    for (size_t i = 0; i < ex->stored && !rc && plan->opts.parts; i++)
+        ex->total -= part_has_shard(&ex->parts, plan->items[i].pub.shard) ? 0 : plan->items[i].in_bytes;
+    if (!rc)
+        rc = outdir_check_spares(plan->dst, ckpt_source_path(plan->src), err);
+    if (!rc)
+        rc = plan->opts.parts ? part_begin(plan, &ex->out, err) : outdir_begin(&ex->out, plan->dst, plan->opts.force, err);
+    for (size_t s = 0; s < plan->shard_count && !rc; s++)
+        if (part_has_shard(&ex->parts, s))
+            rc = open_shard(ex, s, err);
+    if (!rc)
+        rc = run_workers(ex, source_files, err);
+    if (!rc)
+        rc = close_shards(ex, output_files, err);
+    if (!rc && plan->opts.parts)
+        rc = part_record_write(&ex->out, plan, &ex->parts, source_files, output_files, ex->tensors, err);
+    if (!rc && !plan->opts.parts)
+        rc = write_side_files(&ex->out, plan, output_files, err);
+    if (!rc && !plan->opts.parts)
+        rc = manifest_write(&ex->out, plan, source_files, output_files, ex->tensors, now_seconds() - start, err);
+    if (!rc)
+        rc = outdir_commit(&ex->out, err);
+    return rc;
+}
+
+int ckpt_plan_execute(ckpt_plan *plan, ckpt_progress_fn progress, void *payload, ckpt_convert_stats *stats,
+                      ckpt_error *err)
+{
+    ckpt_error_clear(err);
+    double start = now_seconds();
+    struct execution ex = {.plan = plan, .src = plan->src, .out = {.lock_fd = -1}, .progress = progress,
+                           .payload = payload, .total = plan->bytes_in};
+    struct file_records source_files = {0}, output_files = {0};
+    pthread_mutex_init(&ex.lock, NULL);
+    atomic_store(&plan->cancelled, 0);
+    ex.stored = stored_count(plan);
+    ex.shards = calloc(plan->shard_count, sizeof *ex.shards);
+    ex.tensors = calloc(plan->item_count + 1, sizeof *ex.tensors);
+    int rc = (!ex.shards || !ex.tensors) ? ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory") : CKPT_OK;
+    for (size_t s = 0; s < plan->shard_count && ex.shards; s++)
+        ex.shards[s].fd = -1;
+    if (!rc)
+        rc = execute(&ex, &source_files, &output_files, start, err);
+    uint64_t part_in = 0, part_out = 0;   /* the bytes of the tensors this process converted */
+    for (size_t s = 0; s < plan->shard_count && ex.shards; s++)
+        if (ex.shards[s].fd >= 0)
+            close(ex.shards[s].fd);
+    outdir_end(&ex.out);
+    if (!rc && stats) {
+        *stats = (ckpt_convert_stats){0, plan->bytes_in, plan->bytes_out, now_seconds() - start, {0, 0, 0}};
+        for (size_t i = 0; i < ex.stored; i++) {
+            if (!part_has_shard(&ex.parts, plan->items[i].pub.shard))
+                continue;
+            stats->tensors++;
+            part_in += plan->items[i].in_bytes;
+            part_out += plan->items[i].pub.nbytes;
+            stats->counts.overflowed += ex.tensors[i].counts.overflowed;
+            stats->counts.subnormal += ex.tensors[i].counts.subnormal;
+            stats->counts.flushed += ex.tensors[i].counts.flushed;
+        }
+        if (plan->opts.parts) {
+            stats->bytes_in = part_in;
+            stats->bytes_out = part_out;
+        }
+    }
+    part_map_free(&ex.parts);
+    file_records_free(&source_files);
+    file_records_free(&output_files);
+    free(ex.shards);
+    free(ex.tensors);
+    pthread_mutex_destroy(&ex.lock);
+    return rc;
+}

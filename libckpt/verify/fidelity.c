@@ -1,0 +1,298 @@
+/*
+ * fidelity.c: `ckpt verify --against SRC`: proof that each stored tensor is
+ * what converting SRC gives.
+ *
+ * The plan is rebuilt from SRC with the options the manifest records, and
+ * every tensor is streamed through the same code convert used (stream.c),
+ * but into a sink that compares each piece with the stored bytes instead of
+ * writing it.  Equal bits prove the cast and the layout; the observer
+ * measures, in row order, how far the stored values are from the source
+ * values, which is the honest cost of a narrowing cast.
+ */
+#include "fidelity.h"
+#include "report.h"
+
+#include "libckpt/common/workers.h"
+
+#include "libckpt/common/checked.h"
+#include "libckpt/common/error.h"
+#include "libckpt/kernels/decode.h"
+#include "libckpt/plan/plan.h"
+#include "libckpt/sink/stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_BUDGET ((uint64_t)16 << 20)
+
+struct compare_sink {
+    struct stream_sink base;
+    int fd;
+    uint64_t tensor_base;
+    size_t esize;
+    uint8_t *stored;
+    size_t stored_cap;
+    uint64_t mismatched;
+    double abs_err, rel_err;
+    ckpt_dtype from, to;
+    const char *path;
+    int io_error;
+};
+
+static int compare_put(struct stream_sink *sink, const uint8_t *data, uint64_t len, uint64_t offset, ckpt_error *err)
+{
+    struct compare_sink *c = (struct compare_sink *)sink;
+    if (len > c->stored_cap) {
+        free(c->stored);
+        c->stored_cap = 0;
+        if (!(c->stored = malloc(len)))
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory comparing");
+        c->stored_cap = len;
+    }
+    ssize_t n = pread(c->fd, c->stored, len, (off_t)(c->tensor_base + offset));
+    if (n != (ssize_t)len)
+        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot read stored bytes: %s", c->path,
+                         n < 0 ? strerror(errno) : "file is too short");
+    if (memcmp(c->stored, data, len) != 0)
+        for (uint64_t i = 0; i < len; i += c->esize)
+            c->mismatched += memcmp(c->stored + i, data + i, c->esize) != 0;
+    return CKPT_OK;
+}
+
+#define OBSERVE_CHUNK 2048
+
+/* Decodes in small chunks on the stack, so measuring errors costs no memory. */
+static void compare_observe(struct stream_sink *sink, const uint8_t *in, const uint8_t *out, uint64_t elems)
+{
+    struct compare_sink *c = (struct compare_sink *)sink;
+    double a[OBSERVE_CHUNK], b[OBSERVE_CHUNK];
+    size_t in_size = ckpt_dtype_size(c->from), out_size = ckpt_dtype_size(c->to);
+    for (uint64_t at = 0; at < elems; at += OBSERVE_CHUNK) {
+        uint64_t n = elems - at < OBSERVE_CHUNK ? elems - at : OBSERVE_CHUNK;
+        decode_f64(c->from, in + at * in_size, a, n);
+        decode_f64(c->to, out + at * out_size, b, n);
+        error_update(a, b, n, &c->abs_err, &c->rel_err);
+    }
+}
+
+static bool keep_going(struct stream_sink *sink, uint64_t bytes)
+{
+    (void)sink;
+    (void)bytes;
+    return true;
+}
+
+struct fidelity {
+    const struct manifest *m;
+    const char *dst;
+    const ckpt_verify_options *opts;
+    struct reporter *r;
+    const struct ckpt_plan *plan;
+    size_t *by_name;          /* plan item indices sorted by output name */
+    uint64_t budget;
+    atomic_size_t next;
+    pthread_mutex_t lock;
+    int rc;
+    ckpt_error err;
+};
+
+static const struct plan_item *find_item(const struct fidelity *fd, const char *name)
+{
+    size_t lo = 0, hi = fd->plan->item_count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(fd->plan->items[fd->by_name[mid]].pub.name, name);
+        if (c == 0)
+            return &fd->plan->items[fd->by_name[mid]];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Where the plan and the manifest disagree about a tensor, or NULL. */
+static const char *plan_disagreement(const ckpt_plan_entry *e, const struct manifest_tensor *t)
+{
+    if (e->dtype != t->dtype)
+        return "another element type";
+    if (e->layout != t->layout || (bool)e->transposed != t->transposed)
+        return "another layout";
+    if (e->rank != t->rank || memcmp(e->shape, t->shape, t->rank * sizeof *t->shape) != 0 || e->nd_rank != t->nd_rank ||
+        memcmp(e->nd_shape, t->nd_shape, t->nd_rank * sizeof *t->nd_shape) != 0)
+        return "another shape";
+    if (e->rows.groups != t->rows.groups || e->rows.group_rows != t->rows.group_rows ||
+        e->rows.offset != t->rows.offset || e->rows.count != t->rows.count)
+        return "other source rows";
+    if ((e->alias_of == NULL) != (t->alias_of == NULL) || (e->alias_of && strcmp(e->alias_of, t->alias_of) != 0))
+        return "another alias";
+    return NULL;
+}
+
+static int prove_tensor(struct fidelity *fd, const struct manifest_tensor *t, struct stream_buffers *b,
+                        ckpt_error *err)
+{
+    ckpt_finding f = {.check = CKPT_CHECK_FIDELITY, .file = t->file, .tensor = t->name};
+    const struct plan_item *it = find_item(fd, t->name);
+    if (!it) {
+        report_finding(fd->r, f, "tensor %s: converting %s gives no such tensor", t->name, fd->opts->against);
+        return CKPT_OK;
+    }
+    const char *why = plan_disagreement(&it->pub, t);
+    if (why) {
+        report_finding(fd->r, f, "tensor %s: converting %s gives %s than the manifest records", t->name,
+                       fd->opts->against, why);
+        return CKPT_OK;
+    }
+    if (t->alias_of) {
+        f.ok = 1;
+        report_finding(fd->r, f, "%s: alias of %s, as converting the source gives", t->name, t->alias_of);
+        return CKPT_OK;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", fd->dst, t->file);
+    struct compare_sink c = {{compare_put, compare_observe, keep_going}, -1, 0, ckpt_dtype_size(t->dtype), NULL, 0,
+                             0, 0, 0, t->source_dtype, t->dtype, path, 0};
+    uint8_t len_le[8];
+    c.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (c.fd < 0 || pread(c.fd, len_le, 8, 0) != 8) {
+        if (c.fd >= 0)
+            close(c.fd);
+        report_finding(fd->r, f, "tensor %s: %s cannot be read", t->name, t->file);
+        return CKPT_OK;
+    }
+    c.tensor_base = 8 + ckpt_load_le64(len_le) + t->offset;
+    ckpt_cast_counts counts = {0, 0, 0};
+    int rc = stream_tensor(fd->plan, it, fd->budget, b, &c.base, &counts, err);
+    close(c.fd);
+    free(c.stored);
+    if (rc == CKPT_ERR_READ && strncmp(err->message, path, strlen(path)) == 0) {
+        report_finding(fd->r, f, "tensor %s: stored bytes cannot be read (truncated?)", t->name);
+        return CKPT_OK;
+    }
+    if (rc)
+        return rc;
+    reporter_add_bytes(fd->r, t->nbytes);
+    f.max_abs_error = c.abs_err;
+    f.max_rel_error = c.rel_err;
+    f.mismatched = c.mismatched;
+    f.counts = counts;
+    bool abs_ok = fd->opts->max_abs_error <= 0 || c.abs_err <= fd->opts->max_abs_error;
+    bool rel_ok = fd->opts->max_rel_error <= 0 || c.rel_err <= fd->opts->max_rel_error;
+    f.ok = c.mismatched == 0 && abs_ok && rel_ok;
+    if (c.mismatched)
+        report_finding(fd->r, f, "tensor %s: %llu elements differ from converting the source (wrong cast or layout)",
+                       t->name, (unsigned long long)c.mismatched);
+    else if (!f.ok)
+        report_finding(fd->r, f, "tensor %s: error %.3g abs, %.3g rel exceeds the tolerance", t->name, c.abs_err,
+                       c.rel_err);
+    else
+        report_finding(fd->r, f, "%s: bit-exact; max error %.3g abs, %.3g rel; %llu overflowed, %llu subnormal, "
+                                 "%llu flushed",
+                       t->name, c.abs_err, c.rel_err, (unsigned long long)counts.overflowed,
+                       (unsigned long long)counts.subnormal, (unsigned long long)counts.flushed);
+    return CKPT_OK;
+}
+
+static void *fidelity_worker(void *arg)
+{
+    struct fidelity *fd = arg;
+    struct stream_buffers b = {0};
+    for (;;) {
+        size_t i = atomic_fetch_add(&fd->next, 1);
+        if (i >= fd->m->tensor_count || atomic_load(&fd->r->stop))
+            break;
+        ckpt_error err;
+        int rc = prove_tensor(fd, &fd->m->tensors[i], &b, &err);
+        if (rc) {
+            pthread_mutex_lock(&fd->lock);
+            if (!fd->rc) {
+                fd->rc = rc;
+                fd->err = err;
+            }
+            pthread_mutex_unlock(&fd->lock);
+            atomic_store(&fd->r->stop, 1);
+        }
+    }
+    stream_buffers_free(&b);
+    return NULL;
+}
+
+static int by_item_name(const void *a, const void *b, void *plan)
+{
+    const struct ckpt_plan *p = plan;
+    return strcmp(p->items[*(const size_t *)a].pub.name, p->items[*(const size_t *)b].pub.name);
+}
+
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Tensors converting the source gives that the manifest does not have. */
+static int check_missing(struct fidelity *fd, ckpt_error *err)
+{
+    const char **names = malloc((fd->m->tensor_count + 1) * sizeof *names);
+    if (!names)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    for (size_t t = 0; t < fd->m->tensor_count; t++)
+        names[t] = fd->m->tensors[t].name;
+    qsort(names, fd->m->tensor_count, sizeof *names, by_string);
+    for (size_t i = 0; i < fd->plan->item_count; i++) {
+        const char *name = fd->plan->items[i].pub.name;
+        if (!bsearch(&name, names, fd->m->tensor_count, sizeof *names, by_string))
+            report_finding(fd->r, (ckpt_finding){.check = CKPT_CHECK_FIDELITY, .tensor = name},
+                           "tensor %s: converting %s gives it, but the folder does not have it", name,
+                           fd->opts->against);
+    }
+    free(names);
+    return CKPT_OK;
+}
+
+int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify_options *opts, struct reporter *r,
+                    ckpt_error *err)
+{
+    ckpt_source *src = NULL;
+    ckpt_plan *plan = NULL;
+    ckpt_convert_options copts;
+    ckpt_open_options open;
+    if (opts->open)
+        open = *opts->open;
+    else
+        ckpt_open_options_default(&open);
+    if (m->deepspeed_weights)   /* the source is read as convert read it */
+        open.deepspeed_weights = strcmp(m->deepspeed_weights, "module") == 0 ? CKPT_DEEPSPEED_MODULE : CKPT_DEEPSPEED_FP32;
+    int rc = ckpt_source_open_ext(&src, opts->against, &open, err);
+    if (!rc)
+        rc = manifest_options(m, &copts, dst, err);
+    if (!rc)
+        rc = ckpt_plan_build(&plan, src, dst, &copts, err);
+    struct fidelity fd = {m, dst, opts, r, plan, NULL, 0, 0, PTHREAD_MUTEX_INITIALIZER, CKPT_OK, {0}};
+    if (!rc && !(fd.by_name = malloc((plan->item_count + 1) * sizeof *fd.by_name)))
+        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    if (!rc) {
+        for (size_t i = 0; i < plan->item_count; i++)
+            fd.by_name[i] = i;
+        qsort_r(fd.by_name, plan->item_count, sizeof *fd.by_name, by_item_name, plan);
+        rc = check_missing(&fd, err);
+    }
+    if (!rc) {
+        unsigned n = worker_count(opts->jobs, m->tensor_count);
+        uint64_t total = opts->max_memory ? opts->max_memory : DEFAULT_BUDGET * n;
+        fd.budget = total / n ? total / n : 1;
+        run_on_threads(n, fidelity_worker, &fd);
+        rc = fd.rc;
+        if (rc && err)
+            *err = fd.err;
+    }
+    pthread_mutex_destroy(&fd.lock);
+    free(fd.by_name);
+    ckpt_plan_free(plan);
+    ckpt_source_free(src);
+    return rc;
+}
