@@ -667,7 +667,10 @@ START_TEST(source_truncated_while_converting)
     int rc = ckpt_plan_execute(plan, truncate_at_quarter, &s, NULL, &err);
     ck_assert(s.truncated);
     ck_assert_msg(rc == CKPT_ERR_READ, "%d: %s", rc, err.message);
-    ck_assert_msg(strstr(err.message, "big.safetensors") && strstr(err.message, "truncated while reading tensor w"),
+    /* the worker reading tensor w or the thread hashing the source for the manifest meets the cut first */
+    ck_assert_msg(strstr(err.message, "big.safetensors") &&
+                      (strstr(err.message, "truncated while reading tensor w") ||
+                       strstr(err.message, "truncated while hashing it")),
                   "%s", err.message);
     ck_assert_uint_eq(test_count_entries(dir), 1);   /* big.safetensors only: no DST, no temporary */
     ckpt_plan_free(plan);

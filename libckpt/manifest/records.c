@@ -78,9 +78,14 @@ int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH
         ssize_t n = pread(fd, buf, want, (off_t)offset);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
+        if (n < 0) {
             rc = ckpt_fail(err, CKPT_ERR_READ, "%s: read failed at byte %llu: %s", name, (unsigned long long)offset,
-                           n < 0 ? strerror(errno) : "file is shorter than expected");
+                           strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            rc = ckpt_fail(err, CKPT_ERR_READ, "%s: file truncated while hashing it (at byte %llu of %llu)", name,
+                           (unsigned long long)offset, (unsigned long long)(offset + len));
             break;
         }
         XXH3_128bits_update(state, buf, (size_t)n);
