@@ -4,21 +4,24 @@
  *
  * A folder holding `latest_checkpointed_iteration.txt` (an iteration or
  * "release"), or a single `iter_NNNNNNN` / `release` folder, or that folder
- * itself, with `mp_rank_TT/model_optim_rng.pt` (`mp_rank_TT_PPP/...` when
- * pipeline-parallel) for every tensor-parallel rank TT and pipeline stage
- * PPP.  Each file is a torch.save of `args`, `iteration`, `model` and the
- * optimizer and RNG state; only `model` becomes tensors.  The sizes and the
- * shape come from the checkpoint's own args (megatron_args.c), which every
- * rank must agree on.
+ * itself, with `mp_rank_TT[_PPP][_EEE]/model_optim_rng.pt` for the ranks of
+ * one data replica: TT the tensor-parallel rank, PPP the pipeline stage
+ * when pipeline-parallel, EEE the expert rank when expert-parallel.  Each
+ * file is a torch.save of `args`, `iteration`, `model` and the optimizer
+ * and RNG state; only `model` becomes tensors.  The layout comes from the
+ * checkpoint's own args (megatron_layout.c, megatron_args.c), which every
+ * rank must agree on, never from the names, which cannot tell a stage from
+ * an expert rank.
  *
  * Merging declares pieces, never copies: column-parallel weights
  * (megatron_merge.c) are the ranks' parts stacked on dim 0 (SwiGLU fc1 as
  * all gate halves then all up halves), row-parallel weights on dim 1, and
  * every other tensor is replicated: checked byte-equal across the
- * tensor-parallel ranks and exposed once.  Layer numbers, local to each
- * pipeline stage, become global by adding the stage's first layer.  An
- * iteration folder holding a torch_dist checkpoint instead goes to that
- * reader.
+ * tensor-parallel ranks and exposed once.  Routed experts
+ * (megatron_experts.c) join over the expert-TP ranks under their global
+ * index.  Layer numbers, local to each pipeline stage, become global by
+ * adding the stage's first layer.  An iteration folder holding a torch_dist
+ * checkpoint instead goes to that reader.
  */
 #include "megatron.h"
 
@@ -36,16 +39,24 @@
 #define LATEST "latest_checkpointed_iteration.txt"
 #define RANK_FILE "model_optim_rng.pt"
 #define MAX_LATEST 64
-#define MAX_RANKS 4096
 
-/* A folder holding rank 0's file under either naming (tensor-parallel only, or with a stage). */
-static bool holds_ranks(const struct ckpt_fs *fs, const char *dir)
+/* Rank 0's folder under each naming: tensor-parallel only, with a stage or an expert rank, with both. */
+static const char *const rank0_names[] = {"mp_rank_00", "mp_rank_00_000", "mp_rank_00_000_000"};
+
+/* Which of rank0_names `dir` holds rank 0's file under, or -1. */
+static int rank0_naming(const struct ckpt_fs *fs, const char *dir)
 {
     char path[4096];
-    return (snprintf(path, sizeof path, "%s/mp_rank_00", dir) < (int)sizeof path &&
-            format_dir_has(fs, path, RANK_FILE)) ||
-           (snprintf(path, sizeof path, "%s/mp_rank_00_000", dir) < (int)sizeof path &&
-            format_dir_has(fs, path, RANK_FILE));
+    for (int i = 0; i < 3; i++)
+        if (snprintf(path, sizeof path, "%s/%s", dir, rank0_names[i]) < (int)sizeof path &&
+            format_dir_has(fs, path, RANK_FILE))
+            return i;
+    return -1;
+}
+
+static bool holds_ranks(const struct ckpt_fs *fs, const char *dir)
+{
+    return rank0_naming(fs, dir) >= 0;
 }
 
 static bool is_iteration_name(const char *name)
@@ -127,21 +138,22 @@ static int iteration_folder(const struct ckpt_fs *fs, const char *dir, char **ou
     return CKPT_OK;
 }
 
-/* iter/mp_rank_TT[_PPP]/model_optim_rng.pt, as Megatron names it: the stage only when pipeline-parallel. */
-static char *rank_path(const char *iter, long tp, long pp, long pp_size)
+/* iter/mp_rank_TT[_PPP][_EEE]/model_optim_rng.pt, as Megatron names it: a stage when pipeline-parallel, an
+ * expert rank when expert-parallel. */
+static char *rank_path(const char *iter, const struct megatron_layout *lay, long tp, long pp, long ep)
 {
     char name[128];
-    if (pp_size > 1)
-        snprintf(name, sizeof name, "mp_rank_%02ld_%03ld/%s", tp, pp, RANK_FILE);
-    else
-        snprintf(name, sizeof name, "mp_rank_%02ld/%s", tp, RANK_FILE);
+    int n = snprintf(name, sizeof name, "mp_rank_%02ld", tp);
+    if (lay->pp > 1)
+        n += snprintf(name + n, sizeof name - (size_t)n, "_%03ld", pp);
+    if (lay->ep > 1)
+        n += snprintf(name + n, sizeof name - (size_t)n, "_%03ld", ep);
+    snprintf(name + n, sizeof name - (size_t)n, "/%s", RANK_FILE);
     return path_join(iter, name);
 }
 
 static int load_rank(const struct ckpt_source *src, const char *path, struct ckpt_source **out, ckpt_error *err)
 {
-    if (!fs_is_file(src->fs, path))
-        return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: missing: the checkpoint's args ask for this rank file", path);
     struct ckpt_source *s = source_new(path, &src->limits);
     if (!s)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
@@ -155,13 +167,16 @@ static int load_rank(const struct ckpt_source *src, const char *path, struct ckp
     return CKPT_OK;
 }
 
-/* The args every rank must agree on, and the features this reader refuses. */
+/* The args every rank must agree on. */
 static const char *const shape_args[] = {
     "args.num_layers", "args.hidden_size", "args.ffn_hidden_size", "args.num_attention_heads",
     "args.num_query_groups", "args.group_query_attention", "args.kv_channels", "args.swiglu",
     "args.padded_vocab_size", "args.tensor_model_parallel_size", "args.pipeline_model_parallel_size",
     "args.virtual_pipeline_model_parallel_size", "args.decoder_first_pipeline_num_layers",
-    "args.decoder_last_pipeline_num_layers", "args.expert_model_parallel_size", "checkpoint_version",
+    "args.decoder_last_pipeline_num_layers", "args.expert_model_parallel_size",
+    "args.expert_tensor_parallel_size", "args.num_experts", "args.moe_ffn_hidden_size", "args.moe_grouped_gemm",
+    "args.moe_use_legacy_grouped_gemm", "args.multi_latent_attention", "args.q_lora_rank", "args.kv_lora_rank",
+    "args.mtp_num_layers", "checkpoint_version",
 };
 
 static const ckpt_object *object(const struct ckpt_source *s, const char *name)
@@ -170,26 +185,6 @@ static const ckpt_object *object(const struct ckpt_source *s, const char *name)
         if (strcmp(s->objects[i].name, name) == 0)
             return &s->objects[i];
     return NULL;
-}
-
-static bool arg_int(const struct ckpt_source *s, const char *name, long *out)
-{
-    const ckpt_object *o = object(s, name);
-    char *end;
-    if (!o || strcmp(o->kind, "int") != 0)
-        return false;
-    *out = strtol(o->value, &end, 10);
-    return *end == '\0';
-}
-
-/* An arg that, set, asks for a layout this reader does not merge. */
-static bool arg_set(const struct ckpt_source *s, const char *name)
-{
-    const ckpt_object *o = object(s, name);
-    long v;
-    if (!o || strcmp(o->kind, "none") == 0)
-        return false;
-    return !(arg_int(s, name, &v) && v <= 1 && strstr(name, "expert"));
 }
 
 static int check_agree(const struct ckpt_source *first, const struct ckpt_source *s, ckpt_error *err)
@@ -202,33 +197,6 @@ static int check_agree(const struct ckpt_source *first, const struct ckpt_source
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: %s is %s but %s in %s", s->path, shape_args[i],
                              b ? b->value : "(missing)", a ? a->value : "(missing)", first->path);
     }
-    return CKPT_OK;
-}
-
-/* The parallel sizes and layer split from rank 0's args, refusing what is not merged here. */
-static int read_sizes(const struct ckpt_source *s, struct megatron_layout *lay, ckpt_error *err)
-{
-    if (!arg_int(s, "args.tensor_model_parallel_size", &lay->tp) ||
-        !arg_int(s, "args.pipeline_model_parallel_size", &lay->pp) || !arg_int(s, "args.num_layers", &lay->layers))
-        return ckpt_fail(err, CKPT_ERR_FORMAT,
-                         "%s: args lack tensor_model_parallel_size, pipeline_model_parallel_size or num_layers",
-                         s->path);
-    if (lay->tp < 1 || lay->pp < 1 || lay->layers < 1 || lay->tp > MAX_RANKS || lay->pp > MAX_RANKS ||
-        lay->tp * lay->pp > MAX_RANKS)
-        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args: tensor-parallel size %ld, pipeline size %ld, %ld layers",
-                         s->path, lay->tp, lay->pp, lay->layers);
-    static const char *const refused[] = {
-        "args.virtual_pipeline_model_parallel_size", "args.num_layers_per_virtual_pipeline_stage",
-        "args.decoder_first_pipeline_num_layers", "args.decoder_last_pipeline_num_layers",
-        "args.expert_model_parallel_size",
-    };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
-        if (arg_set(s, refused[i]))
-            return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: %s = %s is not supported (uniform pipeline stages only)",
-                             s->path, refused[i], object(s, refused[i])->value);
-    if (lay->layers % lay->pp)
-        return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: %ld layers do not split evenly over %ld pipeline stages",
-                         s->path, lay->layers, lay->pp);
     for (size_t i = 0; i < s->tensor_count; i++)
         if (strncmp(s->tensors[i].pub.name, "model0.", 7) == 0)
             return ckpt_fail(err, CKPT_ERR_UNSUPPORTED,
@@ -249,48 +217,67 @@ static int record_args(struct ckpt_source *src, const struct ckpt_source *s, ckp
     return rc;
 }
 
+/* The naming rank 0's file was found under must be the one the args give. */
+static int check_naming(const struct megatron_layout *lay, int naming, const char *path, ckpt_error *err)
+{
+    int want = (lay->pp > 1) + (lay->ep > 1);
+    if (naming == want)
+        return CKPT_OK;
+    return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args give pipeline size %ld and expert-parallel size %ld, the folder "
+                     "name says otherwise", path, lay->pp, lay->ep);
+}
+
+/*
+ * Every file of the grid that exists is loaded and must agree with rank 0.
+ * Without expert parallelism each one must exist; with it, some pairs are
+ * written by no rank, and megatron_layout_check_complete decides.
+ */
+static int load_grid(struct ckpt_source *src, struct megatron_layout *lay, const char *iter, ckpt_error *err)
+{
+    const struct ckpt_source *first = lay->ranks[0].src;
+    int rc = CKPT_OK;
+    for (size_t i = 1; i < lay->grid * (size_t)lay->pp && !rc; i++) {
+        struct megatron_rank *r = &lay->ranks[i];
+        char *path = rank_path(iter, lay, r->tp, (long)(i / lay->grid), r->ep);
+        if (!path)
+            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", iter);
+        else if (!fs_is_file(src->fs, path) && lay->ep == 1)
+            rc = ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: missing: the checkpoint's args ask for this rank file", path);
+        else if (fs_is_file(src->fs, path) && !(rc = load_rank(src, path, &r->src, err)))
+            rc = check_agree(first, r->src, err);
+        free(path);
+    }
+    return rc ? rc : megatron_layout_check_complete(lay, iter, err);
+}
+
 static int open_ranks(struct ckpt_source *src, const char *iter, ckpt_error *err)
 {
     struct megatron_layout lay = {0};
-    struct ckpt_source *first = NULL, **ranks = NULL;
-    char *path = NULL;
-    char tp_only[4096];
-    bool staged = snprintf(tp_only, sizeof tp_only, "%s/mp_rank_00", iter) < (int)sizeof tp_only &&
-                  !format_dir_has(src->fs, tp_only, RANK_FILE);
-    path = rank_path(iter, 0, 0, staged ? 2 : 1);
-    int rc = path ? load_rank(src, path, &first, err) : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", iter);
+    struct ckpt_source *first = NULL;
+    int naming = rank0_naming(src->fs, iter);
+    char *dir = naming >= 0 ? path_join(iter, rank0_names[naming]) : NULL, *path = dir ? path_join(dir, RANK_FILE) : NULL;
+    int rc = naming < 0 ? ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: no mp_rank_00*/%s", iter, RANK_FILE)
+             : path    ? load_rank(src, path, &first, err)
+                       : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", iter);
     if (!rc)
-        rc = read_sizes(first, &lay, err);
-    if (!rc && (lay.pp > 1) != staged)
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args give pipeline size %ld, the folder name says otherwise", path,
-                       lay.pp);
-    free(path);
-    if (!rc && !(ranks = calloc((size_t)(lay.tp * lay.pp), sizeof *ranks)))
-        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", iter);
-    for (long p = 0; !rc && p < lay.pp; p++)
-        for (long t = 0; !rc && t < lay.tp; t++) {
-            struct ckpt_source **slot = &ranks[p * lay.tp + t];
-            if (p == 0 && t == 0) {
-                *slot = first;
-                first = NULL;
-                continue;
-            }
-            if (!(path = rank_path(iter, t, p, lay.pp)))
-                rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", iter);
-            if (!rc)
-                rc = load_rank(src, path, slot, err);
-            if (!rc)
-                rc = check_agree(ranks[0], *slot, err);
-            free(path);
-        }
+        rc = megatron_layout_read(&lay, first, path, err);
     if (!rc)
-        rc = record_args(src, ranks[0], err);
+        rc = check_naming(&lay, naming, path, err);
     if (!rc)
-        rc = megatron_merge(src, ranks, &lay, err);
+        rc = check_agree(first, first, err);
+    if (!rc) {
+        lay.ranks[0].src = first;   /* the grid's first pair is (tp 0, ep 0) of stage 0 */
+        first = NULL;
+        rc = load_grid(src, &lay, iter, err);
+    }
+    if (!rc)
+        rc = record_args(src, lay.ranks[0].src, err);
+    if (!rc)
+        rc = megatron_merge(src, &lay, err);
     ckpt_source_free(first);
-    for (long i = 0; ranks && i < lay.tp * lay.pp; i++)
-        ckpt_source_free(ranks[i]);
-    free(ranks);
+    megatron_layout_free(&lay);
+    free(path);
+    free(dir);
     return rc;
 }
 

@@ -6,7 +6,7 @@
  * `allowed` below.  Those are simulated, never called: containers become
  * containers, and everything else becomes a PK_CALL node that the torch
  * reader interprets (tensor rebuilders) or carries as an opaque value
- * (argparse.Namespace, numpy RNG arrays).  Any other callable refuses the
+ * (argparse.Namespace, numpy RNG arrays, io.BytesIO).  Any other callable refuses the
  * whole file with its name, whatever module it is from: an allow-list, not a
  * deny-list, so no new gadget can slip through.  EXT1-4 (the copyreg
  * extension registry) and out-of-band buffers are refused for the same
@@ -375,6 +375,12 @@ static const struct {
     {"megatron.core.transformer.enums", "InferenceCudaGraphScope"},
     {"megatron.model.enums", "ModelType"},
     {"megatron.legacy.model.enums", "ModelType"},
+    /*
+     * Transformer Engine < 2.0 saved each module's _extra_state as an
+     * io.BytesIO of a torch.save: recorded with its bytes, never opened.
+     */
+    {"_io", "BytesIO"},
+    {"io", "BytesIO"},
 };
 
 bool pk_is_global(const struct pk_value *v, const char *module, const char *name)
@@ -400,12 +406,29 @@ bool pk_int(const struct pk_value *v, int64_t *out)
     return true;
 }
 
-static int refuse_call(struct machine *m, const struct pk_value *fn)
+/*
+ * The refusal names what would have been called, with getattr's target
+ * (how protocol 2 spells a static method: Transformer Engine's fp8 tensors
+ * reduce themselves that way).
+ */
+static int refuse_call(struct machine *m, const struct pk_value *fn, const struct pk_value *args)
 {
-    if (fn && fn->kind == PK_GLOBAL)
-        return FAIL(m, CKPT_ERR_FORMAT, "%s: refusing to call %s.%s: not a checkpoint type libckpt reads", m->origin,
-                    fn->s, fn->s2);
-    return FAIL(m, CKPT_ERR_FORMAT, "%s: pickle at byte %zu calls something that is not a global", m->origin, m->pos);
+    if (!fn || fn->kind != PK_GLOBAL)
+        return FAIL(m, CKPT_ERR_FORMAT, "%s: pickle at byte %zu calls something that is not a global", m->origin,
+                    m->pos);
+    const struct pk_value *target = NULL;
+    if ((pk_is_global(fn, "builtins", "getattr") || pk_is_global(fn, "__builtin__", "getattr")) && args &&
+        args->kind == PK_TUPLE && args->count == 2 && args->items[0]->kind == PK_GLOBAL && pk_str(args->items[1]))
+        target = args->items[0];
+    const char *module = target ? target->s : fn->s;
+    const char *why = strncmp(module, "transformer_engine", 18) == 0
+                          ? "a Transformer Engine tensor (fp8 weights, saved with --fp8-param-gather?) is not read: "
+                            "save the checkpoint with high-precision weights"
+                          : "not a checkpoint type libckpt reads";
+    if (target)
+        return FAIL(m, CKPT_ERR_FORMAT, "%s: refusing to call %s.%s(%s.%s, '%s'): %s", m->origin, fn->s, fn->s2,
+                    target->s, target->s2, args->items[1]->s, why);
+    return FAIL(m, CKPT_ERR_FORMAT, "%s: refusing to call %s.%s: %s", m->origin, fn->s, fn->s2, why);
 }
 
 static bool is_allowed(const struct pk_value *fn)
@@ -461,7 +484,7 @@ static bool is_enum_member(const struct pk_value *fn, const struct pk_value *arg
 static int apply(struct machine *m, struct pk_value *fn, struct pk_value *args)
 {
     if (!is_allowed(fn) && !is_enum_member(fn, args))
-        return refuse_call(m, fn);
+        return refuse_call(m, fn, args);
     size_t n = args && args->kind == PK_TUPLE ? args->count : 0;
     struct pk_value *v;
     if (pk_is_global(fn, "collections", "OrderedDict") && n == 0) {
@@ -492,7 +515,7 @@ static int build(struct machine *m)
         return stack_underflow(m, "BUILD");
     /* a dict's state is an OrderedDict's attributes (torch's _metadata): kept, never applied */
     if (obj->kind != PK_CALL && obj->kind != PK_DICT)
-        return obj->kind == PK_GLOBAL ? refuse_call(m, obj)
+        return obj->kind == PK_GLOBAL ? refuse_call(m, obj, NULL)
                                       : FAIL(m, CKPT_ERR_FORMAT, "%s: pickle BUILD on a plain value", m->origin);
     obj->state = state;
     return CKPT_OK;

@@ -4,8 +4,8 @@
  * It reads protocols 0 to 5 into a tree of values.  A GLOBAL is just a name.
  * Applying a global (REDUCE, NEWOBJ, OBJ, INST, BUILD) is allowed only for
  * the few callables libckpt itself understands (torch's tensor rebuilders,
- * containers, argparse.Namespace, numpy's RNG-state arrays): the result is
- * a node recording the callable and its arguments, for the caller to
+ * containers, argparse.Namespace, numpy's RNG-state arrays, io.BytesIO): the
+ * result is a node recording the callable and its arguments, for the caller to
  * interpret.  Applying anything else refuses the whole file, naming the
  * global, before any tensor is declared.  Memory, nesting, memo and
  * container sizes are bounded; exceeding a bound refuses the file.

@@ -250,6 +250,15 @@ static int add_object(struct walk *w, const char *kind, const char *fmt, ...)
 
 static int walk(struct walk *w, struct pk_value *v, size_t name_len, int depth);
 
+/* The size of an io.BytesIO's buffer: its state is (bytes, position, dict), or bytes given to the constructor. */
+static size_t bytes_io_size(const struct pk_value *v)
+{
+    const struct pk_value *s = v->state && v->state->kind == PK_TUPLE && v->state->count >= 1 ? v->state->items[0]
+                             : v->args && v->args->kind == PK_TUPLE && v->args->count >= 1 ? v->args->items[0]
+                                                                                          : NULL;
+    return s && s->kind == PK_BYTES ? s->len : 0;
+}
+
 static int walk_child(struct walk *w, struct pk_value *v, size_t len, const char *part, size_t part_len, int depth)
 {
     size_t new_len;
@@ -322,6 +331,8 @@ static int walk(struct walk *w, struct pk_value *v, size_t len, int depth)
     case PK_CALL:
         if (pk_is_call(v, "argparse", "Namespace") && v->state && v->state->kind == PK_DICT)
             rc = walk_dict(w, v->state, len, depth);   /* args.lr, args.hidden_size, ... */
+        else if (pk_is_call(v, "_io", "BytesIO") || pk_is_call(v, "io", "BytesIO"))
+            rc = add_object(w, "bytes", "<%zu bytes in an io.BytesIO, not read>", bytes_io_size(v));
         else
             rc = add_object(w, "opaque", "%s.%s", v->fn->s, v->fn->s2);
         break;

@@ -221,7 +221,7 @@ def rank_dir(c, t, p):
     return f"mp_rank_{t:02d}" if c["pp"] == 1 else f"mp_rank_{t:02d}_{p:03d}"
 
 
-def write_ranks(c, full, folder, tag, edit=None, edit_args=None, key="model"):
+def write_ranks(c, full, folder, tag, edit=None, edit_args=None, key="model", nested_edit=None):
     """folder/tag/mp_rank_*/model_optim_rng.pt for every rank, and latest_checkpointed_iteration.txt."""
     shutil.rmtree(folder, ignore_errors=True)
     for p in range(c["pp"]):
@@ -239,9 +239,12 @@ def write_ranks(c, full, folder, tag, edit=None, edit_args=None, key="model"):
             args = args_for(c)
             if edit_args:
                 edit_args(args)
+            nested = nest_legacy(model) if c["legacy"] else model
+            if nested_edit:
+                nested_edit(r, p, nested)
             state = {
                 "args": args, "checkpoint_version": 3.0, "iteration": 10 if tag != "release" else 0,
-                key: nest_legacy(model) if c["legacy"] else model,
+                key: nested,
                 "optimizer": {"optimizer": {"state": {0: {"step": 10, "exp_avg": torch.zeros(2)}},
                                             "param_groups": [{"lr": 3e-4, "params": [0]}]},
                               "fp32_from_fp16_params": [[]]},
@@ -268,6 +271,32 @@ def hf_config(c):
             "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
 
 
+def pooler_fixture():
+    """A BERT-style legacy model's plain Linears, whole on every TP rank: language_model.pooler.dense
+    (Pooler: "same pooler is run on all tensor parallel nodes", megatron/legacy/model/language_model.py:100-116),
+    lm_head.dense and lm_head.layernorm, binary_head (torch.nn.Linear); Megatron's own loader takes them from
+    rank 0 (tools/checkpoint/loader_base.py:361-386)."""
+    c = dict(LEGACY, seed=13)
+    full = megatron_names(c, *hf_tensors(c))
+    g = torch.Generator().manual_seed(14)
+    rand = lambda *shape: (torch.randn(*shape, generator=g) * 0.05).to(torch.bfloat16)
+    h = c["hidden"]
+    plain = OrderedDict([("language_model.pooler.dense.weight", rand(h, h)), ("language_model.pooler.dense.bias", rand(h)),
+                         ("lm_head.dense.weight", rand(h, h)), ("lm_head.dense.bias", rand(h)),
+                         ("lm_head.layernorm.weight", rand(h)), ("lm_head.layernorm.bias", rand(h)),
+                         ("binary_head.weight", rand(2, h)), ("binary_head.bias", rand(2))])
+    save_safetensors(os.path.join(HERE, "full", "pooler.safetensors"), list(full.items()) + list(plain.items()))
+
+    def add_plain(r, p, model):
+        lm = model["language_model"]
+        lm["pooler"] = OrderedDict((k.split("pooler.", 1)[1], t.clone()) for k, t in plain.items() if "pooler" in k)
+        model["lm_head"] = OrderedDict((k[len("lm_head."):], t.clone()) for k, t in plain.items()
+                                       if k.startswith("lm_head."))
+        model["binary_head"] = OrderedDict((k[len("binary_head."):], t.clone()) for k, t in plain.items()
+                                           if k.startswith("binary_head."))
+    write_ranks(c, full, os.path.join(HERE, "pooler"), "release", nested_edit=add_plain)
+
+
 def main():
     os.makedirs(os.path.join(HERE, "full"), exist_ok=True)
     t, pad_embed, pad_out = hf_tensors(CORE)
@@ -292,6 +321,8 @@ def main():
     write_ranks(one, tiny, os.path.join(HERE, "uneven"), "iter_0000010",
                 edit_args=lambda a: setattr(a, "decoder_first_pipeline_num_layers", 1))
     write_ranks(one, tiny, os.path.join(HERE, "virtual"), "iter_0000010", key="model0")
+
+    pooler_fixture()
 
     for c, name in ((QKV_BIAS, "qkv_bias"), (BIASES, "biases")):
         t, pad_embed, pad_out = hf_tensors(c)
