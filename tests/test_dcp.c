@@ -143,6 +143,153 @@ START_TEST(hostile_metadata)
 }
 END_TEST
 
+/* ---- a .metadata pickle written here, protocol 2, for chunk counts no committed fixture could hold ---- */
+
+struct pickle_out {
+    char *p;
+    size_t n, cap;
+};
+
+static void emit(struct pickle_out *o, const void *data, size_t n)
+{
+    if (o->n + n > o->cap) {
+        o->cap = (o->n + n) * 2;
+        o->p = realloc(o->p, o->cap);
+        ck_assert_ptr_nonnull(o->p);
+    }
+    memcpy(o->p + o->n, data, n);
+    o->n += n;
+}
+
+static void emit_str(struct pickle_out *o, const char *text)
+{
+    uint32_t n = (uint32_t)strlen(text);
+    emit(o, "X", 1);
+    emit(o, (uint8_t[]){n & 255, n >> 8 & 255, n >> 16 & 255, n >> 24}, 4);
+    emit(o, text, n);
+}
+
+static void emit_int(struct pickle_out *o, uint32_t v)
+{
+    emit(o, "J", 1);
+    emit(o, (uint8_t[]){v & 255, v >> 8 & 255, v >> 16 & 255, v >> 24}, 4);
+}
+
+static void emit_ints(struct pickle_out *o, const uint32_t *v, size_t n)
+{
+    emit(o, "(", 1);
+    for (size_t i = 0; i < n; i++)
+        emit_int(o, v[i]);
+    emit(o, "t", 1);
+}
+
+/* module.name() with its fields set by BUILD: the opening, then the caller's key/value pairs, then close_record. */
+static void open_record(struct pickle_out *o, const char *module, const char *name)
+{
+    char global[160];
+    int n = snprintf(global, sizeof global, "c%s\n%s\n)\x81}(", module, name);
+    emit(o, global, (size_t)n);
+}
+
+static void close_record(struct pickle_out *o)
+{
+    emit(o, "ub", 2);
+}
+
+#define META "torch.distributed.checkpoint.metadata"
+
+/* Metadata of one bf16 tensor `name` of `shape`, in `count` chunks at offsets[i] of sizes[i] (rank 4 each). */
+static struct pickle_out chunked_metadata(const char *name, const uint32_t *shape, size_t count,
+                                          void (*chunk)(size_t i, uint32_t *off, uint32_t *size))
+{
+    struct pickle_out o = {0};
+    uint32_t off[4], size[4];
+    emit(&o, "\x80\x02", 2);
+    open_record(&o, META, "Metadata");
+    emit_str(&o, "state_dict_metadata");
+    emit(&o, "}", 1);
+    emit_str(&o, name);
+    open_record(&o, META, "TensorStorageMetadata");
+    emit_str(&o, "properties");
+    static const char properties[] = "c" META "\nTensorProperties\n)\x81(ctorch\nbfloat16\nNNNNtb";
+    emit(&o, properties, sizeof properties - 1);
+    emit_str(&o, "size");
+    emit_ints(&o, shape, 4);
+    emit_str(&o, "chunks");
+    emit(&o, "](", 2);
+    for (size_t i = 0; i < count; i++) {
+        chunk(i, off, size);
+        open_record(&o, META, "ChunkStorageMetadata");
+        emit_str(&o, "offsets");
+        emit_ints(&o, off, 4);
+        emit_str(&o, "sizes");
+        emit_ints(&o, size, 4);
+        close_record(&o);
+    }
+    emit(&o, "e", 1);
+    close_record(&o);
+    emit(&o, "s", 1);
+    emit_str(&o, "storage_data");
+    emit(&o, "}(", 2);
+    for (size_t i = 0; i < count; i++) {
+        chunk(i, off, size);
+        open_record(&o, META, "MetadataIndex");
+        emit_str(&o, "fqn");
+        emit_str(&o, name);
+        emit_str(&o, "offset");
+        emit_ints(&o, off, 4);
+        close_record(&o);
+        open_record(&o, "torch.distributed.checkpoint.filesystem", "_StorageInfo");
+        emit_str(&o, "relative_path");
+        emit_str(&o, "__0_0.distcp");
+        emit_str(&o, "offset");
+        emit_int(&o, (uint32_t)i * 100);
+        emit_str(&o, "length");
+        emit_int(&o, 100);
+        close_record(&o);
+    }
+    emit(&o, "u", 1);
+    close_record(&o);
+    emit(&o, ".", 1);
+    return o;
+}
+
+/* Megatron's chunks of Qwen3-235B's stacked fc1 [94, 128, 3072, 4096] at ETP=1: per layer, expert and GLU half. */
+static void expert_chunk(size_t i, uint32_t *off, uint32_t *size)
+{
+    uint32_t v[8] = {(uint32_t)(i / 256), (uint32_t)(i / 2 % 128), (uint32_t)(i % 2 * 1536), 0, 1, 1, 1536, 4096};
+    memcpy(off, v, 16);
+    memcpy(size, v + 4, 16);
+}
+
+static void column_chunk(size_t i, uint32_t *off, uint32_t *size)
+{
+    uint32_t v[8] = {0, 0, 0, (uint32_t)i, 1, 1, 1, 1};
+    memcpy(off, v, 16);
+    memcpy(size, v + 4, 16);
+}
+
+/* Pieces per tensor are bounded by the tensor's shape: 24,064 honest chunks parse, as many on a vector do not. */
+START_TEST(chunks_bounded_by_their_shape)
+{
+    struct dcp_metadata md;
+    ckpt_error err;
+    struct pickle_out o = chunked_metadata("decoder.layers.mlp.experts.experts.linear_fc1.weight",
+                                           (uint32_t[]){94, 128, 3072, 4096}, 24064, expert_chunk);
+    ck_assert_msg(dcp_metadata_parse(&md, (const uint8_t *)o.p, o.n, "235b", NULL, &err) == CKPT_OK, "%s", err.message);
+    ck_assert_uint_eq(md.count, 1);
+    ck_assert_uint_eq(md.entries[0].chunk_count, 24064);
+    ck_assert_uint_eq(md.entries[0].chunks[24063].offsets[0], 93);
+    dcp_metadata_free(&md);
+    free(o.p);
+    o = chunked_metadata("a.vector", (uint32_t[]){1, 1, 1, 24064}, 24064, column_chunk);
+    ck_assert_int_eq(dcp_metadata_parse(&md, (const uint8_t *)o.p, o.n, "vector", NULL, &err), CKPT_ERR_LIMIT);
+    ck_assert_msg(strstr(err.message, "a.vector has 24064 chunks, more than its shape allows (16384)"), "%s",
+                  err.message);
+    free(o.p);
+}
+END_TEST
+
 /* The CLI on a DCP folder: inspect, convert, verify against the folder, diff against the originals. */
 START_TEST(cli_inspect_convert_verify)
 {
@@ -358,6 +505,7 @@ int main(void)
     tcase_add_test(tc, metadata_records);
     tcase_add_test(tc, truncated_metadata_is_refused);
     tcase_add_test(tc, hostile_metadata);
+    tcase_add_test(tc, chunks_bounded_by_their_shape);
     tcase_add_test(tc, cli_inspect_convert_verify);
     tcase_add_test(tc, defects_are_refused_naming_file_and_tensor);
     tcase_add_test(tc, megatron_torch_dist_and_nemo2);

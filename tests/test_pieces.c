@@ -212,6 +212,78 @@ START_TEST(slices_and_adoption)
 }
 END_TEST
 
+/* Qwen3-235B-sized: 94 layers x 128 experts x 2 GLU halves, one piece each, read from the 24-element storage. */
+START_TEST(stacked_pieces_bounded_by_their_shape)
+{
+    struct ckpt_source *src = storage_source();
+    size_t n = 94 * 128 * 2;
+    struct tensor_piece *p = calloc(n, sizeof *p);
+    uint64_t *boxes = calloc(n * 8, sizeof *boxes);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t *off = boxes + 8 * i, *size = off + 4;
+        off[0] = i / 256, off[1] = i / 2 % 128, off[2] = i % 2, off[3] = 0;
+        size[0] = size[1] = size[2] = 1, size[3] = 3;
+        p[i] = (struct tensor_piece){off, size, at(i % 8 * 3)};
+    }
+    ckpt_error err;
+    ck_assert_int_eq(source_add_pieces(src, "experts", CKPT_DTYPE_I16, 4, (uint64_t[]){94, 128, 2, 3}, p, n, &err),
+                     CKPT_OK);
+    const ckpt_tensor *t;
+    uint8_t *got = test_read_tensor(src, "experts", &t);
+    int16_t last;
+    memcpy(&last, got + t->nbytes - 2, 2);
+    ck_assert_int_eq(last, (int16_t)((n - 1) % 8 * 3 + 2));   /* the last piece's last element, at(21) + 2 */
+    free(got);
+    /* as many pieces of a matrix: no framework cuts a [1, 72192] tensor into 24,064 columns of 3 */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t *off = boxes + 8 * i, *size = off + 4;
+        off[0] = 0, off[1] = 3 * i, size[0] = 1, size[1] = 3;
+    }
+    ck_assert_int_eq(source_add_pieces(src, "columns", CKPT_DTYPE_I16, 2, (uint64_t[]){1, 3 * n}, p, n, &err),
+                     CKPT_ERR_LIMIT);
+    ck_assert_msg(strstr(err.message, "24064 pieces, more than its shape allows (16384)"), "%s", err.message);
+    free(p);
+    free(boxes);
+    ckpt_source_free(src);
+}
+END_TEST
+
+/*
+ * A tiling no grid makes: column c of an [N, N] matrix in two pieces, rows [0, c) and [c, N).  Its
+ * extents along dim 0 meet without being equal, so only pairwise comparisons can check it, and there
+ * are too many: refused as a limit, not checked for minutes.
+ */
+START_TEST(irregular_tiling_refused_fast)
+{
+    struct ckpt_source *src = storage_source();
+    enum { N = 8192 };
+    struct tensor_piece *p = calloc(2 * N, sizeof *p);
+    uint64_t *boxes = calloc(2 * N * 4, sizeof *boxes);
+    static const int64_t zero[2] = {0, 0};   /* every element read from storage element 0: no big buffer */
+    size_t n = 0;
+    for (uint64_t c = 0; c < N; c++)
+        for (int half = 0; half < 2; half++) {
+            uint64_t *off = boxes + 4 * n, *size = off + 2;
+            off[0] = half ? c : 0, off[1] = c, size[0] = half ? N - c : c, size[1] = 1;
+            p[n] = (struct tensor_piece){off, size, at(0)};
+            p[n++].view.strides = zero;
+        }
+    ckpt_error err;
+    ck_assert_int_eq(source_add_pieces(src, "staircase", CKPT_DTYPE_I16, 2, (uint64_t[]){N, N}, p, n, &err),
+                     CKPT_ERR_LIMIT);
+    ck_assert_msg(strstr(err.message, "too irregularly to check"), "%s", err.message);
+    /* the same count of pieces as a grid (N columns, each in two equal halves) is checked at once */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t *off = boxes + 4 * i, *size = off + 2;
+        off[0] = i % 2 * (N / 2), off[1] = i / 2, size[0] = N / 2, size[1] = 1;
+    }
+    ck_assert_int_eq(source_add_pieces(src, "grid", CKPT_DTYPE_I16, 2, (uint64_t[]){N, N}, p, n, &err), CKPT_OK);
+    free(p);
+    free(boxes);
+    ckpt_source_free(src);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pieces");
@@ -223,6 +295,8 @@ int main(void)
     tcase_add_test(tc, refusals);
     tcase_add_test(tc, run_refusals);
     tcase_add_test(tc, slices_and_adoption);
+    tcase_add_test(tc, stacked_pieces_bounded_by_their_shape);
+    tcase_add_test(tc, irregular_tiling_refused_fast);
     suite_add_tcase(s, tc);
     return test_main(s);
 }

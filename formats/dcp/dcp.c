@@ -163,64 +163,14 @@ static int load_chunk(struct loader *l, const struct dcp_entry *e, const struct 
     return rc;
 }
 
-/* The pieces of index `i` of dimension 0, as pieces of a tensor of one dimension less. */
-static size_t layer_pieces(const struct dcp_entry *e, const struct tensor_piece *all, uint64_t i,
-                           struct tensor_piece *out, int64_t *strides)
+/* The name an entry is declared under when it is not split, into name[NAME_CAP]. */
+static int declared_name(const struct dcp_entry *e, const struct dcp_options *opt, char *name, const char *dir,
+                         ckpt_error *err)
 {
-    size_t n = 0;
-    for (size_t c = 0; c < e->chunk_count; c++) {
-        const struct tensor_piece *p = &all[c];
-        if (i < p->offsets[0] || i - p->offsets[0] >= p->sizes[0])
-            continue;
-        uint64_t step = 1;   /* dimension 0's stride: given, or the row-major one */
-        if (p->view.strides)
-            step = (uint64_t)p->view.strides[0];
-        else
-            for (uint32_t d = 1; d < e->rank; d++)
-                step *= p->sizes[d];
-        out[n] = *p;
-        out[n].offsets = p->offsets + 1;
-        out[n].sizes = p->sizes + 1;
-        out[n].view.elem_offset += (i - p->offsets[0]) * step;   /* inside the chunk's checked extent */
-        if (p->view.strides) {
-            memcpy(strides + n * e->rank, p->view.strides + 1, (e->rank - 1) * sizeof *strides);
-            out[n].view.strides = strides + n * e->rank;
-        }
-        n++;
-    }
-    return n;
-}
-
-/* The name an entry (or index `index` of a split one) is declared under, into name[NAME_CAP]. */
-static int declared_name(const struct dcp_entry *e, uint64_t index, const struct dcp_options *opt, char *name,
-                         const char *dir, ckpt_error *err)
-{
-    if (opt && opt->rename ? opt->rename(opt->ctx, e->name, index, name, NAME_CAP)
+    if (opt && opt->rename ? opt->rename(opt->ctx, e->name, NULL, 0, name, NAME_CAP)
                            : (size_t)snprintf(name, NAME_CAP, "%s", e->name) < NAME_CAP)
         return CKPT_OK;
     return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: entry %s: its name is too long", dir, e->name);
-}
-
-/* A stacked tensor [L, ...] declared as L tensors named by the options. */
-static int declare_split(struct ckpt_source *src, const struct dcp_entry *e, const struct tensor_piece *pieces,
-                         const struct dcp_options *opt, char *name, ckpt_error *err)
-{
-    size_t width = e->rank;
-    struct tensor_piece *sub = calloc(e->chunk_count, sizeof *sub);
-    int64_t *strides = calloc(e->chunk_count * width, sizeof *strides);
-    int rc = sub && strides ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", e->name);
-    for (uint64_t i = 0; i < e->shape[0] && !rc; i++) {
-        size_t n = layer_pieces(e, pieces, i, sub, strides);
-        rc = declared_name(e, i, opt, name, src->path, err);
-        if (!rc && n == 0)
-            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: no chunk holds its index %llu", src->path, e->name,
-                           (unsigned long long)i);
-        if (!rc)
-            rc = source_add_pieces(src, name, e->dtype, e->rank - 1, e->shape + 1, sub, n, err);
-    }
-    free(sub);
-    free(strides);
-    return rc;
 }
 
 static int declare_tensor(struct loader *l, const struct dcp_entry *e, const struct dcp_options *opt,
@@ -232,9 +182,10 @@ static int declare_tensor(struct loader *l, const struct dcp_entry *e, const str
     int rc = pieces && strides ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", e->name);
     for (size_t c = 0; c < e->chunk_count && !rc; c++)
         rc = load_chunk(l, e, &e->chunks[c], &pieces[c], strides + c * width, err);
-    if (!rc && opt && opt->split && e->rank > 0 && opt->split(opt->ctx, e))
-        rc = declare_split(l->src, e, pieces, opt, l->name, err);
-    else if (!rc && !(rc = declared_name(e, DCP_WHOLE, opt, l->name, l->dir, err)))
+    unsigned axes = opt && opt->split ? opt->split(opt->ctx, e) : 0;
+    if (!rc && axes)
+        rc = dcp_declare_split(l->src, e, pieces, axes, opt, l->name, NAME_CAP, err);
+    else if (!rc && !(rc = declared_name(e, opt, l->name, l->dir, err)))
         rc = source_add_pieces(l->src, l->name, e->dtype, e->rank, e->shape, pieces, e->chunk_count, err);
     free(pieces);
     free(strides);
@@ -248,12 +199,13 @@ static int declare_bytes(struct loader *l, const struct dcp_entry *e, const stru
     uint32_t file;
     int rc = storage_range(l, e->name, &e->bytes, &file, err);
     if (!rc)
-        rc = declared_name(e, DCP_WHOLE, opt, l->name, l->dir, err);
+        rc = declared_name(e, opt, l->name, l->dir, err);
     if (rc)
         return rc;
     char value[128];
     snprintf(value, sizeof value, "<%llu bytes of a pickled object>", (unsigned long long)e->bytes.length);
-    return source_add_object(l->src, l->name, "bytes", value, err);
+    rc = source_add_object(l->src, l->name, "bytes", value, err);
+    return !rc && opt && opt->bytes ? opt->bytes(opt->ctx, l->src, e, file, err) : rc;
 }
 
 int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_options *opt, ckpt_error *err)
@@ -276,6 +228,8 @@ int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_o
         const struct dcp_entry *e = &md.entries[i];
         if (opt && opt->keep && !opt->keep(opt->ctx, e))
             continue;
+        if (opt && opt->check && (rc = opt->check(opt->ctx, e, dir, err)))
+            break;
         rc = e->is_tensor ? declare_tensor(&l, e, opt, err) : declare_bytes(&l, e, opt, err);
     }
     free(l.name);

@@ -41,8 +41,7 @@ struct dcp_metadata {
     struct pickle pickle;              /* names and paths point into its tree */
 };
 
-/* No tensor of a DCP folder has more chunks than this, and no name is longer. */
-#define DCP_MAX_CHUNKS SOURCE_MAX_PIECES
+/* No name in a DCP folder is longer; no tensor has more chunks than source_max_pieces allows its shape. */
 #define DCP_MAX_NAME 65536
 
 /*
@@ -57,26 +56,40 @@ int dcp_metadata_parse(struct dcp_metadata *md, const uint8_t *data, size_t len,
 
 void dcp_metadata_free(struct dcp_metadata *md);
 
+/* No entry is split into tensors along more leading axes than this (layers, then experts). */
+#define DCP_MAX_SPLIT 2
+
 /* What a reader on top of DCP does with each entry before it is declared (any member may be NULL). */
 struct dcp_options {
     /* Returns false to leave the entry out. */
     bool (*keep)(void *ctx, const struct dcp_entry *e);
+    /* Refuses an entry the reader cannot declare truthfully (a layout it does not know), naming `dir`. */
+    int (*check)(void *ctx, const struct dcp_entry *e, const char *dir, ckpt_error *err);
     /*
      * Megatron stacks the layers of a transformer block into one tensor with
-     * a leading layer axis: a tensor this returns true for is declared as one
-     * tensor per index of its dimension 0.
+     * a leading layer axis, and a layer's experts on the next: the number of
+     * leading axes (at most DCP_MAX_SPLIT) along which the entry is declared
+     * as one tensor per index, 0 to keep it whole.
      */
-    bool (*split)(void *ctx, const struct dcp_entry *e);
+    unsigned (*split)(void *ctx, const struct dcp_entry *e);
     /*
-     * Writes the name to declare into out[cap]: of index `index` of a split
-     * tensor, or of the whole entry (index DCP_WHOLE).  Returns false when it
-     * does not fit.  NULL: entries keep their own names.
+     * Writes the name to declare into out[cap]: of the tensor at `index`
+     * (`axes` values) of a split entry, or of the whole entry (axes 0).
+     * Returns false when it does not fit.  NULL: entries keep their own names.
      */
-    bool (*rename)(void *ctx, const char *name, uint64_t index, char *out, size_t cap);
+    bool (*rename)(void *ctx, const char *name, const uint64_t *index, unsigned axes, char *out, size_t cap);
+    /* Called for each bytes entry once its range is checked: file `file` of src holds it at e->bytes.offset. */
+    int (*bytes)(void *ctx, struct ckpt_source *src, const struct dcp_entry *e, uint32_t file, ckpt_error *err);
     void *ctx;
 };
 
-#define DCP_WHOLE UINT64_MAX
+/*
+ * Declares entry `e`, whose chunks are `pieces`, as one tensor per index of
+ * its first `axes` dimensions (dcp_split.c), each named by opt->rename into
+ * name[cap]; a chunk spanning several indexes gives a piece to each.
+ */
+int dcp_declare_split(struct ckpt_source *src, const struct dcp_entry *e, const struct tensor_piece *pieces,
+                      unsigned axes, const struct dcp_options *opt, char *name, size_t cap, ckpt_error *err);
 
 /* Reads the DCP folder `dir` into `src`. */
 int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_options *opt, ckpt_error *err);

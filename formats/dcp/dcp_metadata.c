@@ -245,9 +245,14 @@ static int read_tensor(struct parser *ps, struct dcp_entry *e, const struct pk_v
         return malformed(ps, e->name, ": its size is missing or has too many dimensions");
     if (!chunks || chunks->kind != PK_LIST || chunks->count == 0)
         return malformed(ps, e->name, ": a tensor without chunks");
-    if (chunks->count > DCP_MAX_CHUNKS)
-        return ckpt_fail(ps->err, CKPT_ERR_LIMIT, "%s: tensor %s has %zu chunks, over the limit of %d", ps->origin,
-                         e->name, chunks->count, DCP_MAX_CHUNKS);
+    uint64_t dims[SOURCE_MAX_RANK];
+    if (!get_dims(size, (uint32_t)size->count, dims))
+        return malformed(ps, e->name, ": its size is not a list of non-negative integers");
+    /* bounded by the tensor's own shape before anything is made for its chunks */
+    uint64_t most = source_max_pieces((uint32_t)size->count, dims);
+    if (chunks->count > most)
+        return ckpt_fail(ps->err, CKPT_ERR_LIMIT, "%s: tensor %s has %zu chunks, more than its shape allows (%llu)",
+                         ps->origin, e->name, chunks->count, (unsigned long long)most);
     /* one record may be shared (memo) by many entries: the total is what bounds work and memory */
     if ((ps->chunks += chunks->count) > ps->chunk_limit)
         return ckpt_fail(ps->err, CKPT_ERR_LIMIT, "%s: more than %llu chunks in all (limit max_tensors)", ps->origin,

@@ -26,4 +26,22 @@
 int megatron_args_record(struct ckpt_source *src, const struct ckpt_source *from, const char *file,
                          ckpt_error *err);
 
+/*
+ * The same for args flattened under `prefix` ("0." for torch_dist's
+ * common_state, a list of one dict).  Also recorded when present: the
+ * expert-parallel sizes; num_experts, moe_ffn_hidden_size,
+ * moe_shared_expert_intermediate_size, moe_router_topk,
+ * moe_router_num_groups, moe_router_group_topk,
+ * moe_router_topk_scaling_factor, moe_router_score_function,
+ * moe_router_enable_expert_bias, moe_shared_expert_gate and moe_layers (a
+ * 0 or 1 per layer from moe_layer_freq); multi_latent_attention,
+ * q_lora_rank, kv_lora_rank, qk_head_dim, qk_pos_emb_head_dim, v_head_dim;
+ * qk_layernorm, add_qkv_bias, add_bias_linear; mtp_num_layers; rope_type,
+ * position_embedding_type, rotary_scaling_factor, mscale, mscale_all_dim,
+ * original_max_position_embeddings, beta_fast, beta_slow (and their yarn_
+ * spellings).
+ */
+int megatron_args_record_under(struct ckpt_source *src, const struct ckpt_source *from, const char *prefix,
+                               const char *file, ckpt_error *err);
+
 #endif

@@ -17,12 +17,13 @@
 #include "megatron_args.h"
 #include "formats/common/shard_index.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CONFIG_FILE "context/model.yaml"
-#define MAX_VALUE 64
+#define MAX_VALUE 1024
 
 /* NeMo's field name, and the Megatron arg it is. */
 static const struct {
@@ -41,11 +42,47 @@ static const struct {
     {"gated_linear_unit", "args.swiglu"},
     {"tensor_model_parallel_size", "args.tensor_model_parallel_size"},
     {"pipeline_model_parallel_size", "args.pipeline_model_parallel_size"},
+    {"add_qkv_bias", "args.add_qkv_bias"},
+    {"add_bias_linear", "args.add_bias_linear"},
+    {"qk_layernorm", "args.qk_layernorm"},
+    {"num_moe_experts", "args.num_experts"},
+    {"moe_ffn_hidden_size", "args.moe_ffn_hidden_size"},
+    {"moe_shared_expert_intermediate_size", "args.moe_shared_expert_intermediate_size"},
+    {"moe_router_topk", "args.moe_router_topk"},
+    {"moe_router_num_groups", "args.moe_router_num_groups"},
+    {"moe_router_group_topk", "args.moe_router_group_topk"},
+    {"moe_router_topk_scaling_factor", "args.moe_router_topk_scaling_factor"},
+    {"moe_router_score_function", "args.moe_router_score_function"},
+    {"moe_router_enable_expert_bias", "args.moe_router_enable_expert_bias"},
+    {"moe_shared_expert_gate", "args.moe_shared_expert_gate"},
+    {"moe_layer_freq", "args.moe_layer_freq"},
+    {"multi_latent_attention", "args.multi_latent_attention"},
+    {"q_lora_rank", "args.q_lora_rank"},
+    {"kv_lora_rank", "args.kv_lora_rank"},
+    {"qk_head_dim", "args.qk_head_dim"},
+    {"qk_pos_emb_head_dim", "args.qk_pos_emb_head_dim"},
+    {"v_head_dim", "args.v_head_dim"},
+    {"mtp_num_layers", "args.mtp_num_layers"},
+    {"rotary_scaling_factor", "args.rotary_scaling_factor"},
+    {"mscale", "args.mscale"},
+    {"mscale_all_dim", "args.mscale_all_dim"},
+    {"original_max_position_embeddings", "args.original_max_position_embeddings"},
+    {"beta_fast", "args.beta_fast"},
+    {"beta_slow", "args.beta_slow"},
+    {"rope_type", "args.rope_type"},
 };
+
+/* Fields whose value is a word (moe_router_score_function: sigmoid), recorded as a string. */
+static bool is_text_field(const char *field)
+{
+    return strcmp(field, "moe_router_score_function") == 0 || strcmp(field, "rope_type") == 0;
+}
 
 /* The kind a scalar reads as, the way the torch reader names them; NULL for anything else (null, text). */
 static const char *scalar_kind(const char *v)
 {
+    if (strcmp(v, "null") == 0 || strcmp(v, "~") == 0)
+        return NULL;
     if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
         return "bool";
     char *end;
@@ -54,6 +91,33 @@ static const char *scalar_kind(const char *v)
         return "int";
     strtod(v, &end);
     return *v && !*end ? "float" : NULL;
+}
+
+/* A flow list of integers, "[0, 0, 1]", recorded as ARG.0, ARG.1, ... as the torch reader flattens a list. */
+static int take_list(struct ckpt_source *args, const char *arg, const char *value, ckpt_error *err)
+{
+    const char *p = value + 1;
+    char name[96], number[32];
+    for (size_t i = 0;; i++) {
+        while (*p == ' ')
+            p++;
+        if (*p == ']' && i == 0)
+            return CKPT_OK;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p)
+            return CKPT_OK;   /* not a list of integers: left out, as any value we do not read */
+        p = end;
+        while (*p == ' ')
+            p++;
+        if (*p != ',' && *p != ']')
+            return CKPT_OK;
+        snprintf(name, sizeof name, "%s.%zu", arg, i);
+        snprintf(number, sizeof number, "%lld", v);
+        int rc = source_add_object(args, name, "int", number, err);
+        if (rc || *p++ == ']')
+            return rc;
+    }
 }
 
 /* One "key: value" line of the config block, recorded as args.X when it is a field we know. */
@@ -76,7 +140,11 @@ static int take_line(struct ckpt_source *args, const char *line, size_t len, ckp
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         if (strlen(fields[i].field) != key_len || memcmp(fields[i].field, line, key_len) != 0)
             continue;
+        if (value[0] == '[')
+            return take_list(args, fields[i].arg, value, err);
         const char *kind = scalar_kind(value);
+        if (!kind && is_text_field(fields[i].field) && (isalnum((unsigned char)value[0]) || value[0] == '_'))
+            kind = "string";
         if (!kind)
             return CKPT_OK;
         if (strcmp(kind, "bool") == 0)

@@ -32,12 +32,72 @@ static bool boxes_overlap(uint32_t rank, const struct tensor_part *a, const stru
     return true;
 }
 
-/* For sorting parts by their start in dimension 0 (a sweep then compares only neighbours that can meet). */
-static int by_first_offset(const void *a, const void *b)
+/*
+ * No two pieces may share an element.  The pieces of a real checkpoint form
+ * a grid: along each dimension their extents are equal or disjoint.  So
+ * they are sorted by their extent along dimension 0, each run of equal
+ * extents is checked the same way along the next dimension, and only where
+ * extents overlap without being equal are the pieces of that run compared
+ * pairwise (a sweep), within a budget: a hostile tiling is refused fast
+ * instead of taking quadratic time.
+ */
+#define OVERLAP_BUDGET ((uint64_t)1 << 26)   /* pairwise comparisons one tensor may take */
+
+struct overlap {
+    const struct ckpt_source *src;
+    const char *name;
+    uint32_t rank;
+    uint64_t budget;
+};
+
+/* Orders parts by their extent along the dimension *ctx points to. */
+static int by_extent(const void *pa, const void *pb, void *ctx)
 {
-    const struct tensor_part *const *x = a, *const *y = b;
-    uint64_t u = (*x)->offsets[0], v = (*y)->offsets[0];
-    return (u > v) - (u < v);
+    const struct tensor_part *a = *(const struct tensor_part *const *)pa, *b = *(const struct tensor_part *const *)pb;
+    uint32_t d = *(const uint32_t *)ctx;
+    if (a->offsets[d] != b->offsets[d])
+        return a->offsets[d] < b->offsets[d] ? -1 : 1;
+    return (a->entry.shape[d] > b->entry.shape[d]) - (a->entry.shape[d] < b->entry.shape[d]);
+}
+
+/* p[0, n), sorted along d: every pair whose extents along d meet is compared. */
+static int sweep(struct overlap *o, struct tensor_part **p, size_t n, uint32_t d, ckpt_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t end = p[i]->offsets[d] + p[i]->entry.shape[d];
+        for (size_t j = i + 1; j < n && p[j]->offsets[d] < end; j++) {
+            if (o->budget-- == 0)
+                return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor %s: its pieces are cut too irregularly to check "
+                                 "(no framework cuts a tensor this way)", piece_file(o->src, p[i]), o->name);
+            if (boxes_overlap(o->rank, p[i], p[j]))
+                return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: a piece overlaps another (in %s)",
+                                 piece_file(o->src, p[i]), o->name, piece_file(o->src, p[j]));
+        }
+    }
+    return CKPT_OK;
+}
+
+static int check_region(struct overlap *o, struct tensor_part **p, size_t n, uint32_t d, ckpt_error *err)
+{
+    if (n < 2)
+        return CKPT_OK;
+    if (d == o->rank)   /* equal extents along every dimension: the same box twice */
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: a piece overlaps another (in %s)",
+                         piece_file(o->src, p[0]), o->name, piece_file(o->src, p[1]));
+    qsort_r(p, n, sizeof *p, by_extent, &d);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        uint64_t end = p[i]->offsets[d] + p[i]->entry.shape[d];
+        while (j < n && p[j]->offsets[d] == p[i]->offsets[d] && p[j]->entry.shape[d] == p[i]->entry.shape[d])
+            j++;
+        if (j < n && p[j]->offsets[d] < end)
+            return sweep(o, p, n, d, err);   /* extents that meet without being equal: not a grid here */
+        int rc = check_region(o, p + i, j - i, d + 1, err);
+        if (rc)
+            return rc;
+        i = j;
+    }
+    return CKPT_OK;
 }
 
 /* Refuses two parts that share an element.  Empty parts share nothing. */
@@ -53,20 +113,19 @@ static int check_no_overlap(const struct ckpt_source *src, const char *name, uin
     for (size_t i = 0; i < count; i++)
         if (parts[i].entry.pub.nbytes)
             order[n++] = &parts[i];
-    qsort(order, n, sizeof *order, by_first_offset);
-    int rc = CKPT_OK;
-    for (size_t i = 0; i < n && !rc; i++) {
-        uint64_t end0 = order[i]->offsets[0] + order[i]->entry.shape[0];
-        for (size_t j = i + 1; j < n && order[j]->offsets[0] < end0; j++) {
-            if (!boxes_overlap(rank, order[i], order[j]))
-                continue;
-            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: a piece overlaps another (in %s)",
-                           piece_file(src, order[i]), name, piece_file(src, order[j]));
-            break;
-        }
-    }
+    struct overlap o = {src, name, rank, OVERLAP_BUDGET};
+    int rc = check_region(&o, order, n, 0, err);
     free(order);
     return rc;
+}
+
+uint64_t source_max_pieces(uint32_t rank, const uint64_t *shape)
+{
+    uint64_t stacked = SOURCE_PIECES_PER_MATRIX;
+    for (uint32_t d = 0; d + 2 < rank; d++)
+        if (!ckpt_mul_u64(stacked, shape[d], &stacked))
+            return UINT64_MAX;
+    return stacked > SOURCE_MAX_PIECES ? stacked : SOURCE_MAX_PIECES;
 }
 
 /* Checks one piece (inside the tensor, a sound view) and fills its part. */
@@ -105,9 +164,10 @@ int source_add_pieces(struct ckpt_source *src, const char *name, ckpt_dtype dtyp
     if (count == 0)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s has no pieces", src->path, name);
     const char *file = pieces[0].view.file < src->file_count ? src->files[pieces[0].view.file].path : src->path;
-    if (count > SOURCE_MAX_PIECES)
-        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor %s is cut into %zu pieces, over the limit of %d", file,
-                         name, count, SOURCE_MAX_PIECES);
+    uint64_t most = rank <= SOURCE_MAX_RANK ? source_max_pieces(rank, shape) : 0;
+    if (count > most)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: tensor %s is cut into %zu pieces, more than its shape allows (%llu)",
+                         file, name, count, (unsigned long long)most);
     uint64_t nbytes;
     int rc = source_check_new_tensor(src, name, dtype, rank, shape, pieces[0].view.file, &nbytes, err);
     if (rc)

@@ -185,8 +185,17 @@ struct tensor_run {
     struct tensor_view view;
 };
 
-/* No tensor is assembled from more pieces than this (overlaps are checked pairwise). */
+/*
+ * How many pieces a tensor may be assembled from: SOURCE_MAX_PIECES, or
+ * SOURCE_PIECES_PER_MATRIX for every index of its leading (stacked)
+ * dimensions, all but the last two, whichever is more.  Frameworks cut
+ * stacked layers and experts one index apart and each matrix into a few
+ * tensor-parallel parts (Qwen3-235B's experts: 94 x 128 x 2 chunks in one
+ * entry); a count beyond that is no checkpoint's.
+ */
 #define SOURCE_MAX_PIECES 16384
+#define SOURCE_PIECES_PER_MATRIX 64
+uint64_t source_max_pieces(uint32_t rank, const uint64_t *shape);
 
 /*
  * Declares a tensor assembled from pieces.  Each piece's view is checked as
