@@ -18,9 +18,11 @@ static const char convert_help[] =
     "  --dtype D            f16, bf16, f32 or keep, for every floating tensor\n"
     "  --nz MODE            auto (the target's choice), all, none\n"
     "  --overflow P         saturate (default), inf (as torch), error\n"
-    "  --rename SET         hf-llama: Megatron-LM GPT/Llama names and fused QKV / fc1\n"
-    "                       to Hugging Face Llama (or, with q/k/v biases, Qwen2) tensors\n"
-    "                       and config.json (rules after the target's)\n"
+    "  --rename SET         hf: Megatron-LM names, fused QKV / fc1 and experts to the\n"
+    "                       Hugging Face architecture the checkpoint's args give (Llama,\n"
+    "                       Qwen2 for q/k/v biases, Qwen3, Qwen3-MoE, DeepSeek-V3) and its\n"
+    "                       config.json; hf-llama: the same, Llama/Qwen2 only (rules\n"
+    "                       after the target's)\n"
     "  --rules FILE         extra rules: name glob -> dtype / layout / rename / rows / drop\n"
     "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
@@ -230,8 +232,8 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
             break;
         case 'r': a->rules_path = optarg; break;
         case 'R':
-            if (strcmp(optarg, "hf-llama"))
-                return cli_usage_error("convert", "unknown rename set '%s' (hf-llama)", optarg);
+            if (strcmp(optarg, "hf") && strcmp(optarg, "hf-llama"))
+                return cli_usage_error("convert", "unknown rename set '%s' (hf, hf-llama)", optarg);
             a->opts.rename = optarg;
             break;
         case 's':

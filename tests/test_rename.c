@@ -192,9 +192,10 @@ START_TEST(bad_rules_and_sets_refused)
     ck_assert_msg(strstr(err, "gelu.safetensors") && strstr(err, "megatron.swiglu"), "%s", err);
     free(err);
     free(gelu);
-    /* QK layernorm has no Llama name: refused rather than written under its Megatron name, unless a rule drops it */
+    /* a shared-expert gate (Qwen2-MoE) has no name in these architectures: refused rather than written under its
+     * Megatron name, unless a rule drops it */
     ckpt_tensor two[2] = {{"decoder.layers.0.mlp.linear_fc2.weight", CKPT_DTYPE_F32, 2, shape, sizeof zeros, 0, NULL},
-                          {"decoder.layers.0.self_attention.q_layernorm.weight", CKPT_DTYPE_F32, 1, shape, 8, 0, NULL}};
+                          {"decoder.layers.0.mlp.shared_experts.gate_weight", CKPT_DTYPE_F32, 1, shape, 8, 0, NULL}};
     char *qk = test_join(dir, "qk.safetensors");
     ck_assert_int_eq(ckpt_writer_open(&w, qk, two, 2, NULL, 0, &e), CKPT_OK);
     ck_assert_int_eq(ckpt_writer_write(w, zeros, sizeof zeros, &e), CKPT_OK);
@@ -203,9 +204,9 @@ START_TEST(bad_rules_and_sets_refused)
     ckpt_writer_free(w);
     ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --rename hf-llama", qk, dir), 3);
     ck_assert_msg(strstr(err, "qk.safetensors: --rename hf-llama has no name for "
-                              "decoder.layers.0.self_attention.q_layernorm.weight"), "%s", err);
+                              "decoder.layers.0.mlp.shared_experts.gate_weight"), "%s", err);
     free(err);
-    const char *drop = "*.q_layernorm.weight drop\n";
+    const char *drop = "*.gate_weight drop\n";
     test_write_file(rules, drop, strlen(drop));
     ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --rename hf-llama --rules '%s' --quiet", qk, dir,
                                rules), 0);

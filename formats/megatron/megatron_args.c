@@ -126,7 +126,7 @@ static int record_architecture(struct ckpt_source *src, const struct args *a, lo
     };
     static const char *const flags[] = {
         "multi_latent_attention", "qk_layernorm", "moe_router_enable_expert_bias", "moe_shared_expert_gate",
-        "add_qkv_bias", "add_bias_linear",
+        "moe_router_pre_softmax", "add_qkv_bias", "add_bias_linear",
     };
     static const char *const strings[] = {"moe_router_score_function", "rope_type", "position_embedding_type"};
     char arg[96], key[96], text[64];

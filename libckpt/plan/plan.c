@@ -219,7 +219,10 @@ static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t 
     named[i] = d.named;
     if (d.drop)
         return add_dropped(plan, t->name, err);
-    for (size_t part = 0; part < d.parts && !rc; part++) {
+    /* the parts, then any copies: the same rows as the one part again under other names */
+    for (size_t out = 0; out < d.parts + d.copies && !rc; out++) {
+        size_t part = out < d.parts ? out : 0;
+        char **name = out < d.parts ? &d.names[out] : &d.copy_names[out - d.parts];
         ckpt_row_select rows;
         struct plan_item *it = NULL;
         rc = rule_rows(&d, part, t->name, t->rank, t->shape, &rows, err);
@@ -228,8 +231,8 @@ static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t 
         if (rc)
             break;
         it->source_index = i;
-        it->pub.name = d.names[part];
-        d.names[part] = NULL;
+        it->pub.name = *name;
+        *name = NULL;
         it->pub.rows = rows;
         it->pub.source_name = t->name;
         it->pub.source_dtype = t->dtype;

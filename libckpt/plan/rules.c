@@ -97,10 +97,10 @@ static int parse_action(struct rule *r, char *word, const char *origin, int line
             r->layout = RULE_LAYOUT_NZ_T;
         else
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: unknown layout '%s' (nd, nz, nz-t)", origin, line, value);
-    } else if (strcmp(key, "rename") == 0) {
+    } else if (strcmp(key, "rename") == 0 || strcmp(key, "copy") == 0) {
         if (!*value)
-            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: empty rename", origin, line);
-        return set_string(&r->rename, value, origin, line, err);
+            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: empty %s", origin, line, key);
+        return set_string(key[0] == 'r' ? &r->rename : &r->copy, value, origin, line, err);
     } else if (strcmp(key, "rows") == 0 || strcmp(key, "groups") == 0 || strcmp(key, "split") == 0) {
         bool split = strcmp(key, "split") == 0;
         if (!row_values_ok(value, split))
@@ -160,6 +160,8 @@ static int parse_line(struct ruleset *rs, char *text, const char *origin, int li
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: pattern '%s' has no action", origin, line, r->pattern);
     if (r->groups && !r->split)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: groups= needs split= on the same rule", origin, line);
+    if (r->copy && r->split)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: copy= repeats a whole tensor: not with split=", origin, line);
     return CKPT_OK;
 }
 
@@ -211,26 +213,101 @@ static bool glob(const char *p, const char *s, int star, struct match *m)
     }
 }
 
-/* Expands `tmpl[0, len)`, `$1`..`$9` standing for the captures. */
-static int expand(const char *tmpl, size_t tlen, const struct match *m, int captures, char **out, ckpt_error *err)
+/* What a template is expanded with: the captures of the match, the source's metadata. */
+struct expansion {
+    const struct match *m;
+    int captures;
+    const ckpt_source *src;
+    const struct rule *rule;
+    const char *tensor;
+};
+
+static bool capture_at(const char *t, size_t i, size_t len, int captures)
 {
-    size_t len = 0;
-    for (size_t i = 0; i < tlen; i++)
-        len += (tmpl[i] == '$' && i + 1 < tlen && tmpl[i + 1] >= '1' && tmpl[i + 1] <= '0' + captures)
-                   ? m->cap_len[tmpl[++i] - '1']
-                   : 1;
-    char *name = malloc(len + 1), *o = name;
-    if (!name)
+    return t[i] == '$' && i + 1 < len && t[i + 1] >= '1' && t[i + 1] <= '0' + captures;
+}
+
+/*
+ * `${KEY}` or `${KEY+$N}` at t[0, len) (t[0] is '$', t[1] is '{'): the
+ * metadata value, or that value plus the decimal capture N, into out[64];
+ * the length of the reference in *used.
+ */
+static int expand_key(const struct expansion *x, const char *t, size_t len, char *out, size_t *used, ckpt_error *err)
+{
+    const char *close = memchr(t, '}', len), *plus;
+    if (!close || close - t > 200)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: a '${' without its '}' in a name", x->rule->where);
+    char key[256];
+    size_t klen = (size_t)(close - t - 2);
+    memcpy(key, t + 2, klen);
+    key[klen] = '\0';
+    *used = (size_t)(close - t + 1);
+    int add = 0;
+    if ((plus = strchr(key, '+')) != NULL) {
+        if (plus[1] != '$' || plus[2] < '1' || plus[2] > '0' + x->captures || plus[3])
+            return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: ${%s}: after '+' a capture $1..$%d is expected",
+                             x->rule->where, key, x->captures);
+        add = plus[2] - '0';
+        key[plus - key] = '\0';
+    }
+    const char *v = x->src ? ckpt_source_metadata_value(x->src, key) : NULL;
+    if (!v || !*v || strlen(v) >= 64)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s (%s): the source metadata has no %s, needed for %s",
+                         x->rule->where, x->rule->pattern, key, x->tensor);
+    if (!add) {
+        strcpy(out, v);
+        return CKPT_OK;
+    }
+    char digits[32];
+    size_t n = x->m->cap_len[add - 1] < sizeof digits ? x->m->cap_len[add - 1] : sizeof digits - 1;
+    memcpy(digits, x->m->cap[add - 1], n);
+    digits[n] = '\0';
+    char *end1, *end2;
+    errno = 0;
+    unsigned long long a = strtoull(v, &end1, 10), b = strtoull(digits, &end2, 10);
+    if (errno || *end1 || *end2 || !isdigit((unsigned char)v[0]) || !isdigit((unsigned char)digits[0]) ||
+        a > MAX_ROW_VALUE || b > MAX_ROW_VALUE)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s (%s): ${%s+$%d} adds '%s' and '%s', which are not both "
+                         "numbers, for %s", x->rule->where, x->rule->pattern, key, add, v, digits, x->tensor);
+    snprintf(out, 64, "%llu", a + b);
+    return CKPT_OK;
+}
+
+/* Expands `tmpl[0, len)`: `$1`..`$9` stand for the captures, `${KEY}` and `${KEY+$N}` for metadata. */
+static int expand(const char *tmpl, size_t tlen, const struct expansion *x, char **out, ckpt_error *err)
+{
+    size_t len = 0, used;
+    char value[64];
+    int rc = CKPT_OK;
+    for (size_t i = 0; i < tlen && !rc; i++) {
+        if (capture_at(tmpl, i, tlen, x->captures)) {
+            len += x->m->cap_len[tmpl[++i] - '1'];
+        } else if (tmpl[i] == '$' && i + 1 < tlen && tmpl[i + 1] == '{') {
+            rc = expand_key(x, tmpl + i, tlen - i, value, &used, err);
+            len += strlen(value);
+            i += used - 1;
+        } else {
+            len++;
+        }
+    }
+    char *name = rc ? NULL : malloc(len + 1), *o = name;
+    if (!rc && !name)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory renaming");
-    for (size_t i = 0; i < tlen; i++) {
-        if (tmpl[i] == '$' && i + 1 < tlen && tmpl[i + 1] >= '1' && tmpl[i + 1] <= '0' + captures) {
+    for (size_t i = 0; i < tlen && !rc; i++) {
+        if (capture_at(tmpl, i, tlen, x->captures)) {
             int k = tmpl[++i] - '1';
-            memcpy(o, m->cap[k], m->cap_len[k]);
-            o += m->cap_len[k];
+            memcpy(o, x->m->cap[k], x->m->cap_len[k]);
+            o += x->m->cap_len[k];
+        } else if (tmpl[i] == '$' && i + 1 < tlen && tmpl[i + 1] == '{') {
+            expand_key(x, tmpl + i, tlen - i, value, &used, err);   /* succeeded in the first pass */
+            o = stpcpy(o, value);
+            i += used - 1;
         } else {
             *o++ = tmpl[i];
         }
     }
+    if (rc)
+        return rc;
     *o = '\0';
     free(*out);
     *out = name;
@@ -291,26 +368,13 @@ static int resolve_rows(const struct rule *rows, const struct rule *split, const
     return rc;
 }
 
-/* The output names: the last rename's template, one comma-separated template per split part. */
-static int name_parts(const struct rule *rename, const char *name, struct rule_decision *out, ckpt_error *err)
+/* The names of `count` outputs from the comma-separated templates t (one each), into names[]. */
+static int expand_list(const char *t, size_t count, const struct expansion *x, char **names, ckpt_error *err)
 {
-    size_t parts = out->parts ? out->parts : 1;
-    if (!rename) {
-        if (parts > 1)
-            return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: split= makes %zu parts of %s but no rename= names them",
-                             out->split_rule, parts, name);
-        return (out->names[0] = strdup(name)) ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-    }
-    struct match m = {0};
-    glob(rename->pattern, name, 0, &m);   /* matched before: this only recovers the captures */
-    const char *t = rename->rename;
-    for (size_t k = 0; k < parts; k++) {
-        const char *comma = k + 1 < parts ? strchr(t, ',') : NULL;
+    for (size_t k = 0; k < count; k++) {
+        const char *comma = k + 1 < count ? strchr(t, ',') : NULL;
         size_t len = comma ? (size_t)(comma - t) : strlen(t);
-        if ((k + 1 < parts && !comma) || (parts > 1 && k + 1 == parts && strchr(t, ',')))
-            return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: split= makes %zu parts of %s but rule %s gives another "
-                             "number of names", out->split_rule, parts, name, rename->where);
-        int rc = expand(t, len, &m, count_stars(rename->pattern), &out->names[k], err);
+        int rc = expand(t, len, x, &names[k], err);
         if (rc)
             return rc;
         t += len + 1;
@@ -318,11 +382,56 @@ static int name_parts(const struct rule *rename, const char *name, struct rule_d
     return CKPT_OK;
 }
 
+/* Templates in a comma-separated list (a name holds no comma). */
+static size_t template_count(const char *t)
+{
+    size_t n = 1;
+    for (; *t; t++)
+        n += *t == ',';
+    return n;
+}
+
+/* The output names: the last rename's template, one comma-separated template per split part; then any copies. */
+static int name_parts(const struct rule *rename, const struct rule *copy, const ckpt_source *src, const char *name,
+                      struct rule_decision *out, ckpt_error *err)
+{
+    size_t parts = out->parts ? out->parts : 1;
+    if (!rename && parts > 1)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: split= makes %zu parts of %s but no rename= names them",
+                         out->split_rule, parts, name);
+    if (rename && parts > 1 && template_count(rename->rename) != parts)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: split= makes %zu parts of %s but rule %s gives another "
+                         "number of names", out->split_rule, parts, name, rename->where);
+    if (copy && parts > 1)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: copy= repeats the whole of %s, which rule %s splits",
+                         copy->where, name, out->split_rule);
+    if (copy && template_count(copy->copy) > RULE_MAX_PARTS)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "rule %s: more than %d copy= names", copy->where, RULE_MAX_PARTS);
+    int rc = CKPT_OK;
+    if (!rename && !(out->names[0] = strdup(name)))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    for (int which = 0; which < 2 && !rc; which++) {
+        const struct rule *r = which ? copy : rename;
+        if (!r)
+            continue;
+        struct match m = {0};
+        glob(r->pattern, name, 0, &m);   /* matched before: this only recovers the captures */
+        struct expansion x = {&m, count_stars(r->pattern), src, r, name};
+        if (which) {
+            out->copies = template_count(r->copy);
+            rc = expand_list(r->copy, out->copies, &x, out->copy_names, err);
+        } else {
+            rc = expand_list(r->rename, parts, &x, out->names, err);
+        }
+    }
+    return rc;
+}
+
 int ruleset_decide(const struct ruleset *rs, const ckpt_source *src, const char *name, ckpt_dtype from,
                    struct rule_decision *out, ckpt_error *err)
 {
     *out = (struct rule_decision){.dtype = CKPT_DTYPE_INVALID, .layout = RULE_LAYOUT_UNSET, .groups = 1};
-    const struct rule *rename = NULL, *rows = NULL, *split = NULL;
+    const struct rule *rename = NULL, *rows = NULL, *split = NULL, *copy = NULL;
     for (size_t i = 0; i < rs->count; i++) {
         const struct rule *r = &rs->rules[i];
         struct match m = {0};
@@ -343,6 +452,7 @@ int ruleset_decide(const struct ruleset *rs, const ckpt_source *src, const char 
         if (r->layout != RULE_LAYOUT_UNSET)
             out->layout = r->layout;
         rename = r->rename ? r : rename;
+        copy = r->copy ? r : copy;
         rows = r->rows ? r : rows;
         split = r->split ? r : split;
     }
@@ -350,7 +460,7 @@ int ruleset_decide(const struct ruleset *rs, const ckpt_source *src, const char 
         return CKPT_OK;
     int rc = resolve_rows(rows, split, src, name, out, err);
     if (!rc)
-        rc = name_parts(rename, name, out, err);
+        rc = name_parts(rename, copy, src, name, out, err);
     if (!out->parts)
         out->parts = 1;
     if (rc)
@@ -395,8 +505,10 @@ void rule_decision_free(struct rule_decision *d)
 {
     for (size_t k = 0; k < RULE_MAX_PARTS; k++) {
         free(d->names[k]);
-        d->names[k] = NULL;
+        free(d->copy_names[k]);
+        d->names[k] = d->copy_names[k] = NULL;
     }
+    d->copies = 0;
 }
 
 void ruleset_free(struct ruleset *rs)
@@ -404,6 +516,7 @@ void ruleset_free(struct ruleset *rs)
     for (size_t i = 0; i < rs->count; i++) {
         free(rs->rules[i].pattern);
         free(rs->rules[i].rename);
+        free(rs->rules[i].copy);
         free(rs->rules[i].rows);
         free(rs->rules[i].split);
         free(rs->rules[i].groups);

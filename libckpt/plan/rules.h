@@ -4,7 +4,9 @@
  * A rules file has one rule a line: a glob over the source tensor name, an
  * optional `from=DTYPE` filter on the source element type, and actions:
  * `dtype=f16|bf16|f32|f64|keep`, `layout=nd|nz|nz-t`, `rename=TEMPLATE`
- * (`$1`..`$9` are what the pattern's `*`s matched), `drop`.  `#` starts a
+ * (`$1`..`$9` are what the pattern's `*`s matched, `${KEY}` a metadata
+ * value, `${KEY+$N}` that value plus the number `$N` matched), `copy=`
+ * (more outputs of the same rows, one template each), `drop`.  `#` starts a
  * comment.  Row actions pick rows of dim 0 and may make several outputs of
  * one tensor: `rows=N` (the first N rows), `split=P1:P2:...` (consecutive
  * parts in these proportions, one rename template each, comma-separated),
@@ -32,6 +34,7 @@ struct rule {
     ckpt_dtype dtype;     /* CKPT_DTYPE_INVALID: keep */
     int layout;           /* enum rule_layout */
     char *rename;         /* NULL: unchanged */
+    char *copy;           /* `copy=` templates, comma-separated: more outputs with the same rows, or NULL */
     bool drop;
     char *rows;           /* `rows=` value as written (a number or ${KEY}), or NULL */
     char *split;          /* `split=` value as written, or NULL */
@@ -53,6 +56,8 @@ struct rule_decision {
     int layout;           /* enum rule_layout, RULE_LAYOUT_UNSET when no rule spoke */
     size_t parts;         /* outputs: 1, or the number of split parts */
     char *names[RULE_MAX_PARTS];   /* malloc'd output name of each part */
+    size_t copies;        /* outputs besides the parts that repeat the tensor (copy=) ... */
+    char *copy_names[RULE_MAX_PARTS];   /* ... and their malloc'd names */
     uint64_t rows;        /* rows of dim 0 kept (rows=), 0: all */
     uint64_t groups;      /* groups of the kept rows (groups=), 1 unless set */
     uint64_t split[RULE_MAX_PARTS];   /* proportions of each part, when parts > 1 */

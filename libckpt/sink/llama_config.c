@@ -12,8 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* config[name] = the integer metadata `key` (required). */
-static int set_int(json_t *config, const char *name, const ckpt_source *src, const char *key, ckpt_error *err)
+int config_set_int(json_t *config, const char *name, const ckpt_source *src, const char *key, ckpt_error *err)
 {
     const char *v = ckpt_source_metadata_value(src, key);
     char *end;
@@ -26,8 +25,7 @@ static int set_int(json_t *config, const char *name, const ckpt_source *src, con
     return CKPT_OK;
 }
 
-/* config[name] = the real metadata `key`, when the source records it. */
-static int set_real(json_t *config, const char *name, const ckpt_source *src, const char *key, ckpt_error *err)
+int config_set_real(json_t *config, const char *name, const ckpt_source *src, const char *key, ckpt_error *err)
 {
     const char *v = ckpt_source_metadata_value(src, key);
     if (!v)
@@ -42,7 +40,7 @@ static int set_real(json_t *config, const char *name, const ckpt_source *src, co
     return CKPT_OK;
 }
 
-static bool has_output(const struct ckpt_plan *plan, const char *name)
+bool config_has_output(const struct ckpt_plan *plan, const char *name)
 {
     for (size_t i = 0; i < plan->item_count; i++)
         if (strcmp(plan->items[i].pub.name, name) == 0)
@@ -58,11 +56,11 @@ static bool has_output(const struct ckpt_plan *plan, const char *name)
  */
 static int architecture(const struct ckpt_plan *plan, json_t **out, ckpt_error *err)
 {
-    bool qkv = has_output(plan, "model.layers.0.self_attn.q_proj.bias");
-    bool o = has_output(plan, "model.layers.0.self_attn.o_proj.bias");
-    bool mlp = has_output(plan, "model.layers.0.mlp.down_proj.bias") ||
-               has_output(plan, "model.layers.0.mlp.gate_proj.bias");
-    bool tied = !has_output(plan, "lm_head.weight");
+    bool qkv = config_has_output(plan, "model.layers.0.self_attn.q_proj.bias");
+    bool o = config_has_output(plan, "model.layers.0.self_attn.o_proj.bias");
+    bool mlp = config_has_output(plan, "model.layers.0.mlp.down_proj.bias") ||
+               config_has_output(plan, "model.layers.0.mlp.gate_proj.bias");
+    bool tied = !config_has_output(plan, "lm_head.weight");
     if (qkv && !o && !mlp)
         *out = json_pack("{s:[s], s:s, s:s, s:b}", "architectures", "Qwen2ForCausalLM", "model_type", "qwen2",
                          "hidden_act", "silu", "tie_word_embeddings", tied);
@@ -98,11 +96,11 @@ int llama_config(const struct ckpt_plan *plan, const char *torch_dtype, json_t *
         {"max_position_embeddings", "megatron.max_position_embeddings"},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
-        rc = set_int(config, ints[i][0], src, ints[i][1], err);
+        rc = config_set_int(config, ints[i][0], src, ints[i][1], err);
     if (!rc)
-        rc = set_real(config, "rms_norm_eps", src, "megatron.norm_epsilon", err);
+        rc = config_set_real(config, "rms_norm_eps", src, "megatron.norm_epsilon", err);
     if (!rc)
-        rc = set_real(config, "rope_theta", src, "megatron.rotary_base", err);
+        rc = config_set_real(config, "rope_theta", src, "megatron.rotary_base", err);
     if (!rc && torch_dtype)
         json_object_set_new(config, "torch_dtype", json_string(torch_dtype));
     if (rc) {

@@ -14,4 +14,13 @@
  */
 int llama_config(const struct ckpt_plan *plan, const char *torch_dtype, json_t **out, ckpt_error *err);
 
+/* config[name] = the positive integer metadata `key` (required: a format error names the key otherwise). */
+int config_set_int(json_t *config, const char *name, const ckpt_source *src, const char *key, ckpt_error *err);
+
+/* config[name] = the positive real metadata `key`, when the source records it. */
+int config_set_real(json_t *config, const char *name, const ckpt_source *src, const char *key, ckpt_error *err);
+
+/* True when the plan writes a tensor called `name`. */
+bool config_has_output(const struct ckpt_plan *plan, const char *name);
+
 #endif

@@ -3,7 +3,7 @@
 
 #include "libckpt/common/error.h"
 #include "libckpt/io/fs.h"
-#include "llama_config.h"
+#include "hf_config.h"
 #include "libckpt/catalog/source.h"
 #include "libckpt/manifest/manifest.h"
 
@@ -188,14 +188,14 @@ static int copy_archive_files(struct outdir *o, const struct ckpt_fs *fs, const 
     return rc;
 }
 
-/* A source without config.json renamed to hf-llama gets one made from its Megatron metadata. */
+/* A source without config.json renamed to Hugging Face names gets one made from its Megatron metadata. */
 static int write_made_config(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files,
                              ckpt_error *err)
 {
-    if (!plan->opts.rename || strcmp(plan->opts.rename, "hf-llama") != 0)
+    if (!plan->opts.rename || (strcmp(plan->opts.rename, "hf") != 0 && strcmp(plan->opts.rename, "hf-llama") != 0))
         return CKPT_OK;
     json_t *config;
-    int rc = llama_config(plan, torch_dtype_name(plan->float_dtype), &config, err);
+    int rc = hf_config(plan, torch_dtype_name(plan->float_dtype), &config, err);
     return rc || !config ? rc : write_json(o, "config.json", config, files, err);
 }
 
