@@ -42,11 +42,11 @@ static void convert(const char *src, const char *dst, const char *options)
     free(err);
 }
 
-static void check_renamed(const char *megatron_name, const char *target)
+static void check_renamed_as(const char *megatron_name, const char *hf_name, const char *set, const char *target)
 {
-    char *dir = test_tmpdir(), *megatron = test_testdata(megatron_name), *hf = test_testdata("rename/hf");
+    char *dir = test_tmpdir(), *megatron = test_testdata(megatron_name), *hf = test_testdata(hf_name);
     char *renamed = test_join(dir, "renamed"), *direct = test_join(dir, "direct"), options[64];
-    snprintf(options, sizeof options, "--target %s --rename hf-llama", target);
+    snprintf(options, sizeof options, "--target %s --rename %s", target, set);
     convert(megatron, renamed, options);
     snprintf(options, sizeof options, "--target %s", target);
     convert(hf, direct, options);
@@ -62,6 +62,11 @@ static void check_renamed(const char *megatron_name, const char *target)
     free(megatron);
     free(hf);
     free(dir);
+}
+
+static void check_renamed(const char *megatron_name, const char *target)
+{
+    check_renamed_as(megatron_name, "rename/hf", "hf-llama", target);
 }
 
 START_TEST(megatron_core_names_310p)
@@ -82,12 +87,28 @@ START_TEST(legacy_names_310p)
 }
 END_TEST
 
-/* config.json made from the megatron.* metadata says what the HF model's own config says. */
-START_TEST(config_made_from_metadata)
+/* Legacy names written since Megatron-LM 4dc07152: input_norm, post_attention_norm, final_norm. */
+START_TEST(legacy_norm_names)
 {
-    char *dir = test_tmpdir(), *megatron = test_testdata("rename/megatron.safetensors");
-    char *hf_config = test_testdata("rename/hf/config.json"), *dst = test_join(dir, "out");
-    convert(megatron, dst, "--target ascend-310p --rename hf-llama");
+    check_renamed_as("rename/megatron_legacy_norms.safetensors", "rename/hf", "hf", "nd");
+}
+END_TEST
+
+/* q/k norms in the args make it Qwen3: self_attention.q_layernorm becomes self_attn.q_norm. */
+START_TEST(qwen3_from_qk_layernorm)
+{
+    check_renamed_as("rename/megatron_qwen3.safetensors", "rename/hf_qwen3", "hf", "nd");
+    check_renamed_as("rename/megatron_qwen3.safetensors", "rename/hf_qwen3", "hf", "ascend-910b");
+}
+END_TEST
+
+/* config.json made from the megatron.* metadata says what the HF model's own config says. */
+static void check_config(const char *megatron_name, const char *config_name, const char *set)
+{
+    char *dir = test_tmpdir(), *megatron = test_testdata(megatron_name), options[64];
+    char *hf_config = test_testdata(config_name), *dst = test_join(dir, "out");
+    snprintf(options, sizeof options, "--target ascend-310p --rename %s", set);
+    convert(megatron, dst, options);
     char *made_path = test_join(dst, "config.json");
     json_t *made = json_load_file(made_path, 0, NULL), *want = json_load_file(hf_config, 0, NULL);
     ck_assert_ptr_nonnull(made);
@@ -108,6 +129,13 @@ START_TEST(config_made_from_metadata)
     free(hf_config);
     free(megatron);
     free(dir);
+}
+
+START_TEST(config_made_from_metadata)
+{
+    check_config("rename/megatron.safetensors", "rename/hf/config.json", "hf-llama");
+    check_config("rename/megatron.safetensors", "rename/hf/config.json", "hf");
+    check_config("rename/megatron_qwen3.safetensors", "rename/hf_qwen3/config.json", "hf");
 }
 END_TEST
 
@@ -271,6 +299,8 @@ static Suite *rename_suite(void)
     tcase_add_test(tc, megatron_core_names_310p);
     tcase_add_test(tc, megatron_core_names_nd);
     tcase_add_test(tc, legacy_names_310p);
+    tcase_add_test(tc, legacy_norm_names);
+    tcase_add_test(tc, qwen3_from_qk_layernorm);
     tcase_add_test(tc, config_made_from_metadata);
     tcase_add_test(tc, verify_checks_recorded_rows);
     tcase_add_test(tc, bad_rules_and_sets_refused);

@@ -274,6 +274,46 @@ START_TEST(bad_row_rules_refused)
 }
 END_TEST
 
+/* Names from metadata: ${KEY}, and ${KEY+$N} adding the number the N-th '*' matched (an MTP layer after the rest). */
+START_TEST(names_from_metadata_and_copies)
+{
+    check_part("mtp.layers.*.enorm.weight rename=model.layers.${megatron.num_layers+$1}.enorm.weight\n",
+               "mtp.layers.1.enorm.weight", 4, 1, 0, "model.layers.3.enorm.weight", (uint64_t[]){0, 1, 2, 3}, 4);
+    check_part("*.w rename=$1.${megatron.hidden_size}.w\n", "x.w", 4, 1, 0, "x.32.w", (uint64_t[]){0, 1, 2, 3}, 4);
+    /* copy= repeats the rows the tensor keeps under more names; the last rule giving copies wins */
+    char *path = test_testdata("rename/megatron.safetensors");
+    ckpt_source *src = test_open(path);
+    struct ruleset rs = {0};
+    ckpt_error err = {0};
+    ck_assert_int_eq(ruleset_parse(&rs, "e rows=2 rename=a copy=z\ne copy=b,layer${megatron.num_layers}.c\n", "test",
+                                   &err), CKPT_OK);
+    struct rule_decision d;
+    ck_assert_msg(ruleset_decide(&rs, src, "e", CKPT_DTYPE_BF16, &d, &err) == CKPT_OK, "%s", err.message);
+    ck_assert_uint_eq(d.parts, 1);
+    ck_assert_str_eq(d.names[0], "a");
+    ck_assert_uint_eq(d.copies, 2);
+    ck_assert_str_eq(d.copy_names[0], "b");
+    ck_assert_str_eq(d.copy_names[1], "layer2.c");
+    ck_assert_uint_eq(d.rows, 2);
+    rule_decision_free(&d);
+    ruleset_free(&rs);
+    ckpt_source_free(src);
+    free(path);
+}
+END_TEST
+
+START_TEST(bad_names_refused)
+{
+    check_refused("e rename=a.${megatron.nope}\n", "e", 8, 2, "test:1", "megatron.nope");
+    check_refused("x.* rename=${megatron.num_layers+$2}\n", "x.1", 8, 2, "test:1", "$1..$1");
+    check_refused("x.* rename=${megatron.swiglu+$1}\n", "x.1", 8, 2, "test:1", "not both numbers");
+    check_refused("x.* rename=${megatron.num_layers+$1}\n", "x.a", 8, 2, "test:1", "'2' and 'a'");
+    check_refused("e rename=${megatron.num_layers\n", "e", 8, 2, "test:1", "without its '}'");
+    check_refused("f split=1:1 rename=a,b copy=c\n", "f", 8, 2, "test:1", "not with split=");
+    check_refused("f split=1:1 rename=a,b\nf copy=c\n", "f", 8, 2, "test:2", "repeats the whole of f");
+}
+END_TEST
+
 static Suite *rules_suite(void)
 {
     Suite *s = suite_create("rules");
@@ -282,6 +322,8 @@ static Suite *rules_suite(void)
     tcase_add_test(tc, split_and_rows_row_maps);
     tcase_add_test(tc, every_row_is_no_selection);
     tcase_add_test(tc, bad_row_rules_refused);
+    tcase_add_test(tc, names_from_metadata_and_copies);
+    tcase_add_test(tc, bad_names_refused);
     tcase_add_test(tc, selected_rows_convert_like_cut_rows);
     tcase_add_test(tc, vector_rows_split_like_a_weights);
     suite_add_tcase(s, tc);

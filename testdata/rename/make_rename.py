@@ -140,6 +140,39 @@ def main():
                      megatron_metadata())
     save_safetensors(os.path.join(OUT, "megatron_legacy.safetensors"), megatron_tensors(t, padding, True),
                      megatron_metadata())
+    # legacy checkpoints written since Megatron-LM 4dc07152 (2023-09) name their norms input_norm,
+    # post_attention_norm and final_norm (megatron/legacy/model/transformer.py, get_norm)
+    newer = {k.replace(".input_layernorm.", ".input_norm.").replace(".post_attention_layernorm.",
+                                                                        ".post_attention_norm.")
+             .replace(".final_layernorm.", ".final_norm."): v for k, v in megatron_tensors(t, padding, True).items()}
+    save_safetensors(os.path.join(OUT, "megatron_legacy_norms.safetensors"), newer, megatron_metadata())
+    qwen3()
+
+
+def qwen3():
+    """The same shape as Qwen3 (Qwen3ForCausalLM): a per-head RMSNorm on q and k (self_attn.q_norm / k_norm, of
+    head_dim), which Megatron-core calls self_attention.q_layernorm / k_layernorm (qk_layernorm)."""
+    g = torch.Generator().manual_seed(20261205)
+    t, padding = hf_tensors()
+    for i in range(LAYERS):
+        for n in ("q_norm", "k_norm"):
+            t[f"model.layers.{i}.self_attn.{n}.weight"] = (1 + torch.randn(HEAD_DIM, generator=g) * 0.05).to(torch.bfloat16)
+    os.makedirs(os.path.join(OUT, "hf_qwen3"), exist_ok=True)
+    save_safetensors(os.path.join(OUT, "hf_qwen3", "model.safetensors"), t, {})
+    config = {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_act": "silu", "hidden_size": HIDDEN,
+        "intermediate_size": FFN, "num_attention_heads": HEADS, "num_key_value_heads": GROUPS, "head_dim": HEAD_DIM,
+        "num_hidden_layers": LAYERS, "vocab_size": VOCAB, "max_position_embeddings": MAX_POS, "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0, "attention_bias": False, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    }
+    with open(os.path.join(OUT, "hf_qwen3", "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    m = megatron_tensors(t, padding, False)
+    for i in range(LAYERS):
+        for hf_name, mg_name in (("q_norm", "q_layernorm"), ("k_norm", "k_layernorm")):
+            m[f"decoder.layers.{i}.self_attention.{mg_name}.weight"] = t[f"model.layers.{i}.self_attn.{hf_name}.weight"]
+    save_safetensors(os.path.join(OUT, "megatron_qwen3.safetensors"), m,
+                     dict(megatron_metadata(), **{"megatron.qk_layernorm": "true"}))
 
 
 if __name__ == "__main__":
