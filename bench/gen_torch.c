@@ -106,39 +106,27 @@ static const struct mtensor model_tensors[] = {
     {"output_layer.weight", PADDED_VOCAB, HIDDEN, 0},
 };
 
-static void put_arg_int(struct pickle *p, const char *name, uint64_t v)
-{
-    pk_str(p, name);
-    pk_int(p, v);
-}
-
 static void put_args(struct pickle *p, int layers, int tp)
 {
-    pk_str(p, "args");
-    pk_global(p, "argparse\nNamespace\n");
-    pk_op(p, ')');
-    pk_op(p, 'R');
-    pk_op(p, '}');
-    pk_op(p, '(');
-    put_arg_int(p, "num_layers", (uint64_t)layers);
-    put_arg_int(p, "hidden_size", HIDDEN);
-    put_arg_int(p, "ffn_hidden_size", FFN);
-    put_arg_int(p, "num_attention_heads", HEADS);
-    put_arg_int(p, "num_query_groups", GROUPS);
-    put_arg_int(p, "kv_channels", HEAD_DIM);
-    put_arg_int(p, "padded_vocab_size", PADDED_VOCAB);
-    put_arg_int(p, "vocab_size", VOCAB);
-    put_arg_int(p, "tensor_model_parallel_size", (uint64_t)tp);
-    put_arg_int(p, "pipeline_model_parallel_size", 1);
-    put_arg_int(p, "max_position_embeddings", 4096);
+    pk_args_begin(p);
+    pk_arg_int(p, "num_layers", (uint64_t)layers);
+    pk_arg_int(p, "hidden_size", HIDDEN);
+    pk_arg_int(p, "ffn_hidden_size", FFN);
+    pk_arg_int(p, "num_attention_heads", HEADS);
+    pk_arg_int(p, "num_query_groups", GROUPS);
+    pk_arg_int(p, "kv_channels", HEAD_DIM);
+    pk_arg_int(p, "padded_vocab_size", PADDED_VOCAB);
+    pk_arg_int(p, "vocab_size", VOCAB);
+    pk_arg_int(p, "tensor_model_parallel_size", (uint64_t)tp);
+    pk_arg_int(p, "pipeline_model_parallel_size", 1);
+    pk_arg_int(p, "max_position_embeddings", 4096);
     pk_str(p, "group_query_attention");
     pk_op(p, (char)0x88);
     pk_str(p, "swiglu");
     pk_op(p, (char)0x88);
     pk_str(p, "norm_epsilon");
     pk_float(p, 1e-5);
-    pk_op(p, 'u');
-    pk_op(p, 'b');
+    pk_args_end(p);
 }
 
 /* Rank `rank`'s part of tensor `t`: its rows and columns. */
@@ -170,15 +158,8 @@ static int gen_megatron(const char *dir, uint64_t total, int tp)
         largest = (uint64_t)PADDED_VOCAB * HIDDEN * 2;
     int layers = total > model_bytes + layer_bytes ? (int)((total - model_bytes) / layer_bytes) : 1;
     char path[4096];
-    mkdir(dir, 0755);
-    snprintf(path, sizeof path, "%s/latest_checkpointed_iteration.txt", dir);
-    FILE *latest = fopen(path, "w");
-    if (!latest)
+    if (megatron_folder(dir))
         return 1;
-    fprintf(latest, "1\n");
-    fclose(latest);
-    snprintf(path, sizeof path, "%s/iter_0000001", dir);
-    mkdir(path, 0755);
     uint16_t *row = malloc((size_t)2 * FFN * 2);
     for (int r = 0; r < tp; r++) {
         struct pickle p = {0};

@@ -25,3 +25,6 @@ SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-torch-$first.json" \
 echo "== Megatron TP=4 ($first MiB)"
 SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-megatron-$first.json" \
     sh bench/megatron.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_torch"
+echo "== Megatron MoE, TP=2 x EP=2 ($first MiB)"
+SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-moe-$first.json" \
+    sh bench/moe.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_moe"

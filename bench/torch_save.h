@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- a pickle, built in memory ---- */
 
@@ -78,6 +79,25 @@ static void pk_float(struct pickle *p, double v)
         be[i] = (uint8_t)(bits >> (56 - 8 * i));
     pk_op(p, 'G');
     pk_put(p, be, 8);
+}
+
+/* "args": argparse.Namespace(), then the caller's name/value pairs, then pk_args_end: Megatron's args. */
+static void pk_args_begin(struct pickle *p)
+{
+    pk_str(p, "args");
+    pk_global(p, "argparse\nNamespace\n");
+    pk_put(p, ")R}(", 4);   /* called with no arguments, its BUILD state a dict */
+}
+
+static void pk_args_end(struct pickle *p)
+{
+    pk_put(p, "ub", 2);
+}
+
+static void pk_arg_int(struct pickle *p, const char *name, uint64_t v)
+{
+    pk_str(p, name);
+    pk_int(p, v);
 }
 
 /* torch._utils._rebuild_tensor_v2 of a contiguous bf16 tensor whose bytes are entry data/KEY. */
@@ -236,6 +256,21 @@ static void zo_close(struct zip_out *z)
     zo_data(z, "3\n", 2);
     zo_end(z);
     zo_finish(z);
+}
+
+/* DIR/latest_checkpointed_iteration.txt naming iteration 1, and DIR/iter_0000001/: a Megatron-LM legacy folder. */
+static int megatron_folder(const char *dir)
+{
+    char path[4096];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/latest_checkpointed_iteration.txt", dir);
+    FILE *latest = fopen(path, "w");
+    if (!latest)
+        return 1;
+    fprintf(latest, "1\n");
+    fclose(latest);
+    snprintf(path, sizeof path, "%s/iter_0000001", dir);
+    return mkdir(path, 0755) != 0;
 }
 
 #endif
