@@ -10,8 +10,9 @@
 
 #include "libckpt/catalog/source.h"
 
-/* No checkpoint has more ranks than this in one pipeline stage, or more stages. */
+/* No checkpoint has more ranks than this in one pipeline stage, or more stages, or more rank files in all. */
 #define MEGATRON_MAX_RANKS 4096
+#define MEGATRON_MAX_FILES 65536
 
 /* One rank file of a pipeline stage: who wrote it, and its tensors once loaded. */
 struct megatron_rank {

@@ -104,6 +104,29 @@ static int record_optional(struct ckpt_source *src, const struct args *a, const 
     return rc;
 }
 
+/* moe_layer_freq as a list, flattened to args.moe_layer_freq.0 ...: one pass over the objects fills pattern. */
+static int layer_list(const struct args *a, char *pattern, long long layers, const char *file, ckpt_error *err)
+{
+    char stem[64];
+    size_t n = (size_t)snprintf(stem, sizeof stem, "%sargs.moe_layer_freq.", a->prefix);
+    for (size_t i = 0; i < a->from->object_count; i++) {
+        const ckpt_object *o = &a->from->objects[i];
+        char *end;
+        if (strncmp(o->name, stem, n) != 0)
+            continue;
+        long long at = strtoll(o->name + n, &end, 10);
+        if (*end || at < 0 || at >= layers || strcmp(o->kind, "int") != 0 ||
+            (strcmp(o->value, "0") != 0 && strcmp(o->value, "1") != 0) || pattern[at] != '?')
+            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args: moe_layer_freq is not a list of %lld 0s and 1s", file,
+                             layers);
+        pattern[at] = o->value[0];
+    }
+    if (strchr(pattern, '?'))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args: moe_layer_freq is not a list of %lld 0s and 1s", file,
+                         layers);
+    return CKPT_OK;
+}
+
 /*
  * The MoE, MLA, q/k-norm, MTP and RoPE-scaling args, each under its own
  * name (megatron.q_lora_rank ...), when present and not None; flags as
@@ -161,17 +184,11 @@ static int record_architecture(struct ckpt_source *src, const struct args *a, lo
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args: moe_layer_freq is neither an integer nor a list", file);
     if (!rc && (every < 1 || every > layers))
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args: moe_layer_freq %lld for %lld layers", file, every, layers);
-    for (long long i = 0; i < layers && !rc; i++) {
-        snprintf(arg, sizeof arg, "args.moe_layer_freq.%lld", i);
-        if (list && (!get_int(a, arg, &v) || (v != 0 && v != 1)))
-            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args: moe_layer_freq is not a list of %lld 0s and 1s", file,
-                           layers);
-        pattern[i] = (char)('0' + (list ? v : i % every == 0));
-    }
-    snprintf(arg, sizeof arg, "args.moe_layer_freq.%lld", layers);
-    if (!rc && list && find_any(a, arg))
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: args: moe_layer_freq lists more than %lld layers", file, layers);
+    for (long long i = 0; i < layers; i++)
+        pattern[i] = list ? '?' : (char)('0' + (i % every == 0));
     pattern[layers] = '\0';
+    if (!rc && list)
+        rc = layer_list(a, pattern, layers, file, err);
     if (!rc)
         rc = source_add_metadata(src, "megatron.moe_layers", pattern, file, err);
     free(pattern);

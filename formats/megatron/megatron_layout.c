@@ -159,6 +159,9 @@ static int rank_grid(struct megatron_layout *lay, const char *path, ckpt_error *
         *slot = r % lay->etp;
     }
     lay->grid = pairs;
+    if (!rc && pairs * (size_t)lay->pp > MEGATRON_MAX_FILES)
+        rc = ckpt_fail(err, CKPT_ERR_LIMIT, "%s: args: %zu rank files per stage over %ld stages, more than %d", path,
+                       pairs, lay->pp, MEGATRON_MAX_FILES);
     if (!rc && !(lay->ranks = calloc(pairs * (size_t)lay->pp, sizeof *lay->ranks)))
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     for (long p = 0; p < lay->pp && !rc; p++) {
