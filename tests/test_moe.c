@@ -7,8 +7,9 @@
  *
  * Every layout must read back as the same tensors (legacy SequentialMLP,
  * TEGroupedMLP and GroupedMLP files over a TP=2 x EP=2 or a sparse TP=2 x
- * EP=4, ETP=1 grid with uneven pipeline stages; torch_dist with per-layer
- * or stacked experts; NeMo 2), and `--rename hf` must give back the Hugging
+ * EP=4, ETP=1 grid with uneven pipeline stages, PP=2 counting the embedding
+ * as a layer; torch_dist with per-layer or stacked experts; NeMo 2), and
+ * `--rename hf` must give back the Hugging
  * Face originals bit for bit, with a config.json that says what they are.
  * Each refusal names the file and the reason.
  */
@@ -21,7 +22,8 @@
 
 static const char *const deepseek_v3[] = {"moe/deepseek_v3_seq", "moe/deepseek_v3_te", "moe/deepseek_v3_grouped",
                                           "moe/deepseek_v3_dist"};
-static const char *const qwen3_moe[] = {"moe/qwen3_moe_te", "moe/qwen3_moe_dist", "moe/qwen3_moe_nemo2"};
+static const char *const qwen3_moe[] = {"moe/qwen3_moe_te", "moe/qwen3_moe_pp2", "moe/qwen3_moe_dist",
+                                        "moe/qwen3_moe_nemo2"};
 
 #define COUNT(a) (sizeof a / sizeof a[0])
 

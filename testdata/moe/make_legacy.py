@@ -43,6 +43,7 @@ Folders written (each with latest_checkpointed_iteration.txt = 10):
                          projections split over TP (core <= 0.13), TE < 2.0 io.BytesIO _extra_state: the
                          sparse grid mp_rank_00_PPP_000, 01_PPP_001, 00_PPP_002, 01_PPP_003
   qwen3_moe_te/          the Qwen3-MoE-like model, TP=2 EP=2 ETP=2 PP=1, TEGroupedMLP
+  qwen3_moe_pp2/         the same, TP=1 EP=1 PP=2 with the embedding counted as a layer of stage 0 (1 + 2 layers)
   deepseek_v3_incomplete/ TP=4 EP=2 ETP=1 saved before core 0.18: dense shards 2 and 3 were never written
   refused/*/              rank 0's file of a layout the reader refuses (the REFUSALS below), and fp8_weights/:
                           a model holding a Transformer Engine Float8Tensor
@@ -67,6 +68,7 @@ VARIANTS = {
     "deepseek_v3_grouped": dict(model="deepseek_v3", tp=2, ep=4, etp=1, pp=2, first=2, experts="grouped",
                                 down_proj_split=True, extra_state="bytesio"),
     "qwen3_moe_te": dict(model="qwen3_moe", tp=2, ep=2, etp=2, pp=1, experts="te"),
+    "qwen3_moe_pp2": dict(model="qwen3_moe", tp=1, ep=1, etp=1, pp=2, experts="te", embedding_stage=True),
     "deepseek_v3_incomplete": dict(model="deepseek_v3", tp=4, ep=2, etp=1, pp=1, experts="sequential",
                                    writers="before_0.18", tiny=True),
 }
@@ -86,10 +88,14 @@ def written_files(v):
 
 
 def stage_layers(v, layers):
-    """The layers of each pipeline stage: the first stage `first` of them, the others even."""
+    """The layers of each pipeline stage: the first stage `first` of them, the others even; or, with the
+    embedding counted as a layer of the first stage (account_for_embedding_in_pipeline_split), even."""
     pp, first = v["pp"], v.get("first")
     if pp == 1:
         return [range(layers)]
+    if v.get("embedding_stage"):
+        per = (layers + 1) // pp
+        return [range(per - 1)] + [range(per - 1 + (p - 1) * per, per - 1 + p * per) for p in range(1, pp)]
     per = (layers - first) // (pp - 1)
     return [range(first)] + [range(first + (p - 1) * per, first + p * per) for p in range(1, pp)]
 
@@ -173,14 +179,15 @@ def namespace(v):
         changes["moe_use_legacy_grouped_gemm"] = True
     args = dict(full_args(v), **changes)
     return mg.namespace(args, v["tp"], v["pp"], v["ep"], v["etp"],
-                        decoder_first_pipeline_num_layers=v.get("first"))
+                        decoder_first_pipeline_num_layers=v.get("first"),
+                        account_for_embedding_in_pipeline_split=bool(v.get("embedding_stage")))
 
 
 def rank_dir(v, tp, p, ep):
     name = f"mp_rank_{tp:02d}"
     if v["pp"] > 1:
         name += f"_{p:03d}"
-    return name + f"_{ep:03d}"
+    return name + (f"_{ep:03d}" if v["ep"] > 1 else "")
 
 
 def write_variant(name, v):
