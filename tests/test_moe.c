@@ -9,8 +9,8 @@
  * TEGroupedMLP and GroupedMLP files over a TP=2 x EP=2 or a sparse TP=2 x
  * EP=4, ETP=1 grid with uneven pipeline stages, PP=2 counting the embedding
  * as a layer; torch_dist with per-layer or stacked experts; NeMo 2), and
- * `--rename hf` must give back the Hugging
- * Face originals bit for bit, with a config.json that says what they are.
+ * `--rename hf` must give back the Hugging Face originals bit for bit, with
+ * a config.json that says what they are.
  * Each refusal names the file and the reason.
  */
 #include "helpers.h"
