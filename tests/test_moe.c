@@ -204,7 +204,8 @@ START_TEST(refusals_name_the_file_and_the_reason)
         {"moe/refused/glu_interleave", {"mp_rank_00_000/model_optim_rng.pt", "moe_mlp_glu_interleave_size = 16"}},
         {"moe/refused/single_grouped_weight", {"moe_single_grouped_weight = True", "GroupedTensor"}},
         {"moe/refused/pipeline_layout", {"mp_rank_00_000_000/model_optim_rng.pt", "pipeline layout"}},
-        {"moe/refused/uneven_overflow", {"5 layers do not fit 2 pipeline stages", "decoder_first_pipeline_num_layers 6"}},
+        {"moe/refused/uneven_overflow",
+         {"5 layers do not fit 2 pipeline stages", "decoder_first_pipeline_num_layers 6"}},
         {"moe/refused/two_shards_one_file", {"mp_rank_00/model_optim_rng.pt", "ETP 4",
                                              "legacy format cannot hold this layout"}},
         {"moe/refused/fp8_weights", {"mp_rank_00_000/model_optim_rng.pt", "Float8Tensor", "--fp8-param-gather"}},
@@ -224,7 +225,8 @@ END_TEST
 /* Copies of a real folder with one defect each. */
 START_TEST(damaged_folders_refused)
 {
-    char *tmp = test_tmpdir(), *grouped = test_testdata("moe/deepseek_v3_grouped"), *seq = test_testdata("moe/deepseek_v3_seq");
+    char *tmp = test_tmpdir(), *grouped = test_testdata("moe/deepseek_v3_grouped");
+    char *seq = test_testdata("moe/deepseek_v3_seq");
     char cmd[8192], *copy = test_join(tmp, "ckpt");
     /* the sparse grid's only file of expert rank 3 on the last stage */
     snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && rm -r '%s/iter_0000010/mp_rank_01_001_003'", grouped, copy, copy);

@@ -255,7 +255,8 @@ static int open_ranks(struct ckpt_source *src, const char *iter, ckpt_error *err
     struct megatron_layout lay = {0};
     struct ckpt_source *first = NULL;
     int naming = rank0_naming(src->fs, iter);
-    char *dir = naming >= 0 ? path_join(iter, rank0_names[naming]) : NULL, *path = dir ? path_join(dir, RANK_FILE) : NULL;
+    char *dir = naming >= 0 ? path_join(iter, rank0_names[naming]) : NULL;
+    char *path = dir ? path_join(dir, RANK_FILE) : NULL;
     int rc = naming < 0 ? ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: no mp_rank_00*/%s", iter, RANK_FILE)
              : path    ? load_rank(src, path, &first, err)
                        : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", iter);

@@ -75,7 +75,8 @@ const struct tensor_entry *megatron_entry(const struct megatron_walk *w, long fi
     const struct ckpt_source *s = w->ranks[file].src;
     size_t i = source_lookup(s, name);
     if (i == SIZE_MAX) {
-        ckpt_fail(err, CKPT_ERR_FORMAT, "%s: lacks tensor %s, which %s holds", s->path, name, w->ranks[first].src->path);
+        ckpt_fail(err, CKPT_ERR_FORMAT, "%s: lacks tensor %s, which %s holds", s->path, name,
+                  w->ranks[first].src->path);
         return NULL;
     }
     const struct tensor_entry *e = &s->tensors[i];

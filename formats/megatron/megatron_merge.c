@@ -119,11 +119,12 @@ static int check_copies(const struct megatron_walk *w, const char *local, const 
         const struct megatron_rank *r = &w->ranks[i];
         if (!r->src || (long)i == files[r->tp])
             continue;
+        const struct ckpt_source *first = w->ranks[files[r->tp]].src;
         const struct tensor_entry *e = megatron_entry(w, (long)i, files[r->tp], local, err);
-        int rc = e ? megatron_check_part(r->src, w->ranks[files[r->tp]].src, e, parts[r->tp], MEGATRON_REPLICATED, local, err)
+        int rc = e ? megatron_check_part(r->src, first, e, parts[r->tp], MEGATRON_REPLICATED, local, err)
                    : CKPT_ERR_FORMAT;
         if (!rc && router)
-            rc = megatron_compare(w->ranks[files[r->tp]].src, parts[r->tp], r->src, e, local, err);
+            rc = megatron_compare(first, parts[r->tp], r->src, e, local, err);
         if (rc)
             return rc;
     }
@@ -146,8 +147,8 @@ static long earlier_copy(const struct megatron_walk *w, const char *local)
 }
 
 /* Stage `q`'s copy of a tensor outside the layers must hold the same bytes, rank by rank. */
-static int compare_stages(const struct megatron_walk *w, long q, const char *local, const struct tensor_entry *const *parts,
-                          const long *files, ckpt_error *err)
+static int compare_stages(const struct megatron_walk *w, long q, const char *local,
+                          const struct tensor_entry *const *parts, const long *files, ckpt_error *err)
 {
     struct megatron_walk earlier = *w;
     earlier.stage = q;
@@ -155,11 +156,11 @@ static int compare_stages(const struct megatron_walk *w, long q, const char *loc
     for (long t = 0; t < w->lay->tp; t++) {
         long f = megatron_dense_rank(&earlier, t);
         const struct tensor_entry *e = megatron_entry(&earlier, f, f, local, err);
-        int rc = e ? megatron_check_part(earlier.ranks[f].src, w->ranks[files[t]].src, e, parts[t], MEGATRON_REPLICATED, local,
-                                err)
+        const struct ckpt_source *mine = w->ranks[files[t]].src;
+        int rc = e ? megatron_check_part(earlier.ranks[f].src, mine, e, parts[t], MEGATRON_REPLICATED, local, err)
                    : CKPT_ERR_FORMAT;
         if (!rc)
-            rc = megatron_compare(earlier.ranks[f].src, e, w->ranks[files[t]].src, parts[t], local, err);
+            rc = megatron_compare(earlier.ranks[f].src, e, mine, parts[t], local, err);
         if (rc)
             return rc;
     }

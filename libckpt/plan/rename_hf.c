@@ -130,7 +130,8 @@ static int add_mtp_copies(struct ruleset *rs, const char *set, const ckpt_source
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     int rc = CKPT_OK;
     for (int part = 0; part < 2 && !rc; part++) {
-        size_t n = (size_t)snprintf(text, 256, "%s copy=", part ? "output_layer.weight" : "embedding.word_embeddings.weight");
+        const char *whole = part ? "output_layer.weight" : "embedding.word_embeddings.weight";
+        size_t n = (size_t)snprintf(text, 256, "%s copy=", whole);
         int k = 0;
         size_t index;
         for (; k < MAX_MTP; k++) {

@@ -36,7 +36,7 @@ static const struct {
     bool llama_only;
     const char *key, *value;   /* refused when the source metadata gives `key` another value */
 } renames[] = {
-    {"hf", false, "megatron.swiglu", "true"},         /* every architecture it writes has a gated MLP: fc1 = [gate; up] */
+    {"hf", false, "megatron.swiglu", "true"},   /* every architecture it writes has a gated MLP: fc1 = [gate; up] */
     {"hf-llama", true, "megatron.swiglu", "true"},
 };
 

@@ -122,7 +122,8 @@ static int qwen3(json_t *config, const struct ckpt_plan *plan, const struct laye
     if (rc)
         return rc;
     /* Megatron normalises the top-k probabilities unless the softmax came first (moe_router_pre_softmax) */
-    json_object_set_new(config, "norm_topk_prob", json_boolean(!hf_metadata_flag(src, "megatron.moe_router_pre_softmax")));
+    bool pre_softmax = hf_metadata_flag(src, "megatron.moe_router_pre_softmax");
+    json_object_set_new(config, "norm_topk_prob", json_boolean(!pre_softmax));
     json_object_set_new(config, "decoder_sparse_step", json_integer(1));
     json_t *dense = json_array();
     for (long long i = 0; i < l->count; i++)
