@@ -210,6 +210,8 @@ START_TEST(refusals_name_the_file_and_the_reason)
                                              "legacy format cannot hold this layout"}},
         {"moe/refused/fp8_weights", {"mp_rank_00_000/model_optim_rng.pt", "Float8Tensor", "--fp8-param-gather"}},
         {"moe/deepseek_v3_incomplete", {"iter_0000010", "tensor-parallel rank 2", "before 0.18"}},
+        {"moe/refused/singleton_flag", {"singleton_flag/common.pt", "singleton_local_shards is True"}},
+        {"moe/refused/singleton_keys", {"experts.experts.3.linear_fc1.weight_w", "singleton_local_shards"}},
     };
     for (size_t i = 0; i < COUNT(cases); i++) {
         char *path = test_testdata(cases[i].fixture);

@@ -32,6 +32,7 @@ Folders written:
   deepseek_v3_dist/  DeepSeek-V3-like, TP=2 EP=4 ETP=1, per-layer keys, core >= 0.19 (common_state, no common.pt)
   qwen3_moe_dist/    Qwen3-MoE-like, TP=2 EP=2 ETP=2, stacked keys, core 0.14 (common.pt)
   qwen3_moe_nemo2/   NeMo 2: weights/ = qwen3_moe_dist with every key under `module.`, and context/model.yaml
+  refused/singleton_flag/, refused/singleton_keys/: one key per expert (singleton_local_shards), by flag or by key
 """
 import argparse
 import importlib.util
@@ -197,6 +198,24 @@ tokenizer:
 """
 
 
+def write_singleton(dest, flag):
+    """singleton_local_shards (experts.py:1540-1545, mlp.py:464-469): one key per expert and GLU half, recorded
+    in content_metadata; Megatron's training saves with it False (checkpointing.py:560).  Refused, by the flag
+    (common.pt) or by the key alone."""
+    ns = dcp.classes(dcp.NEW)
+    key = "decoder.layers.0.mlp.experts.experts.3.linear_fc1.weight_w"
+    entries = {key: torch.zeros(4, 8, dtype=torch.bfloat16)}
+    shutil.rmtree(dest, ignore_errors=True)
+    sdm, storage = dcp.write_folder(dest, ns, entries, [(key, (0, 0), (4, 8), "__0_0.distcp")], [])
+    with open(os.path.join(dest, ".metadata"), "wb") as f:
+        f.write(dcp.metadata_bytes(ns, sdm, storage))
+    with open(os.path.join(dest, "metadata.json"), "w") as f:
+        json.dump({"sharded_backend": "torch_dist", "sharded_backend_version": 1, "common_backend": "torch",
+                   "common_backend_version": 1}, f)
+    common = {"checkpoint_version": 3.0, "iteration": 10, "content_metadata": {"singleton_local_shards": flag}}
+    torch.save(common, os.path.join(dest, "common.pt"))
+
+
 def main():
     full, _ = mg.deepseek_v3_megatron()
     args = mg.namespace(mg.deepseek_v3_args(ckpt_format="torch_dist"), 2, 1, 4, 1, ckpt_format="torch_dist")
@@ -214,6 +233,8 @@ def main():
     os.makedirs(os.path.join(nemo, "context"))
     with open(os.path.join(nemo, "context", "model.yaml"), "w") as f:
         f.write(nemo_model_yaml())
+    write_singleton(os.path.join(HERE, "refused", "singleton_flag"), True)
+    write_singleton(os.path.join(HERE, "refused", "singleton_keys"), False)
 
 
 if __name__ == "__main__":
