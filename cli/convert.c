@@ -23,7 +23,7 @@ static const char convert_help[] =
     "                       Qwen2 for q/k/v biases, Qwen3, Qwen3-MoE, DeepSeek-V3) and its\n"
     "                       config.json; hf-llama: the same, Llama/Qwen2 only (rules\n"
     "                       after the target's)\n"
-    "  --rules FILE         extra rules: name glob -> dtype / layout / rename / rows / drop\n"
+    "  --rules FILE         extra rules: name glob -> dtype / layout / rename / copy / rows / drop\n"
     "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
     "  --jobs N             worker threads (default: one per core)\n"
