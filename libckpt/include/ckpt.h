@@ -212,6 +212,31 @@ typedef struct ckpt_object {
 CKPT_API size_t ckpt_source_object_count(const ckpt_source *src);
 CKPT_API const ckpt_object *ckpt_source_object(const ckpt_source *src, size_t i);
 
+/*
+ * How a tensor of a folder that ckpt convert wrote is stored, when that is
+ * not its logical row-major form.  A FRACTAL_NZ tensor is listed (and read
+ * by ckpt_source_read) as the logical matrix it encodes; `shape` here is the
+ * tile shape on disk.  `quant` is the type quant_model_description.json
+ * gives the tensor (its msModelSlim name, "FLOAT" included), or NULL.
+ */
+typedef enum ckpt_layout {
+    CKPT_LAYOUT_ND = 0,        /* row-major, as the shape says */
+    CKPT_LAYOUT_FRACTAL_NZ = 1 /* Ascend NZ tiles: (..., ceil(N/C0), ceil(M/16), 16, C0) */
+} ckpt_layout;
+
+typedef struct ckpt_tensor_storage {
+    ckpt_layout layout;
+    int transposed;            /* NZ of the matrix with its last two dimensions swapped */
+    uint32_t rank;
+    const uint64_t *shape;     /* as stored */
+    uint64_t nbytes;           /* as stored, padding included */
+    uint64_t c0;               /* NZ: elements of one tile row */
+    const char *quant;
+} ckpt_tensor_storage;
+
+/* The storage of tensor i (layout ND and the tensor's own shape when nothing is special); NULL when out of range. */
+CKPT_API const ckpt_tensor_storage *ckpt_source_tensor_storage(const ckpt_source *src, size_t i);
+
 /* Rows of a tensor: shape[0], or 1 for a rank-0 tensor. */
 CKPT_API uint64_t ckpt_tensor_rows(const ckpt_tensor *t);
 
@@ -302,6 +327,20 @@ CKPT_API int ckpt_fp8_dequant(ckpt_dtype weight_dtype, const void *weight, uint6
                               uint64_t block_rows, uint64_t block_cols, ckpt_dtype to, void *dst,
                               ckpt_overflow overflow, ckpt_cast_counts *counts, ckpt_error *err);
 
+/*
+ * Quantizes `rows` rows of `cols` elements of a weight to int8 the way
+ * msModelSlim's data-free "minmax" per-channel symmetric quantizer does, in
+ * the weight's own type `dtype` (F16, BF16, F32 or F64): per row,
+ * mn = min(min(row), 0), mx = max(max(row), 0), scale = max(-mn, mx) / 127,
+ * floored at float32's machine epsilon; q = round-half-even(w / scale)
+ * clamped to [-128, 127].  Each operation is rounded to `dtype` as torch's
+ * CPU ops round it (docs/quantization.md).  `q` receives rows * cols int8
+ * values, `scales` (may be NULL) one float32 per row.  A NaN or infinite
+ * value is refused (CKPT_ERR_FORMAT): no scale represents it.
+ */
+CKPT_API int ckpt_quantize_int8(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_t cols, int8_t *q,
+                                float *scales, ckpt_error *err);
+
 /* C0 of NZ tiles for elements of `elem_bits` bits (4, 8, 16, 32): 64, 32, 16, 16. */
 CKPT_API uint64_t ckpt_nz_c0(unsigned elem_bits);
 
@@ -338,19 +377,32 @@ CKPT_API int ckpt_fractal_z_to_conv(const void *src, void *dst, const uint64_t n
  * Conversion: plan, then execute
  * ====================================================================== */
 
-typedef enum ckpt_layout {
-    CKPT_LAYOUT_ND = 0,        /* row-major, as the shape says */
-    CKPT_LAYOUT_FRACTAL_NZ = 1 /* Ascend NZ tiles: (..., ceil(N/C0), ceil(M/16), 16, C0) */
-} ckpt_layout;
-
 typedef enum ckpt_nz_mode {
-    CKPT_NZ_AUTO = 0, /* what the target does */
-    CKPT_NZ_ALL,      /* every tensor whose last two dims are both > 1 */
+    CKPT_NZ_AUTO = 0, /* what the target does: no target tiles anything (the runtimes tile on the device) */
+    CKPT_NZ_ALL,      /* every tensor whose last two dims are both > 1: a device image for AscendCL programs */
     CKPT_NZ_NONE
 } ckpt_nz_mode;
 
+/* Data-free int8 quantization in msModelSlim's layout (docs/quantization.md). */
+typedef enum ckpt_quant {
+    CKPT_QUANT_NONE = 0,
+    CKPT_QUANT_W8A8_DYNAMIC, /* int8 per-channel weights; activations quantized per token at run time */
+    CKPT_QUANT_W8A16         /* int8 per-channel weights; 16-bit activations */
+} ckpt_quant;
+
+/* What a plan entry is to the quantized linear it belongs to. */
+typedef enum ckpt_quant_role {
+    CKPT_QUANT_ROLE_NONE = 0, /* not quantized ("FLOAT") */
+    CKPT_QUANT_ROLE_WEIGHT,   /* X.weight: int8 [out, in] */
+    CKPT_QUANT_ROLE_SCALE,    /* X.weight_scale: float32 [out, 1] */
+    CKPT_QUANT_ROLE_OFFSET    /* X.weight_offset: float32 [out, 1], zeros (symmetric) */
+} ckpt_quant_role;
+
+/* The msModelSlim name of a type ("W8A8_DYNAMIC", "W8A16"; "FLOAT" for CKPT_QUANT_NONE). */
+CKPT_API const char *ckpt_quant_name(ckpt_quant quant);
+
 typedef struct ckpt_convert_options {
-    const char *target;        /* "ascend-310p", "ascend-910b" or "nd" */
+    const char *target;        /* "ascend-310p", "ascend-910b" or "nd" (required) */
     const char *dtype;         /* "f16", "bf16", "f32", "keep", or NULL for the target's choice */
     ckpt_nz_mode nz;
     ckpt_overflow overflow;
@@ -364,9 +416,12 @@ typedef struct ckpt_convert_options {
     unsigned part, parts;      /* parts > 0: convert only part `part` (1..parts) of the output shards into
                                   DST.ckpt-parts/part-K-of-N; ckpt_parts_merge then builds DST
                                   (docs/scale-out.md) */
+    ckpt_quant quant;          /* quantize every decoder-layer projection (rules `quant=` refine it) */
+    unsigned nz_fp32_c0;       /* C0 of FRACTAL_NZ for 4-byte elements: 16 (torch_npu, GE) or 8
+                                  (aclnnNpuFormatCast on A2/A3); 0 refuses NZ of such tensors */
 } ckpt_convert_options;
 
-/* Fills `opts` with the defaults: target "nd", overflow saturate, 5 GB shards. */
+/* Fills `opts` with the defaults: no target (one must be set), overflow saturate, 5 GB shards. */
 CKPT_API void ckpt_convert_options_default(ckpt_convert_options *opts);
 
 /*
@@ -399,6 +454,10 @@ typedef struct ckpt_plan_entry {
     uint32_t shard;              /* output file, see ckpt_plan_shard_name */
     uint64_t offset;             /* of its bytes within the shard's data */
     uint64_t nbytes;
+    ckpt_quant quant;            /* the type of the quantized linear it belongs to, CKPT_QUANT_NONE if none */
+    ckpt_quant_role quant_role;
+    ckpt_dtype load_dtype;       /* quant_role != NONE: the type the weight is quantized in */
+    uint64_t nz_c0;              /* FRACTAL_NZ: elements of one tile row (the last stored dimension) */
 } ckpt_plan_entry;
 
 typedef struct ckpt_plan ckpt_plan;
@@ -487,6 +546,8 @@ typedef struct ckpt_finding {
     double max_rel_error;    /* ... and largest |stored - source| / |source| (source != 0) */
     uint64_t mismatched;     /* FIDELITY: elements whose bits differ from the recomputation */
     ckpt_cast_counts counts; /* FIDELITY: the cost of the cast, as convert counts it */
+    ckpt_quant quant;        /* FIDELITY, DIFF: the tensor is an int8 weight of this type, compared dequantized */
+    double sqnr_db;          /* ... and its signal-to-quantization-noise ratio in dB (INFINITY when exact) */
 } ckpt_finding;
 
 /* Called once per check, one call at a time; returning non-zero stops the run. */

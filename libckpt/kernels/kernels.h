@@ -23,6 +23,18 @@ int cast_portable(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, si
 bool cast_fast(ckpt_dtype from, const void *src, ckpt_dtype to, void *dst, size_t count, ckpt_overflow overflow,
                ckpt_cast_counts *counts);
 
+/*
+ * The int8 weight quantizer (quant.c): the portable reference and the
+ * vectorised path.  Both return false on a row holding a NaN or an infinity,
+ * naming it in *bad_row; quant_fast returns false without doing anything when
+ * this CPU or type has no fast path (then *ok is untouched).  `q` may be NULL
+ * (scales only), `scales` too.
+ */
+bool quant_portable(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_t cols, int8_t *q, float *scales,
+                    uint64_t *bad_row);
+bool quant_fast(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_t cols, int8_t *q, float *scales, bool *ok,
+                uint64_t *bad_row);
+
 /* True when the CPU has AVX2 and F16C (asked of cpuid once per process, under pthread_once). */
 bool cpu_has_avx2_f16c(void);
 

@@ -54,7 +54,7 @@ static bool is_fp8(ckpt_dtype d)
 
 static int build_rules(struct ruleset *rs, const ckpt_convert_options *o, const ckpt_source *src, ckpt_error *err)
 {
-    int rc = ruleset_add_target(rs, o->target ? o->target : "nd", err);
+    int rc = ruleset_add_target(rs, o->target ? o->target : "nd", o->dtype, err);
     if (!rc && o->rename)
         rc = ruleset_add_rename(rs, o->rename, src, err);
     if (!rc && o->rules)

@@ -8,26 +8,36 @@
 #include "libckpt/common/error.h"
 #include "rename_hf.h"
 
+#include <stdio.h>
 #include <string.h>
+
+/*
+ * The targets: the floating type every tensor gets (310P has no bf16: MindIE
+ * refuses torch_dtype bfloat16 there), then the tensors the Ascend runtimes
+ * keep in float32, then nothing else: both runtimes load ND tensors under
+ * Hugging Face names and tile them to FRACTAL_NZ on the device themselves, so
+ * no tensor is tiled unless asked (--nz, layout=).  docs/targets.md cites the
+ * loader code behind each line.
+ */
+static const char keep_f32[] =
+    "# kept in float32 by the runtimes: the MoE routing bias (vLLM, vllm-ascend, transformers)\n"
+    "*.e_score_correction_bias  dtype=f32\n"
+    "# quantization parameters (msModelSlim writes them as float32; fp8 block scales)\n"
+    "*.weight_scale      dtype=f32\n"
+    "*.weight_offset     dtype=f32\n"
+    "*.weight_scale_inv  dtype=f32\n"
+    "*.input_scale       dtype=f32\n"
+    "*.input_offset      dtype=f32\n"
+    "*.deq_scale         dtype=f32\n"
+    "*.scale_bias        dtype=f32\n";
 
 static const struct {
     const char *name;
-    const char *rules;
+    const char *dtype;   /* every floating tensor's type, unless --dtype says otherwise; NULL: unchanged */
 } targets[] = {
-    {"nd", ""},
-    {"ascend-310p",
-     "# 310P computes in fp16 only; matmul weights are tiled FRACTAL_NZ as stored ([out, in])\n"
-     "*               dtype=f16\n"
-     "*.weight        layout=nz\n"
-     "*embed*         layout=nd\n"
-     "*norm*          layout=nd\n"
-     "*lm_head*       layout=nd\n"
-     "*output_layer*  layout=nd\n"},
-    {"ascend-910b",
-     "# 910B computes in bf16 and fp16; wider and fp8 types become bf16\n"
-     "* from=f32      dtype=bf16\n"
-     "* from=f8_e4m3  dtype=bf16\n"
-     "* from=f8_e5m2  dtype=bf16\n"},
+    {"nd", NULL},
+    {"ascend-310p", "f16"},
+    {"ascend-910b", "bf16"},
 };
 
 /* The rename sets: Megatron-LM to Hugging Face (rename_hf.c), as a whole or for Llama alone. */
@@ -40,11 +50,22 @@ static const struct {
     {"hf-llama", true, "megatron.swiglu", "true"},
 };
 
-int ruleset_add_target(struct ruleset *rs, const char *target, ckpt_error *err)
+int ruleset_add_target(struct ruleset *rs, const char *target, const char *dtype, ckpt_error *err)
 {
-    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
-        if (strcmp(targets[i].name, target) == 0)
-            return ruleset_parse(rs, targets[i].rules, target, err);
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        if (strcmp(targets[i].name, target) != 0)
+            continue;
+        const char *base = dtype ? dtype : targets[i].dtype;
+        char line[64];
+        int rc = CKPT_OK;
+        if (base) {
+            snprintf(line, sizeof line, "* dtype=%s", base);
+            rc = ruleset_parse(rs, line, dtype ? "--dtype" : target, err);
+        }
+        if (!rc && targets[i].dtype)
+            rc = ruleset_parse(rs, keep_f32, target, err);
+        return rc;
+    }
     return ckpt_fail(err, CKPT_ERR_ARG, "unknown target '%s' (ascend-310p, ascend-910b, nd)", target);
 }
 

@@ -67,8 +67,12 @@ struct rule_decision {
 /* Appends the rules in `text`; errors name `origin` and the line. */
 int ruleset_parse(struct ruleset *rs, const char *text, const char *origin, ckpt_error *err);
 
-/* Appends the built-in rules of a target ("ascend-310p", "ascend-910b", "nd"). */
-int ruleset_add_target(struct ruleset *rs, const char *target, ckpt_error *err);
+/*
+ * Appends the built-in rules of a target ("ascend-310p", "ascend-910b",
+ * "nd"): `* dtype=D` with D the target's floating type, or `dtype` (--dtype)
+ * when not NULL, then for the Ascend targets the tensors kept in float32.
+ */
+int ruleset_add_target(struct ruleset *rs, const char *target, const char *dtype, ckpt_error *err);
 
 /*
  * Appends a built-in rename set ("hf-llama"); refuses a source whose
