@@ -10,20 +10,26 @@
 
 static const char convert_help[] =
     "Usage: ckpt convert SRC DST --target ascend-310p|ascend-910b|nd [options]\n"
-    "Converts the checkpoint SRC into a new folder DST that Ascend inference loads:\n"
-    "safetensors shards, model.safetensors.index.json, config.json, small side files\n"
-    "and ckpt-manifest.json (checksums of every file and tensor).\n\n"
-    "  --target T           ascend-310p: floats to f16, matmul weights FRACTAL_NZ;\n"
-    "                       ascend-910b: f32 and fp8 to bf16; nd: no change (default)\n"
-    "  --dtype D            f16, bf16, f32 or keep, for every floating tensor\n"
-    "  --nz MODE            auto (the target's choice), all, none\n"
+    "Converts the checkpoint SRC into a new folder DST that Ascend inference loads as it\n"
+    "is: safetensors shards, their index, config.json, small side files and\n"
+    "ckpt-manifest.json (checksums of every file and tensor).\n\n"
+    "  --target T           (required) ascend-310p: every float to f16; ascend-910b: to\n"
+    "                       bf16; both ND under Hugging Face names, the tensors the\n"
+    "                       runtimes keep in f32 kept f32; nd: no change of type\n"
+    "  --dtype D            f16, bf16, f32 or keep instead of the target's type\n"
+    "  --quant Q            w8a8-dynamic or w8a16: data-free int8 of every decoder-layer\n"
+    "                       projection in msModelSlim's layout (docs/quantization.md)\n"
+    "  --nz MODE            all: a FRACTAL_NZ device image for AscendCL programs (no\n"
+    "                       Python runtime loads it); none or auto (default): ND\n"
+    "  --nz-fp32-c0 C       C0 of 4-byte NZ tiles: 16 (torch_npu, GE) or 8 (aclnn, A2/A3)\n"
     "  --overflow P         saturate (default), inf (as torch), error\n"
     "  --rename SET         hf: Megatron-LM names, fused QKV / fc1 and experts to the\n"
     "                       Hugging Face architecture the checkpoint's args give (Llama,\n"
     "                       Qwen2 for q/k/v biases, Qwen3, Qwen3-MoE, DeepSeek-V3) and its\n"
     "                       config.json; hf-llama: the same, Llama/Qwen2 only (rules\n"
     "                       after the target's)\n"
-    "  --rules FILE         extra rules: name glob -> dtype / layout / rename / copy / rows / drop\n"
+    "  --rules FILE         extra rules: name glob -> dtype / layout / quant / rename /\n"
+    "                       copy / rows / drop (docs/rules.md)\n"
     "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
     "  --jobs N             worker threads (default: one per core)\n"
@@ -191,7 +197,8 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
         {"target", required_argument, NULL, 't'},   {"dtype", required_argument, NULL, 'd'},
         {"nz", required_argument, NULL, 'z'},       {"overflow", required_argument, NULL, 'o'},
         {"rules", required_argument, NULL, 'r'},    {"max-shard-size", required_argument, NULL, 's'},
-        {"rename", required_argument, NULL, 'R'},
+        {"rename", required_argument, NULL, 'R'},   {"quant", required_argument, NULL, 'Q'},
+        {"nz-fp32-c0", required_argument, NULL, 'C'},
         {"max-memory", required_argument, NULL, 'm'}, {"jobs", required_argument, NULL, 'j'},
         {"force", no_argument, NULL, 'f'},          {"dry-run", no_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'J'},           {"quiet", no_argument, NULL, 'q'},
@@ -231,6 +238,15 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
                 return cli_usage_error("convert", "--overflow takes saturate, inf or error, not '%s'", optarg);
             break;
         case 'r': a->rules_path = optarg; break;
+        case 'Q':
+            if (ckpt_quant_parse(optarg, &a->opts.quant) != CKPT_OK || a->opts.quant == CKPT_QUANT_NONE)
+                return cli_usage_error("convert", "--quant takes w8a8-dynamic or w8a16, not '%s'", optarg);
+            break;
+        case 'C':
+            if (strcmp(optarg, "8") && strcmp(optarg, "16"))
+                return cli_usage_error("convert", "--nz-fp32-c0 takes 16 or 8, not '%s'", optarg);
+            a->opts.nz_fp32_c0 = (unsigned)atoi(optarg);
+            break;
         case 'R':
             if (strcmp(optarg, "hf") && strcmp(optarg, "hf-llama"))
                 return cli_usage_error("convert", "unknown rename set '%s' (hf, hf-llama)", optarg);
@@ -276,6 +292,9 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
     }
     if (argc - optind != 2)
         return cli_usage_error("convert", "expects SRC and DST, got %d paths", argc - optind);
+    if (!a->opts.target)
+        return cli_usage_error("convert", "--target is required: ascend-310p (fp16), ascend-910b (bf16) or nd (no "
+                               "change of type)");
     return EXIT_OK;
 }
 

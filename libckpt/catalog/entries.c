@@ -159,9 +159,13 @@ void source_entry_release(struct tensor_entry *t)
     free(t->parts);
     free(t->shape);
     free(t->strides);
+    free(t->storage_shape);
+    free(t->quant);
     t->parts = NULL;
     t->shape = NULL;
     t->strides = NULL;
+    t->storage_shape = NULL;
+    t->quant = NULL;
     t->part_count = 0;
 }
 
@@ -180,6 +184,9 @@ int source_append_entry(struct ckpt_source *src, struct tensor_entry *t, ckpt_er
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory adding tensor %s", t->pub.name);
     if (!rc) {
         t->pub.name = name;
+        t->storage = (ckpt_tensor_storage){CKPT_LAYOUT_ND, 0, t->pub.rank, t->pub.shape, t->pub.nbytes, 0, NULL};
+        t->storage_shape = NULL;
+        t->quant = NULL;
         for (size_t i = 0; i < t->part_count; i++)
             t->parts[i].entry.pub.name = name;
         src->tensors[src->tensor_count] = *t;

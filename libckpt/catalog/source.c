@@ -4,6 +4,7 @@
 #include "libckpt/common/checked.h"
 #include "libckpt/common/error.h"
 #include "libckpt/io/fs.h"
+#include "libckpt/kernels/kernels.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -172,6 +173,66 @@ int source_add_alias(struct ckpt_source *src, const char *name, size_t target, c
     return CKPT_OK;
 }
 
+/* The C0 values CANN tiles elements of `esize` bytes with: 32 bytes of a row, and 16 or 8 for 4-byte ones. */
+static bool cann_c0(size_t esize, uint64_t c0)
+{
+    return (esize == 1 && c0 == 32) || (esize == 2 && c0 == 16) || (esize == 4 && (c0 == 16 || c0 == 8));
+}
+
+int source_present_nz(struct ckpt_source *src, size_t index, const uint64_t *shape, uint32_t rank, uint64_t c0,
+                      bool transposed, ckpt_error *err)
+{
+    struct tensor_entry *t = &src->tensors[index];
+    const char *file = src->files[t->view.file].path, *name = t->pub.name;
+    size_t esize = ckpt_dtype_size(t->pub.dtype);
+    if (t->parts || t->strides || t->view.big_endian || t->alias_target != SIZE_MAX ||
+        t->storage.layout != CKPT_LAYOUT_ND)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: a FRACTAL_NZ record for a tensor that is not one plain "
+                         "stored block", file, name);
+    if (!cann_c0(esize, c0))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: FRACTAL_NZ record with C0 %llu for %s elements", file,
+                         name, (unsigned long long)c0, ckpt_dtype_name(t->pub.dtype));
+    if (rank < 2 || rank > SOURCE_MAX_RANK || rank + 2 != t->pub.rank)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: FRACTAL_NZ record of rank %u for a tensor stored with "
+                         "rank %u", file, name, rank, t->pub.rank);
+    uint64_t tiled[SOURCE_MAX_RANK], tiles[SOURCE_MAX_RANK + 3], count;
+    uint32_t tiles_rank;
+    memcpy(tiled, shape, rank * sizeof *tiled);
+    if (transposed) {
+        tiled[rank - 2] = shape[rank - 1];
+        tiled[rank - 1] = shape[rank - 2];
+    }
+    if (nz_shape_c0(tiled, rank, (unsigned)esize * 8, c0, 0, tiles, &tiles_rank, NULL) != CKPT_OK ||
+        tiles_rank != t->pub.rank || memcmp(tiles, t->pub.shape, tiles_rank * sizeof *tiles) != 0 ||
+        !ckpt_product_u64(shape, rank, &count))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: its stored shape is not the FRACTAL_NZ tiling its "
+                         "layout record describes", file, name);
+    uint64_t *logical = malloc(rank * sizeof *logical);
+    if (!logical)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory presenting tensor %s", name);
+    memcpy(logical, shape, rank * sizeof *logical);
+    t->storage_shape = t->shape;
+    t->storage = (ckpt_tensor_storage){CKPT_LAYOUT_FRACTAL_NZ, transposed, t->pub.rank, t->storage_shape,
+                                       t->pub.nbytes, c0, t->quant};
+    t->shape = logical;
+    t->pub.shape = logical;
+    t->pub.rank = rank;
+    t->pub.nbytes = count * esize;   /* at most the stored bytes: the tiles pad, never drop */
+    return CKPT_OK;
+}
+
+int source_set_quant(struct ckpt_source *src, size_t index, const char *type, ckpt_error *err)
+{
+    struct tensor_entry *t = &src->tensors[index];
+    char *copy = strdup(type);
+    if (!copy)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory reading the type of %s", t->pub.name);
+    free(t->quant);
+    t->quant = copy;
+    t->storage.quant = copy;
+    return CKPT_OK;
+}
+
 static const char *metadata_key(const void *metadata, size_t i)
 {
     return ((const ckpt_kv *)metadata)[i].key;
@@ -312,6 +373,11 @@ size_t ckpt_source_tensor_count(const ckpt_source *src)
 const ckpt_tensor *ckpt_source_tensor(const ckpt_source *src, size_t i)
 {
     return i < src->tensor_count ? &src->tensors[i].pub : NULL;
+}
+
+const ckpt_tensor_storage *ckpt_source_tensor_storage(const ckpt_source *src, size_t i)
+{
+    return i < src->tensor_count ? &src->tensors[i].storage : NULL;
 }
 
 int ckpt_source_find(const ckpt_source *src, const char *name, size_t *index)

@@ -76,6 +76,9 @@ struct tensor_entry {
     size_t alias_target;     /* index of the aliased tensor, or SIZE_MAX */
     struct tensor_part *parts; /* a tensor stored in pieces (pieces.c); `view` is then unused */
     size_t part_count;
+    ckpt_tensor_storage storage; /* how it is stored (ckpt_source_tensor_storage); NZ is read untiled (view.c) */
+    uint64_t *storage_shape;   /* owned: an NZ tensor's tile shape (storage.shape) */
+    char *quant;               /* owned: its type in a quantized folder's description (storage.quant), or NULL */
 };
 
 /* One stored piece of a tensor: the box starting at `offsets`, read like a tensor of its own. */
@@ -210,6 +213,22 @@ int source_add_pieces(struct ckpt_source *src, const char *name, ckpt_dtype dtyp
 /* The same for a tensor given as runs of its row-major elements (each becomes at most 2 * rank - 1 boxes). */
 int source_add_runs(struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
                     const uint64_t *shape, const struct tensor_run *runs, size_t count, ckpt_error *err);
+
+/*
+ * Presents tensor `index`, stored contiguously as FRACTAL_NZ tiles (what
+ * ckpt convert writes with --nz), as the logical matrix of `shape` (rank 2
+ * or more) it encodes: its catalog shape becomes `shape`, reads untile it,
+ * and its storage records the tiles.  `c0` is the tile row's width,
+ * `transposed` that the tiles hold the matrix with its last two dimensions
+ * swapped.  Refused (CKPT_ERR_FORMAT, naming file and tensor) unless the
+ * stored shape is exactly the tiling of `shape` with that C0, C0 is one
+ * CANN uses for the element size, and the tensor is one plain view.
+ */
+int source_present_nz(struct ckpt_source *src, size_t index, const uint64_t *shape, uint32_t rank, uint64_t c0,
+                      bool transposed, ckpt_error *err);
+
+/* Records the type a quantized folder's description gives tensor `index` (copied). */
+int source_set_quant(struct ckpt_source *src, size_t index, const char *type, ckpt_error *err);
 
 /* Declares `name` as another name for the already declared tensor `target`. */
 int source_add_alias(struct ckpt_source *src, const char *name, size_t target, ckpt_error *err);

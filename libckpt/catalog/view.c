@@ -301,6 +301,63 @@ static int read_strided(struct reader *r, const struct source_file *f, const str
     return CKPT_OK;
 }
 
+/* Bytes of tiles one read of an NZ tensor copies at most. */
+#define NZ_READ_MAX ((uint64_t)4 << 20)
+
+/*
+ * Lines of a tensor stored as FRACTAL_NZ tiles (source_present_nz), untiled.
+ * The logical tensor is (..., M, N); the tiles hold the matrix T, the
+ * logical one or its transpose, [TM, TN] as (..., ceil(TN/C0), TMp/16, 16,
+ * C0) with TMp = 16 * ceil(TM/16): element (i, k) of T is at
+ * ((k / C0) * TMp + i) * C0 + k % C0 of its batch.
+ *  - As stored: logical rows [m0, m1) are, in each column block, one run of
+ *    (m1 - m0) * C0 elements, read at once and spread over the rows.
+ *  - Transposed: logical row m is T's column m, in column block m / C0 at a
+ *    stride of C0: runs of the block are read and gathered.
+ * Each read is at most NZ_READ_MAX bytes, whatever the matrix.
+ */
+static int read_nz_lines(struct reader *r, const struct tensor_entry *t, uint64_t first, uint64_t count, uint8_t *dst)
+{
+    const ckpt_tensor *pub = &t->pub;
+    const struct source_file *f = &r->src->files[t->view.file];
+    size_t es = ckpt_dtype_size(pub->dtype);
+    uint64_t m = pub->shape[pub->rank - 2], n = pub->shape[pub->rank - 1], c0 = t->storage.c0;
+    bool transposed = t->storage.transposed;
+    uint64_t tm = transposed ? n : m, tn = transposed ? m : n;
+    uint64_t tmp_rows = (tm + 15) / 16 * 16, n1 = (tn + c0 - 1) / c0, run = NZ_READ_MAX / (c0 * es);
+    uint64_t start = t->view.storage_offset + t->view.elem_offset * es, row_bytes = n * es;
+    uint8_t *buf = malloc((size_t)(run * c0 * es));
+    if (!buf)
+        return ckpt_fail(r->err, CKPT_ERR_NOMEM, "%s: out of memory reading tensor %s", f->path, pub->name);
+    int rc = CKPT_OK;
+    for (uint64_t line = first; line < first + count && !rc;) {
+        uint64_t m0 = line % m, m1 = m - m0 < first + count - line ? m : m0 + (first + count - line);
+        uint64_t batch = start + line / m * n1 * tmp_rows * c0 * es;
+        uint8_t *out = dst + (line - first) * row_bytes;
+        for (uint64_t j = 0; j < n1 && !transposed && !rc; j++) {
+            uint64_t width = tn - j * c0 < c0 ? tn - j * c0 : c0;
+            for (uint64_t r0 = m0; r0 < m1 && !rc; r0 += run) {
+                uint64_t k = m1 - r0 < run ? m1 - r0 : run;
+                rc = read_bytes(r, f, pub->name, batch + (j * tmp_rows + r0) * c0 * es, k * c0 * es, buf);
+                for (uint64_t i = 0; i < k && !rc; i++)
+                    memcpy(out + (r0 - m0 + i) * row_bytes + j * c0 * es, buf + i * c0 * es, width * es);
+            }
+        }
+        for (uint64_t jb = m0 / c0; transposed && jb * c0 < m1 && !rc; jb++) {
+            uint64_t lo = m0 > jb * c0 ? m0 : jb * c0, hi = m1 < (jb + 1) * c0 ? m1 : (jb + 1) * c0;
+            for (uint64_t k0 = 0; k0 < tm && !rc; k0 += run) {
+                uint64_t k = tm - k0 < run ? tm - k0 : run;
+                rc = read_bytes(r, f, pub->name, batch + (jb * tmp_rows + k0) * c0 * es, k * c0 * es, buf);
+                for (uint64_t mm = lo; mm < hi && !rc; mm++)
+                    copy_strided(out + (mm - m0) * row_bytes + k0 * es, es, buf + (mm % c0) * es, c0 * es, k, es);
+            }
+        }
+        line += m1 - m0;
+    }
+    free(buf);
+    return rc;
+}
+
 /* Reads lines of a tensor held by one view. */
 static int read_view_lines(struct reader *r, const struct tensor_entry *t, uint64_t first, uint64_t count,
                            uint8_t *dst)
@@ -313,6 +370,8 @@ static int read_view_lines(struct reader *r, const struct tensor_entry *t, uint6
         return CKPT_OK;
     const struct source_file *f = &r->src->files[t->view.file];
     uint64_t start = t->view.storage_offset + t->view.elem_offset * esize;
+    if (t->storage.layout == CKPT_LAYOUT_FRACTAL_NZ)
+        return read_nz_lines(r, t, first, count, dst);
     if (!t->strides) {
         int rc = read_bytes(r, f, pub->name, start + first * line_bytes, len, dst);
         if (rc)

@@ -401,6 +401,13 @@ typedef enum ckpt_quant_role {
 /* The msModelSlim name of a type ("W8A8_DYNAMIC", "W8A16"; "FLOAT" for CKPT_QUANT_NONE). */
 CKPT_API const char *ckpt_quant_name(ckpt_quant quant);
 
+/*
+ * Parses a type: the CLI's and the rules' spelling ("w8a8-dynamic", "w8a16",
+ * "none") or msModelSlim's ("W8A8_DYNAMIC", "W8A16", "FLOAT"), any case;
+ * CKPT_ERR_ARG when unknown.
+ */
+CKPT_API int ckpt_quant_parse(const char *name, ckpt_quant *out);
+
 typedef struct ckpt_convert_options {
     const char *target;        /* "ascend-310p", "ascend-910b" or "nd" (required) */
     const char *dtype;         /* "f16", "bf16", "f32", "keep", or NULL for the target's choice */

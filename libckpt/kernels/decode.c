@@ -65,3 +65,22 @@ void error_update(const double *a, const double *b, uint64_t count, double *abs_
             *rel_err = d / fabs(a[i]);
     }
 }
+
+void energy_update(const double *a, const double *b, uint64_t count, double *signal, double *noise)
+{
+    for (uint64_t i = 0; i < count; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i]))
+            continue;
+        *signal += a[i] * a[i];
+        *noise += (b[i] - a[i]) * (b[i] - a[i]);
+    }
+}
+
+double sqnr_db(double signal, double noise)
+{
+    if (noise == 0)
+        return INFINITY;
+    if (signal == 0)
+        return -INFINITY;
+    return 10 * log10(signal / noise);
+}

@@ -14,4 +14,10 @@ void decode_f64(ckpt_dtype dtype, const void *src, double *out, uint64_t count);
 /* Accumulates the largest |b - a| and |b - a| / |a| (a != 0, both finite) into *abs and *rel. */
 void error_update(const double *a, const double *b, uint64_t count, double *abs_err, double *rel_err);
 
+/* Accumulates the energy of the a's into *signal and of the differences b - a into *noise (finite pairs). */
+void energy_update(const double *a, const double *b, uint64_t count, double *signal, double *noise);
+
+/* The signal-to-noise ratio 10 log10(signal / noise) in dB: INFINITY without noise, -INFINITY without signal. */
+double sqnr_db(double signal, double noise);
+
 #endif

@@ -35,11 +35,25 @@ bool quant_portable(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_
 bool quant_fast(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_t cols, int8_t *q, float *scales, bool *ok,
                 uint64_t *bad_row);
 
+/* The two chosen as ckpt_quantize_int8 chooses (the type already checked). */
+bool quant_rows(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_t cols, int8_t *q, float *scales,
+                uint64_t *bad_row);
+
 /* True when the CPU has AVX2 and F16C (asked of cpuid once per process, under pthread_once). */
 bool cpu_has_avx2_f16c(void);
 
 /* How one value fared in a cast. */
 enum cast_class { CAST_EXACT_OR_ROUNDED, CAST_OVERFLOW, CAST_SUBNORMAL, CAST_FLUSHED };
+
+/*
+ * FRACTAL_NZ with an explicit C0 (elements of a tile row): the storage shape
+ * (ckpt_nz_shape's, with that C0) and the tiling or untiling of a batch of
+ * matrices (ckpt_nd_to_nz / ckpt_nz_to_nd with that C0).
+ */
+int nz_shape_c0(const uint64_t *nd_shape, uint32_t rank, unsigned elem_bits, uint64_t c0, int transpose,
+                uint64_t *nz_shape, uint32_t *nz_rank, ckpt_error *err);
+int nz_convert(const void *src, void *dst, const uint64_t *shape, uint32_t rank, unsigned elem_bits, uint64_t c0,
+               int transpose, bool tile, ckpt_error *err);
 
 /*
  * NZ tiling of one row-major matrix of `rows` rows of `cols_bytes` bytes into

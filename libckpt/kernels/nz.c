@@ -4,7 +4,9 @@
  * An ND tensor (..., M, N) becomes (..., ceil(N/C0), ceil(M/16), 16, C0):
  * tiles of 16 rows by C0 columns, column blocks outermost, zero padded.
  * C0 is 32 bytes of a row (16 two-byte, 32 one-byte, 64 packed int4
- * elements) and 16 for four-byte elements.  Both directions go tile by
+ * elements) and, by default, 16 for four-byte elements (torch_npu's and
+ * GE's choice; aclnnNpuFormatCast uses 8 on A2/A3, which callers inside the
+ * library can ask for through nz_convert).  Both directions go tile by
  * tile: a block of 16 rows is visited once, and each of its column blocks
  * is one contiguous run of 16*C0 elements on the NZ side, so neither side is
  * walked through strided memory element by element.
@@ -22,23 +24,20 @@ uint64_t ckpt_nz_c0(unsigned elem_bits)
     return elem_bits == 32 ? 16 : 256 / elem_bits;
 }
 
-/* Bytes of one tile row. */
-static uint64_t c0_bytes_of(unsigned elem_bits)
-{
-    return ckpt_nz_c0(elem_bits) * elem_bits / 8;
-}
-
 static bool valid_bits(unsigned bits)
 {
     return bits == 4 || bits == 8 || bits == 16 || bits == 32;
 }
 
-int ckpt_nz_shape(const uint64_t *nd_shape, uint32_t rank, unsigned elem_bits, int transpose, uint64_t *nz_shape,
-                  uint32_t *nz_rank, ckpt_error *err)
+int nz_shape_c0(const uint64_t *nd_shape, uint32_t rank, unsigned elem_bits, uint64_t c0, int transpose,
+                uint64_t *nz_shape, uint32_t *nz_rank, ckpt_error *err)
 {
     if (rank == 0 || rank > 64 || !valid_bits(elem_bits) || (transpose && rank < 2))
         return ckpt_fail(err, CKPT_ERR_ARG, "NZ needs rank 1 to 64 (2 to transpose) and 4, 8, 16 or 32-bit elements");
-    uint64_t m = rank == 1 ? 1 : nd_shape[rank - 2], n = nd_shape[rank - 1], c0 = ckpt_nz_c0(elem_bits);
+    if (c0 == 0 || c0 * elem_bits % 8 != 0 || c0 * elem_bits > 512)
+        return ckpt_fail(err, CKPT_ERR_ARG, "NZ tile rows of %llu %u-bit elements are not whole bytes of at most 64",
+                         (unsigned long long)c0, elem_bits);
+    uint64_t m = rank == 1 ? 1 : nd_shape[rank - 2], n = nd_shape[rank - 1];
     if (transpose) {
         uint64_t t = m;
         m = n;
@@ -59,6 +58,14 @@ int ckpt_nz_shape(const uint64_t *nd_shape, uint32_t rank, unsigned elem_bits, i
     if (!empty && (!ckpt_product_u64(nz_shape, *nz_rank, &count) || !ckpt_mul_u64(count, elem_bits, &count)))
         return ckpt_fail(err, CKPT_ERR_ARG, "NZ shape overflows 64 bits");
     return CKPT_OK;
+}
+
+int ckpt_nz_shape(const uint64_t *nd_shape, uint32_t rank, unsigned elem_bits, int transpose, uint64_t *nz_shape,
+                  uint32_t *nz_rank, ckpt_error *err)
+{
+    if (!valid_bits(elem_bits))
+        return ckpt_fail(err, CKPT_ERR_ARG, "NZ needs rank 1 to 64 (2 to transpose) and 4, 8, 16 or 32-bit elements");
+    return nz_shape_c0(nd_shape, rank, elem_bits, ckpt_nz_c0(elem_bits), transpose, nz_shape, nz_rank, err);
 }
 
 /*
@@ -86,12 +93,12 @@ static void transpose_blocked(const uint8_t *src, uint8_t *dst, uint64_t rows, u
 }
 
 /* Walks the batch of matrices of an ND shape, tiling or untiling each. */
-static int nz_apply(const void *src, void *dst, const uint64_t *shape, uint32_t rank, unsigned elem_bits,
-                    int transpose, bool tile, ckpt_error *err)
+int nz_convert(const void *src, void *dst, const uint64_t *shape, uint32_t rank, unsigned elem_bits, uint64_t c0,
+               int transpose, bool tile, ckpt_error *err)
 {
     uint64_t nz[68];
     uint32_t nz_rank;
-    int rc = ckpt_nz_shape(shape, rank, elem_bits, transpose, nz, &nz_rank, err);
+    int rc = nz_shape_c0(shape, rank, elem_bits, c0, transpose, nz, &nz_rank, err);
     if (rc)
         return rc;
     if (transpose && elem_bits == 4)
@@ -106,7 +113,7 @@ static int nz_apply(const void *src, void *dst, const uint64_t *shape, uint32_t 
      */
     if (!ckpt_product_u64(shape, rank, &count) || count == 0)
         return CKPT_OK;
-    uint64_t batches = count / (m * n), c0b = c0_bytes_of(elem_bits);
+    uint64_t batches = count / (m * n), c0b = c0 * elem_bits / 8;
     /* the tiled matrix: [m, n] as stored, or [n, m] when transposed */
     uint64_t tm = transpose ? n : m, tn_bytes = (transpose ? m : n) * elem_bits / 8;
     uint64_t nd_bytes = m * n * elem_bits / 8, nz_bytes = nz[nz_rank - 4] * nz[nz_rank - 3] * 16 * c0b;
@@ -139,11 +146,13 @@ static int nz_apply(const void *src, void *dst, const uint64_t *shape, uint32_t 
 int ckpt_nd_to_nz(const void *src, void *dst, const uint64_t *shape, uint32_t rank, unsigned elem_bits, int transpose,
                   ckpt_error *err)
 {
-    return nz_apply(src, dst, shape, rank, elem_bits, transpose, true, err);
+    return nz_convert(src, dst, shape, rank, elem_bits, valid_bits(elem_bits) ? ckpt_nz_c0(elem_bits) : 0, transpose,
+                      true, err);
 }
 
 int ckpt_nz_to_nd(const void *src, void *dst, const uint64_t *shape, uint32_t rank, unsigned elem_bits, int transpose,
                   ckpt_error *err)
 {
-    return nz_apply(src, dst, shape, rank, elem_bits, transpose, false, err);
+    return nz_convert(src, dst, shape, rank, elem_bits, valid_bits(elem_bits) ? ckpt_nz_c0(elem_bits) : 0, transpose,
+                      false, err);
 }

@@ -73,6 +73,15 @@ bool quant_portable(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_
     return true;
 }
 
+bool quant_rows(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_t cols, int8_t *q, float *scales,
+                uint64_t *bad_row)
+{
+    bool ok;
+    if (!quant_fast(dtype, weight, rows, cols, q, scales, &ok, bad_row))
+        ok = quant_portable(dtype, weight, rows, cols, q, scales, bad_row);
+    return ok;
+}
+
 int ckpt_quantize_int8(ckpt_dtype dtype, const void *weight, uint64_t rows, uint64_t cols, int8_t *q,
                        float *scales, ckpt_error *err)
 {
@@ -85,10 +94,7 @@ int ckpt_quantize_int8(ckpt_dtype dtype, const void *weight, uint64_t rows, uint
         return ckpt_fail(err, CKPT_ERR_ARG, "weight [%llu, %llu] overflows the address space",
                          (unsigned long long)rows, (unsigned long long)cols);
     uint64_t bad_row = 0;
-    bool ok;
-    if (!quant_fast(dtype, weight, rows, cols, q, scales, &ok, &bad_row))
-        ok = quant_portable(dtype, weight, rows, cols, q, scales, &bad_row);
-    if (!ok)
+    if (!quant_rows(dtype, weight, rows, cols, q, scales, &bad_row))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "row %llu holds a NaN or an infinity, which no int8 scale represents",
                          (unsigned long long)bad_row);
     return CKPT_OK;

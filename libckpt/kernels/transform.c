@@ -1,5 +1,9 @@
-/* transform.c: execute.c's block operations, in terms of the kernels. */
+/* transform.c: the sink's block operations, in terms of the kernels. */
 #include "transform.h"
+
+#include "kernels.h"
+
+#include "libckpt/common/error.h"
 
 int transform_lines(const struct transform *t, const void *src, void *dst, uint64_t row0, uint64_t lines,
                     ckpt_cast_counts *counts, ckpt_error *err)
@@ -10,8 +14,37 @@ int transform_lines(const struct transform *t, const void *src, void *dst, uint6
     return ckpt_cast(t->from, src, t->to, dst, lines * t->line_elems, t->overflow, counts, err);
 }
 
-int transform_nz(const void *src, void *dst, uint64_t rows, uint64_t cols, ckpt_dtype dtype, int transpose,
-                 ckpt_error *err)
+int transform_load(const struct transform *t, const void *src, void *stage, void *load, uint64_t row0,
+                   uint64_t lines, const void **loaded, ckpt_cast_counts *counts, ckpt_error *err)
 {
-    return ckpt_nd_to_nz(src, dst, (uint64_t[]){rows, cols}, 2, (unsigned)ckpt_dtype_size(dtype) * 8, transpose, err);
+    uint64_t elems = lines * t->line_elems;
+    *loaded = src;
+    if (!t->scales && t->from == t->load)
+        return CKPT_OK;
+    *loaded = load;
+    if (!t->scales)
+        return ckpt_cast(t->from, src, t->load, load, elems, t->overflow, counts, err);
+    void *bf16 = t->load == CKPT_DTYPE_BF16 ? load : stage;
+    int rc = ckpt_fp8_dequant(t->from, src, lines, t->line_elems, row0, t->scales, t->scale_rows, t->scale_cols,
+                              t->block_rows, t->block_cols, CKPT_DTYPE_BF16, bf16, t->overflow, counts, err);
+    if (!rc && bf16 != load)
+        rc = ckpt_cast(CKPT_DTYPE_BF16, bf16, t->load, load, elems, t->overflow, counts, err);
+    return rc;
+}
+
+int transform_quant(const struct transform *t, const void *loaded, void *dst, float *line_scales, uint64_t lines,
+                    uint64_t *bad_line)
+{
+    bool weight = t->role == CKPT_QUANT_ROLE_WEIGHT;
+    return quant_rows(t->load, loaded, lines, t->line_elems, weight ? dst : NULL, weight ? line_scales : dst,
+                      bad_line)
+               ? CKPT_OK
+               : CKPT_ERR_FORMAT;
+}
+
+int transform_nz(const void *src, void *dst, uint64_t rows, uint64_t cols, ckpt_dtype dtype, uint64_t c0,
+                 int transpose, ckpt_error *err)
+{
+    return nz_convert(src, dst, (uint64_t[]){rows, cols}, 2, (unsigned)ckpt_dtype_size(dtype) * 8, c0, transpose, true,
+                      err);
 }

@@ -1,8 +1,9 @@
 /*
  * transform.h: what happens to one block of a tensor's lines on its way to
- * the output: an element-type cast (or fp8 block dequantization) and, for
- * NZ layouts, tiling.  execute.c streams blocks through these; they call
- * the kernels.
+ * the output: an element-type cast (or fp8 block dequantization), or for a
+ * quantized linear the weight loaded in its load type then quantized, and
+ * for NZ layouts tiling.  The sink's stream.c pushes blocks through these;
+ * they call the kernels.
  */
 #ifndef CKPT_TRANSFORM_H
 #define CKPT_TRANSFORM_H
@@ -15,6 +16,8 @@ struct transform {
     uint64_t line_elems;      /* elements per line (the last dimension) */
     const float *scales;      /* fp8 block scales [scale_rows, scale_cols], or NULL */
     uint64_t scale_rows, scale_cols, block_rows, block_cols;
+    ckpt_quant_role role;     /* a quantized linear's weight or scale: `to` is then I8 or F32 */
+    ckpt_dtype load;          /* ... and the type it is loaded and quantized in */
 };
 
 /*
@@ -25,11 +28,30 @@ int transform_lines(const struct transform *t, const void *src, void *dst, uint6
                     ckpt_cast_counts *counts, ckpt_error *err);
 
 /*
- * Tiles a row-major [rows, cols] matrix into FRACTAL_NZ
- * [ceil(cols/C0), ceil(rows/16)*16, C0], zero-padded; with `transpose` the
- * matrix is first transposed to [cols, rows].
+ * A quantized linear's lines in its load type, as msModelSlim has them
+ * before quantizing: fp8 weights block-dequantized to bf16 (in `stage` when
+ * the load type is another, then cast), others cast.  *loaded is `src`
+ * itself when nothing changes, else `load` (lines * line_elems of the load
+ * type; `stage` the same count of bf16).
  */
-int transform_nz(const void *src, void *dst, uint64_t rows, uint64_t cols, ckpt_dtype dtype, int transpose,
-                 ckpt_error *err);
+int transform_load(const struct transform *t, const void *src, void *stage, void *load, uint64_t row0,
+                   uint64_t lines, const void **loaded, ckpt_cast_counts *counts, ckpt_error *err);
+
+/*
+ * Quantizes loaded lines (quant.c): the weight's codes into `dst` and each
+ * line's scale into `line_scales` (may be NULL), or for the scale tensor the
+ * scales into `dst`.  A line holding a NaN or an infinity is CKPT_ERR_FORMAT,
+ * its index in *bad_line (the caller names the tensor).
+ */
+int transform_quant(const struct transform *t, const void *loaded, void *dst, float *line_scales, uint64_t lines,
+                    uint64_t *bad_line);
+
+/*
+ * Tiles a row-major [rows, cols] matrix into FRACTAL_NZ
+ * [ceil(cols/C0), ceil(rows/16)*16, C0] with C0 elements a tile row,
+ * zero-padded; with `transpose` the matrix is first transposed to [cols, rows].
+ */
+int transform_nz(const void *src, void *dst, uint64_t rows, uint64_t cols, ckpt_dtype dtype, uint64_t c0,
+                 int transpose, ckpt_error *err);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include "libckpt/catalog/source.h"
 #include "libckpt/common/error.h"
+#include "libckpt/plan/rules.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -21,10 +22,21 @@ static json_t *shape_json(const uint64_t *shape, uint32_t rank)
     return a;
 }
 
+json_t *device_json(const ckpt_plan_entry *e)
+{
+    const char *acl_name;
+    int acl_code = acl_dtype_of(e->dtype, &acl_name);
+    return json_pack("{s:s, s:o, s:b, s:i, s:i, s:s?, s:o, s:s, s:o, s:I, s:I}", "layout", layout_name(e->layout),
+                     "nd_shape", shape_json(e->nd_shape, e->nd_rank), "transposed", e->transposed, "acl_format",
+                     ACL_FORMAT_FRACTAL_NZ_CODE, "acl_dtype", acl_code, "acl_dtype_name", acl_name, "view_shape",
+                     shape_json(e->nd_shape, e->nd_rank), "orientation", e->transposed ? "in,out" : "out,in",
+                     "storage_shape", shape_json(e->shape, e->rank), "c0", (json_int_t)e->nz_c0, "storage_nbytes",
+                     (json_int_t)e->nbytes);
+}
+
 int layout_metadata(const ckpt_plan_entry *e, char **key, char **value)
 {
-    json_t *o = json_pack("{s:s, s:o, s:b}", "layout", layout_name(e->layout), "nd_shape",
-                          shape_json(e->nd_shape, e->nd_rank), "transposed", e->transposed);
+    json_t *o = device_json(e);
     *value = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     size_t n = strlen(LAYOUT_KEY_PREFIX) + strlen(e->name) + 1;
@@ -51,6 +63,16 @@ json_t *files_json(const struct file_records *files)
     return a;
 }
 
+const char *quant_role_name(ckpt_quant_role role)
+{
+    switch (role) {
+    case CKPT_QUANT_ROLE_WEIGHT: return "weight";
+    case CKPT_QUANT_ROLE_SCALE: return "scale";
+    case CKPT_QUANT_ROLE_OFFSET: return "offset";
+    default: return "none";
+    }
+}
+
 static json_t *tensor_json(const struct ckpt_plan *plan, size_t i, const struct tensor_record *rec)
 {
     const ckpt_plan_entry *e = &plan->items[i].pub;
@@ -65,6 +87,12 @@ static json_t *tensor_json(const struct ckpt_plan *plan, size_t i, const struct 
                             json_pack("{s:I, s:I, s:I, s:I}", "groups", (json_int_t)e->rows.groups, "group_rows",
                                       (json_int_t)e->rows.group_rows, "offset", (json_int_t)e->rows.offset, "count",
                                       (json_int_t)e->rows.count));
+    if (e->quant_role != CKPT_QUANT_ROLE_NONE)
+        json_object_set_new(o, "quant", json_pack("{s:s, s:s, s:s}", "type", ckpt_quant_name(e->quant), "role",
+                                                  quant_role_name(e->quant_role), "load_dtype",
+                                                  ckpt_dtype_name(e->load_dtype)));
+    if (e->layout == CKPT_LAYOUT_FRACTAL_NZ)
+        json_object_set_new(o, "device", device_json(e));
     if (e->alias_of) {
         json_object_set_new(o, "alias_of", json_string(e->alias_of));
         return o;
@@ -105,12 +133,14 @@ int manifest_write(struct outdir *o, const struct ckpt_plan *plan, const struct 
         json_array_append_new(dropped, json_string(plan->dropped[i]));
     const ckpt_convert_options *opt = &plan->opts;
     json_t *doc = json_pack(
-        "{s:i, s:s, s:{s:s, s:s, s:o}, s:s, s:{s:s?, s:s, s:s, s:I, s:s?, s:s?, s:[I, I]}, s:o, s:o, s:o}",
+        "{s:i, s:s, s:{s:s, s:s, s:o}, s:s, s:{s:s?, s:s, s:s, s:I, s:s?, s:s?, s:[I, I], s:s, s:i}, s:o, s:o, "
+        "s:o}",
         "manifest_version", MANIFEST_VERSION, "tool", "libckpt " CKPT_VERSION_STRING, "source", "path",
         ckpt_source_path(plan->src), "format", ckpt_source_format(plan->src), "files", files_json(source_files),
         "target", opt->target, "options", "dtype", opt->dtype, "nz", nz_name(opt->nz), "overflow",
         overflow_name(opt->overflow), "max_shard_bytes", (json_int_t)opt->max_shard_bytes, "rules", opt->rules,
-        "rename", opt->rename, "fp8_block", (json_int_t)plan->fp8_block[0], (json_int_t)plan->fp8_block[1], "files",
+        "rename", opt->rename, "fp8_block", (json_int_t)plan->fp8_block[0], (json_int_t)plan->fp8_block[1], "quant",
+        rules_quant_word(opt->quant), "nz_fp32_c0", (int)opt->nz_fp32_c0, "files",
         files_json(output_files), "dropped", dropped, "tensors", tensor_list);
     /* how a DeepSpeed source was opened decides its tensors: verify --against opens it the same way */
     if (doc && strcmp(ckpt_source_format(plan->src), "deepspeed") == 0)

@@ -4,6 +4,8 @@
 #include "libckpt/common/error.h"
 #include "manifest.h"
 
+#include "libckpt/plan/rules.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,44 @@ static bool get_rows(const json_t *src, ckpt_row_select *out)
            out->count > 0 && out->offset <= out->group_rows && out->count <= out->group_rows - out->offset;
 }
 
+/* quant, when present: {"type", "role", "load_dtype"} of a quantized linear's part. */
+static bool get_quant(const json_t *o, struct manifest_tensor *t)
+{
+    const json_t *q = json_object_get(o, "quant");
+    t->quant = CKPT_QUANT_NONE;
+    t->quant_role = CKPT_QUANT_ROLE_NONE;
+    t->load_dtype = CKPT_DTYPE_INVALID;
+    if (!q)
+        return true;
+    const char *type = get_str(q, "type"), *role = get_str(q, "role"), *load = get_str(q, "load_dtype");
+    if (!type || !role || !load)
+        return false;
+    for (int k = CKPT_QUANT_W8A8_DYNAMIC; k <= CKPT_QUANT_W8A16; k++)
+        if (strcmp(type, ckpt_quant_name((ckpt_quant)k)) == 0)
+            t->quant = (ckpt_quant)k;
+    for (int k = CKPT_QUANT_ROLE_WEIGHT; k <= CKPT_QUANT_ROLE_OFFSET; k++)
+        if (strcmp(role, quant_role_name((ckpt_quant_role)k)) == 0)
+            t->quant_role = (ckpt_quant_role)k;
+    t->load_dtype = ckpt_dtype_from_name(load);
+    return t->quant != CKPT_QUANT_NONE && t->quant_role != CKPT_QUANT_ROLE_NONE &&
+           t->load_dtype != CKPT_DTYPE_INVALID;
+}
+
+/* device.c0 of an NZ tensor (older manifests have no device record: the C0 convert used then). */
+static bool get_c0(const json_t *o, struct manifest_tensor *t)
+{
+    t->nz_c0 = 0;
+    if (t->layout != CKPT_LAYOUT_FRACTAL_NZ)
+        return !json_object_get(o, "device");
+    const json_t *device = json_object_get(o, "device");
+    if (!device) {
+        size_t es = ckpt_dtype_size(t->dtype);
+        t->nz_c0 = es == 4 ? 16 : es ? 32 / es : 0;
+        return true;
+    }
+    return get_u64(device, "c0", &t->nz_c0) && t->nz_c0 > 0 && t->nz_c0 <= 64;
+}
+
 static int load_tensor(struct manifest_tensor *t, const json_t *o, const char *path, size_t i, ckpt_error *err)
 {
     const json_t *src = json_object_get(o, "source");
@@ -105,6 +145,7 @@ static int load_tensor(struct manifest_tensor *t, const json_t *o, const char *p
               get_rows(src, &t->rows);
     if (ok)
         t->layout = strcmp(layout, "ND") == 0 ? CKPT_LAYOUT_ND : CKPT_LAYOUT_FRACTAL_NZ;
+    ok = ok && get_quant(o, t) && get_c0(o, t);
     if (ok && !t->alias_of) {
         t->file = get_str(o, "file");
         t->xxh3_128 = get_str(o, "xxh3_128");
@@ -161,6 +202,12 @@ int manifest_load(struct manifest *m, const char *dir, ckpt_error *err)
     m->overflow = get_str(opts, "overflow");
     m->rules = get_str(opts, "rules");
     m->rename = get_str(opts, "rename");   /* absent in manifests older than rename sets */
+    m->quant = get_str(opts, "quant");     /* ... and these in ones older than quantization */
+    const json_t *c0 = json_object_get(opts, "nz_fp32_c0");
+    if (c0 && (!json_is_integer(c0) || (json_integer_value(c0) != 0 && json_integer_value(c0) != 8 &&
+                                        json_integer_value(c0) != 16)))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: options.nz_fp32_c0 is not 0, 8 or 16", path);
+    m->nz_fp32_c0 = c0 ? (unsigned)json_integer_value(c0) : 0;
     if (!m->target || !m->nz || !m->overflow || !get_u64(opts, "max_shard_bytes", &m->max_shard_bytes))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: target or options are missing", path);
     const json_t *ds = json_object_get(json_object_get(m->root, "source"), "deepspeed_weights");
@@ -190,6 +237,9 @@ int manifest_options(const struct manifest *m, ckpt_convert_options *opts, const
     opts->rules_origin = "manifest rules";
     opts->rename = m->rename;
     opts->max_shard_bytes = m->max_shard_bytes;
+    opts->nz_fp32_c0 = m->nz_fp32_c0;
+    if (m->quant && !rules_parse_quant(m->quant, &opts->quant))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: unknown quant %s", path, m->quant);
     if (strcmp(m->nz, "auto") == 0)
         opts->nz = CKPT_NZ_AUTO;
     else if (strcmp(m->nz, "all") == 0)

@@ -26,11 +26,16 @@ struct manifest_tensor {
     uint64_t shape[66], nd_shape[64];
     uint64_t offset, nbytes;
     ckpt_row_select rows;   /* groups 0 when the manifest records no row selection */
+    ckpt_quant quant;       /* quant.type, CKPT_QUANT_NONE when the manifest records none */
+    ckpt_quant_role quant_role;
+    ckpt_dtype load_dtype;  /* quant.load_dtype */
+    uint64_t nz_c0;         /* device.c0 of an NZ tensor */
 };
 
 struct manifest {
     json_t *root;
-    const char *target, *dtype, *nz, *overflow, *rules, *rename;
+    const char *target, *dtype, *nz, *overflow, *rules, *rename, *quant;
+    unsigned nz_fp32_c0;
     const char *deepspeed_weights;   /* source.deepspeed_weights: "fp32", "module", or NULL */
     uint64_t max_shard_bytes;
     struct manifest_file *files;

@@ -12,8 +12,11 @@
 
 #include "libckpt/common/checked.h"
 #include "libckpt/common/error.h"
-#include "rules.h"
 #include "libckpt/catalog/source.h"
+#include "libckpt/kernels/kernels.h"
+#include "quant_select.h"
+#include "rules.h"
+#include "source_config.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -26,8 +29,17 @@
 
 void ckpt_convert_options_default(ckpt_convert_options *opts)
 {
-    *opts = (ckpt_convert_options){.target = "nd", .overflow = CKPT_OVERFLOW_SATURATE,
+    *opts = (ckpt_convert_options){.target = NULL, .overflow = CKPT_OVERFLOW_SATURATE,
                                    .max_shard_bytes = 5000000000ull};
+}
+
+const char *ckpt_quant_name(ckpt_quant quant)
+{
+    switch (quant) {
+    case CKPT_QUANT_W8A8_DYNAMIC: return "W8A8_DYNAMIC";
+    case CKPT_QUANT_W8A16: return "W8A16";
+    default: return "FLOAT";
+    }
 }
 
 static bool is_float(ckpt_dtype d)
@@ -52,50 +64,29 @@ static bool is_fp8(ckpt_dtype d)
 
 /* ---- reading the options into rules ---- */
 
+/*
+ * The order is what "last rule wins" makes of it: the target (its type, or
+ * --dtype's, then the tensors kept in float32), the rename set, --nz, then
+ * the user's rules, which refine all of them (a layer left out of --nz all or
+ * --quant by glob).
+ */
 static int build_rules(struct ruleset *rs, const ckpt_convert_options *o, const ckpt_source *src, ckpt_error *err)
 {
-    int rc = ruleset_add_target(rs, o->target ? o->target : "nd", o->dtype, err);
-    if (!rc && o->rename)
-        rc = ruleset_add_rename(rs, o->rename, src, err);
-    if (!rc && o->rules)
-        rc = ruleset_parse(rs, o->rules, o->rules_origin ? o->rules_origin : "rules", err);
-    if (!rc && o->dtype) {
+    if (o->dtype) {
         ckpt_dtype d;
-        char line[64];
         if (!rules_parse_dtype(o->dtype, &d) || (d != CKPT_DTYPE_INVALID && !is_float(d)))
             return ckpt_fail(err, CKPT_ERR_ARG, "unknown --dtype '%s' (f16, bf16, f32, keep)", o->dtype);
-        snprintf(line, sizeof line, "* dtype=%s", o->dtype);
-        rc = ruleset_parse(rs, line, "--dtype", err);
+        if (d == CKPT_DTYPE_BF16 && strcmp(o->target, "ascend-310p") == 0)
+            return ckpt_fail(err, CKPT_ERR_ARG, "--dtype bf16 does not suit --target ascend-310p: the 310P has no "
+                             "bf16 (MindIE refuses torch_dtype bfloat16 there)");
     }
+    int rc = ruleset_add_target(rs, o->target, o->dtype, err);
+    if (!rc && o->rename)
+        rc = ruleset_add_rename(rs, o->rename, src, err);
     if (!rc && o->nz != CKPT_NZ_AUTO)
         rc = ruleset_parse(rs, o->nz == CKPT_NZ_ALL ? "* layout=nz" : "* layout=nd", "--nz", err);
-    return rc;
-}
-
-/* weight_block_size from the source folder's config.json, else 128 x 128. */
-static int read_fp8_block(struct ckpt_plan *plan, ckpt_error *err)
-{
-    plan->fp8_block[0] = plan->fp8_block[1] = 128;
-    char path[4096];
-    struct stat st;
-    const char *root = ckpt_source_path(plan->src);
-    if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode) ||
-        snprintf(path, sizeof path, "%s/config.json", root) >= (int)sizeof path || stat(path, &st) != 0)
-        return CKPT_OK;
-    json_error_t jerr;
-    json_t *config = json_load_file(path, 0, &jerr);
-    if (!config)
-        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
-    json_t *block = json_object_get(json_object_get(config, "quantization_config"), "weight_block_size");
-    int rc = CKPT_OK;
-    if (block) {
-        json_int_t r = json_integer_value(json_array_get(block, 0)), c = json_integer_value(json_array_get(block, 1));
-        if (json_array_size(block) != 2 || r <= 0 || c <= 0 || r > (1 << 20) || c > (1 << 20))
-            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: weight_block_size is not two positive integers", path);
-        plan->fp8_block[0] = (uint64_t)r;
-        plan->fp8_block[1] = (uint64_t)c;
-    }
-    json_decref(config);
+    if (!rc && o->rules)
+        rc = ruleset_parse(rs, o->rules, o->rules_origin ? o->rules_origin : "rules", err);
     return rc;
 }
 
@@ -134,22 +125,50 @@ static ckpt_dtype output_dtype(const ckpt_tensor *t, const struct rule_decision 
 }
 
 /*
- * Fills an item's shapes: ND as the source (its selected rows; transposed
- * for nz-t), NZ tiles when asked and possible.
+ * C0 of an NZ tile row for `esize`-byte elements: 32 bytes of a row (16 two-byte,
+ * 32 one-byte elements).  Four-byte elements have two values in CANN (16 in
+ * torch_npu and GE, 8 in aclnnNpuFormatCast on A2/A3), so only the caller can
+ * say which its device program expects; without that such a tensor is refused.
  */
-static int lay_out(struct plan_item *it, const ckpt_tensor *t, int layout, ckpt_error *err)
+static int nz_c0_for(const struct ckpt_plan *plan, const char *name, size_t esize, uint64_t *c0, ckpt_error *err)
 {
-    uint32_t rank = t->rank;
+    if (esize != 4) {
+        *c0 = ckpt_nz_c0((unsigned)esize * 8);
+        return CKPT_OK;
+    }
+    *c0 = plan->opts.nz_fp32_c0;
+    if (*c0 == 8 || *c0 == 16)
+        return CKPT_OK;
+    return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: FRACTAL_NZ of 4-byte elements has two C0 values in CANN (16 in "
+                     "torch_npu and GE, 8 in aclnnNpuFormatCast on A2/A3): name one with --nz-fp32-c0 16|8, or keep "
+                     "it ND (layout=nd)", name);
+}
+
+/*
+ * Fills an item's shapes: ND as the source (its selected rows; transposed
+ * for nz-t), NZ tiles when asked and possible.  A quantized linear's scale
+ * and offset are [rows, 1] columns, always ND.
+ */
+static int lay_out(const struct ckpt_plan *plan, struct plan_item *it, const ckpt_tensor *t, int layout,
+                   ckpt_error *err)
+{
+    bool column = it->pub.quant_role == CKPT_QUANT_ROLE_SCALE || it->pub.quant_role == CKPT_QUANT_ROLE_OFFSET;
+    uint32_t rank = column ? 2 : t->rank;
     it->shapes = calloc(2 * (size_t)rank + 3, sizeof *it->shapes);
     if (!it->shapes)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning %s", t->name);
     uint64_t *stored = it->shapes, *nd = it->shapes + rank + 3;   /* NZ adds up to 3 dims */
-    memcpy(nd, t->shape, rank * sizeof *nd);
+    memcpy(nd, t->shape, (column ? 1 : rank) * sizeof *nd);
     const ckpt_row_select *sel = &it->pub.rows;
     it->in_bytes = t->nbytes;
     if (sel->groups) {   /* rule_rows checked that these rows lie inside the tensor */
         nd[0] = sel->groups * sel->count;
         it->in_bytes = t->nbytes / t->shape[0] * nd[0];
+    }
+    if (column) {
+        nd[1] = 1;
+        if (it->pub.quant_role == CKPT_QUANT_ROLE_OFFSET)
+            it->in_bytes = 0;   /* zeros: nothing is read */
     }
     size_t esize = ckpt_dtype_size(it->pub.dtype);
     bool nz = (layout == RULE_LAYOUT_NZ || layout == RULE_LAYOUT_NZ_T) && rank >= 2 && nd[rank - 1] > 1 &&
@@ -169,7 +188,9 @@ static int lay_out(struct plan_item *it, const ckpt_tensor *t, int layout, ckpt_
         it->pub.rank = rank;
         it->pub.layout = CKPT_LAYOUT_ND;
     } else {
-        int rc = ckpt_nz_shape(nd, rank, (unsigned)esize * 8, 0, stored, &it->pub.rank, err);
+        int rc = nz_c0_for(plan, it->pub.name, esize, &it->pub.nz_c0, err);
+        if (!rc)
+            rc = nz_shape_c0(nd, rank, (unsigned)esize * 8, it->pub.nz_c0, 0, stored, &it->pub.rank, err);
         if (rc)
             return rc;
         it->pub.layout = CKPT_LAYOUT_FRACTAL_NZ;
@@ -207,7 +228,66 @@ static int new_item(struct ckpt_plan *plan, struct plan_item **out, ckpt_error *
     return CKPT_OK;
 }
 
-/* The outputs of one source tensor: usually one, one per part when a rule splits it. */
+/*
+ * The type msModelSlim quantizes a weight in: the one transformers loads it
+ * as (torch_dtype="auto": config.json's torch_dtype, else the tensor's own
+ * type), an fp8 weight being dequantized to bf16 first.
+ */
+static ckpt_dtype load_dtype_of(const struct ckpt_plan *plan, const ckpt_tensor *t)
+{
+    if (plan->cfg.torch_dtype != CKPT_DTYPE_INVALID)
+        return plan->cfg.torch_dtype;
+    return is_fp8(t->dtype) ? CKPT_DTYPE_BF16 : t->dtype;
+}
+
+/*
+ * The quantization of output `name` of source tensor t: the last quant=
+ * rule, else --quant's built-in selection.  Only 2-D floating `*.weight`
+ * tensors are quantized; a quant= rule leaves others as they are.
+ */
+static ckpt_quant quant_of(const struct ckpt_plan *plan, const ckpt_tensor *t, const struct rule_decision *d,
+                           const char *name)
+{
+    size_t n = strlen(name);
+    if (!is_float(t->dtype) || t->rank != 2 || n < 7 || strcmp(name + n - 7, ".weight") != 0)
+        return CKPT_QUANT_NONE;
+    if (d->quant != RULE_QUANT_UNSET)
+        return (ckpt_quant)d->quant;
+    return quant_selects(name, &plan->cfg) ? plan->opts.quant : CKPT_QUANT_NONE;
+}
+
+/* X.weight_scale and X.weight_offset after the quantized X.weight at items[at], from the same source rows. */
+static int add_quant_params(struct ckpt_plan *plan, size_t at, const ckpt_tensor *t, ckpt_error *err)
+{
+    static const struct {
+        ckpt_quant_role role;
+        const char *suffix;
+    } params[] = {{CKPT_QUANT_ROLE_SCALE, "_scale"}, {CKPT_QUANT_ROLE_OFFSET, "_offset"}};
+    int rc = CKPT_OK;
+    for (size_t k = 0; k < 2 && !rc; k++) {
+        struct plan_item *it;
+        rc = new_item(plan, &it, err);
+        if (rc)
+            break;
+        const struct plan_item *w = &plan->items[at];   /* after new_item: the array may have moved */
+        size_t n = strlen(w->pub.name), m = strlen(params[k].suffix);
+        char *name = malloc(n + m + 1);
+        if (!name)
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
+        memcpy(name, w->pub.name, n);
+        memcpy(name + n, params[k].suffix, m + 1);
+        it->source_index = w->source_index;
+        it->scale_index = w->scale_index;
+        it->pub = (ckpt_plan_entry){.name = name, .source_name = w->pub.source_name,
+                                    .source_dtype = w->pub.source_dtype, .dtype = CKPT_DTYPE_F32,
+                                    .scale_name = w->pub.scale_name, .rows = w->pub.rows, .quant = w->pub.quant,
+                                    .quant_role = params[k].role, .load_dtype = w->pub.load_dtype};
+        rc = lay_out(plan, it, t, RULE_LAYOUT_ND, err);
+    }
+    return rc;
+}
+
+/* The outputs of one source tensor: usually one, one per part when a rule splits it (three when quantized). */
 static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t i, bool *consumed, bool *named,
                        ckpt_error *err)
 {
@@ -225,6 +305,7 @@ static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t 
         char **name = out < d.parts ? &d.names[out] : &d.copy_names[out - d.parts];
         ckpt_row_select rows;
         struct plan_item *it = NULL;
+        size_t at = plan->item_count;
         rc = rule_rows(&d, part, t->name, t->rank, t->shape, &rows, err);
         if (!rc)
             rc = new_item(plan, &it, err);
@@ -237,26 +318,40 @@ static int plan_tensor(struct ckpt_plan *plan, const struct ruleset *rs, size_t 
         it->pub.source_name = t->name;
         it->pub.source_dtype = t->dtype;
         it->pub.dtype = output_dtype(t, &d);
-        it->scale_index = find_scale(plan, t, it->pub.dtype);
+        it->pub.quant = quant_of(plan, t, &d, it->pub.name);
+        if (it->pub.quant != CKPT_QUANT_NONE) {
+            it->pub.quant_role = CKPT_QUANT_ROLE_WEIGHT;
+            it->pub.dtype = CKPT_DTYPE_I8;
+            it->pub.load_dtype = load_dtype_of(plan, t);
+            plan->quantizes = true;
+        }
+        it->scale_index = find_scale(plan, t, it->pub.quant ? it->pub.load_dtype : it->pub.dtype);
         if (it->scale_index != SIZE_MAX) {
             consumed[it->scale_index] = true;
             it->pub.scale_name = ckpt_source_tensor(plan->src, it->scale_index)->name;
             plan->fp8_dequantized = true;
         }
-        rc = lay_out(it, t, d.layout, err);
+        rc = lay_out(plan, it, t, d.layout, err);
+        if (!rc && plan->items[at].pub.quant != CKPT_QUANT_NONE)
+            rc = add_quant_params(plan, at, t, err);
     }
     rule_decision_free(&d);
     return rc;
 }
 
-static bool same_rows(const ckpt_row_select *a, const ckpt_row_select *b)
+/* Two outputs of tied source tensors that hold the same bytes: the same rows, made the same way. */
+static bool same_content(const ckpt_plan_entry *a, const ckpt_plan_entry *b)
 {
-    return a->groups == b->groups && a->group_rows == b->group_rows && a->offset == b->offset && a->count == b->count;
+    const ckpt_row_select *x = &a->rows, *y = &b->rows;
+    return x->groups == y->groups && x->group_rows == y->group_rows && x->offset == y->offset && x->count == y->count &&
+           a->dtype == b->dtype && a->layout == b->layout && a->transposed == b->transposed && a->nz_c0 == b->nz_c0 &&
+           a->quant == b->quant && a->quant_role == b->quant_role && a->load_dtype == b->load_dtype;
 }
 
 /*
- * Aliases point at their target's output name (the same rows of it); an
- * alias of a dropped tensor is stored itself.  The items of each source
+ * Aliases point at their target's output name (the same rows of it, made
+ * the same way); an alias of a dropped tensor, or one the rules make
+ * differently (another type, layout or quantization), is stored itself.  The items of each source
  * tensor are chained first, so that an alias finds its target's items
  * without a scan: a hostile file can tie a million tensors.
  */
@@ -283,7 +378,7 @@ static int resolve_aliases(struct ckpt_plan *plan, ckpt_error *err)
             continue;
         it->pub.alias_of = NULL;
         for (size_t j = first[target]; j != SIZE_MAX && !it->pub.alias_of; j = next[j])
-            if (!plan->items[j].pub.alias_of && same_rows(&plan->items[j].pub.rows, &it->pub.rows))
+            if (!plan->items[j].pub.alias_of && same_content(&plan->items[j].pub, &it->pub))
                 it->pub.alias_of = plan->items[j].pub.name;
     }
     free(first);
@@ -368,8 +463,9 @@ static int assign_shards(struct ckpt_plan *plan, ckpt_error *err)
     if (!rc && plan->shard_count == 0)
         rc = add_shard(plan, 0, err);
     for (size_t k = 0; k < plan->shard_count && !rc; k++) {
-        char name[64];
-        snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, plan->shard_count);
+        char name[96];
+        snprintf(name, sizeof name, "%s-%05zu-of-%05zu.safetensors", plan->quantized ? QUANT_WEIGHTS_STEM : "model",
+                 k + 1, plan->shard_count);
         if (!(plan->shards[k].name = strdup(name)))
             rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning shards");
     }
@@ -378,9 +474,16 @@ static int assign_shards(struct ckpt_plan *plan, ckpt_error *err)
     return rc;
 }
 
-/* The floating type most of the output bytes are stored in, for config.json's torch_dtype. */
-static ckpt_dtype dominant_float(const struct ckpt_plan *plan)
+/*
+ * config.json's torch_dtype: the type the target (or --dtype) gives every
+ * floating tensor, else the one most of the output bytes are stored in.
+ */
+static ckpt_dtype model_float_dtype(const struct ckpt_plan *plan)
 {
+    const char *base = plan->opts.dtype ? plan->opts.dtype : ruleset_target_dtype(plan->opts.target);
+    ckpt_dtype named;
+    if (base && rules_parse_dtype(base, &named) && named != CKPT_DTYPE_INVALID)
+        return named;
     uint64_t bytes[CKPT_DTYPE_COUNT] = {0};
     for (size_t i = 0; i < plan->item_count; i++)
         if (is_float(plan->items[i].pub.dtype))
@@ -396,7 +499,12 @@ static int copy_options(struct ckpt_plan *plan, const char *dst, const ckpt_conv
 {
     plan->opts = *opts;
     if (!plan->opts.target)
-        plan->opts.target = "nd";
+        return ckpt_fail(err, CKPT_ERR_ARG, "no target: set ckpt_convert_options.target to ascend-310p, ascend-910b "
+                         "or nd");
+    if (plan->opts.quant < CKPT_QUANT_NONE || plan->opts.quant > CKPT_QUANT_W8A16)
+        return ckpt_fail(err, CKPT_ERR_ARG, "unknown quantization %d", (int)plan->opts.quant);
+    if (plan->opts.nz_fp32_c0 != 0 && plan->opts.nz_fp32_c0 != 8 && plan->opts.nz_fp32_c0 != 16)
+        return ckpt_fail(err, CKPT_ERR_ARG, "nz_fp32_c0 is 8 or 16, not %u", plan->opts.nz_fp32_c0);
     if (plan->opts.max_shard_bytes == 0)
         return ckpt_fail(err, CKPT_ERR_ARG, "max_shard_bytes must be positive");
     plan->dst = strdup(dst);
@@ -463,7 +571,11 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     if (!rc)
         rc = build_rules(&rs, &plan->opts, src, err);
     if (!rc)
-        rc = read_fp8_block(plan, err);
+        rc = source_config_read(src, &plan->cfg, err);
+    if (!rc) {
+        plan->fp8_block[0] = plan->cfg.fp8_block[0];
+        plan->fp8_block[1] = plan->cfg.fp8_block[1];
+    }
     for (size_t i = 0; i < n && !rc; i++)
         rc = plan_tensor(plan, &rs, i, consumed, named, err);
     if (!rc)
@@ -483,14 +595,23 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     }
     if (plan)
         plan->item_count = kept;
+    if (!rc && plan->opts.quant != CKPT_QUANT_NONE && !plan->quantizes)
+        rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --quant %s found no linear to quantize: it takes the decoder "
+                       "layers' projections by Hugging Face name (model.layers.N.self_attn.q_proj.weight, ...; "
+                       "docs/quantization.md); rename them (--rename) or name them with quant= rules",
+                       ckpt_source_path(src), rules_quant_word(plan->opts.quant));
     if (!rc)
         rc = resolve_aliases(plan, err);
     if (!rc)
         rc = check_unique_names(plan, err);
     if (!rc)
+        rc = quant_check_fused(plan, err);
+    for (size_t i = 0; !rc && i < plan->item_count && !plan->quantized; i++)   /* this plan's, or a quantized source's */
+        plan->quantized = strcmp(quant_type_of(plan, &plan->items[i]), ckpt_quant_name(CKPT_QUANT_NONE)) != 0;
+    if (!rc)
         rc = assign_shards(plan, err);
     if (!rc)
-        plan->float_dtype = dominant_float(plan);
+        plan->float_dtype = model_float_dtype(plan);
     ruleset_free(&rs);
     free(consumed);
     free(named);

@@ -3,9 +3,15 @@
 #define CKPT_PLAN_H
 
 #include "ckpt.h"
+#include "source_config.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
+
+/* msModelSlim's names for a quantized folder's files (save/ascendv1.py L146-147, save/utils/safetensors.py). */
+#define QUANT_WEIGHTS_STEM "quant_model_weights"
+#define QUANT_INDEX_NAME "quant_model_weights.safetensors.index.json"
+#define QUANT_DESCRIPTION_NAME "quant_model_description.json"
 
 struct plan_item {
     ckpt_plan_entry pub;
@@ -33,9 +39,13 @@ struct ckpt_plan {
     char **dropped;
     size_t dropped_count;
     uint64_t bytes_in, bytes_out;
+    struct source_config cfg;        /* what the source's config.json says */
     uint64_t fp8_block[2];           /* rows, columns of one scale block */
     bool fp8_dequantized;            /* some weight was dequantized: config loses quantization_config */
-    ckpt_dtype float_dtype;          /* the dominant floating output type, for config.json */
+    bool quantizes;                  /* this plan quantizes some weight */
+    bool quantized;                  /* some output tensor is quantized (by this plan, or in the source): the
+                                        folder gets msModelSlim's file names and description */
+    ckpt_dtype float_dtype;          /* the model's floating type, for config.json's torch_dtype */
     atomic_int cancelled;
 };
 

@@ -69,6 +69,14 @@ int ruleset_add_target(struct ruleset *rs, const char *target, const char *dtype
     return ckpt_fail(err, CKPT_ERR_ARG, "unknown target '%s' (ascend-310p, ascend-910b, nd)", target);
 }
 
+const char *ruleset_target_dtype(const char *target)
+{
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+        if (strcmp(targets[i].name, target) == 0)
+            return targets[i].dtype;
+    return NULL;
+}
+
 int ruleset_add_rename(struct ruleset *rs, const char *set, const ckpt_source *src, ckpt_error *err)
 {
     for (size_t i = 0; i < sizeof renames / sizeof renames[0]; i++) {

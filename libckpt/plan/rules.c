@@ -29,6 +29,29 @@ bool rules_parse_dtype(const char *word, ckpt_dtype *out)
     return false;
 }
 
+static const char *const quant_words[] = {"none", "w8a8-dynamic", "w8a16"};   /* by ckpt_quant */
+
+int ckpt_quant_parse(const char *name, ckpt_quant *out)
+{
+    for (int q = CKPT_QUANT_NONE; q <= CKPT_QUANT_W8A16; q++) {
+        if (strcasecmp(name, quant_words[q]) == 0 || strcasecmp(name, ckpt_quant_name((ckpt_quant)q)) == 0) {
+            *out = (ckpt_quant)q;
+            return CKPT_OK;
+        }
+    }
+    return CKPT_ERR_ARG;
+}
+
+bool rules_parse_quant(const char *word, ckpt_quant *out)
+{
+    return ckpt_quant_parse(word, out) == CKPT_OK;
+}
+
+const char *rules_quant_word(ckpt_quant quant)
+{
+    return quant >= CKPT_QUANT_NONE && quant <= CKPT_QUANT_W8A16 ? quant_words[quant] : "none";
+}
+
 /* A row value as written: decimal digits, or ${KEY} with a non-empty key. */
 static bool row_value_ok(const char *v, size_t len)
 {
@@ -97,6 +120,12 @@ static int parse_action(struct rule *r, char *word, const char *origin, int line
             r->layout = RULE_LAYOUT_NZ_T;
         else
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: unknown layout '%s' (nd, nz, nz-t)", origin, line, value);
+    } else if (strcmp(key, "quant") == 0) {
+        ckpt_quant q;
+        if (!rules_parse_quant(value, &q))
+            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: unknown quant '%s' (w8a8-dynamic, w8a16, none)", origin,
+                             line, value);
+        r->quant = (int)q;
     } else if (strcmp(key, "rename") == 0 || strcmp(key, "copy") == 0) {
         if (!*value)
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: empty %s", origin, line, key);
@@ -142,7 +171,7 @@ static int parse_line(struct ruleset *rs, char *text, const char *origin, int li
         rs->cap = cap;
     }
     struct rule *r = &rs->rules[rs->count];
-    *r = (struct rule){.from = CKPT_DTYPE_INVALID, .layout = RULE_LAYOUT_UNSET};
+    *r = (struct rule){.from = CKPT_DTYPE_INVALID, .layout = RULE_LAYOUT_UNSET, .quant = RULE_QUANT_UNSET};
     r->pattern = strdup(word);
     if (r->pattern && asprintf(&r->where, "%s:%d", origin, line) < 0)
         r->where = NULL;
@@ -211,6 +240,12 @@ static bool glob(const char *p, const char *s, int star, struct match *m)
         if (*s == '\0' || (*p != '?' && *p != *s))
             return false;
     }
+}
+
+bool rules_glob(const char *pattern, const char *name)
+{
+    struct match m = {0};
+    return glob(pattern, name, 0, &m);
 }
 
 /* What a template is expanded with: the captures of the match, the source's metadata. */
@@ -430,7 +465,8 @@ static int name_parts(const struct rule *rename, const struct rule *copy, const 
 int ruleset_decide(const struct ruleset *rs, const ckpt_source *src, const char *name, ckpt_dtype from,
                    struct rule_decision *out, ckpt_error *err)
 {
-    *out = (struct rule_decision){.dtype = CKPT_DTYPE_INVALID, .layout = RULE_LAYOUT_UNSET, .groups = 1};
+    *out = (struct rule_decision){.dtype = CKPT_DTYPE_INVALID, .layout = RULE_LAYOUT_UNSET,
+                                  .quant = RULE_QUANT_UNSET, .groups = 1};
     const struct rule *rename = NULL, *rows = NULL, *split = NULL, *copy = NULL;
     for (size_t i = 0; i < rs->count; i++) {
         const struct rule *r = &rs->rules[i];
@@ -451,6 +487,8 @@ int ruleset_decide(const struct ruleset *rs, const ckpt_source *src, const char 
         }
         if (r->layout != RULE_LAYOUT_UNSET)
             out->layout = r->layout;
+        if (r->quant != RULE_QUANT_UNSET)
+            out->quant = r->quant;
         rename = r->rename ? r : rename;
         copy = r->copy ? r : copy;
         rows = r->rows ? r : rows;

@@ -3,7 +3,7 @@
  *
  * A rules file has one rule a line: a glob over the source tensor name, an
  * optional `from=DTYPE` filter on the source element type, and actions:
- * `dtype=f16|bf16|f32|f64|keep`, `layout=nd|nz|nz-t`, `rename=TEMPLATE`
+ * `dtype=f16|bf16|f32|f64|keep`, `layout=nd|nz|nz-t`, `quant=w8a8-dynamic|w8a16|none`, `rename=TEMPLATE`
  * (`$1`..`$9` are what the pattern's `*`s matched, `${KEY}` a metadata
  * value, `${KEY+$N}` that value plus the number `$N` matched), `copy=`
  * (more outputs of the same rows, one template each), `drop`.  `#` starts a
@@ -27,6 +27,8 @@
 
 enum rule_layout { RULE_LAYOUT_UNSET = -1, RULE_LAYOUT_ND, RULE_LAYOUT_NZ, RULE_LAYOUT_NZ_T };
 
+#define RULE_QUANT_UNSET (-1)
+
 struct rule {
     char *pattern;
     ckpt_dtype from;      /* CKPT_DTYPE_INVALID: any */
@@ -36,6 +38,7 @@ struct rule {
     char *rename;         /* NULL: unchanged */
     char *copy;           /* `copy=` templates, comma-separated: more outputs with the same rows, or NULL */
     bool drop;
+    int quant;            /* a ckpt_quant (`quant=`), or RULE_QUANT_UNSET */
     char *rows;           /* `rows=` value as written (a number or ${KEY}), or NULL */
     char *split;          /* `split=` value as written, or NULL */
     char *groups;         /* `groups=` value as written (needs split), or NULL */
@@ -54,6 +57,7 @@ struct rule_decision {
     bool set_dtype;
     ckpt_dtype dtype;     /* when set_dtype; CKPT_DTYPE_INVALID: keep */
     int layout;           /* enum rule_layout, RULE_LAYOUT_UNSET when no rule spoke */
+    int quant;            /* a ckpt_quant, RULE_QUANT_UNSET when no rule spoke */
     size_t parts;         /* outputs: 1, or the number of split parts */
     char *names[RULE_MAX_PARTS];   /* malloc'd output name of each part */
     size_t copies;        /* outputs besides the parts that repeat the tensor (copy=) ... */
@@ -73,6 +77,9 @@ int ruleset_parse(struct ruleset *rs, const char *text, const char *origin, ckpt
  * when not NULL, then for the Ascend targets the tensors kept in float32.
  */
 int ruleset_add_target(struct ruleset *rs, const char *target, const char *dtype, ckpt_error *err);
+
+/* The floating type a target gives every tensor ("f16", "bf16"), or NULL (nd, or unknown). */
+const char *ruleset_target_dtype(const char *target);
 
 /*
  * Appends a built-in rename set ("hf-llama"); refuses a source whose
@@ -100,6 +107,15 @@ int rule_rows(const struct rule_decision *d, size_t part, const char *tensor, ui
 void rule_decision_free(struct rule_decision *d);
 
 void ruleset_free(struct ruleset *rs);
+
+/* Parses "w8a8-dynamic", "w8a16" or "none" (the CLI's and the rules' spelling). */
+bool rules_parse_quant(const char *word, ckpt_quant *out);
+
+/* The spelling rules_parse_quant reads. */
+const char *rules_quant_word(ckpt_quant quant);
+
+/* Glob match of a whole name: `*` any run of characters (dots included), `?` one; false past a step budget. */
+bool rules_glob(const char *pattern, const char *name);
 
 /* Parses "f16", "BF16", ... ; "keep" gives CKPT_DTYPE_INVALID and true. */
 bool rules_parse_dtype(const char *word, ckpt_dtype *out);

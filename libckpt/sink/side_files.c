@@ -4,6 +4,7 @@
 #include "libckpt/common/error.h"
 #include "libckpt/io/fs.h"
 #include "hf_config.h"
+#include "quant_description.h"
 #include "libckpt/catalog/source.h"
 #include "libckpt/manifest/manifest.h"
 
@@ -17,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int write_json(struct outdir *o, const char *name, json_t *doc, struct file_records *files, ckpt_error *err)
+int write_json(struct outdir *o, const char *name, json_t *doc, struct file_records *files, ckpt_error *err)
 {
     XXH128_hash_t h;
     uint64_t size;
@@ -34,7 +35,7 @@ static int write_index(struct outdir *o, const struct ckpt_plan *plan, struct fi
             json_object_set_new(map, e->name, json_string(plan->shards[e->shard].name));
     }
     json_t *doc = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)plan->bytes_out, "weight_map", map);
-    return write_json(o, INDEX_NAME, doc, files, err);
+    return write_json(o, plan->quantized ? QUANT_INDEX_NAME : INDEX_NAME, doc, files, err);
 }
 
 static const char *torch_dtype_name(ckpt_dtype d)
@@ -75,7 +76,8 @@ static int write_config(struct outdir *o, const struct ckpt_plan *plan, const ch
     const char *dtype = torch_dtype_name(plan->float_dtype);
     if (dtype)
         json_object_set_new(config, "torch_dtype", json_string(dtype));
-    if (plan->fp8_dequantized)
+    /* dequantized fp8 has no quantization_config; msModelSlim's folders have none either (their description says it) */
+    if (plan->fp8_dequantized || plan->quantized)
         json_object_del(config, "quantization_config");
     return write_json(o, "config.json", config, files, err);
 }
@@ -86,6 +88,8 @@ static bool is_weight_or_ours(const char *name)
     static const char *const suffixes[] = {".safetensors", ".bin", ".pt", ".pth", ".distcp", ".ckpt",
                                            ".index.json", ".nemo", ".tar", ".zst", MANIFEST_NAME};
     size_t n = strlen(name);
+    if (strncmp(name, "quant_model_description", 23) == 0)   /* msModelSlim's, written anew when it applies */
+        return true;
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
         size_t m = strlen(suffixes[i]);
         if (n >= m && strcmp(name + n - m, suffixes[i]) == 0)
@@ -211,6 +215,8 @@ static bool plain_file(const struct ckpt_fs *fs, const char *path)
 int write_side_files(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files, ckpt_error *err)
 {
     int rc = write_index(o, plan, files, err);
+    if (!rc && plan->quantized)
+        rc = write_quant_description(o, plan, files, err);
     const char *dir = source_folder(plan);
     const struct ckpt_fs *fs = plan->src->fs;
     char config[4096];

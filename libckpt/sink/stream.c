@@ -4,6 +4,7 @@
 #include "libckpt/common/error.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct job {
     const struct ckpt_plan *plan;
@@ -13,6 +14,7 @@ struct job {
     uint64_t row_lines;       /* lines per row of dim 0, for row selections */
     struct transform tf;
     size_t out_esize;
+    uint64_t out_line_elems;  /* stored elements per line: line_elems, or 1 for a quantized linear's scale */
     uint64_t budget;
     struct stream_buffers *b;
     struct stream_sink *sink;
@@ -38,6 +40,10 @@ void stream_buffers_free(struct stream_buffers *b)
     free(b->in);
     free(b->out);
     free(b->tiles);
+    free(b->load);
+    free(b->stage);
+    free(b->ref);
+    free(b->scales);
     *b = (struct stream_buffers){0};
 }
 
@@ -58,6 +64,53 @@ static uint64_t source_line(const struct job *j, uint64_t line, uint64_t *run)
     return (group * s->group_rows + s->offset + k) * j->row_lines + within;
 }
 
+/* The buffers a block of `count` lines needs besides the source lines and the output. */
+static int ensure_work(struct job *j, uint64_t count, bool want_ref, ckpt_error *err)
+{
+    struct stream_buffers *b = j->b;
+    const struct transform *t = &j->tf;
+    uint64_t elems = count * t->line_elems;
+    int rc = CKPT_OK;
+    if (t->role != CKPT_QUANT_ROLE_NONE) {
+        if (t->scales || t->from != t->load)
+            rc = ensure(&b->load, &b->load_cap, elems * ckpt_dtype_size(t->load), err);
+        if (!rc && t->scales && t->load != CKPT_DTYPE_BF16)
+            rc = ensure(&b->stage, &b->stage_cap, elems * 2, err);
+        if (!rc && t->role == CKPT_QUANT_ROLE_WEIGHT)
+            rc = ensure(&b->scales, &b->scales_cap, count * sizeof(float), err);
+    }
+    if (!rc && want_ref && t->scales)
+        rc = ensure(&b->ref, &b->ref_cap, elems * sizeof(float), err);
+    return rc;
+}
+
+/* Converts one run of lines read into `in`: cast, dequantize, or load and quantize. */
+static int convert_run(struct job *j, const uint8_t *in, uint8_t *out, uint64_t done, uint64_t src, uint64_t row0,
+                       uint64_t run, bool want_ref, ckpt_error *err)
+{
+    struct stream_buffers *b = j->b;
+    const struct transform *t = &j->tf;
+    uint64_t elems = t->line_elems;
+    int rc = CKPT_OK;
+    if (t->role == CKPT_QUANT_ROLE_NONE) {
+        rc = transform_lines(t, in, out, row0, run, j->counts, err);
+    } else {
+        const void *loaded;
+        uint64_t bad;
+        rc = transform_load(t, in, b->stage, b->load + done * elems * ckpt_dtype_size(t->load), row0, run, &loaded,
+                            j->counts, err);
+        if (!rc && transform_quant(t, loaded, out, (float *)b->scales + done, run, &bad) != CKPT_OK)
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: row %llu holds a NaN or an infinity, which no int8 "
+                           "scale represents", ckpt_source_path(j->plan->src), j->te->pub.name,
+                           (unsigned long long)(src + bad));
+    }
+    if (!rc && want_ref && t->scales)   /* the exact source values, for measuring errors */
+        rc = ckpt_fp8_dequant(t->from, in, run, elems, row0, t->scales, t->scale_rows, t->scale_cols, t->block_rows,
+                              t->block_cols, CKPT_DTYPE_F32, b->ref + done * elems * sizeof(float),
+                              CKPT_OVERFLOW_INF, NULL, err);
+    return rc;
+}
+
 /*
  * Reads item lines [first, first + count), gathered from their source lines,
  * and converts them; *out points at the converted bytes.  `row0` is the
@@ -68,34 +121,58 @@ static int read_converted(struct job *j, uint64_t first, uint64_t count, uint64_
                           ckpt_error *err)
 {
     struct stream_buffers *b = j->b;
-    uint64_t in_line = view_line_bytes(&j->te->pub), out_line = j->tf.line_elems * j->out_esize;
+    uint64_t in_line = view_line_bytes(&j->te->pub), out_line = j->out_line_elems * j->out_esize;
     uint64_t elems = count * j->tf.line_elems;
-    bool copy = j->tf.from == j->tf.to && !j->tf.scales;
+    bool copy = j->tf.from == j->tf.to && !j->tf.scales && j->tf.role == CKPT_QUANT_ROLE_NONE;
+    bool want_ref = j->sink->observe && j->tf.role <= CKPT_QUANT_ROLE_WEIGHT;
     int rc = ensure(&b->in, &b->in_cap, count * in_line, err);
     if (!rc && !copy)
-        rc = ensure(&b->out, &b->out_cap, elems * j->out_esize, err);
+        rc = ensure(&b->out, &b->out_cap, count * out_line, err);
+    if (!rc)
+        rc = ensure_work(j, count, want_ref, err);
     for (uint64_t done = 0, run; done < count && !rc; done += run) {
         uint64_t src = source_line(j, first + done, &run);
         if (run > count - done)
             run = count - done;
         rc = view_read_lines(j->plan->src, j->te, src, run, b->in + done * in_line, err);
         if (!rc && !copy)
-            rc = transform_lines(&j->tf, b->in + done * in_line, b->out + done * out_line,
-                                 j->it->pub.rows.groups ? src : row0 + done, run, j->counts, err);
+            rc = convert_run(j, b->in + done * in_line, b->out + done * out_line, done, src,
+                             j->it->pub.rows.groups ? src : row0 + done, run, want_ref, err);
     }
     if (rc)
         return rc;
     *out = copy ? b->in : b->out;
-    if (j->sink->observe)
-        j->sink->observe(j->sink, b->in, *out, elems);
+    if (want_ref) {
+        struct stream_values v = {j->tf.scales ? CKPT_DTYPE_F32 : j->tf.from, j->tf.scales ? b->ref : b->in,
+                                  j->tf.to, *out, elems, j->tf.line_elems,
+                                  j->tf.role == CKPT_QUANT_ROLE_WEIGHT ? (const float *)b->scales : NULL};
+        j->sink->observe(j->sink, &v);
+    }
     return CKPT_OK;
+}
+
+/* A quantized linear's offset: zeros (msModelSlim's symmetric weight_offset), nothing read. */
+static int stream_zeros(struct job *j, ckpt_error *err)
+{
+    uint64_t total = j->it->pub.nbytes, chunk = total < j->budget ? total : j->budget;
+    int rc = ensure(&j->b->out, &j->b->out_cap, chunk ? chunk : 1, err);
+    if (!rc)
+        memset(j->b->out, 0, chunk);
+    for (uint64_t at = 0; at < total && !rc; at += chunk) {
+        uint64_t n = total - at < chunk ? total - at : chunk;
+        rc = j->sink->put(j->sink, j->b->out, n, at, err);
+    }
+    if (!rc && !j->sink->progress(j->sink, 0))
+        rc = CKPT_ERR_CANCELLED;
+    return rc;
 }
 
 static int stream_nd(struct job *j, ckpt_error *err)
 {
     uint64_t lines = j->lines, in_line = view_line_bytes(&j->te->pub);
-    uint64_t out_line = j->tf.line_elems * j->out_esize;
-    uint64_t per = j->budget / (in_line + out_line + 1);
+    uint64_t out_line = j->out_line_elems * j->out_esize;
+    uint64_t work = j->tf.role == CKPT_QUANT_ROLE_NONE ? 0 : j->tf.line_elems * ckpt_dtype_size(j->tf.load);
+    uint64_t per = j->budget / (in_line + out_line + work + 1);
     if (per == 0)
         per = 1;
     int rc = CKPT_OK;
@@ -121,7 +198,7 @@ static int stream_nz(struct job *j, ckpt_error *err)
 {
     const uint64_t *nd = j->it->pub.nd_shape;
     uint32_t r = j->it->pub.nd_rank;
-    uint64_t m = nd[r - 2], n = nd[r - 1], c0 = ckpt_nz_c0((unsigned)j->out_esize * 8);
+    uint64_t m = nd[r - 2], n = nd[r - 1], c0 = j->it->pub.nz_c0;
     uint64_t n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
     /* rows of each source matrix: the selected ones when dim 0 is the rows */
     uint64_t src_rows = r == 2 && j->it->pub.rows.groups ? j->lines : j->te->pub.shape[r - 2];
@@ -142,7 +219,7 @@ static int stream_nz(struct job *j, ckpt_error *err)
             if (!rc)
                 rc = ensure(&j->b->tiles, &j->b->tiles_cap, n1 * chunk, err);
             if (!rc)
-                rc = transform_nz(rows, j->b->tiles, k, j->tf.line_elems, j->tf.to, whole, err);
+                rc = transform_nz(rows, j->b->tiles, k, j->tf.line_elems, j->tf.to, c0, whole, err);
             for (uint64_t col = 0; col < n1 && !rc; col++)
                 rc = j->sink->put(j->sink, j->b->tiles + col * chunk, chunk,
                                   ((bt * n1 + col) * mp + r0) * c0 * j->out_esize, err);
@@ -171,14 +248,19 @@ int stream_tensor(const struct ckpt_plan *plan, const struct plan_item *it, uint
                   struct stream_buffers *b, struct stream_sink *sink, ckpt_cast_counts *counts, ckpt_error *err)
 {
     const struct tensor_entry *te = &plan->src->tensors[it->source_index];
-    struct job j = {plan, it, te, view_line_count(&te->pub), 0, {0}, ckpt_dtype_size(it->pub.dtype), budget, b, sink,
-                    counts};
+    bool column = it->pub.quant_role == CKPT_QUANT_ROLE_SCALE || it->pub.quant_role == CKPT_QUANT_ROLE_OFFSET;
+    struct job j = {plan, it, te, view_line_count(&te->pub), 0, {0}, ckpt_dtype_size(it->pub.dtype), 0, budget, b,
+                    sink, counts};
     if (it->pub.rows.groups) {   /* the plan checked rank >= 1 and rows inside the tensor */
         j.row_lines = j.lines / te->pub.shape[0];
         j.lines = j.row_lines * it->pub.rows.groups * it->pub.rows.count;
     }
     j.tf = (struct transform){te->pub.dtype, it->pub.dtype, plan->opts.overflow,
-                              te->pub.rank >= 2 ? te->pub.shape[te->pub.rank - 1] : 1, NULL, 0, 0, 0, 0};
+                              te->pub.rank >= 2 ? te->pub.shape[te->pub.rank - 1] : 1, NULL, 0, 0, 0, 0,
+                              it->pub.quant_role, it->pub.load_dtype};
+    j.out_line_elems = column ? 1 : j.tf.line_elems;
+    if (it->pub.quant_role == CKPT_QUANT_ROLE_OFFSET)
+        return stream_zeros(&j, err);
     float *scales = NULL;
     int rc = it->scale_index != SIZE_MAX ? read_scales(&j, &scales, err) : CKPT_OK;
     if (!rc)

@@ -16,15 +16,25 @@
 #include "libckpt/plan/plan.h"
 
 struct stream_buffers {
-    uint8_t *in, *out, *tiles;
-    size_t in_cap, out_cap, tiles_cap;
+    uint8_t *in, *out, *tiles, *load, *stage, *ref, *scales;
+    size_t in_cap, out_cap, tiles_cap, load_cap, stage_cap, ref_cap, scales_cap;
+};
+
+/* One block's values as an observer sees them, in row order. */
+struct stream_values {
+    ckpt_dtype ref_dtype;     /* the source values, exactly: its own type, F32 for block-scaled fp8 */
+    const uint8_t *ref;
+    ckpt_dtype out_dtype;     /* the stored values */
+    const uint8_t *out;
+    uint64_t elems, line_elems;
+    const float *line_scales; /* a quantized weight: out holds int8 codes, value = code * its line's scale */
 };
 
 struct stream_sink {
     /* Takes `len` stored bytes that belong at `offset` within the tensor. */
     int (*put)(struct stream_sink *sink, const uint8_t *data, uint64_t len, uint64_t offset, ckpt_error *err);
-    /* Sees each block's source and converted values in row order; may be NULL. */
-    void (*observe)(struct stream_sink *sink, const uint8_t *in, const uint8_t *out, uint64_t elems);
+    /* Sees each block's source and stored values (not a quantized linear's scale or offset); may be NULL. */
+    void (*observe)(struct stream_sink *sink, const struct stream_values *v);
     /* Called with source bytes done after each block; returns false to stop. */
     bool (*progress)(struct stream_sink *sink, uint64_t bytes);
 };

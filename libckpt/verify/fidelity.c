@@ -38,7 +38,7 @@ struct compare_sink {
     size_t stored_cap;
     uint64_t mismatched;
     double abs_err, rel_err;
-    ckpt_dtype from, to;
+    double signal, noise;     /* a quantized weight: energies of the source and of the quantization error */
     const char *path;
     int io_error;
 };
@@ -65,16 +65,26 @@ static int compare_put(struct stream_sink *sink, const uint8_t *data, uint64_t l
 
 #define OBSERVE_CHUNK 2048
 
-/* Decodes in small chunks on the stack, so measuring errors costs no memory. */
-static void compare_observe(struct stream_sink *sink, const uint8_t *in, const uint8_t *out, uint64_t elems)
+/*
+ * Decodes in small chunks on the stack, so measuring errors costs no memory.
+ * A quantized weight's stored value is its int8 code times its row's scale,
+ * exactly (in double).
+ */
+static void compare_observe(struct stream_sink *sink, const struct stream_values *v)
 {
     struct compare_sink *c = (struct compare_sink *)sink;
     double a[OBSERVE_CHUNK], b[OBSERVE_CHUNK];
-    size_t in_size = ckpt_dtype_size(c->from), out_size = ckpt_dtype_size(c->to);
-    for (uint64_t at = 0; at < elems; at += OBSERVE_CHUNK) {
-        uint64_t n = elems - at < OBSERVE_CHUNK ? elems - at : OBSERVE_CHUNK;
-        decode_f64(c->from, in + at * in_size, a, n);
-        decode_f64(c->to, out + at * out_size, b, n);
+    size_t ref_size = ckpt_dtype_size(v->ref_dtype), out_size = ckpt_dtype_size(v->out_dtype);
+    for (uint64_t at = 0; at < v->elems; at += OBSERVE_CHUNK) {
+        uint64_t n = v->elems - at < OBSERVE_CHUNK ? v->elems - at : OBSERVE_CHUNK;
+        decode_f64(v->ref_dtype, v->ref + at * ref_size, a, n);
+        if (v->line_scales) {
+            for (uint64_t k = 0; k < n; k++)
+                b[k] = (double)(int8_t)v->out[at + k] * (double)v->line_scales[(at + k) / v->line_elems];
+            energy_update(a, b, n, &c->signal, &c->noise);
+        } else {
+            decode_f64(v->out_dtype, v->out + at * out_size, b, n);
+        }
         error_update(a, b, n, &c->abs_err, &c->rel_err);
     }
 }
@@ -131,6 +141,10 @@ static const char *plan_disagreement(const ckpt_plan_entry *e, const struct mani
         return "other source rows";
     if ((e->alias_of == NULL) != (t->alias_of == NULL) || (e->alias_of && strcmp(e->alias_of, t->alias_of) != 0))
         return "another alias";
+    if (e->quant != t->quant || e->quant_role != t->quant_role || e->load_dtype != t->load_dtype)
+        return "another quantization";
+    if (e->nz_c0 != t->nz_c0)
+        return "another NZ tile width (C0)";
     return NULL;
 }
 
@@ -157,7 +171,7 @@ static int prove_tensor(struct fidelity *fd, const struct manifest_tensor *t, st
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", fd->dst, t->file);
     struct compare_sink c = {{compare_put, compare_observe, keep_going}, -1, 0, ckpt_dtype_size(t->dtype), NULL, 0,
-                             0, 0, 0, t->source_dtype, t->dtype, path, 0};
+                             0, 0, 0, 0, 0, path, 0};
     uint8_t len_le[8];
     c.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (c.fd < 0 || pread(c.fd, len_le, 8, 0) != 8) {
@@ -182,6 +196,8 @@ static int prove_tensor(struct fidelity *fd, const struct manifest_tensor *t, st
     f.max_rel_error = c.rel_err;
     f.mismatched = c.mismatched;
     f.counts = counts;
+    f.quant = t->quant_role == CKPT_QUANT_ROLE_WEIGHT ? t->quant : CKPT_QUANT_NONE;
+    f.sqnr_db = f.quant ? sqnr_db(c.signal, c.noise) : 0;
     bool abs_ok = fd->opts->max_abs_error <= 0 || c.abs_err <= fd->opts->max_abs_error;
     bool rel_ok = fd->opts->max_rel_error <= 0 || c.rel_err <= fd->opts->max_rel_error;
     f.ok = c.mismatched == 0 && abs_ok && rel_ok;
@@ -191,6 +207,12 @@ static int prove_tensor(struct fidelity *fd, const struct manifest_tensor *t, st
     else if (!f.ok)
         report_finding(fd->r, f, "tensor %s: error %.3g abs, %.3g rel exceeds the tolerance", t->name, c.abs_err,
                        c.rel_err);
+    else if (f.quant)
+        report_finding(fd->r, f, "%s: bit-exact %s int8 weight; max error %.3g abs, %.3g rel, SQNR %.2f dB", t->name,
+                       ckpt_quant_name(f.quant), c.abs_err, c.rel_err, f.sqnr_db);
+    else if (t->quant_role != CKPT_QUANT_ROLE_NONE)
+        report_finding(fd->r, f, "%s: bit-exact %s %s", t->name, ckpt_quant_name(t->quant),
+                       t->quant_role == CKPT_QUANT_ROLE_SCALE ? "per-channel scale" : "offset (zeros)");
     else
         report_finding(fd->r, f, "%s: bit-exact; max error %.3g abs, %.3g rel; %llu overflowed, %llu subnormal, "
                                  "%llu flushed",
