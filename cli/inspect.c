@@ -39,16 +39,30 @@ static uint64_t total_bytes(const ckpt_source *src)
     return sum;
 }
 
-static json_t *tensor_json(const ckpt_source *src, const ckpt_tensor *t, const char *root)
+static json_t *dims(const uint64_t *shape, uint32_t rank)
 {
-    json_t *shape = json_array();
-    for (uint32_t d = 0; d < t->rank; d++)
-        json_array_append_new(shape, json_integer((json_int_t)t->shape[d]));
+    json_t *a = json_array();
+    for (uint32_t d = 0; d < rank; d++)
+        json_array_append_new(a, json_integer((json_int_t)shape[d]));
+    return a;
+}
+
+static json_t *tensor_json(const ckpt_source *src, size_t i, const char *root)
+{
+    const ckpt_tensor *t = ckpt_source_tensor(src, i);
+    const ckpt_tensor_storage *st = ckpt_source_tensor_storage(src, i);
+    json_t *shape = dims(t->shape, t->rank);
     json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:s}", "name", t->name, "dtype", ckpt_dtype_name(t->dtype), "shape",
                           shape, "bytes", (json_int_t)t->nbytes, "file",
                           relative_to(ckpt_source_file_path(src, t->file), root));
     if (o && t->alias_of)
         json_object_set_new(o, "alias_of", json_string(t->alias_of));
+    if (o && st->layout == CKPT_LAYOUT_FRACTAL_NZ)
+        json_object_set_new(o, "storage", json_pack("{s:s, s:o, s:I, s:I, s:b}", "layout", "FRACTAL_NZ", "shape",
+                                                    dims(st->shape, st->rank), "bytes", (json_int_t)st->nbytes, "c0",
+                                                    (json_int_t)st->c0, "transposed", st->transposed));
+    if (o && st->quant)
+        json_object_set_new(o, "quant", json_string(st->quant));
     return o;
 }
 
@@ -59,7 +73,7 @@ static int print_json(const ckpt_source *src, const char *root, int with_objects
         json_array_append_new(files, json_pack("{s:s, s:I}", "path", ckpt_source_file_path(src, i), "size",
                                                (json_int_t)ckpt_source_file_size(src, i)));
     for (size_t i = 0; i < ckpt_source_tensor_count(src); i++)
-        json_array_append_new(tensors, tensor_json(src, ckpt_source_tensor(src, i), root));
+        json_array_append_new(tensors, tensor_json(src, i, root));
     for (size_t i = 0; i < ckpt_source_metadata_count(src); i++) {
         const char *key, *value;
         ckpt_source_metadata(src, i, &key, &value);
@@ -81,6 +95,22 @@ static int print_json(const ckpt_source *src, const char *root, int with_objects
     return cli_print_json(doc);
 }
 
+/* "FRACTAL_NZ [4, 4, 16, 16] W8A8_DYNAMIC": how a tensor of a converted folder is stored; its length. */
+static size_t storage_text(char *buf, size_t size, const ckpt_tensor_storage *st)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    if (st->layout == CKPT_LAYOUT_FRACTAL_NZ) {
+        char dims_text[256];
+        ckpt_tensor tiles = {.rank = st->rank, .shape = st->shape};
+        cli_format_shape(dims_text, sizeof dims_text, &tiles);
+        used = (size_t)snprintf(buf, size, "FRACTAL_NZ%s %s", st->transposed ? "-T" : "", dims_text);
+    }
+    if (st->quant && used < size)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", used ? " " : "", st->quant);
+    return used < size ? used : size - 1;
+}
+
 static int print_table(const ckpt_source *src, const char *root, int with_objects)
 {
     char size[32], shape[512];
@@ -100,7 +130,8 @@ static int print_table(const ckpt_source *src, const char *root, int with_object
     }
     if (layouts)
         printf("layouts: %zu tensors stored as FRACTAL_NZ (see --json metadata)\n", layouts);
-    int name_w = 4, shape_w = 5;
+    int name_w = 4, shape_w = 5, stored_w = 0;
+    char stored[512];
     for (size_t i = 0; i < n; i++) {
         const ckpt_tensor *t = ckpt_source_tensor(src, i);
         cli_format_shape(shape, sizeof shape, t);
@@ -108,14 +139,21 @@ static int print_table(const ckpt_source *src, const char *root, int with_object
             name_w = (int)strlen(t->name);
         if ((int)strlen(shape) > shape_w)
             shape_w = (int)strlen(shape);
+        if ((int)storage_text(stored, sizeof stored, ckpt_source_tensor_storage(src, i)) > stored_w)
+            stored_w = (int)strlen(stored);
     }
+    /* a converted folder's tensors: their stored layout and quantization besides the logical shape */
+    if (stored_w && stored_w < 6)
+        stored_w = 6;
     if (n)
-        printf("\n%-*s  %-11s  %-*s  %s\n", name_w, "NAME", "DTYPE", shape_w, "SHAPE", "FILE");
+        printf("\n%-*s  %-11s  %-*s  %-*s%s%s\n", name_w, "NAME", "DTYPE", shape_w, "SHAPE", stored_w,
+               stored_w ? "STORED" : "", stored_w ? "  " : "", "FILE");
     for (size_t i = 0; i < n; i++) {
         const ckpt_tensor *t = ckpt_source_tensor(src, i);
         cli_format_shape(shape, sizeof shape, t);
-        printf("%-*s  %-11s  %-*s  %s", name_w, t->name, ckpt_dtype_name(t->dtype), shape_w, shape,
-               relative_to(ckpt_source_file_path(src, t->file), root));
+        storage_text(stored, sizeof stored, ckpt_source_tensor_storage(src, i));
+        printf("%-*s  %-11s  %-*s  %-*s%s%s", name_w, t->name, ckpt_dtype_name(t->dtype), shape_w, shape, stored_w,
+               stored, stored_w ? "  " : "", relative_to(ckpt_source_file_path(src, t->file), root));
         if (t->alias_of)
             printf("  (alias of %s)", t->alias_of);
         putchar('\n');

@@ -41,10 +41,10 @@ static uint16_t float_to_f16_bits(float f)
     return bits;
 }
 
-/* Undoes FRACTAL_NZ for one [m, n] matrix of `esize`-byte elements, checking the padding is zero. */
-static uint8_t *undo_nz(const uint8_t *nz, uint64_t m, uint64_t n, size_t esize)
+/* Undoes FRACTAL_NZ with tile rows of c0 elements for one [m, n] matrix, checking the padding is zero. */
+static uint8_t *undo_nz_c0(const uint8_t *nz, uint64_t m, uint64_t n, size_t esize, uint64_t c0)
 {
-    uint64_t c0 = esize == 4 ? 16 : 32 / esize, n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
+    uint64_t n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
     uint8_t *nd = malloc(m * n * esize + 1);
     for (uint64_t r = 0; r < mp; r++)
         for (uint64_t c = 0; c < n1 * c0; c++) {
@@ -60,17 +60,41 @@ static uint8_t *undo_nz(const uint8_t *nz, uint64_t m, uint64_t n, size_t esize)
     return nd;
 }
 
-static bool name_has(const char *name, const char *part)
+/* The same with C0 of 32 bytes of a row (16 for 2-byte elements, 32 for 1-byte ones). */
+static uint8_t *undo_nz(const uint8_t *nz, uint64_t m, uint64_t n, size_t esize)
 {
-    return strstr(name, part) != NULL;
+    return undo_nz_c0(nz, m, n, esize, 32 / esize);
 }
 
-/* Is this sample tensor a matmul weight that ascend-310p tiles? (the target's rules, restated) */
-static bool expect_nz_310p(const ckpt_tensor *t)
+/*
+ * The bytes a tensor has in the (one) shard of an output folder, read from
+ * the safetensors header by hand: as stored, tiles included (a source opened
+ * through the library presents NZ tensors untiled).  *shape gets the stored
+ * shape (at most 8 dims), *meta the shard's __metadata__ (to json_decref).
+ */
+static uint8_t *read_stored(const char *dst, const char *shard, const char *name, uint64_t *shape, uint32_t *rank,
+                            json_t **meta)
 {
-    return t->rank == 2 && t->shape[0] > 1 && t->shape[1] > 1 && strlen(t->name) > 7 &&
-           strcmp(t->name + strlen(t->name) - 7, ".weight") == 0 && !name_has(t->name, "embed") &&
-           !name_has(t->name, "norm") && !name_has(t->name, "lm_head") && !name_has(t->name, "output_layer");
+    char *path = test_join(dst, shard);
+    size_t len;
+    uint8_t *file = test_read_file(path, &len);
+    uint64_t hlen;
+    memcpy(&hlen, file, 8);
+    json_t *header = json_loadb((const char *)file + 8, hlen, 0, NULL), *e = json_object_get(header, name);
+    ck_assert_msg(e != NULL, "%s has no %s", path, name);
+    *rank = (uint32_t)json_array_size(json_object_get(e, "shape"));
+    for (uint32_t d = 0; d < *rank && d < 8; d++)
+        shape[d] = (uint64_t)json_integer_value(json_array_get(json_object_get(e, "shape"), d));
+    json_t *off = json_object_get(e, "data_offsets");
+    uint64_t a = (uint64_t)json_integer_value(json_array_get(off, 0)), b = (uint64_t)json_integer_value(json_array_get(off, 1));
+    uint8_t *data = malloc(b - a + 1);
+    memcpy(data, file + 8 + hlen + a, b - a);
+    if (meta)
+        *meta = json_incref(json_object_get(header, "__metadata__"));
+    json_decref(header);
+    free(file);
+    free(path);
+    return data;
 }
 
 /* ---- running the CLI ---- */
@@ -127,18 +151,20 @@ static void check_manifest_hashes(const char *dst)
         files += e->d_name[0] != '.' && strcmp(e->d_name, "ckpt-manifest.json") != 0;
     closedir(d);
     ck_assert_uint_eq(files, json_array_size(json_object_get(m, "files")));
-    /* tensor hashes against the stored bytes, read back through the library */
-    ckpt_source *out = test_open(dst);
+    /* tensor hashes against the stored bytes (tiles included), read from the shards by hand */
     json_t *t;
     json_array_foreach(json_object_get(m, "tensors"), i, t) {
-        const ckpt_tensor *info;
-        uint8_t *bytes = test_read_tensor(out, json_string_value(json_object_get(t, "name")), &info);
+        if (json_object_get(t, "alias_of"))
+            continue;
+        uint64_t shape[8];
+        uint32_t rank;
+        uint8_t *bytes = read_stored(dst, json_string_value(json_object_get(t, "file")),
+                                     json_string_value(json_object_get(t, "name")), shape, &rank, NULL);
         char hex[33];
-        test_xxh128_hex(bytes, info->nbytes, hex);
+        test_xxh128_hex(bytes, (size_t)json_integer_value(json_object_get(t, "nbytes")), hex);
         ck_assert_str_eq(hex, json_string_value(json_object_get(t, "xxh3_128")));
         free(bytes);
     }
-    ckpt_source_free(out);
     json_decref(m);
     free(mpath);
 }
@@ -176,55 +202,37 @@ START_TEST(convert_nd_is_identity)
 }
 END_TEST
 
+/* ascend-310p: every tensor f16 (the compiler's own rounding of the bf16 value), ND, shapes unchanged */
 START_TEST(convert_310p_values_and_layout)
 {
     char *dst = convert_sample("--target ascend-310p --jobs 2 --max-memory 64KiB");
     char *sample = test_testdata("sample");
     ckpt_source *a = test_open(sample), *b = test_open(dst);
-    size_t nz_count = 0;
     for (size_t i = 0; i < ckpt_source_tensor_count(a); i++) {
         const ckpt_tensor *ta = ckpt_source_tensor(a, i), *tb;
         uint8_t *x = test_read_tensor(a, ta->name, NULL), *y = test_read_tensor(b, ta->name, &tb);
         ck_assert_int_eq(tb->dtype, CKPT_DTYPE_F16);
-        uint64_t count = ta->nbytes / 2;
-        uint8_t *nd = y;
-        if (expect_nz_310p(ta)) {
-            uint64_t m = ta->shape[0], n = ta->shape[1];
-            ck_assert_uint_eq(tb->rank, 4);
-            ck_assert_uint_eq(tb->shape[0], (n + 15) / 16);
-            ck_assert_uint_eq(tb->shape[1], (m + 15) / 16);
-            ck_assert_uint_eq(tb->shape[2], 16);
-            ck_assert_uint_eq(tb->shape[3], 16);
-            nd = undo_nz(y, m, n, 2);
-            nz_count++;
-        } else {
-            ck_assert_uint_eq(tb->rank, ta->rank);
-            ck_assert_mem_eq(tb->shape, ta->shape, ta->rank * sizeof *ta->shape);
-        }
-        for (uint64_t k = 0; k < count; k++) {
+        ck_assert_uint_eq(tb->rank, ta->rank);
+        ck_assert_mem_eq(tb->shape, ta->shape, ta->rank * sizeof *ta->shape);
+        size_t j;
+        ck_assert_int_eq(ckpt_source_find(b, ta->name, &j), CKPT_OK);
+        ck_assert_int_eq(ckpt_source_tensor_storage(b, j)->layout, CKPT_LAYOUT_ND);
+        for (uint64_t k = 0; k < ta->nbytes / 2; k++) {
             uint16_t src_bits, out_bits;
             memcpy(&src_bits, x + 2 * k, 2);
-            memcpy(&out_bits, nd + 2 * k, 2);
+            memcpy(&out_bits, y + 2 * k, 2);
             ck_assert_msg(out_bits == float_to_f16_bits(bf16_to_float(src_bits)), "%s[%llu]", ta->name,
                           (unsigned long long)k);
         }
-        if (nd != y)
-            free(nd);
         free(x);
         free(y);
     }
-    ck_assert_uint_eq(nz_count, 2 * 7);   /* q, k, v, o, gate, up, down in each of 2 layers */
-    /* the shard metadata describes each NZ tensor */
-    bool found = false;
+    /* nothing tiled: no layout record in the shard metadata */
     for (size_t i = 0; i < ckpt_source_metadata_count(b); i++) {
         const char *k, *v;
         ckpt_source_metadata(b, i, &k, &v);
-        if (strcmp(k, "ckpt.layout.model.layers.0.mlp.down_proj.weight") == 0) {
-            ck_assert_str_eq(v, "{\"layout\":\"FRACTAL_NZ\",\"nd_shape\":[64,170],\"transposed\":false}");
-            found = true;
-        }
+        ck_assert_msg(strncmp(k, "ckpt.layout.", 12) != 0, "%s is tiled", k);
     }
-    ck_assert(found);
     /* config.json now says float16 */
     char *config = test_join(dst, "config.json");
     json_t *c = json_load_file(config, 0, NULL);
@@ -243,6 +251,122 @@ START_TEST(convert_310p_values_and_layout)
     ckpt_source_free(b);
     free(sample);
     remove_output(dst);
+}
+END_TEST
+
+/*
+ * --nz all: every matrix tiled as stored, checked on the bytes in the shard
+ * with docs/manifest.md's formula; the device-image record in the shard
+ * metadata; the folder opened again presents the logical f16 values.
+ */
+START_TEST(convert_nz_device_image)
+{
+    char *dst = convert_sample("--target ascend-310p --nz all --max-memory 64KiB");
+    char *sample = test_testdata("sample");
+    ckpt_source *a = test_open(sample), *b = test_open(dst);
+    size_t tiled = 0;
+    for (size_t i = 0; i < ckpt_source_tensor_count(a); i++) {
+        const ckpt_tensor *ta = ckpt_source_tensor(a, i), *tb;
+        uint8_t *x = test_read_tensor(a, ta->name, NULL), *y = test_read_tensor(b, ta->name, &tb);
+        uint64_t shape[8];
+        uint32_t rank;
+        uint8_t *stored = read_stored(dst, "model-00001-of-00001.safetensors", ta->name, shape, &rank, NULL);
+        uint8_t *nd = stored;
+        ck_assert_uint_eq(tb->rank, ta->rank);   /* logical, whatever is stored */
+        ck_assert_mem_eq(tb->shape, ta->shape, ta->rank * sizeof *ta->shape);
+        if (ta->rank == 2) {
+            uint64_t m = ta->shape[0], n = ta->shape[1];
+            ck_assert_uint_eq(rank, 4);
+            ck_assert_uint_eq(shape[0], (n + 15) / 16);
+            ck_assert_uint_eq(shape[1], (m + 15) / 16);
+            ck_assert_uint_eq(shape[2], 16);
+            ck_assert_uint_eq(shape[3], 16);
+            nd = undo_nz(stored, m, n, 2);
+            tiled++;
+        }
+        for (uint64_t k = 0; k < ta->nbytes / 2; k++) {
+            uint16_t src_bits, out_bits, read_bits;
+            memcpy(&src_bits, x + 2 * k, 2);
+            memcpy(&out_bits, nd + 2 * k, 2);
+            memcpy(&read_bits, y + 2 * k, 2);
+            ck_assert_msg(out_bits == float_to_f16_bits(bf16_to_float(src_bits)), "%s[%llu]", ta->name,
+                          (unsigned long long)k);
+            ck_assert_uint_eq(read_bits, out_bits);
+        }
+        if (nd != stored)
+            free(nd);
+        free(stored);
+        free(x);
+        free(y);
+    }
+    ck_assert_uint_eq(tiled, 2 * 7 + 2);   /* q, k, v, o, gate, up, down in each of 2 layers, embeddings, lm_head */
+    const char *v = ckpt_source_metadata_value(b, "ckpt.layout.model.layers.0.mlp.down_proj.weight");
+    ck_assert_str_eq(v, "{\"layout\":\"FRACTAL_NZ\",\"nd_shape\":[64,170],\"transposed\":false,\"acl_format\":29,"
+                        "\"acl_dtype\":1,\"acl_dtype_name\":\"ACL_FLOAT16\",\"view_shape\":[64,170],\"orientation\":"
+                        "\"out,in\",\"storage_shape\":[11,4,16,16],\"c0\":16,\"storage_nbytes\":22528}");
+    size_t j;
+    ck_assert_int_eq(ckpt_source_find(b, "model.layers.0.mlp.down_proj.weight", &j), CKPT_OK);
+    const ckpt_tensor_storage *st = ckpt_source_tensor_storage(b, j);
+    ck_assert_int_eq(st->layout, CKPT_LAYOUT_FRACTAL_NZ);
+    ck_assert_uint_eq(st->rank, 4);
+    ck_assert_uint_eq(st->shape[0], 11);
+    ck_assert_uint_eq(st->nbytes, 22528);
+    ck_assert_uint_eq(st->c0, 16);
+    check_manifest_hashes(dst);
+    ckpt_source_free(a);
+    ckpt_source_free(b);
+    free(sample);
+    remove_output(dst);
+}
+END_TEST
+
+/* 4-byte NZ: refused without a C0, tiled 8 wide with --nz-fp32-c0 8 (aclnnNpuFormatCast's C0 on A2/A3) */
+START_TEST(fp32_nz_needs_a_c0)
+{
+    char *sample = test_testdata("sample");
+    char *dir = test_tmpdir();
+    char *err;
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/a' --target nd --dtype f32 --nz all", sample, dir), 2);
+    ck_assert_msg(strstr(err, "--nz-fp32-c0"), "%s", err);
+    free(err);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/a' --target nd --nz all --nz-fp32-c0 4", sample, dir), 2);
+    free(err);
+    free(sample);
+    char *dst = convert_sample("--target nd --dtype f32 --nz all --nz-fp32-c0 8");
+    sample = test_testdata("sample");
+    ckpt_source *a = test_open(sample);
+    uint64_t shape[8];
+    uint32_t rank;
+    json_t *meta;
+    uint8_t *stored = read_stored(dst, "model-00001-of-00001.safetensors", "model.layers.1.mlp.up_proj.weight", shape,
+                                  &rank, &meta);
+    ck_assert_uint_eq(rank, 4);
+    ck_assert_uint_eq(shape[0], 8);    /* ceil(64 / 8) */
+    ck_assert_uint_eq(shape[1], 11);   /* ceil(170 / 16) */
+    ck_assert_uint_eq(shape[3], 8);
+    uint8_t *nd = undo_nz_c0(stored, 170, 64, 4, 8), *x = test_read_tensor(a, "model.layers.1.mlp.up_proj.weight", NULL);
+    for (int k = 0; k < 170 * 64; k++) {
+        uint16_t h;
+        float f;
+        memcpy(&h, x + 2 * k, 2);
+        memcpy(&f, nd + 4 * k, 4);
+        ck_assert_float_eq(f, bf16_to_float(h));
+    }
+    json_t *rec = json_loads(json_string_value(json_object_get(meta, "ckpt.layout.model.layers.1.mlp.up_proj.weight")),
+                             0, NULL);
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "c0")), 8);
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "acl_dtype")), 0);   /* ACL_FLOAT */
+    json_decref(rec);
+    json_decref(meta);
+    free(nd);
+    free(x);
+    free(stored);
+    ckpt_source_free(a);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "verify '%s' --against '%s'", dst, sample), 0);
+    free(sample);
+    remove_output(dst);
+    test_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -277,17 +401,25 @@ START_TEST(convert_910b_keeps_bf16_and_rules_apply)
     }
     free(x);
     free(y);
-    /* [64, 170] down_proj transposed to [170, 64], then tiled; bf16 kept */
+    /* [64, 170] down_proj transposed to [170, 64], then tiled; bf16 kept; read back untiled as [64, 170] */
     const ckpt_tensor *dp;
+    uint64_t shape[8];
+    uint32_t rank;
     x = test_read_tensor(a, "model.layers.0.mlp.down_proj.weight", NULL);
     y = test_read_tensor(b, "model.layers.0.mlp.down_proj.weight", &dp);
+    uint8_t *stored = read_stored(dst, "model-00001-of-00001.safetensors", "model.layers.0.mlp.down_proj.weight",
+                                  shape, &rank, NULL);
     ck_assert_int_eq(dp->dtype, CKPT_DTYPE_BF16);
-    ck_assert_uint_eq(dp->shape[0], 4);    /* ceil(64/16) */
-    ck_assert_uint_eq(dp->shape[1], 11);   /* ceil(170/16) */
-    uint8_t *nd = undo_nz(y, 170, 64, 2);
+    ck_assert_uint_eq(dp->shape[0], 64);
+    ck_assert_uint_eq(dp->shape[1], 170);
+    ck_assert_uint_eq(shape[0], 4);    /* ceil(64/16) */
+    ck_assert_uint_eq(shape[1], 11);   /* ceil(170/16) */
+    uint8_t *nd = undo_nz(stored, 170, 64, 2);
     for (int r = 0; r < 64; r++)
         for (int c = 0; c < 170; c++)
             ck_assert_mem_eq(nd + (c * 64 + r) * 2, x + (r * 170 + c) * 2, 2);
+    ck_assert_mem_eq(y, x, 64 * 170 * 2);
+    free(stored);
     free(nd);
     free(x);
     free(y);
@@ -315,7 +447,8 @@ START_TEST(dry_run_writes_nothing)
     ck_assert_uint_eq(json_array_size(json_object_get(plan, "tensors")), 21);
     ck_assert_int_eq(json_integer_value(json_object_get(plan, "bytes_in")), 261504);
     json_t *first = json_array_get(json_object_get(plan, "tensors"), 2);   /* layer 0 q_proj */
-    ck_assert_str_eq(json_string_value(json_object_get(first, "layout")), "FRACTAL_NZ");
+    ck_assert_str_eq(json_string_value(json_object_get(first, "layout")), "ND");
+    ck_assert_str_eq(json_string_value(json_object_get(first, "dtype")), "F16");
     json_decref(plan);
     free(out);
     struct stat st;
@@ -369,6 +502,9 @@ START_TEST(usage_and_input_errors)
     char *err;
     ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s'", sample), 2);
     free(err);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' /tmp/x", sample), 2);   /* no --target */
+    ck_assert_ptr_nonnull(strstr(err, "--target is required"));
+    free(err);
     ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' /tmp/x --target gpu", sample), 2);
     ck_assert_ptr_nonnull(strstr(err, "unknown target 'gpu'"));
     free(err);
@@ -377,11 +513,11 @@ START_TEST(usage_and_input_errors)
     char *dir = test_tmpdir();
     char *rules = test_join(dir, "bad.rules");
     test_write_file(rules, "*.weight explode\n", 17);
-    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/out' --rules '%s'", sample, dir, rules), 3);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/out' --target nd --rules '%s'", sample, dir, rules), 3);
     ck_assert_ptr_nonnull(strstr(err, ":1: unknown action 'explode'"));
     free(err);
     char *abuse = test_external("safetensors-cpp/safetensors_abuse_attempt_1.safetensors");
-    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/out'", abuse, dir), 3);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/out' --target nd", abuse, dir), 3);
     free(err);
     struct stat st;
     char *out = test_join(dir, "out");
@@ -610,7 +746,8 @@ START_TEST(library_plan_and_cancel)
     ck_assert_str_eq(ckpt_plan_shard_name(plan, 0), "model-00001-of-00001.safetensors");
     const ckpt_plan_entry *e = ckpt_plan_entry_at(plan, 2);
     ck_assert_str_eq(e->name, "model.layers.0.self_attn.q_proj.weight");
-    ck_assert_int_eq(e->layout, CKPT_LAYOUT_FRACTAL_NZ);
+    ck_assert_int_eq(e->layout, CKPT_LAYOUT_ND);
+    ck_assert_int_eq(e->dtype, CKPT_DTYPE_F16);
     int calls = 0;
     int rc = ckpt_plan_execute(plan, cancel_at_half, &calls, NULL, &err);
     ck_assert_msg(rc == CKPT_ERR_CANCELLED, "%d: %s", rc, err.message);
@@ -689,6 +826,8 @@ static Suite *convert_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, convert_nd_is_identity);
     tcase_add_test(tc, convert_310p_values_and_layout);
+    tcase_add_test(tc, convert_nz_device_image);
+    tcase_add_test(tc, fp32_nz_needs_a_c0);
     tcase_add_test(tc, convert_910b_keeps_bf16_and_rules_apply);
     tcase_add_test(tc, dry_run_writes_nothing);
     tcase_add_test(tc, existing_destination_refused);

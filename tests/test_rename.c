@@ -195,12 +195,12 @@ START_TEST(bad_rules_and_sets_refused)
     char *rules = test_join(dir, "bad.rules"), *err = NULL;
     const char *missing = "# a key the source does not have\nembedding.word_embeddings.weight rows=${megatron.nope}\n";
     test_write_file(rules, missing, strlen(missing));
-    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --rules '%s'", megatron, dir, rules), 3);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --target nd --rules '%s'", megatron, dir, rules), 3);
     ck_assert_msg(strstr(err, "bad.rules:2") && strstr(err, "megatron.nope"), "%s", err);
     free(err);
     const char *uneven = "decoder.layers.*.self_attention.linear_proj.weight split=3:2 rename=a$1,b$1\n";
     test_write_file(rules, uneven, strlen(uneven));
-    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --rules '%s'", megatron, dir, rules), 3);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --target nd --rules '%s'", megatron, dir, rules), 3);
     ck_assert_msg(strstr(err, "bad.rules:1") && strstr(err, "do not divide"), "%s", err);
     free(err);
     ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --rename hf-mistery", megatron, dir), 2);
@@ -216,7 +216,7 @@ START_TEST(bad_rules_and_sets_refused)
     ck_assert_int_eq(ckpt_writer_write(w, zeros, sizeof zeros, &e), CKPT_OK);
     ck_assert_int_eq(ckpt_writer_finish(w, &e), CKPT_OK);
     ckpt_writer_free(w);
-    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --rename hf-llama", gelu, dir), 3);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --target nd --rename hf-llama", gelu, dir), 3);
     ck_assert_msg(strstr(err, "gelu.safetensors") && strstr(err, "megatron.swiglu"), "%s", err);
     free(err);
     free(gelu);
@@ -230,13 +230,13 @@ START_TEST(bad_rules_and_sets_refused)
     ck_assert_int_eq(ckpt_writer_write(w, zeros, 8, &e), CKPT_OK);
     ck_assert_int_eq(ckpt_writer_finish(w, &e), CKPT_OK);
     ckpt_writer_free(w);
-    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --rename hf-llama", qk, dir), 3);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --target nd --rename hf-llama", qk, dir), 3);
     ck_assert_msg(strstr(err, "qk.safetensors: --rename hf-llama has no name for "
                               "decoder.layers.0.mlp.shared_experts.gate_weight"), "%s", err);
     free(err);
     const char *drop = "*.gate_weight drop\n";
     test_write_file(rules, drop, strlen(drop));
-    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --rename hf-llama --rules '%s' --quiet", qk, dir,
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --target nd --rename hf-llama --rules '%s' --quiet", qk, dir,
                                rules), 0);
     char *o = test_join(dir, "o");
     test_rmtree(o);
@@ -257,6 +257,7 @@ START_TEST(library_plan_rows)
     ckpt_source *src = test_open(megatron);
     ckpt_convert_options opts;
     ckpt_convert_options_default(&opts);
+    opts.target = "nd";
     opts.rename = "hf-llama";
     ckpt_plan *plan = NULL;
     ckpt_error err = {0};

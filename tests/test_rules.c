@@ -142,9 +142,11 @@ static void check_selected_like_cut(const char *dir, const char *src_path, const
     snprintf(rules, sizeof rules, "t groups=2 split=1:2 rename=a,b\n%s", extra);
     ckpt_convert_options opts;
     ckpt_convert_options_default(&opts);
+    opts.target = "nd";
     opts.rules = rules;
     opts.dtype = dtype;
     opts.max_memory = 64;   /* blocks of a line or two: runs cross group boundaries */
+    opts.nz_fp32_c0 = 16;   /* the sample tensors are f32 */
     ckpt_source *src = test_open(src_path);
     ckpt_plan *plan = NULL;
     ckpt_error err = {0};

@@ -1,12 +1,16 @@
 /*
  * safetensors.c: the safetensors reader: one file, a folder with
- * model.safetensors.index.json, or a folder of *.safetensors shards.
+ * model.safetensors.index.json (or msModelSlim's
+ * quant_model_weights.safetensors.index.json), or a folder of *.safetensors
+ * shards.  A folder ckpt convert wrote is then read back as its logical
+ * tensors (converted.c).
  */
 #include "formats/common/format.h"
 
+#include "converted.h"
+#include "formats/common/shard_index.h"
 #include "libckpt/common/error.h"
 #include "safetensors.h"
-#include "formats/common/shard_index.h"
 
 #include <string.h>
 
@@ -21,7 +25,7 @@ static bool safetensors_probe(const struct format_probe *p)
     size_t n = strlen(p->path);
     if (!p->is_dir)
         return (p->head_len >= 9 && p->head[8] == '{') || (n >= 12 && strcmp(p->path + n - 12, ".safetensors") == 0);
-    if (format_dir_has(p->fs, p->path, SAFETENSORS_INDEX))
+    if (format_dir_has(p->fs, p->path, SAFETENSORS_INDEX) || format_dir_has(p->fs, p->path, QUANT_INDEX_FILE))
         return true;
     char **files;
     size_t count;
@@ -31,10 +35,10 @@ static bool safetensors_probe(const struct format_probe *p)
     return count > 0;
 }
 
-static int open_indexed(struct ckpt_source *src, const char *dir, ckpt_error *err)
+static int open_indexed(struct ckpt_source *src, const char *dir, const char *index_name, ckpt_error *err)
 {
     struct shard_index index;
-    int rc = shard_index_load(&index, src->fs, dir, SAFETENSORS_INDEX, &src->limits, err);
+    int rc = shard_index_load(&index, src->fs, dir, index_name, &src->limits, err);
     for (size_t i = 0; i < index.file_count && !rc; i++)
         rc = safetensors_load_file(src, index.files[i], err);
     if (!rc)
@@ -58,11 +62,16 @@ static int open_listed(struct ckpt_source *src, const char *dir, ckpt_error *err
 
 static int safetensors_open(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
+    int rc;
     if (!format_is_dir(src->fs, path))
-        return safetensors_load_file(src, path, err);
-    if (format_dir_has(src->fs, path, SAFETENSORS_INDEX))
-        return open_indexed(src, path, err);
-    return open_listed(src, path, err);
+        rc = safetensors_load_file(src, path, err);
+    else if (format_dir_has(src->fs, path, SAFETENSORS_INDEX))
+        rc = open_indexed(src, path, SAFETENSORS_INDEX, err);
+    else if (format_dir_has(src->fs, path, QUANT_INDEX_FILE))
+        rc = open_indexed(src, path, QUANT_INDEX_FILE, err);
+    else
+        rc = open_listed(src, path, err);
+    return rc ? rc : converted_apply(src, path, err);
 }
 
 const struct format_reader format_safetensors = {"safetensors", safetensors_probe, safetensors_open};

@@ -33,15 +33,6 @@ void ckpt_convert_options_default(ckpt_convert_options *opts)
                                    .max_shard_bytes = 5000000000ull};
 }
 
-const char *ckpt_quant_name(ckpt_quant quant)
-{
-    switch (quant) {
-    case CKPT_QUANT_W8A8_DYNAMIC: return "W8A8_DYNAMIC";
-    case CKPT_QUANT_W8A16: return "W8A16";
-    default: return "FLOAT";
-    }
-}
-
 static bool is_float(ckpt_dtype d)
 {
     switch (d) {

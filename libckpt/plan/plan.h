@@ -3,15 +3,12 @@
 #define CKPT_PLAN_H
 
 #include "ckpt.h"
+#include "formats/safetensors/converted.h"
 #include "source_config.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 
-/* msModelSlim's names for a quantized folder's files (save/ascendv1.py L146-147, save/utils/safetensors.py). */
-#define QUANT_WEIGHTS_STEM "quant_model_weights"
-#define QUANT_INDEX_NAME "quant_model_weights.safetensors.index.json"
-#define QUANT_DESCRIPTION_NAME "quant_model_description.json"
 
 struct plan_item {
     ckpt_plan_entry pub;

@@ -2,6 +2,7 @@
 #include "rules.h"
 
 #include "libckpt/common/error.h"
+#include "libckpt/common/quant_names.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -29,19 +30,6 @@ bool rules_parse_dtype(const char *word, ckpt_dtype *out)
     return false;
 }
 
-static const char *const quant_words[] = {"none", "w8a8-dynamic", "w8a16"};   /* by ckpt_quant */
-
-int ckpt_quant_parse(const char *name, ckpt_quant *out)
-{
-    for (int q = CKPT_QUANT_NONE; q <= CKPT_QUANT_W8A16; q++) {
-        if (strcasecmp(name, quant_words[q]) == 0 || strcasecmp(name, ckpt_quant_name((ckpt_quant)q)) == 0) {
-            *out = (ckpt_quant)q;
-            return CKPT_OK;
-        }
-    }
-    return CKPT_ERR_ARG;
-}
-
 bool rules_parse_quant(const char *word, ckpt_quant *out)
 {
     return ckpt_quant_parse(word, out) == CKPT_OK;
@@ -49,7 +37,7 @@ bool rules_parse_quant(const char *word, ckpt_quant *out)
 
 const char *rules_quant_word(ckpt_quant quant)
 {
-    return quant >= CKPT_QUANT_NONE && quant <= CKPT_QUANT_W8A16 ? quant_words[quant] : "none";
+    return quant_word(quant);
 }
 
 /* A row value as written: decimal digits, or ${KEY} with a non-empty key. */

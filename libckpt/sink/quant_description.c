@@ -3,7 +3,6 @@
 
 #include "libckpt/common/error.h"
 #include "libckpt/plan/quant_select.h"
-#include "side_files.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -54,6 +53,9 @@ int write_quant_description(struct outdir *o, const struct ckpt_plan *plan, stru
         doc = NULL;
     }
     if (!doc)
-        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory writing %s", QUANT_DESCRIPTION_NAME);
-    return write_json(o, QUANT_DESCRIPTION_NAME, doc, files, err);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory writing %s", QUANT_DESCRIPTION_FILE);
+    XXH128_hash_t hash;
+    uint64_t size;
+    int rc = outdir_write_json(o, QUANT_DESCRIPTION_FILE, doc, JSON_INDENT(2), &hash, &size, err);
+    return rc ? rc : file_records_add(files, QUANT_DESCRIPTION_FILE, size, hash, err);
 }

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int write_json(struct outdir *o, const char *name, json_t *doc, struct file_records *files, ckpt_error *err)
+static int write_json(struct outdir *o, const char *name, json_t *doc, struct file_records *files, ckpt_error *err)
 {
     XXH128_hash_t h;
     uint64_t size;
@@ -35,7 +35,7 @@ static int write_index(struct outdir *o, const struct ckpt_plan *plan, struct fi
             json_object_set_new(map, e->name, json_string(plan->shards[e->shard].name));
     }
     json_t *doc = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)plan->bytes_out, "weight_map", map);
-    return write_json(o, plan->quantized ? QUANT_INDEX_NAME : INDEX_NAME, doc, files, err);
+    return write_json(o, plan->quantized ? QUANT_INDEX_FILE : INDEX_NAME, doc, files, err);
 }
 
 static const char *torch_dtype_name(ckpt_dtype d)

@@ -10,15 +10,10 @@
 #include "libckpt/manifest/records.h"
 #include "libckpt/plan/plan.h"
 
-#include <jansson.h>
-
 #define INDEX_NAME "model.safetensors.index.json"
 
 /* Files larger than this are not copied: they are weights under a name we do not know. */
 #define SIDE_FILE_MAX_BYTES ((uint64_t)64 << 20)
-
-/* Writes `doc` (taking it) as NAME in the folder, pretty-printed, and records it. */
-int write_json(struct outdir *o, const char *name, json_t *doc, struct file_records *files, ckpt_error *err);
 
 int write_side_files(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files, ckpt_error *err);
 
