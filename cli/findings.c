@@ -1,6 +1,7 @@
 /* findings.c: see findings.h; the JSON schema is documented in docs/verify.md. */
 #include "findings.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,10 @@ static json_t *finding_json(const ckpt_finding *f)
         json_object_set_new(o, "max_abs_error", json_real(f->max_abs_error));
         json_object_set_new(o, "max_rel_error", json_real(f->max_rel_error));
         json_object_set_new(o, "mismatched", json_integer((json_int_t)f->mismatched));
+    }
+    if (o && f->quant != CKPT_QUANT_NONE) {   /* an int8 weight, measured dequantized; an exact one has no finite SQNR */
+        json_object_set_new(o, "quant", json_string(ckpt_quant_name(f->quant)));
+        json_object_set_new(o, "sqnr_db", isfinite(f->sqnr_db) ? json_real(f->sqnr_db) : json_null());
     }
     if (o && f->check == CKPT_CHECK_FIDELITY)
         json_object_set_new(o, "counts", json_pack("{s:I, s:I, s:I}", "overflowed", (json_int_t)f->counts.overflowed,
@@ -141,13 +146,21 @@ int findings_write_junit(const struct findings *fs, const char *suite, const ckp
             fputc(')', out);
         }
         fputc('"', out);
-        if (f->ok) {
+        if (f->ok && f->quant == CKPT_QUANT_NONE) {
             fputs("/>\n", out);
             continue;
         }
-        fputs(">\n      <failure message=\"", out);
-        xml_escaped(out, f->message);
-        fputs("\"/>\n    </testcase>\n", out);
+        fputs(">\n", out);
+        if (f->quant != CKPT_QUANT_NONE)
+            fprintf(out, "      <properties><property name=\"quant\" value=\"%s\"/><property name=\"max_abs_error\" "
+                         "value=\"%.6g\"/><property name=\"sqnr_db\" value=\"%.4f\"/></properties>\n",
+                    ckpt_quant_name(f->quant), f->max_abs_error, f->sqnr_db);
+        if (!f->ok) {
+            fputs("      <failure message=\"", out);
+            xml_escaped(out, f->message);
+            fputs("\"/>\n", out);
+        }
+        fputs("    </testcase>\n", out);
     }
     fprintf(out, "  </testsuite>\n</testsuites>\n");
     int bad = ferror(out) | fflush(out) | fclose(out);

@@ -44,6 +44,16 @@ int write_quant_description(struct outdir *o, const struct ckpt_plan *plan, stru
             doc = NULL;
         }
     }
+    /*
+     * A model with tied embeddings has no lm_head.weight, but vLLM still builds
+     * an lm_head module and vllm-ascend looks its type up (modelslim_config.py
+     * L431-470 raises on a missing key); msModelSlim writes the tied copy.
+     */
+    if (doc && json_object_get(doc, "model.embed_tokens.weight") && !json_object_get(doc, "lm_head.weight") &&
+        json_object_set_new(doc, "lm_head.weight", json_string("FLOAT")) != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
     if (doc && (json_object_set_new(doc, "version", json_string("1.0.0")) ||
                 json_object_set_new(doc, "model_quant_type", json_string(model_type)) ||
                 json_object_set_new(doc, "metadata", json_object()) ||

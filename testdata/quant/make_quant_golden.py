@@ -6,14 +6,7 @@ outputs are committed and the tests need no Python.
 
 The quantizer is msModelSlim's data-free "minmax" per-channel symmetric int8
 quantizer, as its torch code runs for a weight in the type it was loaded in
-(msModelSlim @3de0a3c: msmodelslim/core/quantizer/impl/minmax.py L211-235 takes
-the per-output-row amin/amax of the weight; msmodelslim/ir/api/impl/
-int_quantization.py L41-97 makes the scale, L130-157 the codes).  rtn_int8 below
-performs the same torch operations in the same order, each on tensors of the
-weight's own type, so every operation is rounded to that type the way torch's CPU
-kernels round it.  One exception, forced by torch 1.13: its CPU has no round() for
-float16, so a float16 quotient is rounded to an integer in float32; that step is
-exact (the quotient is a float16 value, its nearest integer is representable).
+(msmodelslim_rtn.py says which lines of msModelSlim it follows).
 
 Cases, for BF16, F16, F32 and F64 weights:
   special   hand-made rows: ties after the division (x.5 codes), a row whose
@@ -29,30 +22,14 @@ Cases, for BF16, F16, F32 and F64 weights:
 import json
 import os
 
-import numpy as np
 import torch
+
+from msmodelslim_rtn import rtn_int8
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel")
 TYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 INT_VIEW = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32,
             torch.float64: torch.int64}
-
-
-def rtn_int8(w):
-    """q (int8 [out, in]) and scale (float32 [out, 1]) of weight w [out, in], in w's dtype."""
-    wt = w.t()
-    lo = torch.amin(wt, dim=[0], keepdim=False)
-    hi = torch.amax(wt, dim=[0], keepdim=False)
-    lo = torch.min(lo, torch.zeros_like(lo))
-    hi = torch.max(hi, torch.zeros_like(hi))
-    eps = torch.tensor([torch.finfo(torch.float32).eps]).type_as(lo)
-    scale = torch.max(torch.max(-lo, hi) / float(127), eps)
-    offset = torch.tensor(0.0).type_as(lo).expand(scale.shape)
-    x = wt / scale + offset
-    if x.dtype == torch.float16:   # torch 1.13 CPU: no round() for Half; exact in float
-        x = x.float()
-    q = x.round_().clamp_(min=-128, max=127).to(torch.int8)
-    return q.t().contiguous(), scale.unsqueeze(-1).to(torch.float32)
 
 
 def special(dtype):
