@@ -77,3 +77,9 @@ check "merge without parts is refused" \
 check "--part 0/4 and 5/4 are usage errors" \
     '"$ckpt" convert "$src" "$t/x" --part 0/4 2>/dev/null; a=$?;
      "$ckpt" convert "$src" "$t/x" --part 5/4 2>/dev/null; b=$?; test $a -eq 2 && test $b -eq 2'
+
+# a quantized NZ device image in parts: the same bytes as in one process (options recorded, C0 included)
+opts="--target ascend-910b --quant w8a8-dynamic --nz all --max-shard-size 20KB --quiet"
+"$ckpt" convert "$src" "$t/qone" $opts >/dev/null 2>&1
+check "--quant --nz all in 4 parts merges into the one-process bytes" \
+    'parts "$t/qparts" 1 2 3 4 && "$ckpt" manifest merge "$t/qparts" >/dev/null && diff -r "$t/qone" "$t/qparts"'

@@ -349,6 +349,73 @@ static void forge(const char *dst, const char *name, const uint8_t *bytes, size_
     free(m);
 }
 
+/*
+ * A quantized folder: verify --against reports each int8 weight's error and
+ * SQNR (text, JSON, JUnit); one code moved by one step, checksums forged to
+ * match, is caught; diff against the source compares the dequantized values.
+ */
+START_TEST(against_a_quantized_folder)
+{
+    char *dir = test_tmpdir(), *dst = test_join(dir, "q"), *sample = test_testdata("sample"), *out, *err;
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s' --target ascend-910b --quant w8a8-dynamic --quiet",
+                               sample, dst), 0);
+    free(err);
+    char *args = malloc(strlen(sample) + strlen(dir) + 64);
+    sprintf(args, "--against '%s' --json", sample);
+    ck_assert_int_eq(verify(dst, args, &out), 0);
+    json_t *doc = json_loads(out, 0, NULL), *f;
+    size_t i, weights = 0;
+    json_array_foreach(json_object_get(doc, "findings"), i, f) {
+        if (!json_object_get(f, "quant"))
+            continue;
+        weights++;
+        ck_assert_str_eq(json_string_value(json_object_get(f, "quant")), "W8A8_DYNAMIC");
+        double sqnr = json_real_value(json_object_get(f, "sqnr_db")), abs_err = json_real_value(json_object_get(f, "max_abs_error"));
+        /* 8-bit codes over about 4 sigma of a Gaussian: near 6 dB a bit, and never more than half a step off */
+        ck_assert_msg(sqnr > 35 && sqnr < 50, "SQNR %g", sqnr);
+        ck_assert_msg(abs_err > 0 && abs_err < 0.002, "max error %g", abs_err);
+    }
+    ck_assert_uint_eq(weights, 14);   /* q, k, v, o, gate, up, down of 2 layers; not their scales */
+    json_decref(doc);
+    free(out);
+    sprintf(args, "--against '%s' --junit '%s/j.xml'", sample, dir);
+    ck_assert_int_eq(verify(dst, args, &out), 0);
+    free(out);
+    char *junit = test_join(dir, "j.xml");
+    size_t n;
+    char *xml = (char *)test_read_file(junit, &n);
+    static const char prop[] = "<property name=\"sqnr_db\" value=\"";
+    ck_assert_ptr_nonnull(memmem(xml, n, prop, sizeof prop - 1));
+    free(xml);
+    free(junit);
+    const char *name = "model.layers.0.mlp.up_proj.weight";
+    ckpt_source *q = test_open(dst);
+    const ckpt_tensor *t;
+    uint8_t *codes = test_read_tensor(q, name, &t);
+    codes[100] = codes[100] == 127 ? 126 : codes[100] + 1;
+    forge(dst, name, codes, t->nbytes);
+    ckpt_source_free(q);
+    free(codes);
+    ck_assert_int_eq(verify(dst, NULL, &out), 0);   /* the checksums agree */
+    free(out);
+    sprintf(args, "--against '%s'", sample);
+    ck_assert_int_eq(verify(dst, args, &out), 1);
+    ck_assert_msg(strstr(out, "tensor model.layers.0.mlp.up_proj.weight: 1 elements differ"), "%s", out);
+    free(out);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "diff '%s' '%s' -v", sample, dst), 1);
+    ck_assert_msg(strstr(out, "BF16 -> W8A8_DYNAMIC int8") && strstr(out, "SQNR"), "%s", out);
+    ck_assert_msg(strstr(out, "quantization parameter of model.layers.1.self_attn.q_proj.weight"), "%s", out);
+    free(out);
+    ck_assert_int_eq(test_ckpt(&out, NULL, "diff '%s' '%s' --max-abs-error 0.002", sample, dst), 0);
+    free(out);
+    free(args);
+    free(sample);
+    free(dst);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(against_passes_on_correct_conversion)
 {
     char *dst = fresh_output();
@@ -575,6 +642,7 @@ static Suite *verify_suite(void)
     tcase_add_test(tc, unreadable_manifest_exits_3);
     tcase_add_test(tc, against_passes_on_correct_conversion);
     tcase_add_test(tc, against_catches_wrong_layout_and_cast);
+    tcase_add_test(tc, against_a_quantized_folder);
     tcase_add_test(tc, junit_is_well_formed);
     tcase_add_test(tc, diff_reports_differences);
     tcase_add_test(tc, diff_streams_large_tensors);

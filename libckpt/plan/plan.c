@@ -586,6 +586,11 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     }
     if (plan)
         plan->item_count = kept;
+    if (!rc && plan->opts.quant != CKPT_QUANT_NONE && !plan->quantizes && ckpt_source_metadata_value(src,
+                                                                                                 "msmodelslim.model_quant_type"))
+        rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --quant %s: this folder is quantized already (%s)",
+                       ckpt_source_path(src), rules_quant_word(plan->opts.quant),
+                       ckpt_source_metadata_value(src, "msmodelslim.model_quant_type"));
     if (!rc && plan->opts.quant != CKPT_QUANT_NONE && !plan->quantizes)
         rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --quant %s found no linear to quantize: it takes the decoder "
                        "layers' projections by Hugging Face name (model.layers.N.self_attn.q_proj.weight, ...; "

@@ -73,10 +73,11 @@ void part_map_free(struct part_map *map)
 json_t *options_json(const struct ckpt_plan *plan)
 {
     const ckpt_convert_options *o = &plan->opts;
-    return json_pack("{s:s, s:s?, s:i, s:i, s:s?, s:s?, s:s?, s:I, s:i}", "target", o->target, "dtype", o->dtype, "nz",
-                     (int)o->nz, "overflow", (int)o->overflow, "rules", o->rules, "rules_origin", o->rules_origin,
-                     "rename", o->rename, "max_shard_bytes", (json_int_t)o->max_shard_bytes, "deepspeed_weights",
-                     (int)plan->src->deepspeed_weights);
+    return json_pack("{s:s, s:s?, s:i, s:i, s:s?, s:s?, s:s?, s:I, s:i, s:i, s:i}", "target", o->target, "dtype",
+                     o->dtype, "nz", (int)o->nz, "overflow", (int)o->overflow, "rules", o->rules, "rules_origin",
+                     o->rules_origin, "rename", o->rename, "max_shard_bytes", (json_int_t)o->max_shard_bytes,
+                     "deepspeed_weights", (int)plan->src->deepspeed_weights, "quant", (int)o->quant, "nz_fp32_c0",
+                     (int)o->nz_fp32_c0);
 }
 
 static json_t *dims(const uint64_t *shape, uint32_t rank)
@@ -97,13 +98,14 @@ int plan_digest(const struct ckpt_plan *plan, char hex[33], ckpt_error *err)
         json_array_append_new(shards, json_pack("[s, I]", plan->shards[s].name, (json_int_t)plan->shards[s].data_bytes));
     for (size_t i = 0; i < plan->item_count && items; i++) {
         const ckpt_plan_entry *e = &plan->items[i].pub;
-        json_array_append_new(items, json_pack("[s, s, i, i, i, i, o, o, s?, s?, [I, I, I, I], i, I, I]", e->name,
-                                               e->source_name, (int)e->source_dtype, (int)e->dtype, (int)e->layout,
-                                               e->transposed, dims(e->shape, e->rank), dims(e->nd_shape, e->nd_rank),
-                                               e->scale_name, e->alias_of, (json_int_t)e->rows.groups,
-                                               (json_int_t)e->rows.group_rows, (json_int_t)e->rows.offset,
-                                               (json_int_t)e->rows.count, (int)e->shard, (json_int_t)e->offset,
-                                               (json_int_t)e->nbytes));
+        json_array_append_new(items, json_pack("[s, s, i, i, i, i, o, o, s?, s?, [I, I, I, I], i, I, I, [i, i, i, I]]",
+                                               e->name, e->source_name, (int)e->source_dtype, (int)e->dtype,
+                                               (int)e->layout, e->transposed, dims(e->shape, e->rank),
+                                               dims(e->nd_shape, e->nd_rank), e->scale_name, e->alias_of,
+                                               (json_int_t)e->rows.groups, (json_int_t)e->rows.group_rows,
+                                               (json_int_t)e->rows.offset, (json_int_t)e->rows.count, (int)e->shard,
+                                               (json_int_t)e->offset, (json_int_t)e->nbytes, (int)e->quant,
+                                               (int)e->quant_role, (int)e->load_dtype, (json_int_t)e->nz_c0));
     }
     for (size_t i = 0; i < plan->dropped_count && dropped; i++)
         json_array_append_new(dropped, json_string(plan->dropped[i]));

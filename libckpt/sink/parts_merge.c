@@ -139,14 +139,15 @@ static int rebuild_plan(struct merge *m, ckpt_error *err)
     ckpt_open_options_default(&open);
     ckpt_convert_options opts;
     ckpt_convert_options_default(&opts);
-    json_int_t shard_bytes = 0, nz = 0, overflow = 0, ds = 0;
+    json_int_t shard_bytes = 0, nz = 0, overflow = 0, ds = 0, quant = 0, c0 = 0;
     const char *target = NULL;
     json_t *dtype = NULL, *rules = NULL, *origin = NULL, *rename = NULL;   /* strings or null */
-    if (!source || json_unpack(o, "{s:s, s:o, s:I, s:I, s:o, s:o, s:o, s:I, s:I}", "target", &target, "dtype", &dtype,
-                               "nz", &nz, "overflow", &overflow, "rules", &rules, "rules_origin", &origin, "rename",
-                               &rename, "max_shard_bytes", &shard_bytes, "deepspeed_weights", &ds) != 0 ||
+    if (!source || json_unpack(o, "{s:s, s:o, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "target", &target, "dtype",
+                               &dtype, "nz", &nz, "overflow", &overflow, "rules", &rules, "rules_origin", &origin,
+                               "rename", &rename, "max_shard_bytes", &shard_bytes, "deepspeed_weights", &ds, "quant",
+                               &quant, "nz_fp32_c0", &c0) != 0 ||
         shard_bytes <= 0 || nz < 0 || nz > CKPT_NZ_NONE || overflow < 0 || overflow > CKPT_OVERFLOW_ERROR || ds < 0 ||
-        ds > 16)
+        ds > 16 || quant < CKPT_QUANT_NONE || quant > CKPT_QUANT_W8A16 || (c0 != 0 && c0 != 8 && c0 != 16))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: the part record's source or options are malformed",
                          m->parts[0].folder);
     open.deepspeed_weights = (ckpt_deepspeed_weights)ds;
@@ -158,6 +159,8 @@ static int rebuild_plan(struct merge *m, ckpt_error *err)
     opts.rules_origin = json_string_value(origin);
     opts.rename = json_string_value(rename);
     opts.max_shard_bytes = (uint64_t)shard_bytes;
+    opts.quant = (ckpt_quant)quant;
+    opts.nz_fp32_c0 = (unsigned)c0;
     opts.parts = m->parts[0].parts;
     int rc = ckpt_source_open_ext(&m->src, source, &open, err);
     if (!rc)

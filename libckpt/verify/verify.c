@@ -84,7 +84,10 @@ static const char *header_disagreement(const json_t *header, const json_t *meta,
         bool ok = l && json_is_string(json_object_get(l, "layout")) &&
                   strcmp(json_string_value(json_object_get(l, "layout")), "FRACTAL_NZ") == 0 &&
                   same_shape(json_object_get(l, "nd_shape"), t->nd_shape, t->nd_rank) &&
-                  json_is_true(json_object_get(l, "transposed")) == t->transposed;
+                  json_is_true(json_object_get(l, "transposed")) == t->transposed &&
+                  (!json_object_get(l, "c0") || (uint64_t)json_integer_value(json_object_get(l, "c0")) == t->nz_c0) &&
+                  (!json_object_get(l, "storage_shape") || same_shape(json_object_get(l, "storage_shape"), t->shape,
+                                                                      t->rank));
         json_decref(l);
         if (!ok)
             return "has another layout in the shard metadata";
