@@ -66,9 +66,23 @@ static int read_fields(const json_t *config, const char *path, struct source_con
     return CKPT_OK;
 }
 
+/*
+ * A Megatron checkpoint has no config.json: its decoder layers are its args'
+ * num_layers (the MTP layers, which --rename hf numbers after them, are not).
+ */
+static void megatron_layers(const ckpt_source *src, struct source_config *cfg)
+{
+    const char *v = ckpt_source_metadata_value(src, "megatron.num_layers");
+    char *end;
+    unsigned long long n = v ? strtoull(v, &end, 10) : 0;
+    if (v && *v >= '0' && *v <= '9' && !*end && n >= 1 && n <= (unsigned long long)MAX_LAYERS)
+        cfg->hidden_layers = n;
+}
+
 int source_config_read(const ckpt_source *src, struct source_config *cfg, ckpt_error *err)
 {
     *cfg = (struct source_config){{128, 128}, CKPT_DTYPE_INVALID, 0};
+    megatron_layers(src, cfg);
     char path[4096];
     if (!config_path(src, path, sizeof path))
         return CKPT_OK;

@@ -14,7 +14,7 @@
 struct source_config {
     uint64_t fp8_block[2];     /* quantization_config.weight_block_size, else 128 x 128 */
     ckpt_dtype torch_dtype;    /* torch_dtype (or dtype): F16, BF16 or F32; CKPT_DTYPE_INVALID when absent */
-    uint64_t hidden_layers;    /* num_hidden_layers; 0 when absent */
+    uint64_t hidden_layers;    /* num_hidden_layers (a Megatron source's megatron.num_layers); 0 when absent */
 };
 
 /* The folder's config.json when the source is a folder holding one as a regular file (not a link). */
