@@ -71,7 +71,8 @@ static json_t *finding_json(const ckpt_finding *f)
         json_object_set_new(o, "max_rel_error", json_real(f->max_rel_error));
         json_object_set_new(o, "mismatched", json_integer((json_int_t)f->mismatched));
     }
-    if (o && f->quant != CKPT_QUANT_NONE) {   /* an int8 weight, measured dequantized; an exact one has no finite SQNR */
+    /* an int8 weight, measured dequantized; an exact one has no finite SQNR */
+    if (o && f->quant != CKPT_QUANT_NONE) {
         json_object_set_new(o, "quant", json_string(ckpt_quant_name(f->quant)));
         json_object_set_new(o, "sqnr_db", isfinite(f->sqnr_db) ? json_real(f->sqnr_db) : json_null());
     }

@@ -11,7 +11,7 @@ DTYPES = {torch.float32: ("F32", torch.int32, "<i4"), torch.bfloat16: ("BF16", t
 
 
 class Raw:
-    """A tensor given as its safetensors dtype name, shape and little-endian bytes (for types torch lacks, e.g. F8_E4M3)."""
+    """A tensor given as its safetensors dtype name, shape and little-endian bytes (types torch lacks: F8_E4M3)."""
 
     def __init__(self, dtype, shape, data):
         self.dtype, self.shape, self.data = dtype, list(shape), bytes(data)

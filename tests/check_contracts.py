@@ -133,7 +133,8 @@ def llama_like(c, qkv_bias, qk_norm):
         if qk_norm:
             out[p + "self_attn.q_norm.weight"] = (hd,)
             out[p + "self_attn.k_norm.weight"] = (hd,)
-        sparse = experts > 0 and i not in c.get("mlp_only_layers", []) and (i + 1) % c.get("decoder_sparse_step", 1) == 0
+        step = c.get("decoder_sparse_step", 1)
+        sparse = experts > 0 and i not in c.get("mlp_only_layers", []) and (i + 1) % step == 0
         if sparse:
             out[p + "mlp.gate.weight"] = (experts, h)
             for e in range(experts):

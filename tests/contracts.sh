@@ -106,6 +106,7 @@ catches "a folder of another type" "$work/kept" contracts/qwen2 ascend-910b none
 "$CKPT_BIN" convert "$CKPT_TESTDATA/moe/deepseek_v3_seq" "$work/mtp" --target ascend-910b --rename hf \
     --quant w8a8-dynamic --quiet >/dev/null 2>&1
 check "Megatron DeepSeek-V3 with --rename hf: layers 0-4 quantized, the MTP layer 5 FLOAT" \
-    'grep -q "\"model.layers.4.self_attn.q_a_proj.weight\": \"W8A8_DYNAMIC\"" "$work/mtp/quant_model_description.json" &&
-     grep -q "\"model.layers.5.self_attn.q_a_proj.weight\": \"FLOAT\"" "$work/mtp/quant_model_description.json" &&
+    'd="$work/mtp/quant_model_description.json";
+     grep -q "\"model.layers.4.self_attn.q_a_proj.weight\": \"W8A8_DYNAMIC\"" "$d" &&
+     grep -q "\"model.layers.5.self_attn.q_a_proj.weight\": \"FLOAT\"" "$d" &&
      "$CKPT_BIN" verify "$work/mtp" --against "$CKPT_TESTDATA/moe/deepseek_v3_seq" --quiet >/dev/null 2>&1'

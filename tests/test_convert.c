@@ -86,7 +86,8 @@ static uint8_t *read_stored(const char *dst, const char *shard, const char *name
     for (uint32_t d = 0; d < *rank && d < 8; d++)
         shape[d] = (uint64_t)json_integer_value(json_array_get(json_object_get(e, "shape"), d));
     json_t *off = json_object_get(e, "data_offsets");
-    uint64_t a = (uint64_t)json_integer_value(json_array_get(off, 0)), b = (uint64_t)json_integer_value(json_array_get(off, 1));
+    uint64_t a = (uint64_t)json_integer_value(json_array_get(off, 0));
+    uint64_t b = (uint64_t)json_integer_value(json_array_get(off, 1));
     uint8_t *data = malloc(b - a + 1);
     memcpy(data, file + 8 + hlen + a, b - a);
     if (meta)
@@ -344,7 +345,8 @@ START_TEST(fp32_nz_needs_a_c0)
     ck_assert_uint_eq(shape[0], 8);    /* ceil(64 / 8) */
     ck_assert_uint_eq(shape[1], 11);   /* ceil(170 / 16) */
     ck_assert_uint_eq(shape[3], 8);
-    uint8_t *nd = undo_nz_c0(stored, 170, 64, 4, 8), *x = test_read_tensor(a, "model.layers.1.mlp.up_proj.weight", NULL);
+    uint8_t *nd = undo_nz_c0(stored, 170, 64, 4, 8);
+    uint8_t *x = test_read_tensor(a, "model.layers.1.mlp.up_proj.weight", NULL);
     for (int k = 0; k < 170 * 64; k++) {
         uint16_t h;
         float f;

@@ -236,8 +236,8 @@ START_TEST(bad_rules_and_sets_refused)
     free(err);
     const char *drop = "*.gate_weight drop\n";
     test_write_file(rules, drop, strlen(drop));
-    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --target nd --rename hf-llama --rules '%s' --quiet", qk, dir,
-                               rules), 0);
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --target nd --rename hf-llama --rules '%s' --quiet",
+                               qk, dir, rules), 0);
     char *o = test_join(dir, "o");
     test_rmtree(o);
     free(o);

@@ -370,7 +370,8 @@ START_TEST(against_a_quantized_folder)
             continue;
         weights++;
         ck_assert_str_eq(json_string_value(json_object_get(f, "quant")), "W8A8_DYNAMIC");
-        double sqnr = json_real_value(json_object_get(f, "sqnr_db")), abs_err = json_real_value(json_object_get(f, "max_abs_error"));
+        double sqnr = json_real_value(json_object_get(f, "sqnr_db"));
+        double abs_err = json_real_value(json_object_get(f, "max_abs_error"));
         /* 8-bit codes over about 4 sigma of a Gaussian: near 6 dB a bit, and never more than half a step off */
         ck_assert_msg(sqnr > 35 && sqnr < 50, "SQNR %g", sqnr);
         ck_assert_msg(abs_err > 0 && abs_err < 0.002, "max error %g", abs_err);

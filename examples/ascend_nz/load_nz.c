@@ -33,9 +33,11 @@ static json_t *find_tensor(json_t *manifest, const char *name)
 {
     size_t i;
     json_t *t;
-    json_array_foreach(json_object_get(manifest, "tensors"), i, t)
-        if (json_is_string(json_object_get(t, "name")) && strcmp(json_string_value(json_object_get(t, "name")), name) == 0)
+    json_array_foreach(json_object_get(manifest, "tensors"), i, t) {
+        const char *n = json_string_value(json_object_get(t, "name"));
+        if (n && strcmp(n, name) == 0)
             return t;
+    }
     return NULL;
 }
 
@@ -100,10 +102,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: cannot copy %s to the device\n", argv[1], argv[2]);
         return 4;
     }
-    aclTensor *tensor = aclCreateTensor(view, view_rank,
-                                        (aclDataType)json_integer_value(json_object_get(device, "acl_dtype")),
-                                        strides, 0, (aclFormat)json_integer_value(json_object_get(device, "acl_format")),
-                                        storage, storage_rank, dev);
+    aclDataType dtype = (aclDataType)json_integer_value(json_object_get(device, "acl_dtype"));
+    aclFormat format = (aclFormat)json_integer_value(json_object_get(device, "acl_format"));
+    aclTensor *tensor = aclCreateTensor(view, view_rank, dtype, strides, 0, format, storage, storage_rank, dev);
     printf("%s: %s FRACTAL_NZ, view rank %zu, storage rank %zu, C0 %lld, %zu bytes on the device\n", argv[2],
            json_string_value(json_object_get(device, "acl_dtype_name")), view_rank, storage_rank,
            (long long)json_integer_value(json_object_get(device, "c0")), nbytes);

@@ -101,7 +101,8 @@ TARGET static bool row_fast(ckpt_dtype dtype, const uint8_t *row, uint64_t cols,
     __m256 sv = _mm256_set1_ps(s);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (k = 0; k + 32 <= cols; k += 32) {
-        __m256i ab = _mm256_packs_epi32(code8(dtype, load8(dtype, row, k), sv), code8(dtype, load8(dtype, row, k + 8), sv));
+        __m256i ab = _mm256_packs_epi32(code8(dtype, load8(dtype, row, k), sv),
+                                        code8(dtype, load8(dtype, row, k + 8), sv));
         __m256i cd = _mm256_packs_epi32(code8(dtype, load8(dtype, row, k + 16), sv),
                                         code8(dtype, load8(dtype, row, k + 24), sv));
         /* the packs interleave 128-bit lanes: four-byte groups come out a0 b0 c0 d0 a1 b1 c1 d1 */

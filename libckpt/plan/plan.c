@@ -586,11 +586,10 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     }
     if (plan)
         plan->item_count = kept;
-    if (!rc && plan->opts.quant != CKPT_QUANT_NONE && !plan->quantizes && ckpt_source_metadata_value(src,
-                                                                                                 "msmodelslim.model_quant_type"))
+    const char *quantized_already = ckpt_source_metadata_value(src, "msmodelslim.model_quant_type");
+    if (!rc && plan->opts.quant != CKPT_QUANT_NONE && !plan->quantizes && quantized_already)
         rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --quant %s: this folder is quantized already (%s)",
-                       ckpt_source_path(src), rules_quant_word(plan->opts.quant),
-                       ckpt_source_metadata_value(src, "msmodelslim.model_quant_type"));
+                       ckpt_source_path(src), rules_quant_word(plan->opts.quant), quantized_already);
     if (!rc && plan->opts.quant != CKPT_QUANT_NONE && !plan->quantizes)
         rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --quant %s found no linear to quantize: it takes the decoder "
                        "layers' projections by Hugging Face name (model.layers.N.self_attn.q_proj.weight, ...; "
@@ -602,7 +601,8 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
         rc = check_unique_names(plan, err);
     if (!rc)
         rc = quant_check_fused(plan, err);
-    for (size_t i = 0; !rc && i < plan->item_count && !plan->quantized; i++)   /* this plan's, or a quantized source's */
+    /* quantized by this plan, or in a quantized source */
+    for (size_t i = 0; !rc && i < plan->item_count && !plan->quantized; i++)
         plan->quantized = strcmp(quant_type_of(plan, &plan->items[i]), ckpt_quant_name(CKPT_QUANT_NONE)) != 0;
     if (!rc)
         rc = assign_shards(plan, err);

@@ -95,6 +95,7 @@ struct write_sink {
     size_t shard;
     uint64_t tensor_base;   /* file offset of the tensor's bytes */
     XXH3_state_t *hash;     /* ND pieces arrive in order and are hashed on the way */
+    float *row_scales;      /* a quantized weight's scales, gathered for its scale tensor */
 };
 
 static int write_put(struct stream_sink *sink, const uint8_t *data, uint64_t len, uint64_t offset, ckpt_error *err)
@@ -111,24 +112,88 @@ static bool write_progress(struct stream_sink *sink, uint64_t bytes)
     return report(((struct write_sink *)sink)->ex, bytes);
 }
 
+static void write_scales(struct stream_sink *sink, const float *scales, uint64_t first, uint64_t count)
+{
+    memcpy(((struct write_sink *)sink)->row_scales + first, scales, count * sizeof *scales);
+}
+
+/*
+ * A quantized linear's scale or offset that its weight's stream writes
+ * (write_params): the weight's index, or SIZE_MAX when it is converted on its
+ * own (its weight is another part's).  The plan keeps the three consecutive.
+ */
+static size_t written_by(const struct execution *ex, size_t i)
+{
+    const struct plan_item *it = &ex->plan->items[i];
+    size_t back = it->pub.quant_role == CKPT_QUANT_ROLE_SCALE    ? 1
+                  : it->pub.quant_role == CKPT_QUANT_ROLE_OFFSET ? 2
+                                                                 : 0;
+    if (!back || i < back)
+        return SIZE_MAX;
+    const struct plan_item *w = &ex->plan->items[i - back];
+    return w->pub.quant_role == CKPT_QUANT_ROLE_WEIGHT && w->source_index == it->source_index &&
+                   part_has_shard(&ex->parts, w->pub.shard)
+               ? i - back
+               : SIZE_MAX;
+}
+
+/*
+ * The scale and offset of the quantized weight i, from the scales its
+ * stream computed: one read of the weight instead of two.
+ */
+static int write_params(struct execution *ex, size_t i, const float *scales, ckpt_error *err)
+{
+    int rc = CKPT_OK;
+    for (size_t k = i + 1; k <= i + 2 && k < ex->stored && !rc; k++) {
+        const struct plan_item *it = &ex->plan->items[k];
+        if (written_by(ex, k) != i || !part_has_shard(&ex->parts, it->pub.shard))
+            continue;
+        bool scale = it->pub.quant_role == CKPT_QUANT_ROLE_SCALE;
+        uint8_t *bytes = scale ? (uint8_t *)scales : calloc(1, it->pub.nbytes + 1);   /* an offset: zeros */
+        if (!bytes)
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory writing %s", it->pub.name);
+        rc = pwrite_all(ex->shards[it->pub.shard].fd, bytes, it->pub.nbytes,
+                        ex->shards[it->pub.shard].data_start + it->pub.offset, ex, it->pub.shard, err);
+        ex->tensors[k].hash = XXH3_128bits(bytes, (size_t)it->pub.nbytes);
+        if (!scale)
+            free(bytes);
+        if (!rc && !report(ex, it->in_bytes))
+            rc = CKPT_ERR_CANCELLED;
+    }
+    return rc;
+}
+
 static int convert_item(struct execution *ex, size_t i, struct stream_buffers *b, ckpt_error *err)
 {
     const struct plan_item *it = &ex->plan->items[i];
     struct tensor_record *rec = &ex->tensors[i];
-    struct write_sink sink = {{write_put, NULL, write_progress}, ex, ex->shards[it->pub.shard].fd, it->pub.shard,
-                              ex->shards[it->pub.shard].data_start + it->pub.offset, NULL};
+    struct write_sink sink = {{write_put, NULL, write_progress, NULL}, ex, ex->shards[it->pub.shard].fd,
+                              it->pub.shard, ex->shards[it->pub.shard].data_start + it->pub.offset, NULL, NULL};
     bool nd = it->pub.layout == CKPT_LAYOUT_ND;
     if (nd && !(sink.hash = XXH3_createState()))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     if (nd)
         XXH3_128bits_reset(sink.hash);
+    if (it->pub.quant_role == CKPT_QUANT_ROLE_WEIGHT) {   /* its rows' scales, for its scale tensor */
+        sink.base.scales = write_scales;
+        uint64_t rows = it->pub.rows.groups ? it->pub.rows.groups * it->pub.rows.count
+                                            : ckpt_source_tensor(ex->src, it->source_index)->shape[0];
+        sink.row_scales = malloc(rows * sizeof *sink.row_scales + 1);
+        if (!sink.row_scales) {
+            XXH3_freeState(sink.hash);
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+        }
+    }
     int rc = stream_tensor(ex->plan, it, ex->budget, b, &sink.base, &rec->counts, err);
     if (!rc && nd)
         rec->hash = XXH3_128bits_digest(sink.hash);
     else if (!rc) /* NZ pieces are written out of order: hash what is on disk */
         rc = hash_file_range(sink.fd, sink.tensor_base, it->pub.nbytes, ex->plan->shards[it->pub.shard].name,
                              &rec->hash, err);
+    if (!rc && sink.row_scales)
+        rc = write_params(ex, i, sink.row_scales, err);
     XXH3_freeState(sink.hash);
+    free(sink.row_scales);
     return rc;
 }
 
@@ -140,7 +205,7 @@ static void *worker(void *arg)
         size_t i = atomic_fetch_add(&ex->next, 1);
         if (i >= ex->stored)
             break;
-        if (!part_has_shard(&ex->parts, ex->plan->items[i].pub.shard))
+        if (!part_has_shard(&ex->parts, ex->plan->items[i].pub.shard) || written_by(ex, i) != SIZE_MAX)
             continue;
         ckpt_error err;
         int rc = convert_item(ex, i, &b, &err);

@@ -142,6 +142,8 @@ static int read_converted(struct job *j, uint64_t first, uint64_t count, uint64_
     if (rc)
         return rc;
     *out = copy ? b->in : b->out;
+    if (j->tf.role == CKPT_QUANT_ROLE_WEIGHT && j->sink->scales)
+        j->sink->scales(j->sink, (const float *)b->scales, first, count);
     if (want_ref) {
         struct stream_values v = {j->tf.scales ? CKPT_DTYPE_F32 : j->tf.from, j->tf.scales ? b->ref : b->in,
                                   j->tf.to, *out, elems, j->tf.line_elems,

@@ -37,6 +37,8 @@ struct stream_sink {
     void (*observe)(struct stream_sink *sink, const struct stream_values *v);
     /* Called with source bytes done after each block; returns false to stop. */
     bool (*progress)(struct stream_sink *sink, uint64_t bytes);
+    /* A quantized weight's row scales, lines [first, first + count), as they are computed; may be NULL. */
+    void (*scales)(struct stream_sink *sink, const float *scales, uint64_t first, uint64_t count);
 };
 
 /*

@@ -164,7 +164,8 @@ static int compare_values(struct side *a, struct side *b, const ckpt_diff_option
                   (o->max_rel_error <= 0 || f->max_rel_error <= o->max_rel_error);
     f->ok = f->mismatched == 0 ? same_kind || within : within;
     char ka[48], kb[48];
-    int n = same_kind ? 0 : snprintf(why, why_size, "%s -> %s; ", side_kind(a, ka, sizeof ka), side_kind(b, kb, sizeof kb));
+    int n = same_kind ? 0
+                      : snprintf(why, why_size, "%s -> %s; ", side_kind(a, ka, sizeof ka), side_kind(b, kb, sizeof kb));
     n += snprintf(why + n, why_size - (size_t)n, "%llu of %llu values differ, max error %.3g abs, %.3g rel",
                   (unsigned long long)f->mismatched, (unsigned long long)count, f->max_abs_error, f->max_rel_error);
     if ((a->scales != NULL) != (b->scales != NULL)) {   /* a quantized weight against what it quantizes */
@@ -199,7 +200,8 @@ static int compare_tensor(struct side *a, struct side *b, const ckpt_diff_option
     }
     if (o->names_only) {
         f.ok = a->t->dtype == b->t->dtype && a->quant == b->quant;
-        report_finding(r, f, "%s: %s %s -> %s", name, sa_shape, side_kind(a, ka, sizeof ka), side_kind(b, kb, sizeof kb));
+        report_finding(r, f, "%s: %s %s -> %s", name, sa_shape, side_kind(a, ka, sizeof ka),
+                       side_kind(b, kb, sizeof kb));
         return CKPT_OK;
     }
     int rc = compare_values(a, b, o, &f, why, sizeof why, err);

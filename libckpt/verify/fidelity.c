@@ -170,8 +170,8 @@ static int prove_tensor(struct fidelity *fd, const struct manifest_tensor *t, st
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", fd->dst, t->file);
-    struct compare_sink c = {{compare_put, compare_observe, keep_going}, -1, 0, ckpt_dtype_size(t->dtype), NULL, 0,
-                             0, 0, 0, 0, 0, path, 0};
+    struct compare_sink c = {{compare_put, compare_observe, keep_going, NULL}, -1, 0, ckpt_dtype_size(t->dtype), NULL,
+                             0, 0, 0, 0, 0, 0, path, 0};
     uint8_t len_le[8];
     c.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (c.fd < 0 || pread(c.fd, len_le, 8, 0) != 8) {

@@ -22,7 +22,8 @@ X.weight_scale (F32 [out, 1]) of every decoder-layer projection of the main laye
 quantized by msModelSlim's data-free int8 quantizer (testdata/quant/msmodelslim_rtn.py)
 in the type the weight loads in: config.json's torch_dtype, an fp8 weight first
 block-dequantized to bf16 as msModelSlim's convert_fp8_to_bf16.py does,
-(w.float() * scale_of_its_block).to(bfloat16).  torch 1.13 has no float8: the e4m3 codes are drawn as bytes and decoded from the
+(w.float() * scale_of_its_block).to(bfloat16).  torch 1.13 has no float8: the e4m3 codes
+are drawn as bytes and decoded from the
 OCP definition (sign, 4 exponent bits of bias 7, 3 mantissa bits; 0x7F/0xFF are NaN
 and never drawn).
 """
