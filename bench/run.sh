@@ -28,3 +28,6 @@ SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-megatron-$first.json" \
 echo "== Megatron MoE, TP=2 x EP=2 ($first MiB)"
 SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-moe-$first.json" \
     sh bench/moe.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_moe"
+echo "== quantization, --quant w8a8-dynamic ($first MiB)"
+SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-quant-$first.json" \
+    sh bench/quant.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_checkpoint"

@@ -119,6 +119,13 @@ static int print_plan_json(const ckpt_plan *plan)
         }
         if (e->scale_name)
             json_object_set_new(o, "scale", json_string(e->scale_name));
+        static const char *const roles[] = {"none", "weight", "scale", "offset"};
+        if (e->quant_role != CKPT_QUANT_ROLE_NONE)
+            json_object_set_new(o, "quant", json_pack("{s:s, s:s, s:s}", "type", ckpt_quant_name(e->quant), "role",
+                                                      roles[e->quant_role], "load_dtype",
+                                                      ckpt_dtype_name(e->load_dtype)));
+        if (e->layout == CKPT_LAYOUT_FRACTAL_NZ)
+            json_object_set_new(o, "c0", json_integer((json_int_t)e->nz_c0));
         const ckpt_row_select *r = &e->rows;
         if (r->groups)
             json_object_set_new(o, "source_rows",
