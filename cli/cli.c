@@ -26,7 +26,8 @@ int cli_fail(const char *command, const ckpt_error *err)
                                             {"max_pickle_bytes", "--max-pickle-memory"},
                                             {"max_tensors", "--max-tensors"},
                                             {"max_rank", "--max-rank"},
-                                            {"max_archive_bytes", "--max-archive-size"}};
+                                            {"max_archive_bytes", "--max-archive-size"},
+                                            {"max_bundle_header_bytes", "--max-bundle-headers"}};
     const char *option = NULL;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0] && err->code == CKPT_ERR_LIMIT; i++)
         if (strstr(err->message, limits[i][0]))
@@ -112,6 +113,10 @@ int cli_parse_open_option(const char *command, int code, const char *value, ckpt
     case CLI_OPT_MAX_ARCHIVE:
         if (cli_parse_size(value, &l->max_archive_bytes) || l->max_archive_bytes == 0)
             return cli_usage_error(command, "bad --max-archive-size '%s'", value);
+        return EXIT_OK;
+    case CLI_OPT_MAX_BUNDLE_HEADERS:
+        if (cli_parse_size(value, &l->max_bundle_header_bytes) || l->max_bundle_header_bytes == 0)
+            return cli_usage_error(command, "bad --max-bundle-headers '%s'", value);
         return EXIT_OK;
     case CLI_OPT_MAX_RANK:
         if (cli_parse_size(value, &v) || v == 0 || v > 64)

@@ -25,13 +25,8 @@ static char *temp_name_for(const char *path)
     return t;
 }
 
-int atomic_file_create(struct atomic_file *f, const char *path, ckpt_error *err)
+static int create_temp(struct atomic_file *f, const char *path, ckpt_error *err)
 {
-    memset(f, 0, sizeof *f);
-    f->fd = -1;
-    struct stat st;
-    if (lstat(path, &st) == 0)
-        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", path);
     f->final_path = strdup(path);
     f->temp_path = temp_name_for(path);
     if (!f->final_path || !f->temp_path) {
@@ -48,6 +43,27 @@ int atomic_file_create(struct atomic_file *f, const char *path, ckpt_error *err)
     }
     fchmod(f->fd, 0644);
     return CKPT_OK;
+}
+
+int atomic_file_create(struct atomic_file *f, const char *path, ckpt_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    struct stat st;
+    if (lstat(path, &st) == 0)
+        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", path);
+    return create_temp(f, path, err);
+}
+
+int atomic_file_create_over(struct atomic_file *f, const char *path, ckpt_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: exists and is not a regular file: not replaced", path);
+    f->replace = true;
+    return create_temp(f, path, err);
 }
 
 int atomic_file_write(struct atomic_file *f, const void *data, size_t len, ckpt_error *err)
@@ -90,10 +106,11 @@ int atomic_file_commit(struct atomic_file *f, ckpt_error *err)
     }
     f->fd = -1;
     /* link() fails with EEXIST instead of silently replacing a file created meanwhile */
-    if (link(f->temp_path, f->final_path) != 0)
+    if (f->replace ? rename(f->temp_path, f->final_path) != 0 : link(f->temp_path, f->final_path) != 0)
         return ckpt_fail(err, errno == EEXIST ? CKPT_ERR_EXISTS : CKPT_ERR_WRITE, "%s: cannot create: %s",
                          f->final_path, strerror(errno));
-    unlink(f->temp_path);
+    if (!f->replace)
+        unlink(f->temp_path);
     free(f->temp_path);
     f->temp_path = NULL;
     char *copy = strdup(f->final_path);
