@@ -91,8 +91,8 @@ static int lose_file(struct unpack *u, size_t file, size_t segment, const char *
         unlink(u->path);
     u->damaged = true;
     u->stats.damaged++;
-    char message[CKPT_ERROR_MESSAGE_MAX + 64];
-    snprintf(message, sizeof message, "not written: %s", why);
+    char message[CKPT_ERROR_MESSAGE_MAX + 4200];
+    snprintf(message, sizeof message, "%s: not written: %s", f->path, why);
     ckpt_finding finding = {CKPT_CHECK_FILE, 0, f->path, tensor, message, 0, 0, 0, {0, 0, 0}};
     return u->fn && u->fn(u->payload, &finding) ? CKPT_ERR_CANCELLED : CKPT_OK;
 }
