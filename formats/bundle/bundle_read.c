@@ -334,7 +334,8 @@ int bundle_open(const char *path, const ckpt_limits *limits, struct bundle **out
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     for (size_t i = 0, at = 0; !rc && i < files; at += b->ix.files[i++].size)
         b->base[i] = at;   /* the plan checked that the sizes add up without overflow */
-    b->slot_count = (size_t)(BUNDLE_CACHE_BYTES / b->ix.frame_bytes);
+    if (!rc)
+        b->slot_count = (size_t)(BUNDLE_CACHE_BYTES / b->ix.frame_bytes);
     if (!rc && !(b->slots = calloc(b->slot_count ? b->slot_count : 1, sizeof *b->slots)))
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     if (rc) {
