@@ -49,6 +49,23 @@ void bundle_close(struct bundle *b);
 int bundle_read_index(const char *path, const ckpt_limits *limits, bool part, struct bundle_index *ix,
                       struct bundle_header *header, uint64_t *frames_start, uint64_t *frames_end, ckpt_error *err);
 
+/*
+ * Opens a bundle whose table is lost (a copy cut short): the header and plan
+ * as usual, then each frame of the index file found by walking them in plan
+ * order, checked against its trailer, up to the first that is not whole.
+ * Frames past it are absent; the files' and tensors' XXH3-128 are unknown
+ * (bundle_hashes_known is false).  Refuses a bundle whose table is there
+ * (open it with bundle_open) and one with volumes (its index file is small:
+ * fetch it again).
+ */
+int bundle_open_lost_table(const char *path, const ckpt_limits *limits, struct bundle **out, ckpt_error *err);
+
+/* For bundle_open and bundle_open_lost_table: a bundle around the index `ix` read from `path` (taken). */
+int bundle_adopt(const char *path, struct bundle_index *ix, bool hashes_known, struct bundle **out, ckpt_error *err);
+
+/* False for a bundle opened without its table: files and tensors are checked frame by frame only. */
+bool bundle_hashes_known(const struct bundle *b);
+
 const struct bundle_index *bundle_index_of(const struct bundle *b);
 
 /* The path of volume `v` (0: the index file). */

@@ -84,7 +84,8 @@ int bundle_footer_parse(const uint8_t in[BUNDLE_FOOTER_BYTES], uint64_t file_siz
 {
     if (memcmp(in + 24, BUNDLE_FOOTER_MAGIC, 8) != 0)
         return ckpt_fail(err, CKPT_ERR_FORMAT,
-                         "%s: truncated or damaged: the table that ends a bundle is missing (%llu bytes)", path,
+                         "%s: truncated or damaged: the table that ends a bundle is missing (%llu bytes); unpacking "
+                         "recovers the files whose frames come before the cut", path,
                          (unsigned long long)file_size);
     *table_offset = ckpt_load_le64(in);
     *table_bytes = ckpt_load_le64(in + 8);

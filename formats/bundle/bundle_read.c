@@ -55,6 +55,7 @@ struct bundle {
     size_t slot_count;
     uint64_t clock;
     struct bundle_cursor *pool;
+    bool hashes_known;            /* the table's file and segment checksums are there (not a lost table) */
 };
 
 bool bundle_probe(const char *path)
@@ -241,28 +242,20 @@ static char *beside(const char *path, const char *name)
     return out;
 }
 
-/* Where each volume is, its frames' span, and that each is there and of this bundle. */
-static int check_volumes(struct bundle *b, const char *path, uint64_t frames_start, uint64_t frames_end, uint64_t set_id,
-                         ckpt_error *err)
+/* Each volume's frames' span, and that each volume is there and of this bundle. */
+static int check_volumes(struct bundle *b, uint64_t frames_start, uint64_t frames_end, uint64_t set_id, ckpt_error *err)
 {
     size_t n = b->ix.volume_count;
     uint64_t *start = calloc(n, sizeof *start), *end = calloc(n, sizeof *end);
-    b->volume_paths = calloc(n, sizeof *b->volume_paths);
-    int rc = start && end && b->volume_paths ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    if (!rc && !(b->volume_paths[0] = strdup(path)))
-        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    int rc = start && end ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", b->volume_paths[0]);
     if (!rc) {
         start[0] = frames_start;
         end[0] = frames_end;
     }
-    for (size_t v = 1; v < n && !rc; v++) {
-        if (!(b->volume_paths[v] = beside(path, b->ix.volumes[v].name)))
-            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-        else
-            rc = check_volume(b, v, set_id, start, end, err);
-    }
+    for (size_t v = 1; v < n && !rc; v++)
+        rc = check_volume(b, v, set_id, start, end, err);
     if (!rc)
-        rc = bundle_check_places(&b->ix, start, end, path, err);
+        rc = bundle_check_places(&b->ix, start, end, b->volume_paths[0], err);
     free(start);
     free(end);
     return rc;
@@ -311,39 +304,68 @@ static void space_close(const struct vfile *f, void *cursor)
 
 static const struct vfile_ops space_ops = {space_open, space_read, space_close, NULL};
 
-int bundle_open(const char *path, const ckpt_limits *limits, struct bundle **out, ckpt_error *err)
+int bundle_adopt(const char *path, struct bundle_index *ix, bool hashes_known, struct bundle **out, ckpt_error *err)
 {
     *out = NULL;
-    ckpt_limits defaults;
-    if (!limits) {
-        ckpt_limits_default(&defaults);
-        limits = &defaults;
-    }
     struct bundle *b = calloc(1, sizeof *b);
-    if (!b)
+    if (!b) {
+        bundle_index_free(ix);
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    }
     pthread_mutex_init(&b->lock, NULL);
     b->space = (struct space_file){{&space_ops}, b};
-    uint64_t frames_start = 0, frames_end = 0;
-    struct bundle_header h = {0};
-    int rc = bundle_read_index(path, limits, false, &b->ix, &h, &frames_start, &frames_end, err);
-    if (!rc)
-        rc = check_volumes(b, path, frames_start, frames_end, h.set_id, err);
-    size_t files = b->ix.file_count;
-    if (!rc && !(b->base = malloc((files ? files : 1) * sizeof *b->base)))
-        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    for (size_t i = 0, at = 0; !rc && i < files; at += b->ix.files[i++].size)
+    b->ix = *ix;
+    memset(ix, 0, sizeof *ix);
+    b->hashes_known = hashes_known;
+    size_t files = b->ix.file_count, n = b->ix.volume_count;
+    b->slot_count = (size_t)(BUNDLE_CACHE_BYTES / b->ix.frame_bytes);
+    b->base = malloc((files ? files : 1) * sizeof *b->base);
+    b->slots = calloc(b->slot_count ? b->slot_count : 1, sizeof *b->slots);
+    b->volume_paths = calloc(n, sizeof *b->volume_paths);
+    int rc = b->base && b->slots && b->volume_paths && (b->volume_paths[0] = strdup(path))
+                 ? CKPT_OK
+                 : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    uint64_t at = 0;
+    for (size_t i = 0; !rc && i < files; at += b->ix.files[i++].size)
         b->base[i] = at;   /* the plan checked that the sizes add up without overflow */
-    if (!rc)
-        b->slot_count = (size_t)(BUNDLE_CACHE_BYTES / b->ix.frame_bytes);
-    if (!rc && !(b->slots = calloc(b->slot_count ? b->slot_count : 1, sizeof *b->slots)))
-        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t v = 1; !rc && v < n; v++)
+        if (!(b->volume_paths[v] = beside(path, b->ix.volumes[v].name)))
+            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     if (rc) {
         bundle_close(b);
         return rc;
     }
     *out = b;
     return CKPT_OK;
+}
+
+int bundle_open(const char *path, const ckpt_limits *limits, struct bundle **out, ckpt_error *err)
+{
+    *out = NULL;
+    struct bundle_index ix = {0};
+    uint64_t frames_start = 0, frames_end = 0;
+    struct bundle_header h = {0};
+    struct bundle *b = NULL;
+    int rc = bundle_read_index(path, limits, false, &ix, &h, &frames_start, &frames_end, err);
+    if (rc) {
+        bundle_index_free(&ix);
+        return rc;
+    }
+    if (!rc)
+        rc = bundle_adopt(path, &ix, true, &b, err);
+    if (!rc)
+        rc = check_volumes(b, frames_start, frames_end, h.set_id, err);
+    if (rc) {
+        bundle_close(b);
+        return rc;
+    }
+    *out = b;
+    return CKPT_OK;
+}
+
+bool bundle_hashes_known(const struct bundle *b)
+{
+    return b->hashes_known;
 }
 
 static void cursor_free(struct bundle_cursor *c)
@@ -444,8 +466,8 @@ static int damaged(struct bundle *b, size_t frame, const char *why, ckpt_error *
     char what[600];
     bundle_describe_frame(&b->ix, frame, what, sizeof what);
     const struct bundle_frame *fr = &b->ix.frames[frame];
-    return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: frame %zu (%s) is damaged: %s", b->volume_paths[fr->volume], frame,
-                     what, why);
+    const char *where = b->volume_paths[fr->volume == BUNDLE_ABSENT ? 0 : fr->volume];
+    return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: frame %zu (%s) is damaged: %s", where, frame, what, why);
 }
 
 /* Reads frame `frame`'s stored bytes into c->packed. */
@@ -453,7 +475,7 @@ static int read_packed(struct bundle *b, struct bundle_cursor *c, size_t frame, 
 {
     const struct bundle_frame *fr = &b->ix.frames[frame];
     if (fr->volume == BUNDLE_ABSENT)
-        return damaged(b, frame, "no volume holds it", err);
+        return damaged(b, frame, "it is lost (the copy ends before it, and the table with it)", err);
     if (c->fd < 0 || c->fd_volume != fr->volume) {
         if (c->fd >= 0)
             close(c->fd);

@@ -138,7 +138,7 @@ static int end_file(struct unpack *u, size_t file, ckpt_error *err)
         return CKPT_OK;
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(u->file_hash));
-    if (memcmp(c.digest, f->hash, 16) != 0)
+    if (bundle_hashes_known(u->b) && memcmp(c.digest, f->hash, 16) != 0)
         return lose_file(u, file, SIZE_MAX, "its bytes differ from the XXH3-128 the bundle holds for it");
     u->stats.files++;
     if (u->one_file)
@@ -187,7 +187,7 @@ static int use(void *ctx, size_t item, void *slot, ckpt_error *err)
     }
     u->done += fr->length;
     u->stats.bytes += fr->length;
-    if (item + 1 == g->first_frame + g->frame_count) {
+    if (item + 1 == g->first_frame + g->frame_count && bundle_hashes_known(u->b)) {
         XXH128_canonical_t c;
         XXH128_canonicalFromHash(&c, XXH3_128bits_digest(u->segment_hash));
         if (memcmp(c.digest, g->hash, 16) != 0)
@@ -229,6 +229,28 @@ static int write_files(struct unpack *u, ckpt_error *err)
     return rc;
 }
 
+/*
+ * Opens the bundle; one whose table is lost (a copy cut short) is walked
+ * frame by frame instead, so that the files before the cut are recovered,
+ * unless no frame at all is found that way.
+ */
+static int open_bundle(const char *path, struct bundle **out, ckpt_error *err)
+{
+    int rc = bundle_open(path, NULL, out, err);
+    if (rc != CKPT_ERR_FORMAT && rc != CKPT_ERR_READ)
+        return rc;
+    struct bundle *b;
+    if (bundle_open_lost_table(path, NULL, &b, NULL) != CKPT_OK)
+        return rc;
+    const struct bundle_index *ix = bundle_index_of(b);
+    if (ix->frame_count && ix->frames[0].volume == BUNDLE_ABSENT) {
+        bundle_close(b);
+        return rc;
+    }
+    *out = b;
+    return CKPT_OK;
+}
+
 void ckpt_unpack_options_default(ckpt_unpack_options *opts)
 {
     memset(opts, 0, sizeof *opts);
@@ -259,7 +281,7 @@ int ckpt_unpack(const char *bundle, const char *dst, const ckpt_unpack_options *
     u.fd = -1;
     u.out.lock_fd = -1;
     u.single.fd = -1;
-    int rc = bundle_open(bundle, NULL, &u.b, err);
+    int rc = open_bundle(bundle, &u.b, err);
     if (!rc) {
         u.ix = bundle_index_of(u.b);
         u.one_file = u.ix->flags & BUNDLE_SOURCE_IS_FILE;
@@ -278,9 +300,12 @@ int ckpt_unpack(const char *bundle, const char *dst, const ckpt_unpack_options *
     if (written)
         rc = u.one_file ? atomic_file_commit(&u.single, err) : outdir_commit(&u.out, err);
     if (!rc && u.stats.damaged)
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: %llu of %zu files damaged or lost, left out%s", bundle,
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: %llu of %zu files damaged or lost, left out%s%s", bundle,
                        (unsigned long long)u.stats.damaged, u.ix->file_count,
-                       u.stats.files ? " (every other file written and checked)" : "");
+                       u.stats.files ? " (every other file written and checked)" : "",
+                       bundle_hashes_known(u.b) ? ""
+                                                : "; the table was lost, so files were checked frame by frame, "
+                                                  "against each frame's own checksum");
     u.stats.seconds = now_seconds() - begun;
     if (stats)
         *stats = u.stats;
