@@ -77,9 +77,9 @@ check "a truncated bundle is refused (exit 3) saying its table is lost" \
 check "verify refuses it too" '"$ckpt" verify "$t/short.ckb" >/dev/null 2>&1; [ $? -eq 3 ]'
 check "unpack walks its frames: the files before the cut recovered, exit 3 naming those lost" \
     '"$ckpt" unpack "$t/short.ckb" "$t/u-short" --quiet >"$t/out" 2>&1; [ $? -eq 3 ] &&
-     cmp -s "$s/config.json" "$t/u-short/config.json" && cmp -s "$s/generation_config.json" "$t/u-short/generation_config.json" &&
-     ! test -e "$t/u-short/model-00001-of-00002.safetensors" &&
-     grep -q "model-00001-of-00002.safetensors: not written.*lost" "$t/out" && grep -q "table was lost" "$t/out"'
+     for f in config.json generation_config.json model-00001-of-00002.safetensors; do
+         cmp -s "$s/$f" "$t/u-short/$f" || exit 1; done && ! test -e "$t/u-short/model-00002-of-00002.safetensors" &&
+     grep -q "model-00002-of-00002.safetensors: not written.*lost" "$t/out" && grep -q "table was lost" "$t/out"'
 head -c 100 "$t/s.ckb" >"$t/cut-plan.ckb"
 check "a bundle cut inside its plan: nothing to recover, nothing written" \
     '"$ckpt" unpack "$t/cut-plan.ckb" "$t/u-cut" >/dev/null 2>&1; [ $? -eq 3 ] && ! test -e "$t/u-cut"'
