@@ -16,6 +16,13 @@ trap 'rm -rf "$t"' EXIT
 # what inspect says of a checkpoint, but its path and file count (a bundle adds itself as a file)
 listing() { "$ckpt" inspect --objects "$1" 2>&1 | grep -v '^path:\|^files:'; }
 
+# same_in A B FILE...: each FILE is in folders A and B with the same bytes
+same_in() {
+    a=$1 b=$2
+    shift 2
+    for f in "$@"; do cmp -s "$a/$f" "$b/$f" || return 1; done
+}
+
 # same_files A B: a folder (or file) and its unpacked copy hold the same bytes
 same_files() { if [ -d "$1" ]; then diff -r "$1" "$2" >/dev/null; else cmp -s "$1" "$2"; fi; }
 
@@ -69,16 +76,15 @@ check "unpack of a damaged bundle: exit 3 naming the damaged file" \
     '"$ckpt" unpack "$t/bad.ckb" "$t/u-bad" --quiet >"$t/out" 2>&1; [ $? -eq 3 ] &&
      grep -q "model-00002-of-00002.safetensors: not written" "$t/out"'
 check "... every intact file recovered byte for byte, the damaged one left out" \
-    'for f in config.json generation_config.json model-00001-of-00002.safetensors model.safetensors.index.json; do
-         cmp -s "$s/$f" "$t/u-bad/$f" || exit 1; done && ! test -e "$t/u-bad/model-00002-of-00002.safetensors"'
+    'same_in "$s" "$t/u-bad" config.json generation_config.json model-00001-of-00002.safetensors \
+         model.safetensors.index.json && ! test -e "$t/u-bad/model-00002-of-00002.safetensors"'
 head -c 150000 "$t/s.ckb" >"$t/short.ckb"
 check "a truncated bundle is refused (exit 3) saying its table is lost" \
     '"$ckpt" inspect "$t/short.ckb" >/dev/null 2>"$t/err"; [ $? -eq 3 ] && grep -q "truncated" "$t/err"'
 check "verify refuses it too" '"$ckpt" verify "$t/short.ckb" >/dev/null 2>&1; [ $? -eq 3 ]'
 check "unpack walks its frames: the files before the cut recovered, exit 3 naming those lost" \
     '"$ckpt" unpack "$t/short.ckb" "$t/u-short" --quiet >"$t/out" 2>&1; [ $? -eq 3 ] &&
-     for f in config.json generation_config.json model-00001-of-00002.safetensors; do
-         cmp -s "$s/$f" "$t/u-short/$f" || exit 1; done && ! test -e "$t/u-short/model-00002-of-00002.safetensors" &&
+     same_in "$s" "$t/u-short" config.json generation_config.json model-00001-of-00002.safetensors && ! test -e "$t/u-short/model-00002-of-00002.safetensors" &&
      grep -q "model-00002-of-00002.safetensors: not written.*lost" "$t/out" && grep -q "table was lost" "$t/out"'
 head -c 100 "$t/s.ckb" >"$t/cut-plan.ckb"
 check "a bundle cut inside its plan: nothing to recover, nothing written" \
