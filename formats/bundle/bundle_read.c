@@ -508,8 +508,17 @@ int bundle_decode_frame(struct bundle *b, struct bundle_cursor *c, size_t frame,
         return damaged(b, frame, "its trailer is not there", err);
     if (file != g->file || file_offset != fr->file_offset)
         return damaged(b, frame, "it holds other bytes than the table says (frames swapped or moved)", err);
-    if (ZSTD_getFrameContentSize(c->packed, zsize) != fr->length || ZSTD_findFrameCompressedSize(c->packed, zsize) != zsize)
-        return damaged(b, frame, "its zstd frame does not hold the bytes the plan gives it", err);
+    unsigned long long declared = ZSTD_getFrameContentSize(c->packed, zsize);
+    if (declared != fr->length) {
+        char why[160];
+        if (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR)
+            snprintf(why, sizeof why, "its zstd frame declares no size (the plan gives it %u bytes)", fr->length);
+        else
+            snprintf(why, sizeof why, "its zstd frame declares %llu bytes, the plan gives it %u", declared, fr->length);
+        return damaged(b, frame, why, err);
+    }
+    if (ZSTD_findFrameCompressedSize(c->packed, zsize) != zsize)
+        return damaged(b, frame, "its zstd frame does not end where its trailer begins", err);
     uint8_t *out = g->width ? c->planes : dst;
     size_t got = ZSTD_decompressDCtx(c->dctx, out, fr->length, c->packed, zsize);
     if (ZSTD_isError(got))
