@@ -187,7 +187,9 @@ int cmd_pack(int argc, char **argv)
     cli_progress_clear(&p.line);
     if (rc != CKPT_OK)
         return cli_fail("pack", &err);
-    return print_pack_summary(&stats, opts.parts ? "parts" : bundle, json);
+    char part[4200];
+    snprintf(part, sizeof part, "%s.part-%u-of-%u", bundle, opts.part, opts.parts);
+    return print_pack_summary(&stats, opts.parts ? part : bundle, json);
 }
 
 int cmd_unpack(int argc, char **argv)

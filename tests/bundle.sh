@@ -40,6 +40,9 @@ for s in sample torch/dtypes.pt torch/training.pt torch/views.pt torch/views_big
     rm -rf "$t/un"
 done
 
+check "storages no tensor is made of (optimizer and RNG state) are tensor data, not headers held in memory" \
+    '"$ckpt" verify -v "$t/megatron_tp2pp2.ckb" | grep -q "^ok   tensor .*model_optim_rng.pt, bytes [0-9+]* (storage)"'
+
 # ---- in place, with no temporary space, as from the folder ----
 s="$td/sample"
 "$ckpt" pack "$s" "$t/s.ckb" --quiet >/dev/null

@@ -191,7 +191,7 @@ static int start_index(struct writer *w, ckpt_error *err)
 
 /* The frames this process packs, in plan order: all, or those of its part's files. */
 static int my_frames(const struct pack_plan *p, const ckpt_pack_options *o, size_t **out, size_t *count,
-                     uint64_t *bytes, ckpt_error *err)
+                     uint64_t *bytes, uint64_t *files, ckpt_error *err)
 {
     const struct bundle_index *ix = &p->ix;
     unsigned *part = o->parts ? calloc(ix->file_count, sizeof *part) : NULL;
@@ -204,6 +204,7 @@ static int my_frames(const struct pack_plan *p, const ckpt_pack_options *o, size
         bundle_assign_parts(ix, o->parts, part);
     *count = 0;
     *bytes = 0;
+    *files = 0;
     for (size_t i = 0; i < ix->file_count; i++) {
         const struct bundle_file *f = &ix->files[i];
         if (part && part[i] + 1 != o->part)
@@ -211,6 +212,7 @@ static int my_frames(const struct pack_plan *p, const ckpt_pack_options *o, size
         for (size_t k = f->first_frame; k < f->first_frame + f->frame_count; k++)
             (*out)[(*count)++] = k;
         *bytes += f->size;
+        (*files)++;
     }
     free(part);
     return CKPT_OK;
@@ -285,6 +287,7 @@ int ckpt_pack(const char *src, const char *bundle, const ckpt_pack_options *give
     w.index.fd = w.volume.fd = -1;
     struct pack_plan p = {0};
     size_t *frames = NULL, count = 0;
+    uint64_t files = 0;
     struct stat st;
     if (!rc && !(w.index_path = pack_index_path(bundle, o.part, o.parts)))
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
@@ -296,7 +299,7 @@ int ckpt_pack(const char *src, const char *bundle, const ckpt_pack_options *give
         rc = pack_plan_build(&p, src, o.frame_bytes, o.open, err);
     w.p = &p;
     if (!rc)
-        rc = my_frames(&p, &o, &frames, &count, &w.total, err);
+        rc = my_frames(&p, &o, &frames, &count, &w.total, &files, err);
     w.file_hash = XXH3_createState();
     w.segment_hash = XXH3_createState();
     w.volume_hash = XXH3_createState();
@@ -326,7 +329,7 @@ int ckpt_pack(const char *src, const char *bundle, const ckpt_pack_options *give
         for (size_t i = 0; i < count; i++)
             if (p.ix.segments[p.ix.frames[frames[i]].segment].kind == SEGMENT_TENSOR)
                 stats->tensor_bytes += p.ix.frames[frames[i]].length;
-        stats->files = p.ix.file_count;
+        stats->files = files;
         stats->bytes_in = w.total;
         stats->bytes_out = w.written;
         stats->volumes = p.ix.volume_count - 1;
