@@ -85,6 +85,17 @@ int cli_parse_size(const char *text, uint64_t *out)
     return -1;
 }
 
+int cli_parse_part(const char *command, const char *text, unsigned *part, unsigned *parts)
+{
+    unsigned k, n;
+    int used = 0;
+    if (sscanf(text, "%u/%u%n", &k, &n, &used) != 2 || text[used] || text[0] == '-' || k < 1 || n > 65536 || k > n)
+        return cli_usage_error(command, "--part takes K/N with 1 <= K <= N <= 65536, not '%s'", text);
+    *part = k;
+    *parts = n;
+    return EXIT_OK;
+}
+
 int cli_parse_open_option(const char *command, int code, const char *value, ckpt_open_options *opts)
 {
     ckpt_limits *l = &opts->limits;

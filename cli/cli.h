@@ -66,6 +66,9 @@ enum {
 /* Applies source option `code` (one of CLI_OPEN_CASES) with `value` to `opts`; EXIT_OK or a usage status. */
 int cli_parse_open_option(const char *command, int code, const char *value, ckpt_open_options *opts);
 
+/* "--part K/N" with 1 <= K <= N <= 65536 into *part and *parts; EXIT_OK or a usage status. */
+int cli_parse_part(const char *command, const char *text, unsigned *part, unsigned *parts);
+
 /* "5GB", "512MiB", "1000" -> bytes; 0 on success, -1 when malformed or over 64 bits. */
 int cli_parse_size(const char *text, uint64_t *out);
 

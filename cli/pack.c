@@ -144,16 +144,10 @@ int cmd_pack(int argc, char **argv)
             if ((status = parse_jobs("pack", optarg, &opts.jobs)))
                 return status;
             break;
-        case 'P': {
-            unsigned k, n;
-            int used = 0;
-            if (sscanf(optarg, "%u/%u%n", &k, &n, &used) != 2 || optarg[used] || optarg[0] == '-' || k < 1 ||
-                n > 65536 || k > n)
-                return cli_usage_error("pack", "--part takes K/N with 1 <= K <= N <= 65536, not '%s'", optarg);
-            opts.part = k;
-            opts.parts = n;
+        case 'P':
+            if ((status = cli_parse_part("pack", optarg, &opts.part, &opts.parts)))
+                return status;
             break;
-        }
         case 'M': merge = 1; break;
         case 'f': opts.force = 1; break;
         case 'J': json = 1; break;

@@ -19,6 +19,7 @@
 #include "libckpt/io/fs.h"
 #include "libckpt/io/vfile.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 /* Decompressed frames kept for reads that take part of one. */
@@ -80,6 +81,21 @@ void bundle_cursor_give(struct bundle *b, struct bundle_cursor *c);
  * CKPT_ERR_READ; both name the volume, the file and the tensor.
  */
 int bundle_decode_frame(struct bundle *b, struct bundle_cursor *c, size_t frame, uint8_t *dst, ckpt_error *err);
+
+/*
+ * Called for each frame, in order, with its bytes, or with `damage` saying
+ * why it could not be read (then `bytes` is not to be used); non-zero stops.
+ */
+typedef int (*bundle_frame_fn)(void *ctx, size_t frame, const uint8_t *bytes, const ckpt_error *damage,
+                               ckpt_error *err);
+
+/*
+ * Decompresses every frame on `jobs` threads (0: one per core) and hands
+ * them to `fn` in order on the calling thread, a few frames in flight at
+ * most.  `stop`, when set, ends the run with CKPT_ERR_CANCELLED.
+ */
+int bundle_each_frame(struct bundle *b, unsigned jobs, bundle_frame_fn fn, void *ctx, atomic_int *stop,
+                      ckpt_error *err);
 
 /* Reads bytes [offset, offset + len) of file `file` (inside its size) through the frame cache. */
 int bundle_read(struct bundle *b, struct bundle_cursor *c, size_t file, uint64_t offset, void *dst, uint64_t len,

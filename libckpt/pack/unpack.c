@@ -2,7 +2,7 @@
  * unpack.c: ckpt_unpack, the files of a bundle written back, byte for byte.
  *
  * Frames are decompressed and checked on worker threads and written in plan
- * order by the calling thread (common/ordered.h), which also checksums each
+ * order by the calling thread (bundle_each_frame), which also checksums each
  * segment and file as its bytes go by.  A damaged frame, or a segment or
  * file whose checksum differs, costs that file only: it is removed, named
  * with the tensor whose bytes were lost, and the others are still written.
@@ -14,8 +14,6 @@
 #include "formats/bundle/bundle.h"
 #include "libckpt/common/clock.h"
 #include "libckpt/common/error.h"
-#include "libckpt/common/ordered.h"
-#include "libckpt/common/workers.h"
 #include "libckpt/io/atomic_file.h"
 #include "libckpt/io/outdir.h"
 
@@ -27,12 +25,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
-
-struct slot {
-    uint8_t *bytes;
-    int rc;                   /* the frame's own failure: it is damaged or lost */
-    char why[CKPT_ERROR_MESSAGE_MAX];
-};
 
 struct unpack {
     struct bundle *b;
@@ -52,30 +44,6 @@ struct unpack {
     uint64_t done;
     ckpt_unpack_stats stats;
 };
-
-static void *start(void *ctx)
-{
-    struct unpack *u = ctx;
-    struct bundle_cursor *c;
-    return bundle_cursor_take(u->b, &c, NULL) == CKPT_OK ? c : NULL;
-}
-
-static void finish(void *ctx, void *worker)
-{
-    bundle_cursor_give(((struct unpack *)ctx)->b, worker);
-}
-
-static int make(void *ctx, void *worker, size_t item, void *slot, ckpt_error *err)
-{
-    (void)err;
-    struct unpack *u = ctx;
-    struct slot *s = slot;
-    ckpt_error why;
-    s->rc = bundle_decode_frame(u->b, worker, item, s->bytes, &why);
-    if (s->rc)
-        snprintf(s->why, sizeof s->why, "%s", why.message);
-    return CKPT_OK;   /* a damaged frame costs its file, not the run */
-}
 
 /* Reports file `file` lost, naming the tensor of `segment` (SIZE_MAX: none), and removes what was written. */
 static int lose_file(struct unpack *u, size_t file, size_t segment, const char *why)
@@ -161,24 +129,24 @@ static int reach_file(struct unpack *u, size_t file, ckpt_error *err)
     return rc;
 }
 
-static int use(void *ctx, size_t item, void *slot, ckpt_error *err)
+/* Writes one frame's bytes into its file, in order (bundle_each_frame). */
+static int use(void *ctx, size_t item, const uint8_t *bytes, const ckpt_error *damage, ckpt_error *err)
 {
     struct unpack *u = ctx;
-    struct slot *s = slot;
     const struct bundle_frame *fr = &u->ix->frames[item];
     const struct bundle_segment *g = &u->ix->segments[fr->segment];
     size_t file = g->file;
     int rc = reach_file(u, file, err);
     if (rc || u->damaged)
         return rc;
-    if (s->rc)
-        return lose_file(u, file, fr->segment, s->why);
+    if (damage)
+        return lose_file(u, file, fr->segment, damage->message);
     if (item == g->first_frame)
         XXH3_128bits_reset(u->segment_hash);
-    XXH3_128bits_update(u->segment_hash, s->bytes, fr->length);
-    XXH3_128bits_update(u->file_hash, s->bytes, fr->length);
+    XXH3_128bits_update(u->segment_hash, bytes, fr->length);
+    XXH3_128bits_update(u->file_hash, bytes, fr->length);
     for (size_t done = 0; done < fr->length;) {
-        ssize_t n = write(u->fd, s->bytes + done, fr->length - done);
+        ssize_t n = write(u->fd, bytes + done, fr->length - done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -200,32 +168,15 @@ static int use(void *ctx, size_t item, void *slot, ckpt_error *err)
     return rc;
 }
 
-static const struct ordered_ops ops = {start, finish, make, use};
-
 /* Decompresses every frame in order into the files. */
 static int write_files(struct unpack *u, ckpt_error *err)
 {
-    unsigned threads = worker_count(u->opts->jobs, u->ix->frame_count);
-    size_t n = ORDERED_SLOTS(threads);
-    struct slot *slots = calloc(n, sizeof *slots);
-    void **ring = calloc(n, sizeof *ring);
-    int rc = slots && ring ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; !rc && i < n; i++) {
-        ring[i] = &slots[i];
-        if (!(slots[i].bytes = malloc((size_t)u->ix->frame_bytes)))
-            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-    }
     atomic_int stop = 0;
-    if (!rc)
-        rc = ordered_run(u->ix->frame_count, threads, ring, &ops, u, &stop, err);
+    int rc = bundle_each_frame(u->b, u->opts->jobs, use, u, &stop, err);
     if (!rc)
         rc = reach_file(u, u->ix->file_count - 1, err);   /* trailing empty files */
-    if (!rc && u->next_file == u->ix->file_count && !u->ix->files[u->ix->file_count - 1].frame_count)
+    if (!rc && !u->ix->files[u->ix->file_count - 1].frame_count)
         rc = end_file(u, u->ix->file_count - 1, err);
-    for (size_t i = 0; slots && i < n; i++)
-        free(slots[i].bytes);
-    free(slots);
-    free(ring);
     return rc;
 }
 

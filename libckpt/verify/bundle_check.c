@@ -5,7 +5,7 @@
  * (so a receiver knows which one to fetch again); then every frame is
  * decompressed and checked against its trailer on worker threads, while the
  * calling thread hashes the bytes in order into each tensor's and each
- * file's XXH3-128 (common/ordered.h).  With `against`, each file is also
+ * file's XXH3-128 (bundle_each_frame).  With `against`, each file is also
  * compared with the file of that name in the source folder, and a file
  * there that the bundle lacks is a failure.
  */
@@ -14,8 +14,6 @@
 #include "formats/bundle/bundle.h"
 #include "libckpt/common/clock.h"
 #include "libckpt/common/error.h"
-#include "libckpt/common/ordered.h"
-#include "libckpt/common/workers.h"
 #include "libckpt/manifest/records.h"
 
 #include <dirent.h>
@@ -27,12 +25,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
-
-struct slot {
-    uint8_t *bytes;
-    int rc;
-    char why[CKPT_ERROR_MESSAGE_MAX];
-};
 
 struct check {
     struct bundle *b;
@@ -87,28 +79,6 @@ static void check_volumes(struct check *c)
     }
 }
 
-static void *start(void *ctx)
-{
-    struct bundle_cursor *cur;
-    return bundle_cursor_take(((struct check *)ctx)->b, &cur, NULL) == CKPT_OK ? cur : NULL;
-}
-
-static void finish(void *ctx, void *worker)
-{
-    bundle_cursor_give(((struct check *)ctx)->b, worker);
-}
-
-static int make(void *ctx, void *worker, size_t item, void *slot, ckpt_error *err)
-{
-    (void)err;
-    struct check *c = ctx;
-    struct slot *s = slot;
-    ckpt_error why;
-    if ((s->rc = bundle_decode_frame(c->b, worker, item, s->bytes, &why)) != CKPT_OK)
-        snprintf(s->why, sizeof s->why, "%s", why.message);
-    return atomic_load(&c->r->stop) ? ckpt_fail(err, CKPT_ERR_CANCELLED, "cancelled") : CKPT_OK;
-}
-
 /* The check of a segment or file whose bytes are all hashed. */
 static void report_hash(struct check *c, ckpt_check check, const char *file, const char *tensor, bool lost,
                         XXH3_state_t *state, const uint8_t want[16], uint64_t bytes)
@@ -128,11 +98,10 @@ static void report_hash(struct check *c, ckpt_check check, const char *file, con
         report_finding(c->r, f, "%.300s: its bytes differ from the XXH3-128 %s the bundle holds for them", what, w);
 }
 
-static int use(void *ctx, size_t item, void *slot, ckpt_error *err)
+/* Hashes one frame's bytes into its tensor's and file's checksums, in order (bundle_each_frame). */
+static int use(void *ctx, size_t item, const uint8_t *bytes, const ckpt_error *damage, ckpt_error *err)
 {
-    (void)err;
     struct check *c = ctx;
-    struct slot *s = slot;
     const struct bundle_frame *fr = &c->ix->frames[item];
     const struct bundle_segment *g = &c->ix->segments[fr->segment];
     const struct bundle_file *file = &c->ix->files[g->file];
@@ -144,14 +113,14 @@ static int use(void *ctx, size_t item, void *slot, ckpt_error *err)
         XXH3_128bits_reset(c->segment_hash);
         c->segment_lost = false;
     }
-    if (s->rc) {
+    if (damage) {
         ckpt_finding f = {g->kind == SEGMENT_TENSOR ? CKPT_CHECK_TENSOR : CKPT_CHECK_FILE, 0, file->path,
                           g->name_count ? g->names[0] : NULL, NULL, 0, 0, 0, {0, 0, 0}};
-        report_finding(c->r, f, "%s", s->why);
+        report_finding(c->r, f, "%s", damage->message);
         c->file_lost = c->segment_lost = true;
     } else {
-        XXH3_128bits_update(c->file_hash, s->bytes, fr->length);
-        XXH3_128bits_update(c->segment_hash, s->bytes, fr->length);
+        XXH3_128bits_update(c->file_hash, bytes, fr->length);
+        XXH3_128bits_update(c->segment_hash, bytes, fr->length);
     }
     if (item + 1 == g->first_frame + g->frame_count && g->kind == SEGMENT_TENSOR) {
         char storage[4200];   /* tensor data no tensor is made of (optimizer state): named by where it is */
@@ -166,32 +135,15 @@ static int use(void *ctx, size_t item, void *slot, ckpt_error *err)
     return atomic_load(&c->r->stop) ? ckpt_fail(err, CKPT_ERR_CANCELLED, "cancelled") : CKPT_OK;
 }
 
-static const struct ordered_ops ops = {start, finish, make, use};
-
 /* Every frame decompressed and checked, every tensor and file hashed. */
 static int check_frames(struct check *c, unsigned jobs, ckpt_error *err)
 {
-    unsigned threads = worker_count(jobs, c->ix->frame_count);
-    size_t n = ORDERED_SLOTS(threads);
-    struct slot *slots = calloc(n, sizeof *slots);
-    void **ring = calloc(n, sizeof *ring);
-    int rc = slots && ring ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; !rc && i < n; i++) {
-        ring[i] = &slots[i];
-        if (!(slots[i].bytes = malloc((size_t)c->ix->frame_bytes)))
-            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-    }
-    if (!rc)
-        rc = ordered_run(c->ix->frame_count, threads, ring, &ops, c, &c->r->stop, err);
+    int rc = bundle_each_frame(c->b, jobs, use, c, &c->r->stop, err);
     for (size_t i = 0; !rc && i < c->ix->file_count; i++)   /* empty files have no frame to report them */
         if (!c->ix->files[i].frame_count) {
             XXH3_128bits_reset(c->file_hash);
             report_hash(c, CKPT_CHECK_FILE, c->ix->files[i].path, NULL, false, c->file_hash, c->ix->files[i].hash, 0);
         }
-    for (size_t i = 0; slots && i < n; i++)
-        free(slots[i].bytes);
-    free(slots);
-    free(ring);
     return rc == CKPT_ERR_CANCELLED ? CKPT_OK : rc;
 }
 
