@@ -43,6 +43,19 @@ done
 check "storages no tensor is made of (optimizer and RNG state) are tensor data, not headers held in memory" \
     '"$ckpt" verify -v "$t/megatron_tp2pp2.ckb" | grep -q "^ok   tensor .*model_optim_rng.pt, bytes [0-9+]* (storage)"'
 
+mkdir -p "$t/mix/sub/deeper"
+cp "$td/sample"/* "$t/mix/"
+: >"$t/mix/empty"
+echo note >"$t/mix/sub/deeper/note.txt"
+ln -s "$td/sample/config.json" "$t/mix/linked.json"
+check "empty files, nested folders and a link to a file round-trip (the link as the file it names)" \
+    '"$ckpt" pack "$t/mix" "$t/mix.ckb" --quiet >/dev/null 2>&1 && "$ckpt" unpack "$t/mix.ckb" "$t/u-mix" --quiet >/dev/null 2>&1 &&
+     diff -r "$t/mix" "$t/u-mix" >/dev/null && [ ! -L "$t/u-mix/linked.json" ] && [ -f "$t/u-mix/empty" ]'
+check "convert skips the link as a side file from the bundle as from the folder" \
+    '"$ckpt" convert "$t/mix" "$t/c-mix1" --target nd --quiet >/dev/null 2>&1 &&
+     "$ckpt" convert "$t/mix.ckb" "$t/c-mix2" --target nd --quiet >/dev/null 2>&1 &&
+     diff -r -x ckpt-manifest.json "$t/c-mix1" "$t/c-mix2" >/dev/null && [ ! -e "$t/c-mix2/linked.json" ]'
+
 # ---- in place, with no temporary space, as from the folder ----
 s="$td/sample"
 "$ckpt" pack "$s" "$t/s.ckb" --quiet >/dev/null
