@@ -191,9 +191,10 @@ size_t bundle_frame_at(const struct bundle_index *ix, size_t file, uint64_t offs
 /*
  * Which part (0-based) packs each file of a pack split in `parts`: in plan
  * order, each file to the part with the fewest bytes so far, the lowest on
- * a tie.  Every process computes the same from the same plan.
+ * a tie.  Every process computes the same from the same plan.  CKPT_OK, or
+ * CKPT_ERR_NOMEM.
  */
-void bundle_assign_parts(const struct bundle_index *ix, unsigned parts, unsigned *file_part);
+int bundle_assign_parts(const struct bundle_index *ix, unsigned parts, unsigned *file_part);
 
 /* A one-line description of what frame `frame` holds: its file, bytes and tensor, for messages. */
 void bundle_describe_frame(const struct bundle_index *ix, size_t frame, char *out, size_t cap);

@@ -490,6 +490,26 @@ int bundle_plan_parse(struct bundle_index *ix, const uint8_t *plan, size_t len, 
     return rc ? rc : check_paths(ix, path, err);
 }
 
+/* No volume listed twice (sorted, not compared pairwise: a table may list 99,999). */
+static int check_volume_names(const struct bundle_index *ix, const char *path, ckpt_error *err)
+{
+    size_t n = ix->volume_count - 1;
+    if (n < 2)
+        return CKPT_OK;
+    char **sorted = malloc(n * sizeof *sorted);
+    if (!sorted)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t v = 0; v < n; v++)
+        sorted[v] = ix->volumes[v + 1].name;
+    qsort(sorted, n, sizeof *sorted, by_path);
+    int rc = CKPT_OK;
+    for (size_t v = 0; v + 1 < n && !rc; v++)
+        if (strcmp(sorted[v], sorted[v + 1]) == 0)
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: the bundle lists volume %.200s twice", path, sorted[v]);
+    free(sorted);
+    return rc;
+}
+
 int bundle_table_parse(struct bundle_index *ix, const uint8_t *table, size_t len, bool part, const char *path,
                        ckpt_error *err)
 {
@@ -513,14 +533,13 @@ int bundle_table_parse(struct bundle_index *ix, const uint8_t *table, size_t len
         if (!*vol->name || strchr(vol->name, '/') || strcmp(vol->name, ".") == 0 || strcmp(vol->name, "..") == 0)
             rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: the bundle names a volume %.200s outside its folder", path,
                            vol->name);
-        for (uint32_t w = 1; w < v && !rc; w++)
-            if (strcmp(ix->volumes[w].name, vol->name) == 0)
-                rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: the bundle lists volume %.200s twice", path, vol->name);
         if (!rc)
             rc = take64(&c, &vol->size);
         if (!rc && !(rc = take(&c, 16, &h)))
             memcpy(vol->hash, h, 16);
     }
+    if (!rc)
+        rc = check_volume_names(ix, path, err);
     if (rc)
         return rc;
     uint64_t need = (uint64_t)ix->frame_count * 16 + (uint64_t)ix->file_count * 16 + (uint64_t)ix->segment_count * 16;
@@ -612,19 +631,48 @@ size_t bundle_frame_at(const struct bundle_index *ix, size_t file, uint64_t offs
     return g->first_frame + (size_t)((offset - g->offset) / ix->frame_bytes);
 }
 
-void bundle_assign_parts(const struct bundle_index *ix, unsigned parts, unsigned *file_part)
+/* A min-heap of parts by (bytes so far, part): the next file goes to its top. */
+struct part_load {
+    uint64_t bytes;
+    unsigned part;
+};
+
+static bool lighter(const struct part_load *a, const struct part_load *b)
 {
-    uint64_t *load = calloc(parts, sizeof *load);
-    for (size_t i = 0; i < ix->file_count; i++) {
-        unsigned best = 0;
-        for (unsigned p = 1; load && p < parts; p++)
-            if (load[p] < load[best])
-                best = p;
-        file_part[i] = load ? best : (unsigned)(i % parts);
-        if (load)
-            load[best] += ix->files[i].size;
+    return a->bytes < b->bytes || (a->bytes == b->bytes && a->part < b->part);
+}
+
+static void sift_down(struct part_load *h, unsigned n, unsigned i)
+{
+    for (;;) {
+        unsigned l = 2 * i + 1, r = l + 1, least = i;
+        if (l < n && lighter(&h[l], &h[least]))
+            least = l;
+        if (r < n && lighter(&h[r], &h[least]))
+            least = r;
+        if (least == i)
+            return;
+        struct part_load t = h[i];
+        h[i] = h[least];
+        h[least] = t;
+        i = least;
     }
-    free(load);
+}
+
+int bundle_assign_parts(const struct bundle_index *ix, unsigned parts, unsigned *file_part)
+{
+    struct part_load *heap = calloc(parts, sizeof *heap);
+    if (!heap)
+        return CKPT_ERR_NOMEM;
+    for (unsigned p = 0; p < parts; p++)
+        heap[p] = (struct part_load){0, p};   /* all zero: already a heap */
+    for (size_t i = 0; i < ix->file_count; i++) {
+        file_part[i] = heap[0].part;
+        heap[0].bytes += ix->files[i].size;   /* the plan checked that the sizes add up without overflow */
+        sift_down(heap, parts, 0);
+    }
+    free(heap);
+    return CKPT_OK;
 }
 
 void bundle_describe_frame(const struct bundle_index *ix, size_t frame, char *out, size_t cap)

@@ -126,31 +126,34 @@ static int check_volume(struct bundle *b, size_t v, uint64_t set_id, uint64_t *s
 {
     const struct bundle_volume *vol = &b->ix.volumes[v];
     const char *path = b->volume_paths[v];
-    char holds[400];
-    volume_holds(&b->ix, v, holds, sizeof holds);
+    start[v] = BUNDLE_HEADER_BYTES;
+    end[v] = vol->size;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: volume %zu of the bundle is missing (%s): %s", path, v,
-                         strerror(errno), holds);
     struct stat st;
     uint8_t head[BUNDLE_HEADER_BYTES];
     struct bundle_header h;
-    int rc = CKPT_OK;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: volume %zu of the bundle is not a regular file: %s", path, v, holds);
+    char why[200];
+    if (fd < 0)
+        snprintf(why, sizeof why, "is missing (%s)", strerror(errno));
+    else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        snprintf(why, sizeof why, "is not a regular file");
     else if ((uint64_t)st.st_size != vol->size)
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: volume %zu of the bundle has %llu bytes, not %llu (%s): %s", path,
-                       v, (unsigned long long)st.st_size, (unsigned long long)vol->size,
-                       (uint64_t)st.st_size < vol->size ? "truncated" : "not this bundle's", holds);
-    else if (vol->size < BUNDLE_HEADER_BYTES || read_exact(fd, head, sizeof head, 0) != 0)
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: volume %zu of the bundle has no header: %s", path, v, holds);
-    else if ((rc = bundle_header_parse(head, &h, path, err)) == CKPT_OK &&
-             (h.kind != BUNDLE_KIND_VOLUME || h.set_id != set_id))
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: volume %zu is from another bundle: %s", path, v, holds);
-    close(fd);
-    start[v] = BUNDLE_HEADER_BYTES;
-    end[v] = vol->size;
-    return rc;
+        snprintf(why, sizeof why, "has %llu bytes, not %llu (%s)", (unsigned long long)st.st_size,
+                 (unsigned long long)vol->size, (uint64_t)st.st_size < vol->size ? "truncated" : "not this bundle's");
+    else if (vol->size < BUNDLE_HEADER_BYTES || read_exact(fd, head, sizeof head, 0) != 0 ||
+             bundle_header_parse(head, &h, path, NULL) != CKPT_OK)
+        snprintf(why, sizeof why, "has no volume header");
+    else if (h.kind != BUNDLE_KIND_VOLUME || h.set_id != set_id)
+        snprintf(why, sizeof why, "is from another bundle");
+    else
+        why[0] = '\0';
+    if (fd >= 0)
+        close(fd);
+    if (!why[0])
+        return CKPT_OK;
+    char holds[400];
+    volume_holds(&b->ix, v, holds, sizeof holds);
+    return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: volume %zu of the bundle %s: %s", path, v, why, holds);
 }
 
 int bundle_read_index(const char *path, const ckpt_limits *limits, bool part, struct bundle_index *ix,

@@ -200,8 +200,10 @@ static int my_frames(const struct pack_plan *p, const ckpt_pack_options *o, size
         free(part);
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     }
-    if (part)
-        bundle_assign_parts(ix, o->parts, part);
+    if (part && bundle_assign_parts(ix, o->parts, part) != CKPT_OK) {
+        free(part);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    }
     *count = 0;
     *bytes = 0;
     *files = 0;

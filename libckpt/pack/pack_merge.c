@@ -160,6 +160,8 @@ int ckpt_pack_merge(const char *bundle, int force, ckpt_pack_stats *stats, ckpt_
     unsigned parts = count_parts(bundle);
     if (!parts)
         return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: no parts (%s.part-K-of-N) to merge", bundle, bundle);
+    if (parts > 65536)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: parts of %u: at most 65536", bundle, parts);
     struct part *p = calloc(parts, sizeof *p);
     unsigned *owner = NULL;
     struct bundle_index out = {0};
@@ -177,7 +179,8 @@ int ckpt_pack_merge(const char *bundle, int force, ckpt_pack_stats *stats, ckpt_
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     if (!rc) {
         out.volume_count = 1;
-        bundle_assign_parts(&out, parts, owner);
+        if (bundle_assign_parts(&out, parts, owner) != CKPT_OK)
+            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     }
     for (unsigned k = 1; !rc && k <= parts; k++)
         rc = take_part(&out, &p[k - 1], owner, k, err);
