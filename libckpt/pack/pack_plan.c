@@ -163,6 +163,50 @@ static int push_range(struct ranges *r, struct range item, ckpt_error *err)
     return CKPT_OK;
 }
 
+static int by_inode(const void *a, const void *b, void *ctx)
+{
+    const struct found *files = ctx, *x = &files[*(const size_t *)a], *y = &files[*(const size_t *)b];
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/* A file the reader mapped, paired with the found file it is. */
+struct owner {
+    const struct vfile *backing;
+    size_t found;
+};
+
+static int by_backing(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const struct owner *)a)->backing, y = (uintptr_t)((const struct owner *)b)->backing;
+    return x < y ? -1 : x > y;
+}
+
+/* The found file with the device and inode of `st`, the one whose path ends `path` among links to one file. */
+static size_t find_inode(const struct listing *l, const size_t *sorted, const struct stat *st, const char *path)
+{
+    size_t lo = 0, hi = l->count;
+    while (lo < hi) {   /* the first at or after (dev, ino) */
+        size_t mid = lo + (hi - lo) / 2;
+        const struct found *f = &l->files[sorted[mid]];
+        if (f->dev < st->st_dev || (f->dev == st->st_dev && f->ino < st->st_ino))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t best = SIZE_MAX, plen = strlen(path);
+    for (size_t k = lo; k < l->count; k++) {
+        const struct found *f = &l->files[sorted[k]];
+        if (f->dev != st->st_dev || f->ino != st->st_ino)
+            break;
+        size_t rlen = strlen(f->rel);
+        if (best == SIZE_MAX || (plen >= rlen && strcmp(path + plen - rlen, f->rel) == 0))
+            best = sorted[k];
+    }
+    return best;
+}
+
 /*
  * Which found file each catalog file's bytes lie in (SIZE_MAX: none, bytes
  * the reader made itself): a file the reader mapped is matched to the
@@ -171,30 +215,35 @@ static int push_range(struct ranges *r, struct range item, ckpt_error *err)
  */
 static int match_files(const struct ckpt_source *src, const struct listing *l, size_t *found_of, ckpt_error *err)
 {
+    size_t *sorted = malloc((l->count ? l->count : 1) * sizeof *sorted);
+    struct owner *owners = malloc((src->file_count ? src->file_count : 1) * sizeof *owners);
+    if (!sorted || !owners) {
+        free(sorted);
+        free(owners);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning a bundle");
+    }
+    for (size_t k = 0; k < l->count; k++)
+        sorted[k] = k;
+    qsort_r(sorted, l->count, sizeof *sorted, by_inode, l->files);
+    size_t owner_count = 0;
     for (size_t i = 0; i < src->file_count; i++) {
         const struct source_file *f = &src->files[i];
-        found_of[i] = SIZE_MAX;
         struct stat st;
+        found_of[i] = SIZE_MAX;
         if (f->borrowed || !f->owns_backing || stat(f->path, &st) != 0)
             continue;
-        size_t plen = strlen(f->path);
-        for (size_t k = 0; k < l->count; k++) {
-            const struct found *c = &l->files[k];
-            size_t rlen = strlen(c->rel);
-            bool tail = plen >= rlen && strcmp(f->path + plen - rlen, c->rel) == 0;
-            if (c->dev == st.st_dev && c->ino == st.st_ino && (found_of[i] == SIZE_MAX || tail))
-                found_of[i] = k;
-        }
+        found_of[i] = find_inode(l, sorted, &st, f->path);
+        owners[owner_count++] = (struct owner){f->backing, found_of[i]};
     }
+    qsort(owners, owner_count, sizeof *owners, by_backing);
     for (size_t i = 0; i < src->file_count; i++) {
         const struct source_file *f = &src->files[i];
-        if (!f->borrowed || !f->backing)
-            continue;
-        for (size_t k = 0; k < src->file_count && found_of[i] == SIZE_MAX; k++)
-            if (src->files[k].owns_backing && src->files[k].backing == f->backing)
-                found_of[i] = found_of[k];
+        struct owner key = {f->backing, 0}, *o;
+        if (f->borrowed && f->backing && (o = bsearch(&key, owners, owner_count, sizeof *owners, by_backing)))
+            found_of[i] = o->found;
     }
-    (void)err;
+    free(sorted);
+    free(owners);
     return CKPT_OK;
 }
 
