@@ -126,6 +126,14 @@ printf '\0' | dd of="$t/v.ckb.001" bs=1 seek=5000 conv=notrunc 2>/dev/null
 check "verify names a damaged volume to fetch again" \
     '"$ckpt" verify "$t/v.ckb" >"$t/out" 2>&1; [ $? -eq 1 ] && grep -q "^FAIL file .*volume v.ckb.001.*fetch it again" "$t/out"'
 
+"$ckpt" pack "$m" "$t/f.ckb" --volume-size 80KiB --frame-size 64KiB --quiet >/dev/null 2>&1
+cksum "$t"/f.ckb* >"$t/f.sums"
+(ulimit -f 60; exec "$ckpt" pack "$m" "$t/f.ckb" --volume-size 80KiB --frame-size 64KiB --force --quiet) >/dev/null 2>"$t/err"
+status=$?
+check "a pack that runs out of space exits 4 (got $status)" '[ "$status" -eq 4 ] && grep -q "File too large" "$t/err"'
+check "... leaving the bundle it was to replace as it was, volumes too, and no temporary file" \
+    'cksum "$t"/f.ckb* | cmp -s - "$t/f.sums" && ! ls -A "$t" | grep -q "^\.f\.ckb" && "$ckpt" verify "$t/f.ckb" >/dev/null 2>&1'
+
 # ---- parts ----
 pids=""
 for k in 1 2 3; do

@@ -96,15 +96,24 @@ int sync_dir(const char *dir, ckpt_error *err)
     return CKPT_OK;
 }
 
-int atomic_file_commit(struct atomic_file *f, ckpt_error *err)
+int atomic_file_flush(struct atomic_file *f, ckpt_error *err)
 {
+    if (f->fd < 0)
+        return CKPT_OK;
     if (fsync(f->fd) != 0)
         return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot flush: %s", f->final_path, strerror(errno));
-    if (close(f->fd) != 0) {
-        f->fd = -1;
-        return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot close: %s", f->final_path, strerror(errno));
-    }
+    int closed = close(f->fd);
     f->fd = -1;
+    if (closed != 0)
+        return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot close: %s", f->final_path, strerror(errno));
+    return CKPT_OK;
+}
+
+int atomic_file_commit(struct atomic_file *f, ckpt_error *err)
+{
+    int rc = atomic_file_flush(f, err);
+    if (rc)
+        return rc;
     /* link() fails with EEXIST instead of silently replacing a file created meanwhile */
     if (f->replace ? rename(f->temp_path, f->final_path) != 0 : link(f->temp_path, f->final_path) != 0)
         return ckpt_fail(err, errno == EEXIST ? CKPT_ERR_EXISTS : CKPT_ERR_WRITE, "%s: cannot create: %s",
@@ -116,7 +125,7 @@ int atomic_file_commit(struct atomic_file *f, ckpt_error *err)
     char *copy = strdup(f->final_path);
     if (!copy)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->final_path);
-    int rc = sync_dir(dirname(copy), err);
+    rc = sync_dir(dirname(copy), err);
     free(copy);
     return rc;
 }

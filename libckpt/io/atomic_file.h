@@ -34,7 +34,10 @@ int atomic_file_create_over(struct atomic_file *f, const char *path, ckpt_error 
 /* Writes all of `data`, retrying short writes. */
 int atomic_file_write(struct atomic_file *f, const void *data, size_t len, ckpt_error *err);
 
-/* fsyncs, gives the file its final name, and fsyncs the folder. */
+/* fsyncs and closes the file, still under its temporary name (commit names it later). */
+int atomic_file_flush(struct atomic_file *f, ckpt_error *err);
+
+/* fsyncs (unless flushed already), gives the file its final name, and fsyncs the folder. */
 int atomic_file_commit(struct atomic_file *f, ckpt_error *err);
 
 /* Closes and removes the temporary file, if any; safe after commit and twice. */

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -27,7 +26,8 @@ struct writer {
     struct pack_plan *p;
     const char *index_path;
     const ckpt_pack_options *opts;
-    struct atomic_file index, volume;
+    struct atomic_file index;
+    struct atomic_file *volumes;  /* volumes[v - 1]: flushed under temporary names, named only when all are done */
     bool volume_open;
     uint64_t set_id;
     XXH3_state_t *file_hash, *segment_hash, *volume_hash;
@@ -58,19 +58,23 @@ static int create_output(struct atomic_file *f, const char *path, bool force, ck
     return force ? atomic_file_create_over(f, path, err) : atomic_file_create(f, path, err);
 }
 
-/* Flushes the current volume and records its size and checksum. */
+/* The volume being written. */
+static struct atomic_file *current(struct writer *w)
+{
+    return &w->volumes[w->p->ix.volume_count - 2];
+}
+
+/* Flushes the current volume and records its size and checksum; it keeps its temporary name. */
 static int close_volume(struct writer *w, ckpt_error *err)
 {
     if (!w->volume_open)
         return CKPT_OK;
     struct bundle_volume *v = &w->p->ix.volumes[w->p->ix.volume_count - 1];
-    v->size = w->volume.written;
+    v->size = current(w)->written;
     canonical(w->volume_hash, v->hash);
     w->volume_open = false;
-    w->written += w->volume.written;
-    int rc = atomic_file_commit(&w->volume, err);
-    atomic_file_discard(&w->volume);
-    return rc;
+    w->written += v->size;
+    return atomic_file_flush(current(w), err);
 }
 
 /* Starts the next volume, INDEX.NNN (its name relative to the index file's folder). */
@@ -82,9 +86,13 @@ static int open_volume(struct writer *w, ckpt_error *err)
     if (ix->volume_count == w->volume_cap) {
         size_t cap = 2 * w->volume_cap;
         struct bundle_volume *grown = reallocarray(ix->volumes, cap, sizeof *grown);
-        if (!grown)
+        struct atomic_file *files = grown ? reallocarray(w->volumes, cap, sizeof *files) : NULL;
+        if (grown)
+            ix->volumes = grown;
+        if (files)
+            w->volumes = files;
+        if (!files)
             return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-        ix->volumes = grown;
         w->volume_cap = cap;
     }
     size_t number = ix->volume_count;
@@ -96,7 +104,7 @@ static int open_volume(struct writer *w, ckpt_error *err)
     if (!(v->name = strdup(slash ? slash + 1 : path)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     ix->volume_count++;
-    int rc = create_output(&w->volume, path, w->opts->force, err);
+    int rc = create_output(current(w), path, w->opts->force, err);
     if (rc)
         return rc;
     w->volume_open = true;
@@ -106,7 +114,7 @@ static int open_volume(struct writer *w, ckpt_error *err)
                               (uint32_t)number, 0};
     bundle_header_encode(head, &h);
     XXH3_128bits_update(w->volume_hash, head, sizeof head);
-    return atomic_file_write(&w->volume, head, sizeof head, err);
+    return atomic_file_write(current(w), head, sizeof head, err);
 }
 
 /* Hashes a frame's bytes into its file's and segment's checksums, finishing them at their last frame. */
@@ -139,17 +147,17 @@ static int place_frame(void *ctx, const struct packed_frame *f, ckpt_error *err)
         fr->offset = w->index.written;
         rc = atomic_file_write(&w->index, f->packed, f->packed_bytes, err);
     } else {
-        bool full = w->volume_open && w->volume.written > BUNDLE_HEADER_BYTES && w->opts->volume_bytes &&
-                    w->volume.written + f->packed_bytes > w->opts->volume_bytes;
+        bool full = w->volume_open && current(w)->written > BUNDLE_HEADER_BYTES && w->opts->volume_bytes &&
+                    current(w)->written + f->packed_bytes > w->opts->volume_bytes;
         if (full)
             rc = close_volume(w, err);
         if (!rc && !w->volume_open)
             rc = open_volume(w, err);
         fr->volume = (uint32_t)(w->p->ix.volume_count - 1);
-        fr->offset = w->volume.written;
+        fr->offset = rc ? 0 : current(w)->written;
         XXH3_128bits_update(w->volume_hash, f->packed, f->packed_bytes);
         if (!rc)
-            rc = atomic_file_write(&w->volume, f->packed, f->packed_bytes, err);
+            rc = atomic_file_write(current(w), f->packed, f->packed_bytes, err);
     }
     fr->csize = (uint32_t)f->packed_bytes;
     w->done += fr->length;
@@ -173,6 +181,11 @@ static int finish_index(struct writer *w, ckpt_error *err)
         rc = atomic_file_write(&w->index, foot, sizeof foot, err);
     bundle_bytes_free(&table);
     w->written += w->index.written;
+    if (!rc)
+        rc = atomic_file_flush(&w->index, err);
+    /* every file is complete and flushed: the volumes get their names, then the index file, which makes the bundle */
+    for (size_t v = 0; !rc && v + 1 < w->p->ix.volume_count; v++)
+        rc = atomic_file_commit(&w->volumes[v], err);
     return rc ? rc : atomic_file_commit(&w->index, err);
 }
 
@@ -286,7 +299,7 @@ int ckpt_pack(const char *src, const char *bundle, const ckpt_pack_options *give
     int rc = take_options(given, &o, err);
     struct writer w = {0};
     w.opts = &o;
-    w.index.fd = w.volume.fd = -1;
+    w.index.fd = -1;
     struct pack_plan p = {0};
     size_t *frames = NULL, count = 0;
     uint64_t files = 0;
@@ -307,7 +320,8 @@ int ckpt_pack(const char *src, const char *bundle, const ckpt_pack_options *give
     w.volume_hash = XXH3_createState();
     w.volume_cap = 16;
     if (!rc && (!w.file_hash || !w.segment_hash || !w.volume_hash ||
-                !(p.ix.volumes = calloc(w.volume_cap, sizeof *p.ix.volumes))))
+                !(p.ix.volumes = calloc(w.volume_cap, sizeof *p.ix.volumes)) ||
+                !(w.volumes = calloc(w.volume_cap, sizeof *w.volumes))))
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     if (!rc) {
         p.ix.volume_count = 1;
@@ -337,13 +351,10 @@ int ckpt_pack(const char *src, const char *bundle, const ckpt_pack_options *give
         stats->volumes = p.ix.volume_count - 1;
         stats->seconds = now_seconds() - start;
     }
-    atomic_file_discard(&w.volume);
+    for (size_t v = 0; w.volumes && v + 1 < p.ix.volume_count; v++)
+        atomic_file_discard(&w.volumes[v]);   /* after a failure, removes what is still under a temporary name */
+    free(w.volumes);
     atomic_file_discard(&w.index);
-    for (size_t v = 1; rc && v < p.ix.volume_count; v++) {   /* a failed pack leaves no volumes either */
-        char path[4200];
-        snprintf(path, sizeof path, "%s.%03zu", w.index_path, v);
-        unlink(path);
-    }
     XXH3_freeState(w.file_hash);
     XXH3_freeState(w.segment_hash);
     XXH3_freeState(w.volume_hash);
