@@ -28,7 +28,8 @@ same_files() { if [ -d "$1" ]; then diff -r "$1" "$2" >/dev/null; else cmp -s "$
 
 for s in sample torch/dtypes.pt torch/training.pt torch/views.pt torch/views_big_endian.pt torch/views_legacy.pt \
          dcp/new dcp/old dcp/torch_dist dcp/nemo2 deepspeed/zero1 deepspeed/zero2 deepspeed/zero3 \
-         megatron/full megatron/tp2pp2 megatron/legacy rename/megatron.safetensors; do
+         megatron/tp2pp2 megatron/legacy rename/megatron.safetensors moe/deepseek_v3 moe/deepseek_v3_dist \
+         moe/deepseek_v3_grouped moe/qwen3_moe_nemo2 moe/qwen3_moe_pp2; do
     b="$t/$(echo "$s" | tr / _).ckb"
     listing "$td/$s" >"$t/want"
     check "$s: packs" '"$ckpt" pack "$td/$s" "$b" --quiet >/dev/null 2>"$t/err"'
