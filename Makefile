@@ -59,6 +59,9 @@ $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) -DCKPT_BUILDING $(PKG_CFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
+# the byte-plane loops are written to vectorise, which -O2 alone does not do
+$(BUILD)/obj/libckpt/kernels/byte_planes.o: ALL_CFLAGS += -ftree-vectorize
+
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^

@@ -22,6 +22,8 @@ first=$(echo ${BENCH_SIZES:-2048 4096} | cut -d' ' -f1)
 echo "== torch.save .bin and the Python route ($first MiB)"
 SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-torch-$first.json" \
     sh bench/torch_convert.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_checkpoint" "$CKPT_BUILD/bench/gen_torch"
+echo "== bundles ($first MiB)"
+SIZE_MIB=$first sh bench/bundle.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_weights"
 echo "== Megatron TP=4 ($first MiB)"
 SIZE_MIB=$first BENCH_JSON="$CKPT_BUILD/bench-megatron-$first.json" \
     sh bench/megatron.sh "$CKPT_BUILD/ckpt" "$CKPT_BUILD/bench/gen_torch"

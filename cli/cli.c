@@ -26,7 +26,8 @@ int cli_fail(const char *command, const ckpt_error *err)
                                             {"max_pickle_bytes", "--max-pickle-memory"},
                                             {"max_tensors", "--max-tensors"},
                                             {"max_rank", "--max-rank"},
-                                            {"max_archive_bytes", "--max-archive-size"}};
+                                            {"max_archive_bytes", "--max-archive-size"},
+                                            {"max_bundle_header_bytes", "--max-bundle-headers"}};
     const char *option = NULL;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0] && err->code == CKPT_ERR_LIMIT; i++)
         if (strstr(err->message, limits[i][0]))
@@ -84,6 +85,17 @@ int cli_parse_size(const char *text, uint64_t *out)
     return -1;
 }
 
+int cli_parse_part(const char *command, const char *text, unsigned *part, unsigned *parts)
+{
+    unsigned k, n;
+    int used = 0;
+    if (sscanf(text, "%u/%u%n", &k, &n, &used) != 2 || text[used] || text[0] == '-' || k < 1 || n > 65536 || k > n)
+        return cli_usage_error(command, "--part takes K/N with 1 <= K <= N <= 65536, not '%s'", text);
+    *part = k;
+    *parts = n;
+    return EXIT_OK;
+}
+
 int cli_parse_open_option(const char *command, int code, const char *value, ckpt_open_options *opts)
 {
     ckpt_limits *l = &opts->limits;
@@ -112,6 +124,10 @@ int cli_parse_open_option(const char *command, int code, const char *value, ckpt
     case CLI_OPT_MAX_ARCHIVE:
         if (cli_parse_size(value, &l->max_archive_bytes) || l->max_archive_bytes == 0)
             return cli_usage_error(command, "bad --max-archive-size '%s'", value);
+        return EXIT_OK;
+    case CLI_OPT_MAX_BUNDLE_HEADERS:
+        if (cli_parse_size(value, &l->max_bundle_header_bytes) || l->max_bundle_header_bytes == 0)
+            return cli_usage_error(command, "bad --max-bundle-headers '%s'", value);
         return EXIT_OK;
     case CLI_OPT_MAX_RANK:
         if (cli_parse_size(value, &v) || v == 0 || v > 64)

@@ -34,27 +34,40 @@ int cli_usage_error(const char *command, const char *fmt, ...);
     "                         inflate to (default 1GiB)\n"                                             \
     "  --max-tensors N        tensors (and stored pieces) in one source (default 10000000)\n"          \
     "  --max-rank N           dimensions of one tensor (default and ceiling 64)\n"                   \
-    "  --max-archive-size N   bytes a compressed archive may inflate to (default 256GiB)\n"
+    "  --max-archive-size N   bytes a compressed archive may inflate to (default 256GiB)\n"        \
+    "  --max-bundle-headers N bytes of a bundle's headers and pickles held in memory (default 1GiB)\n"
 
 /* getopt_long codes of those options, and their table entries and case labels. */
-enum { CLI_OPT_MAX_HEADER = 0x100, CLI_OPT_MAX_PICKLE, CLI_OPT_MAX_TENSORS, CLI_OPT_MAX_RANK, CLI_OPT_MAX_ARCHIVE };
+enum {
+    CLI_OPT_MAX_HEADER = 0x100,
+    CLI_OPT_MAX_PICKLE,
+    CLI_OPT_MAX_TENSORS,
+    CLI_OPT_MAX_RANK,
+    CLI_OPT_MAX_ARCHIVE,
+    CLI_OPT_MAX_BUNDLE_HEADERS
+};
 #define CLI_OPEN_OPTIONS                                                                                \
     {"deepspeed-weights", required_argument, NULL, 'D'},                                                \
         {"max-header-size", required_argument, NULL, CLI_OPT_MAX_HEADER},                               \
         {"max-pickle-memory", required_argument, NULL, CLI_OPT_MAX_PICKLE},                             \
         {"max-tensors", required_argument, NULL, CLI_OPT_MAX_TENSORS},                                  \
         {"max-rank", required_argument, NULL, CLI_OPT_MAX_RANK},                                        \
-        {"max-archive-size", required_argument, NULL, CLI_OPT_MAX_ARCHIVE}
+        {"max-archive-size", required_argument, NULL, CLI_OPT_MAX_ARCHIVE},                             \
+        {"max-bundle-headers", required_argument, NULL, CLI_OPT_MAX_BUNDLE_HEADERS}
 #define CLI_OPEN_CASES                                                                                  \
     case 'D':                                                                                           \
     case CLI_OPT_MAX_HEADER:                                                                            \
     case CLI_OPT_MAX_PICKLE:                                                                            \
     case CLI_OPT_MAX_TENSORS:                                                                           \
     case CLI_OPT_MAX_RANK:                                                                              \
-    case CLI_OPT_MAX_ARCHIVE
+    case CLI_OPT_MAX_ARCHIVE:                                                                           \
+    case CLI_OPT_MAX_BUNDLE_HEADERS
 
 /* Applies source option `code` (one of CLI_OPEN_CASES) with `value` to `opts`; EXIT_OK or a usage status. */
 int cli_parse_open_option(const char *command, int code, const char *value, ckpt_open_options *opts);
+
+/* "--part K/N" with 1 <= K <= N <= 65536 into *part and *parts; EXIT_OK or a usage status. */
+int cli_parse_part(const char *command, const char *text, unsigned *part, unsigned *parts);
 
 /* "5GB", "512MiB", "1000" -> bytes; 0 on success, -1 when malformed or over 64 bits. */
 int cli_parse_size(const char *text, uint64_t *out);
@@ -86,5 +99,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_manifest(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_unpack(int argc, char **argv);
 
 #endif

@@ -283,16 +283,10 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
             if ((status = cli_parse_open_option("convert", c, optarg, &a->open)))
                 return status;
             break;
-        case 'P': {
-            unsigned k, n;
-            int used = 0;
-            if (sscanf(optarg, "%u/%u%n", &k, &n, &used) != 2 || optarg[used] || optarg[0] == '-' || k < 1 ||
-                n > 65536 || k > n)
-                return cli_usage_error("convert", "--part takes K/N with 1 <= K <= N <= 65536, not '%s'", optarg);
-            a->opts.part = k;
-            a->opts.parts = n;
+        case 'P':
+            if ((status = cli_parse_part("convert", optarg, &a->opts.part, &a->opts.parts)))
+                return status;
             break;
-        }
         case 'h': fputs(convert_help, stdout); return -1;
         default: return cli_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
         }

@@ -13,6 +13,7 @@ seed_corpus() {
     fuzz_archive)
         find testdata/archive "$EXTERNAL" -type f -size -1024k \( -name '*.tar' -o -name '*.nemo' -o -name '*.tar.gz' \
             -o -name '*.tar.zst' -o -name '*.zip' \) -exec cp -n {} "$corpus"/ \; 2>/dev/null ;;
+    fuzz_bundle) cp -n testdata/hostile/*.ckb "$corpus"/ 2>/dev/null ;;
     fuzz_dcp_metadata)   # every file is named .metadata: numbered copies
         i=0
         for f in $(find testdata/dcp testdata/moe "$EXTERNAL" -type f -name .metadata -size -1024k 2>/dev/null); do

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 BUILD=${CKPT_BUILD:-build}
 
 LAYERS="libckpt/common libckpt/io libckpt/kernels libckpt/catalog
-formats/common formats/archive formats/torch formats/safetensors formats/dcp formats/deepspeed formats/megatron
-formats/registry libckpt/plan libckpt/manifest libckpt/sink libckpt/verify"
+formats/common formats/archive formats/bundle formats/torch formats/safetensors formats/dcp formats/deepspeed formats/megatron
+formats/registry libckpt/plan libckpt/manifest libckpt/sink libckpt/pack libckpt/verify"
 
 rank_of() {
     i=0

@@ -66,6 +66,14 @@ expect_message() {
     *zip-entry-outside.pt) echo "local header lies outside the file" ;;
     *alias-bomb.pt) echo "distinct tensor (a pickle bomb?)" ;;
     *index-escape-*) echo "leaves the checkpoint folder" ;;
+    *bundle-bomb.ckb) echo "claim to inflate to 1073741904 bytes, over 200 times: a bomb" ;;
+    *bundle-frame-outside.ckb) echo "places frame 1 (bytes 80+512 of model.safetensors, tensor w) at bytes 1099511627776+" ;;
+    *bundle-lying-frame-size.ckb) echo "places frame 1 (bytes 80+512 of model.safetensors, tensor w) at bytes 284+310" ;;
+    *bundle-lying-content-size.ckb) echo "its zstd frame declares 160 bytes, the plan gives it 80" ;;
+    *bundle-inflating-frame.ckb) echo "its zstd frame declares no size (the plan gives it 80 bytes)" ;;
+    *bundle-frames-swapped.ckb) echo "it holds other bytes than the table says (frames swapped or moved)" ;;
+    *bundle-path-escape.ckb) echo "names a file ../escape.safetensors outside itself" ;;
+    *bundle-volume-escape.ckb) echo "names a volume ../elsewhere outside its folder" ;;
     esac
 }
 hostile_state() { ls -AR "$CKPT_TESTDATA/hostile" "$CKPT_TESTDATA/archive" | md5sum; }

@@ -204,7 +204,7 @@ static int add_member(struct reading *r, char *name, bool is_dir, uint64_t offse
         r->members = grown;
         r->cap = cap;
     }
-    r->members[r->count++] = (struct fs_member){name, offset, size, is_dir};
+    r->members[r->count++] = (struct fs_member){name, offset, size, is_dir, false};
     return CKPT_OK;
 }
 
@@ -354,7 +354,7 @@ int archive_open_fs(const char *path, uint64_t max_bytes, struct ckpt_fs **out, 
     if (!rc)
         rc = check_unique(&r, err);
     struct ckpt_fs *fs = rc ? NULL : calloc(1, sizeof *fs);
-    if (!rc && (!fs || !(fs->root = strdup(path))))
+    if (!rc && (!fs || !(fs->root = strdup(path)) || (r.in_place && !(fs->backing = vfile_disk_new(path)))))
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     uint64_t mapped = r.in_place ? r.archive_bytes : r.written;
     if (!rc && mapped) {
@@ -378,7 +378,6 @@ int archive_open_fs(const char *path, uint64_t max_bytes, struct ckpt_fs **out, 
     fs->members = r.members;
     fs->count = r.count;
     fs->size = mapped;
-    fs->in_place = r.in_place;
     *out = fs;
     return CKPT_OK;
 }

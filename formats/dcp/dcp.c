@@ -208,6 +208,24 @@ static int declare_bytes(struct loader *l, const struct dcp_entry *e, const stru
     return !rc && opt && opt->bytes ? opt->bytes(opt->ctx, l->src, e, file, err) : rc;
 }
 
+/*
+ * Notes the chunks of an entry left out (optimizer state) that lie in data
+ * files mapped for the entries kept, so that packing stores them as tensor
+ * data (source_note_data).
+ */
+static int note_left_out(struct loader *l, const struct dcp_entry *e, ckpt_error *err)
+{
+    int rc = CKPT_OK;
+    for (size_t k = 0; e->is_tensor && k < e->chunk_count && !rc; k++) {
+        const struct dcp_storage *s = &e->chunks[k].storage;
+        bool found;
+        size_t at = file_slot(l, s->path, &found);
+        if (found)
+            rc = source_note_data(l->src, l->files[at], s->offset, s->length, err);
+    }
+    return rc;
+}
+
 int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_options *opt, ckpt_error *err)
 {
     char *path = path_join(dir, METADATA_FILE);
@@ -232,6 +250,9 @@ int dcp_load_folder(struct ckpt_source *src, const char *dir, const struct dcp_o
             break;
         rc = e->is_tensor ? declare_tensor(&l, e, opt, err) : declare_bytes(&l, e, opt, err);
     }
+    for (size_t i = 0; i < md.count && !rc && opt && opt->keep; i++)
+        if (!opt->keep(opt->ctx, &md.entries[i]))
+            rc = note_left_out(&l, &md.entries[i], err);
     free(l.name);
     if (!rc && src->tensor_count == 0)
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: a DCP checkpoint without tensors", dir);

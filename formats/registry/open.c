@@ -3,6 +3,7 @@
  * holds, the reader is chosen by content (registry.c) and fills the catalog.
  */
 #include "formats/archive/archive_fs.h"
+#include "formats/bundle/bundle.h"
 #include "formats/common/format.h"
 #include "libckpt/common/error.h"
 
@@ -32,8 +33,7 @@ static int open_archive(struct ckpt_source *src, const char *path, char **inner,
     uint32_t index;
     if (src->fs->data) {
         /* an archive read in place is read back from its path; an inflated copy is unlinked, so nothing else can change it */
-        rc = source_add_mapping(src, path, src->fs->data, src->fs->size, src->fs->in_place ? src->fs->root : NULL,
-                                &index, err);
+        rc = source_add_mapping(src, path, src->fs->data, src->fs->size, src->fs->backing, &index, err);
         if (rc) {
             munmap((void *)src->fs->data, (size_t)src->fs->size);
             src->fs->data = NULL;
@@ -41,6 +41,24 @@ static int open_archive(struct ckpt_source *src, const char *path, char **inner,
         }
     }
     return CKPT_OK;
+}
+
+/*
+ * Opens the bundle at `path` in place as the folder or file it holds; its
+ * index file and volumes become the source's own files (hashed in
+ * manifests), its members slices of the files they hold.
+ */
+static int open_bundle(struct ckpt_source *src, const char *path, char **inner, ckpt_error *err)
+{
+    int rc = bundle_open_fs(path, &src->limits, &src->fs, inner, err);
+    if (rc)
+        return rc;
+    src->fs_owned = true;
+    const struct bundle *b = bundle_of_fs(src->fs);
+    uint32_t index;
+    for (size_t v = 0; v < bundle_index_of(b)->volume_count && !rc; v++)
+        rc = source_add_file(src, bundle_volume_path(b, v), &index, err);
+    return rc;
 }
 
 void ckpt_open_options_default(ckpt_open_options *opts)
@@ -73,7 +91,9 @@ int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_op
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     src->deepspeed_weights = opts ? opts->deepspeed_weights : CKPT_DEEPSPEED_FP32;
     char *inner = NULL;
-    int rc = archive_probe(path) ? open_archive(src, path, &inner, err) : CKPT_OK;
+    int rc = bundle_probe(path)    ? open_bundle(src, path, &inner, err)
+             : archive_probe(path) ? open_archive(src, path, &inner, err)
+                                   : CKPT_OK;
     const struct format_reader *reader = NULL;
     if (!rc)
         rc = format_detect(src->fs, inner ? inner : path, &reader, err);

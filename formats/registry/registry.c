@@ -21,15 +21,6 @@ static const struct format_reader *const readers[] = {
     &format_dcp,
 };
 
-/* The first bytes of archive member `m`. */
-static size_t member_head(const struct ckpt_fs *fs, const struct fs_member *m, uint8_t *head)
-{
-    size_t n = m->size < FORMAT_PROBE_BYTES ? (size_t)m->size : FORMAT_PROBE_BYTES;
-    if (n)
-        memcpy(head, fs->data + m->offset, n);
-    return n;
-}
-
 static int choose(const struct format_probe *probe, const struct format_reader **reader, const char *path,
                   ckpt_error *err)
 {
@@ -75,7 +66,9 @@ int format_detect(const struct ckpt_fs *fs, const char *path, const struct forma
     const struct fs_member *m = fs_member(fs, path);
     if (!probe.is_dir && !m)
         return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: no such member in the archive", path);
-    if (!probe.is_dir)
-        probe.head_len = member_head(fs, m, head);
+    long n = probe.is_dir ? 0 : fs_read_head(fs, path, head, sizeof head);
+    if (n < 0)
+        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot read it from the archive", path);
+    probe.head_len = (size_t)n;
     return choose(&probe, reader, path, err);
 }

@@ -118,39 +118,30 @@ static int entry_bytes(struct zip_ctx *c, const struct zip_entry *e, uint32_t *f
 }
 
 /*
- * Reads `n` bytes at `offset` of the zip's file for the CRC check: with pread
- * from the file on disk (a file truncated meanwhile is an error, not SIGBUS,
- * and no page stays in our resident set), or where they are in memory.
+ * Reads `n` bytes at `offset` of the zip's file for the CRC check: through
+ * its backing (a file truncated meanwhile is an error, not SIGBUS, and no
+ * page stays in our resident set), or where they are in memory.
  */
-static int crc_bytes(const struct source_file *f, int fd, uint64_t offset, size_t n, uint8_t *buf,
+static int crc_bytes(const struct source_file *f, struct vfile_reader *r, uint64_t offset, size_t n, uint8_t *buf,
                      const uint8_t **bytes, const char *entry, ckpt_error *err)
 {
-    if (fd < 0) {
+    if (!f->backing) {
         *bytes = f->data + offset;
         return CKPT_OK;
     }
-    for (size_t done = 0; done < n;) {
-        ssize_t got = pread(fd, buf + done, n - done, (off_t)(f->backing_offset + offset + done));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return ckpt_fail(err, CKPT_ERR_READ, "%s: entry %s: %s", f->path, entry,
-                             got < 0 ? strerror(errno) : "file truncated while checking its CRC");
-        done += (size_t)got;
-    }
+    char doing[1100];
+    snprintf(doing, sizeof doing, "checking the CRC of entry %.1024s", entry);
     *bytes = buf;
-    return CKPT_OK;
+    return vfile_read(r, f->backing, f->backing_offset + offset, buf, n, f->path, doing, err);
 }
 
 /* Checks every stored entry's CRC, reading each in chunks. */
 static int check_crcs(struct zip_ctx *c, ckpt_error *err)
 {
     const struct source_file *f = &c->src->files[c->file];
-    int fd = f->backing ? open(f->backing, O_RDONLY | O_CLOEXEC) : -1;
-    if (f->backing && fd < 0)
-        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot reopen: %s", f->path, strerror(errno));
-    uint8_t *buf = fd >= 0 ? malloc(CRC_CHUNK) : NULL;
-    int rc = fd >= 0 && !buf ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->path) : CKPT_OK;
+    struct vfile_reader r = VFILE_READER_INIT;
+    uint8_t *buf = f->backing ? malloc(CRC_CHUNK) : NULL;
+    int rc = f->backing && !buf ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->path) : CKPT_OK;
     for (size_t i = 0; i < c->zip.count && !rc; i++) {
         const struct zip_entry *e = &c->zip.entries[i];
         if (e->method != 0 || e->crc == 0)
@@ -159,7 +150,7 @@ static int check_crcs(struct zip_ctx *c, ckpt_error *err)
         for (uint64_t at = 0; at < e->size && !rc; at += CRC_CHUNK) {
             size_t n = e->size - at < CRC_CHUNK ? (size_t)(e->size - at) : CRC_CHUNK;
             const uint8_t *bytes = NULL;
-            rc = crc_bytes(f, fd, e->data_offset + at, n, buf, &bytes, e->name, err);
+            rc = crc_bytes(f, &r, e->data_offset + at, n, buf, &bytes, e->name, err);
             if (!rc)
                 crc = zip_crc32(crc, bytes, n);
         }
@@ -167,8 +158,7 @@ static int check_crcs(struct zip_ctx *c, ckpt_error *err)
             rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s fails its CRC check (corrupt file)", f->path, e->name);
     }
     free(buf);
-    if (fd >= 0)
-        close(fd);
+    vfile_reader_close(&r);
     return rc;
 }
 
@@ -217,6 +207,24 @@ static const struct zip_entry *find_pickle(struct zip_ctx *c, ckpt_error *err)
     return found;
 }
 
+/*
+ * Notes every stored storage entry (PREFIX/data/KEY) as tensor data, those
+ * no tensor is made of included (optimizer state): packing then keeps them
+ * out of the bytes a bundle holds in memory.
+ */
+static int note_storages(struct zip_ctx *c, ckpt_error *err)
+{
+    char dir[1100];
+    int n = snprintf(dir, sizeof dir, "%sdata/", c->prefix);
+    int rc = CKPT_OK;
+    for (size_t i = 0; i < c->zip.count && !rc; i++) {
+        const struct zip_entry *e = &c->zip.entries[i];
+        if (e->method == 0 && strncmp(e->name, dir, (size_t)n) == 0)
+            rc = source_note_data(c->src, c->file, e->data_offset, e->size, err);
+    }
+    return rc;
+}
+
 static int read_byteorder(struct zip_ctx *c, ckpt_error *err)
 {
     char name[1100];
@@ -250,6 +258,8 @@ int torch_load_zip_visit(struct ckpt_source *src, uint32_t file, torch_visit_fn 
     rc = pkl ? read_byteorder(&c, err) : (err ? err->code : CKPT_ERR_FORMAT);
     if (!rc)
         rc = check_crcs(&c, err);
+    if (!rc)
+        rc = note_storages(&c, err);
     uint32_t pfile = 0;
     uint64_t poffset = 0;
     if (!rc)

@@ -21,6 +21,7 @@ void ckpt_limits_default(ckpt_limits *limits)
     limits->max_rank = 64;
     limits->max_pickle_bytes = (uint64_t)1 << 30;
     limits->max_archive_bytes = SOURCE_DEFAULT_MAX_ARCHIVE_BYTES;
+    limits->max_bundle_header_bytes = (uint64_t)1 << 30;
 }
 
 static int append_file(struct ckpt_source *src, const char *path, const uint8_t *data,
@@ -34,7 +35,7 @@ static int append_file(struct ckpt_source *src, const char *path, const uint8_t 
     char *copy = strdup(path);
     if (!copy)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    src->files[src->file_count] = (struct source_file){copy, data, size, mapped, borrowed, NULL, 0};
+    src->files[src->file_count] = (struct source_file){copy, data, size, mapped, borrowed, false, NULL, 0};
     *index = (uint32_t)src->file_count++;
     return CKPT_OK;
 }
@@ -45,8 +46,11 @@ int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, 
     if (member) {
         if (member->is_dir)
             return ckpt_fail(err, CKPT_ERR_READ, "%s: not a regular file", path);
-        const struct source_file whole = {src->fs->root, src->fs->data, src->fs->size, true, true,
-                                          src->fs->in_place ? src->fs->root : NULL, 0};
+        int rc = fs_map_member(src->fs, member, err);
+        if (rc)
+            return rc;
+        const struct source_file whole = {src->fs->root, src->fs->data, src->fs->size, true, true, false,
+                                          src->fs->backing, 0};
         return source_add_borrowed(src, &whole, member->offset, member->size, path, index, err);
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -68,16 +72,22 @@ int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, 
         data = m;
     }
     close(fd);
-    int rc = append_file(src, path, data, (uint64_t)st.st_size, true, false, index, err);
-    if (rc && data)
-        munmap((void *)data, (size_t)st.st_size);
-    else if (!rc)
-        src->files[*index].backing = src->files[*index].path;
-    return rc;
+    struct vfile *backing = vfile_disk_new(path);
+    int rc = backing ? append_file(src, path, data, (uint64_t)st.st_size, true, false, index, err)
+                     : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    if (rc) {
+        if (data)
+            munmap((void *)data, (size_t)st.st_size);
+        vfile_release(backing);
+        return rc;
+    }
+    src->files[*index].backing = backing;
+    src->files[*index].owns_backing = true;
+    return CKPT_OK;
 }
 
 int source_add_mapping(struct ckpt_source *src, const char *path, const uint8_t *data, uint64_t size,
-                       const char *backing, uint32_t *index, ckpt_error *err)
+                       const struct vfile *backing, uint32_t *index, ckpt_error *err)
 {
     int rc = append_file(src, path, data, size, true, false, index, err);
     if (!rc)
@@ -132,7 +142,27 @@ int source_adopt_files(struct ckpt_source *src, struct ckpt_source *scratch, uin
         memcpy(src->files + src->file_count, scratch->files, scratch->file_count * sizeof *scratch->files);
     src->file_count += scratch->file_count;
     scratch->file_count = 0;
-    return CKPT_OK;
+    for (size_t i = 0; i < scratch->data_range_count && !rc; i++) {
+        const struct data_range *d = &scratch->data_ranges[i];
+        rc = source_note_data(src, *base + d->file, d->offset, d->size, err);
+    }
+    scratch->data_range_count = 0;
+    return rc;
+}
+
+int source_note_data(struct ckpt_source *src, uint32_t file, uint64_t offset, uint64_t size, ckpt_error *err)
+{
+    uint64_t end;
+    if (file >= src->file_count || !ckpt_add_u64(offset, size, &end) || end > src->files[file].size || !size)
+        return CKPT_OK;
+    if (src->data_range_count >= src->limits.max_tensors)
+        return ckpt_fail(err, CKPT_ERR_LIMIT, "%s: more than %llu storages (max_tensors)", src->files[file].path,
+                         (unsigned long long)src->limits.max_tensors);
+    int rc = source_grow((void **)&src->data_ranges, &src->data_range_cap, src->data_range_count + 1,
+                         sizeof *src->data_ranges, err);
+    if (!rc)
+        src->data_ranges[src->data_range_count++] = (struct data_range){file, offset, size};
+    return rc;
 }
 
 /* ---- aliases, metadata, objects ---- */
@@ -313,6 +343,8 @@ void ckpt_source_free(ckpt_source *src)
             munmap((void *)f->data, (size_t)f->size);
         else if (!f->borrowed && !f->mapped)
             free((void *)f->data);
+        if (f->owns_backing)
+            vfile_release((struct vfile *)f->backing);
         free(f->path);
     }
     for (size_t i = 0; i < src->tensor_count; i++) {
@@ -328,6 +360,7 @@ void ckpt_source_free(ckpt_source *src)
         free((char *)src->objects[i].value);
     }
     free(src->objects);
+    free(src->data_ranges);
     if (src->fs_owned)
         fs_free(src->fs);
     free(src->files);

@@ -14,6 +14,7 @@
 
 #include "ckpt.h"
 #include "libckpt/common/name_index.h"
+#include "libckpt/io/vfile.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,9 +38,10 @@
 
 /*
  * A file of the source, mapped read-only, or bytes the reader produced itself.
- * Tensor data of a mapped file is read with pread from `backing` (a file
- * truncated under a mapping raises SIGBUS on access; pread reports it as a
- * short read), the mapping serves headers, pickles and strided views.
+ * Tensor data of a mapped file is read through `backing` (vfile.h: pread from
+ * the file on disk, or frames decompressed from a bundle): a file truncated
+ * under a mapping raises SIGBUS on access, a read reports it as an error.  The
+ * mapping serves headers and pickles.
  */
 struct source_file {
     char *path;
@@ -47,8 +49,9 @@ struct source_file {
     uint64_t size;
     bool mapped;      /* data is an mmap (else malloc'd and owned) */
     bool borrowed;    /* data belongs to another file of the source (a member, a slice): never freed */
-    const char *backing;     /* the file on disk data[0] comes from (path, or a parent's); NULL for buffers */
-    uint64_t backing_offset; /* where data[0] sits in that file */
+    bool owns_backing;            /* backing was made for this file and is released with it */
+    const struct vfile *backing;  /* where data[0] is read from (its own, or a parent's); NULL for buffers */
+    uint64_t backing_offset;      /* where data[0] sits in that file */
 };
 
 /*
@@ -67,6 +70,12 @@ struct tensor_view {
 };
 
 struct tensor_part;
+
+/* Bytes of a file that hold tensor data the catalog does not list (source_note_data). */
+struct data_range {
+    uint32_t file;
+    uint64_t offset, size;
+};
 
 struct tensor_entry {
     ckpt_tensor pub;
@@ -107,6 +116,8 @@ struct ckpt_source {
     struct ckpt_fs *fs;          /* the archive the source was opened from, or NULL (fs.h) */
     char *inner;                 /* the checkpoint's path inside that archive ("x.nemo/model_weights"), or NULL */
     bool fs_owned;               /* freed with this source (a scratch source borrows its reader's) */
+    struct data_range *data_ranges; /* noted by readers for pack (source_note_data) */
+    size_t data_range_count, data_range_cap;
     bool objects_only;           /* a scratch source read for its objects: a pickle without tensors is fine */
 };
 
@@ -118,11 +129,12 @@ int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, 
 
 /*
  * Appends a read-only mapping of `size` bytes that the source unmaps when it
- * is freed (an archive); tensor data is read back from file `backing` (NULL:
- * nothing else can change the bytes, so they are read from the mapping).
+ * is freed (an archive); tensor data is read back through `backing`, which
+ * must outlive the source (NULL: nothing else can change the bytes, so they
+ * are read from the mapping).
  */
 int source_add_mapping(struct ckpt_source *src, const char *path, const uint8_t *data, uint64_t size,
-                       const char *backing, uint32_t *index, ckpt_error *err);
+                       const struct vfile *backing, uint32_t *index, ckpt_error *err);
 
 /* Appends bytes the reader owns from now on (malloc'd), named `path` in messages. */
 int source_add_buffer(struct ckpt_source *src, const char *path, uint8_t *data, uint64_t size,
@@ -236,6 +248,15 @@ int source_add_alias(struct ckpt_source *src, const char *name, size_t target, c
 /* Adds a metadata pair; a key already present with another value is a format error. */
 int source_add_metadata(struct ckpt_source *src, const char *key, const char *value,
                         const char *file, ckpt_error *err);
+
+/*
+ * Notes bytes [offset, offset + size) of file `file` as tensor data that no
+ * tensor of the catalog lists (optimizer state stored beside the weights),
+ * which the reader never reads through the mapping.  Only packing looks at
+ * them: a bundle stores them as tensor data, not as headers it holds in
+ * memory when it is opened.  Ranges outside the file are ignored.
+ */
+int source_note_data(struct ckpt_source *src, uint32_t file, uint64_t offset, uint64_t size, ckpt_error *err);
 
 /* Records a non-tensor value; `kind` must be a static string (see ckpt_object). */
 int source_add_object(struct ckpt_source *src, const char *name, const char *kind, const char *value,

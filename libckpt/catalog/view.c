@@ -20,11 +20,9 @@
 
 #include "libckpt/common/error.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* The most storage one strided read copies into a buffer: a block of lines spanning more is split. */
 #define STRIDED_BUFFER_MAX ((uint64_t)32 << 20)
@@ -169,28 +167,12 @@ uint64_t view_line_bytes(const ckpt_tensor *t)
     return (t->rank >= 2 ? t->shape[t->rank - 1] : 1) * ckpt_dtype_size(t->dtype);
 }
 
-/* The open file a read goes through: opened on first use, kept for the rest of one view_read_lines call. */
+/* The cursor a read goes through (vfile.h): opened on first use, kept for the rest of one view_read_lines call. */
 struct reader {
     const struct ckpt_source *src;
-    const char *path;   /* the backing file fd is open on, or NULL */
-    int fd;
+    struct vfile_reader file;
     ckpt_error *err;
 };
-
-static int reader_open(struct reader *r, const char *backing, const char *tensor)
-{
-    if (r->path == backing)
-        return CKPT_OK;
-    if (r->fd >= 0)
-        close(r->fd);
-    r->path = NULL;
-    r->fd = open(backing, O_RDONLY | O_CLOEXEC);
-    if (r->fd < 0)
-        return ckpt_fail(r->err, CKPT_ERR_READ, "%s: cannot reopen to read tensor %s: %s", backing, tensor,
-                         strerror(errno));
-    r->path = backing;
-    return CKPT_OK;
-}
 
 /* Reads len bytes at `offset` of file f's data; a short read (the file shrank) is an error. */
 static int read_bytes(struct reader *r, const struct source_file *f, const char *tensor, uint64_t offset,
@@ -200,22 +182,9 @@ static int read_bytes(struct reader *r, const struct source_file *f, const char 
         memcpy(dst, f->data + offset, len);
         return CKPT_OK;
     }
-    int rc = reader_open(r, f->backing, tensor);
-    uint64_t at = f->backing_offset + offset;
-    for (uint64_t done = 0; !rc && done < len;) {
-        ssize_t n = pread(r->fd, dst + done, len - done, (off_t)(at + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rc = ckpt_fail(r->err, CKPT_ERR_READ, "%s: cannot read tensor %s: %s", f->path, tensor, strerror(errno));
-        else if (n == 0)
-            rc = ckpt_fail(r->err, CKPT_ERR_READ,
-                           "%s: file truncated while reading tensor %s (%llu of %llu bytes at offset %llu)", f->path,
-                           tensor, (unsigned long long)done, (unsigned long long)len, (unsigned long long)at);
-        else
-            done += (uint64_t)n;
-    }
-    return rc;
+    char doing[300];
+    snprintf(doing, sizeof doing, "reading tensor %.256s", tensor);
+    return vfile_read(&r->file, f->backing, f->backing_offset + offset, dst, len, f->path, doing, r->err);
 }
 
 /*
@@ -439,14 +408,13 @@ static int read_part_lines(struct reader *r, const struct tensor_entry *whole, c
 int view_read_lines(const struct ckpt_source *src, const struct tensor_entry *t, uint64_t first, uint64_t count,
                     uint8_t *dst, ckpt_error *err)
 {
-    struct reader r = {src, NULL, -1, err};
+    struct reader r = {src, VFILE_READER_INIT, err};
     int rc = CKPT_OK;
     if (!t->parts)
         rc = read_view_lines(&r, t, first, count, dst);
     for (size_t i = 0; i < t->part_count && !rc; i++)
         if (t->parts[i].entry.pub.nbytes)
             rc = read_part_lines(&r, t, &t->parts[i], first, count, dst);
-    if (r.fd >= 0)
-        close(r.fd);
+    vfile_reader_close(&r.file);
     return rc;
 }

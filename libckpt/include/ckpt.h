@@ -120,6 +120,8 @@ typedef struct ckpt_limits {
     uint32_t max_rank;          /* dimensions of one tensor (default 64) */
     uint64_t max_pickle_bytes;  /* memory the pickle machine may allocate (default 1 GiB) */
     uint64_t max_archive_bytes; /* bytes an archive (.nemo, .tar*, .zip) may inflate to (default 256 GiB) */
+    uint64_t max_bundle_header_bytes; /* bytes of an open bundle held in memory: the headers and pickles of
+                                         the files its reader maps, everything but tensor data (default 1 GiB) */
 } ckpt_limits;
 
 /* Fills `limits` with the defaults above. */
@@ -606,6 +608,88 @@ typedef struct ckpt_diff_options {
  */
 CKPT_API int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *opts, ckpt_finding_fn fn,
                        void *payload, ckpt_verify_summary *summary, ckpt_error *err);
+
+/* ======================================================================
+ * Bundles: a checkpoint compressed for transport, read in place (docs/bundle.md)
+ * ====================================================================== */
+
+typedef struct ckpt_pack_options {
+    size_t size;                   /* sizeof(ckpt_pack_options): set by ckpt_pack_options_default */
+    uint64_t frame_bytes;          /* bytes of a file per frame, the unit read at random (default 1 MiB;
+                                      64 KiB to 16 MiB, a multiple of 8) */
+    uint64_t volume_bytes;         /* 0: frames inside BUNDLE; else in volumes BUNDLE.001, ... of at most
+                                      this many bytes beside it, BUNDLE holding the index only */
+    int level;                     /* zstd level for bytes that are not floating-point tensor data (default 1);
+                                      floating-point planes are entropy-coded whatever the level */
+    unsigned jobs;                 /* compressing threads; 0: one per core */
+    unsigned part, parts;          /* parts > 0: pack only part `part` (1..parts)'s share of the files, into
+                                      BUNDLE.part-K-of-N and its volumes; ckpt_pack_merge then writes BUNDLE */
+    int force;                     /* replace an existing bundle */
+    const ckpt_open_options *open; /* how SRC is opened to find its tensors (NULL: the defaults) */
+    ckpt_progress_fn progress;     /* bytes packed so far, or NULL; non-zero cancels */
+    void *progress_payload;
+} ckpt_pack_options;
+
+typedef struct ckpt_pack_stats {
+    uint64_t files;
+    uint64_t tensor_bytes;         /* bytes of tensor data among the files' bytes */
+    uint64_t bytes_in;             /* the files' bytes (this part's, with parts) */
+    uint64_t bytes_out;            /* the bundle's bytes: index file and volumes */
+    uint64_t volumes;
+    double seconds;
+} ckpt_pack_stats;
+
+/* Fills `opts` with the defaults above. */
+CKPT_API void ckpt_pack_options_default(ckpt_pack_options *opts);
+
+/*
+ * Packs the checkpoint at SRC (a folder, every file in it, or one file) into
+ * the bundle BUNDLE.  SRC is opened with its reader first, so that tensor
+ * data is told from headers; floating-point data is split into byte planes
+ * and every frame compressed with zstd on `jobs` threads.  Each output file
+ * is built under a temporary name and appears only when complete and
+ * flushed; the index file is written last.  `stats` may be NULL.
+ */
+CKPT_API int ckpt_pack(const char *src, const char *bundle, const ckpt_pack_options *opts, ckpt_pack_stats *stats,
+                       ckpt_error *err);
+
+/*
+ * Joins the parts of a partitioned pack (ckpt_pack_options.parts) into the
+ * bundle: reads every BUNDLE.part-K-of-N, refuses (CKPT_ERR_FORMAT) a
+ * missing or duplicated part or one of another plan, writes BUNDLE (which
+ * names the parts' volumes; nothing is copied) and removes the part files.
+ */
+CKPT_API int ckpt_pack_merge(const char *bundle, int force, ckpt_pack_stats *stats, ckpt_error *err);
+
+typedef struct ckpt_unpack_options {
+    size_t size;                   /* sizeof(ckpt_unpack_options): set by ckpt_unpack_options_default */
+    unsigned jobs;                 /* decompressing threads; 0: one per core */
+    int force;                     /* replace an existing destination */
+    ckpt_progress_fn progress;     /* bytes written so far, or NULL; non-zero cancels */
+    void *progress_payload;
+} ckpt_unpack_options;
+
+typedef struct ckpt_unpack_stats {
+    uint64_t files;                /* files written, each checked against its XXH3-128 */
+    uint64_t damaged;              /* files left out because a frame of theirs is damaged or lost */
+    uint64_t bytes;
+    double seconds;
+} ckpt_unpack_stats;
+
+CKPT_API void ckpt_unpack_options_default(ckpt_unpack_options *opts);
+
+/*
+ * Writes the files a bundle holds to DST (a folder, or the one file a file
+ * was packed from), byte for byte, each checked against the XXH3-128 the
+ * bundle holds for it.  DST is built under a temporary name beside it and
+ * renamed into place when complete and flushed.  A file with a damaged or
+ * missing frame is left out and reported through `fn` (a failed
+ * CKPT_CHECK_FILE finding naming the file, and the tensor whose bytes were
+ * lost); every intact file is still written and CKPT_ERR_FORMAT returned.
+ * `fn` and `stats` may be NULL.
+ */
+CKPT_API int ckpt_unpack(const char *bundle, const char *dst, const ckpt_unpack_options *opts, ckpt_finding_fn fn,
+                         void *payload, ckpt_unpack_stats *stats, ckpt_error *err);
 
 #ifdef __cplusplus
 }

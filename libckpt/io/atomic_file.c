@@ -25,13 +25,8 @@ static char *temp_name_for(const char *path)
     return t;
 }
 
-int atomic_file_create(struct atomic_file *f, const char *path, ckpt_error *err)
+static int create_temp(struct atomic_file *f, const char *path, ckpt_error *err)
 {
-    memset(f, 0, sizeof *f);
-    f->fd = -1;
-    struct stat st;
-    if (lstat(path, &st) == 0)
-        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", path);
     f->final_path = strdup(path);
     f->temp_path = temp_name_for(path);
     if (!f->final_path || !f->temp_path) {
@@ -48,6 +43,27 @@ int atomic_file_create(struct atomic_file *f, const char *path, ckpt_error *err)
     }
     fchmod(f->fd, 0644);
     return CKPT_OK;
+}
+
+int atomic_file_create(struct atomic_file *f, const char *path, ckpt_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    struct stat st;
+    if (lstat(path, &st) == 0)
+        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", path);
+    return create_temp(f, path, err);
+}
+
+int atomic_file_create_over(struct atomic_file *f, const char *path, ckpt_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: exists and is not a regular file: not replaced", path);
+    f->replace = true;
+    return create_temp(f, path, err);
 }
 
 int atomic_file_write(struct atomic_file *f, const void *data, size_t len, ckpt_error *err)
@@ -80,26 +96,36 @@ int sync_dir(const char *dir, ckpt_error *err)
     return CKPT_OK;
 }
 
-int atomic_file_commit(struct atomic_file *f, ckpt_error *err)
+int atomic_file_flush(struct atomic_file *f, ckpt_error *err)
 {
+    if (f->fd < 0)
+        return CKPT_OK;
     if (fsync(f->fd) != 0)
         return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot flush: %s", f->final_path, strerror(errno));
-    if (close(f->fd) != 0) {
-        f->fd = -1;
-        return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot close: %s", f->final_path, strerror(errno));
-    }
+    int closed = close(f->fd);
     f->fd = -1;
+    if (closed != 0)
+        return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot close: %s", f->final_path, strerror(errno));
+    return CKPT_OK;
+}
+
+int atomic_file_commit(struct atomic_file *f, ckpt_error *err)
+{
+    int rc = atomic_file_flush(f, err);
+    if (rc)
+        return rc;
     /* link() fails with EEXIST instead of silently replacing a file created meanwhile */
-    if (link(f->temp_path, f->final_path) != 0)
+    if (f->replace ? rename(f->temp_path, f->final_path) != 0 : link(f->temp_path, f->final_path) != 0)
         return ckpt_fail(err, errno == EEXIST ? CKPT_ERR_EXISTS : CKPT_ERR_WRITE, "%s: cannot create: %s",
                          f->final_path, strerror(errno));
-    unlink(f->temp_path);
+    if (!f->replace)
+        unlink(f->temp_path);
     free(f->temp_path);
     f->temp_path = NULL;
     char *copy = strdup(f->final_path);
     if (!copy)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->final_path);
-    int rc = sync_dir(dirname(copy), err);
+    rc = sync_dir(dirname(copy), err);
     free(copy);
     return rc;
 }

@@ -10,6 +10,7 @@
 
 #include "ckpt.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct atomic_file {
@@ -17,15 +18,26 @@ struct atomic_file {
     char *final_path;
     char *temp_path;
     uint64_t written;
+    bool replace;      /* commit replaces an existing file (atomic_file_create_over) */
 };
 
 /* Creates the temporary file; CKPT_ERR_EXISTS when `path` already exists. */
 int atomic_file_create(struct atomic_file *f, const char *path, ckpt_error *err);
 
+/*
+ * The same for an output the caller was asked to replace (--force): an
+ * existing regular file at `path` is replaced at commit, atomically; any
+ * other kind of file there (a link, a device) is refused.
+ */
+int atomic_file_create_over(struct atomic_file *f, const char *path, ckpt_error *err);
+
 /* Writes all of `data`, retrying short writes. */
 int atomic_file_write(struct atomic_file *f, const void *data, size_t len, ckpt_error *err);
 
-/* fsyncs, gives the file its final name, and fsyncs the folder. */
+/* fsyncs and closes the file, still under its temporary name (commit names it later). */
+int atomic_file_flush(struct atomic_file *f, ckpt_error *err);
+
+/* fsyncs (unless flushed already), gives the file its final name, and fsyncs the folder. */
 int atomic_file_commit(struct atomic_file *f, ckpt_error *err);
 
 /* Closes and removes the temporary file, if any; safe after commit and twice. */

@@ -298,23 +298,27 @@ static int read_disk(const char *path, uint64_t max, char **data, size_t *len, c
 }
 
 /*
- * Copies the first `n` bytes of member `m`: from the archive file itself when
- * read in place (a file shrinking under a mapping would raise SIGBUS), else
- * from the inflated copy, which nothing else can change.
+ * Copies the first `n` bytes of member `m`: through the archive's backing
+ * when it has one (the archive read in place, where a file shrinking under a
+ * mapping would raise SIGBUS; a bundle's frames), else from the inflated
+ * copy, which nothing else can change.
  */
-static int member_bytes(const struct ckpt_fs *fs, const struct fs_member *m, void *buf, size_t n)
+static int member_bytes(const struct ckpt_fs *fs, const struct fs_member *m, void *buf, size_t n, ckpt_error *err)
 {
-    if (!fs->in_place) {
+    if (!fs->backing) {
         if (n)
             memcpy(buf, fs->data + m->offset, n);
-        return 0;
+        return CKPT_OK;
     }
-    int fd = open(fs->root, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t got = pread(fd, buf, n, (off_t)m->offset);
-    close(fd);
-    return got == (ssize_t)n ? 0 : -1;
+    struct vfile_reader r = VFILE_READER_INIT;
+    int rc = vfile_read(&r, fs->backing, m->offset, buf, n, fs->root, "reading a member", err);
+    vfile_reader_close(&r);
+    return rc;
+}
+
+int fs_map_member(struct ckpt_fs *fs, const struct fs_member *m, ckpt_error *err)
+{
+    return fs->map_member ? fs->map_member(fs, m, err) : CKPT_OK;
 }
 
 int fs_read_small(const struct ckpt_fs *fs, const char *path, uint64_t max, char **data, size_t *len,
@@ -331,9 +335,10 @@ int fs_read_small(const struct ckpt_fs *fs, const char *path, uint64_t max, char
     char *buf = malloc((size_t)m->size + 1);
     if (!buf)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    if (member_bytes(fs, m, buf, (size_t)m->size) != 0) {
+    ckpt_error why;
+    if (member_bytes(fs, m, buf, (size_t)m->size, &why) != CKPT_OK) {
         free(buf);
-        return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot read it from the archive %s", path, fs->root);
+        return ckpt_fail(err, why.code, "%s: cannot read it from the archive: %s", path, why.message);
     }
     buf[m->size] = '\0';
     *data = buf;
@@ -348,7 +353,7 @@ long fs_read_head(const struct ckpt_fs *fs, const char *path, void *buf, size_t 
         if (!m || m->is_dir)
             return -1;
         size_t n = m->size < cap ? (size_t)m->size : cap;
-        return member_bytes(fs, m, buf, n) == 0 ? (long)n : -1;
+        return member_bytes(fs, m, buf, n, NULL) == CKPT_OK ? (long)n : -1;
     }
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -362,6 +367,9 @@ void fs_free(struct ckpt_fs *fs)
 {
     if (!fs)
         return;
+    vfile_release(fs->backing);
+    if (fs->release)
+        fs->release(fs);
     for (size_t i = 0; i < fs->count; i++)
         free(fs->members[i].name);
     free(fs->members);

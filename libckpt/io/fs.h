@@ -12,6 +12,7 @@
 #define CKPT_FS_H
 
 #include "ckpt.h"
+#include "vfile.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@ struct fs_member {
     uint64_t offset;   /* of its bytes in the archive's data file */
     uint64_t size;
     bool is_dir;
+    bool is_link;      /* a bundle's file that was a symbolic link where it was packed: never copied as a side file */
 };
 
 struct ckpt_fs {
@@ -33,7 +35,20 @@ struct ckpt_fs {
     size_t count;
     const uint8_t *data;         /* the members' bytes, mapped (shared by the source's files) */
     uint64_t size;
-    bool in_place;               /* data maps the archive itself (an uncompressed tar), not an inflated copy */
+    /*
+     * Where the bytes of `data` are read back from (vfile.h): the archive
+     * itself when read in place, a bundle's frames; NULL when data is a
+     * private copy nothing else can change.  Released by fs_free.
+     */
+    struct vfile *backing;
+    /*
+     * Readies a member's bytes in `data` before a reader maps it (a bundle
+     * decompresses the member's headers into place); NULL when data holds
+     * every byte already.
+     */
+    int (*map_member)(struct ckpt_fs *fs, const struct fs_member *m, ckpt_error *err);
+    void (*release)(struct ckpt_fs *fs);   /* frees what `opener` holds; NULL: nothing */
+    void *opener;                          /* the state map_member and release work on */
 };
 
 /* True when `path` is the archive or under it (answered from the member table, not the disk). */
@@ -67,6 +82,9 @@ long fs_read_head(const struct ckpt_fs *fs, const char *path, void *buf, size_t 
 
 /* The member at `path`, or NULL when the path is not inside the archive or names nothing. */
 const struct fs_member *fs_member(const struct ckpt_fs *fs, const char *path);
+
+/* Readies member `m`'s bytes in fs->data for a reader that maps it (see map_member). */
+int fs_map_member(struct ckpt_fs *fs, const struct fs_member *m, ckpt_error *err);
 
 void fs_free(struct ckpt_fs *fs);
 

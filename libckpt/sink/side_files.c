@@ -177,7 +177,8 @@ static int copy_archive_files(struct outdir *o, const struct ckpt_fs *fs, const 
         char *data;
         size_t size;
         XXH128_hash_t h;
-        if (!rc && m && m->size <= SIDE_FILE_MAX_BYTES && !is_weight_or_ours(name) && strcmp(name, "config.json") != 0) {
+        if (!rc && m && !m->is_link && m->size <= SIDE_FILE_MAX_BYTES && !is_weight_or_ours(name) &&
+            strcmp(name, "config.json") != 0) {
             rc = fs_read_small(fs, paths[i], SIDE_FILE_MAX_BYTES, &data, &size, err);
             if (!rc)
                 rc = outdir_write_file(o, name, data, size, &h, err);
@@ -207,8 +208,10 @@ static int write_made_config(struct outdir *o, const struct ckpt_plan *plan, str
 static bool plain_file(const struct ckpt_fs *fs, const char *path)
 {
     struct stat st;
-    if (fs_inside(fs, path))   /* links in archives were refused when it was opened */
-        return fs_is_file(fs, path);
+    if (fs_inside(fs, path)) {   /* links in archives were refused when it was opened, bundles mark theirs */
+        const struct fs_member *m = fs_member(fs, path);
+        return m && !m->is_dir && !m->is_link;
+    }
     return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 

@@ -9,9 +9,11 @@
  * someone also edited the manifest's file checksum.  Files are spread over
  * worker threads.
  */
+#include "bundle_check.h"
 #include "fidelity.h"
 #include "report.h"
 
+#include "formats/bundle/bundle.h"
 #include "libckpt/common/checked.h"
 #include "libckpt/common/clock.h"
 #include "libckpt/common/error.h"
@@ -482,6 +484,8 @@ int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_f
     ckpt_verify_options_default(&defaults);
     if (!opts)
         opts = &defaults;
+    if (bundle_probe(dst))
+        return verify_bundle(dst, opts, fn, payload, summary, err);
     struct manifest m;
     int rc = manifest_load(&m, dst, err);
     if (rc) {
