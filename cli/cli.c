@@ -27,7 +27,8 @@ int cli_fail(const char *command, const ckpt_error *err)
                                             {"max_tensors", "--max-tensors"},
                                             {"max_rank", "--max-rank"},
                                             {"max_archive_bytes", "--max-archive-size"},
-                                            {"max_bundle_header_bytes", "--max-bundle-headers"}};
+                                            {"max_bundle_header_bytes", "--max-bundle-headers"},
+                                            {"max_expansion", "--max-expansion"}};
     const char *option = NULL;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0] && err->code == CKPT_ERR_LIMIT; i++)
         if (strstr(err->message, limits[i][0]))
@@ -128,6 +129,10 @@ int cli_parse_open_option(const char *command, int code, const char *value, ckpt
     case CLI_OPT_MAX_BUNDLE_HEADERS:
         if (cli_parse_size(value, &l->max_bundle_header_bytes) || l->max_bundle_header_bytes == 0)
             return cli_usage_error(command, "bad --max-bundle-headers '%s'", value);
+        return EXIT_OK;
+    case CLI_OPT_MAX_EXPANSION:
+        if (cli_parse_size(value, &l->max_expansion) || l->max_expansion == 0)
+            return cli_usage_error(command, "bad --max-expansion '%s'", value);
         return EXIT_OK;
     case CLI_OPT_MAX_RANK:
         if (cli_parse_size(value, &v) || v == 0 || v > 64)

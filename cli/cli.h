@@ -35,7 +35,9 @@ int cli_usage_error(const char *command, const char *fmt, ...);
     "  --max-tensors N        tensors (and stored pieces) in one source (default 10000000)\n"          \
     "  --max-rank N           dimensions of one tensor (default and ceiling 64)\n"                   \
     "  --max-archive-size N   bytes a compressed archive may inflate to (default 256GiB)\n"        \
-    "  --max-bundle-headers N bytes of a bundle's headers and pickles held in memory (default 1GiB)\n"
+    "  --max-bundle-headers N bytes of a bundle's headers and pickles held in memory (default 1GiB)\n"   \
+    "  --max-expansion N      times its storage's bytes one expanded (stride-0) view may present\n"      \
+    "                         (default 1024)\n"
 
 /* getopt_long codes of those options, and their table entries and case labels. */
 enum {
@@ -44,7 +46,8 @@ enum {
     CLI_OPT_MAX_TENSORS,
     CLI_OPT_MAX_RANK,
     CLI_OPT_MAX_ARCHIVE,
-    CLI_OPT_MAX_BUNDLE_HEADERS
+    CLI_OPT_MAX_BUNDLE_HEADERS,
+    CLI_OPT_MAX_EXPANSION
 };
 #define CLI_OPEN_OPTIONS                                                                                \
     {"deepspeed-weights", required_argument, NULL, 'D'},                                                \
@@ -53,7 +56,8 @@ enum {
         {"max-tensors", required_argument, NULL, CLI_OPT_MAX_TENSORS},                                  \
         {"max-rank", required_argument, NULL, CLI_OPT_MAX_RANK},                                        \
         {"max-archive-size", required_argument, NULL, CLI_OPT_MAX_ARCHIVE},                             \
-        {"max-bundle-headers", required_argument, NULL, CLI_OPT_MAX_BUNDLE_HEADERS}
+        {"max-bundle-headers", required_argument, NULL, CLI_OPT_MAX_BUNDLE_HEADERS},                    \
+        {"max-expansion", required_argument, NULL, CLI_OPT_MAX_EXPANSION}
 #define CLI_OPEN_CASES                                                                                  \
     case 'D':                                                                                           \
     case CLI_OPT_MAX_HEADER:                                                                            \
@@ -61,7 +65,8 @@ enum {
     case CLI_OPT_MAX_TENSORS:                                                                           \
     case CLI_OPT_MAX_RANK:                                                                              \
     case CLI_OPT_MAX_ARCHIVE:                                                                           \
-    case CLI_OPT_MAX_BUNDLE_HEADERS
+    case CLI_OPT_MAX_BUNDLE_HEADERS:                                                                    \
+    case CLI_OPT_MAX_EXPANSION
 
 /* Applies source option `code` (one of CLI_OPEN_CASES) with `value` to `opts`; EXIT_OK or a usage status. */
 int cli_parse_open_option(const char *command, int code, const char *value, ckpt_open_options *opts);

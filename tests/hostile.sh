@@ -65,6 +65,8 @@ expect_message() {
     *zip-bomb-overlapping.pt) echo "zip entry archive/data/0 overlaps archive/data/1" ;;
     *zip-entry-outside.pt) echo "local header lies outside the file" ;;
     *alias-bomb.pt) echo "distinct tensor (a pickle bomb?)" ;;
+    *expansion-bomb.pt) echo "presents 17592186044416 bytes from a 16-byte storage, over 1024 times its size" ;;
+    *expansion-bomb-16eib.pt) echo "presents 18446744073709551612 bytes from a 16-byte storage" ;;
     *index-escape-*) echo "leaves the checkpoint folder" ;;
     *bundle-bomb.ckb) echo "claim to inflate to 1073741904 bytes, over 200 times: a bomb" ;;
     *bundle-frame-outside.ckb) echo "places frame 1 (bytes 80+512 of model.safetensors, tensor w) at bytes 1099511627776+" ;;
@@ -89,6 +91,13 @@ for f in "$CKPT_TESTDATA"/hostile/* "$CKPT_TESTDATA"/archive/hostile/*; do
     check "convert names the problem of $name in one line" \
         'grep -qF -- "$(expect_message "$f")" "$work/err" && grep -q "$name" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
     check "convert of $name leaves no DST" '[ ! -e "$work/dst" ] && ! ls -A "$work" | grep -q "ckpt-tmp"'
+done
+# the expansion bombs (make_expansion.py, real torch.save of stride-0 views) are refused by diff too, at once
+for f in "$CKPT_TESTDATA"/hostile/expansion-bomb*.pt; do
+    (cd "$work" && eval "$limits" && exec "$CKPT_BIN" diff "$f" "$f") >/dev/null 2>"$work/err"
+    status=$?
+    check "diff refuses $(basename "$f") with exit 3 (got $status)" \
+        '[ "$status" -eq 3 ] && grep -q "raise it with --max-expansion" "$work/err"'
 done
 check "nothing written beside the hostile inputs" '[ "$(hostile_state)" = "$before" ]'
 check "nothing left in TMPDIR" '[ -z "$(ls -A "$work/tmp")" ]'

@@ -43,6 +43,11 @@ refuses --max-archive-size 64KiB inspect "$CKPT_TESTDATA/archive/sample.tar.zst"
 "$CKPT_BIN" inspect "$CKPT_TESTDATA/archive/sample.tar.zst" --max-archive-size 1MiB >/dev/null 2>&1
 status=$?
 check "an archive under --max-archive-size opens (got $status)" '[ "$status" -eq 0 ]'
+# an expanded view (stride 0) of 16 bytes presenting 16 TiB: refused by default, opened once the factor allows it
+refuses --max-expansion 1024 inspect "$CKPT_TESTDATA/hostile/expansion-bomb.pt"
+"$CKPT_BIN" inspect "$CKPT_TESTDATA/hostile/expansion-bomb.pt" --max-expansion 1100000000000 >/dev/null 2>&1
+status=$?
+check "an expansion under --max-expansion opens (got $status)" '[ "$status" -eq 0 ]'
 check "no destination left by a refused convert" '[ ! -e "$work/out" ]'
 
 "$CKPT_BIN" inspect "$sample" --max-rank 65 >/dev/null 2>&1
@@ -51,6 +56,9 @@ check "--max-rank over 64 is a usage error (got $status)" '[ "$status" -eq 2 ]'
 "$CKPT_BIN" inspect "$sample" --max-header-size 0 >/dev/null 2>&1
 status=$?
 check "a zero limit is a usage error (got $status)" '[ "$status" -eq 2 ]'
+"$CKPT_BIN" inspect "$sample" --max-expansion 0 >/dev/null 2>&1
+status=$?
+check "a zero --max-expansion is a usage error (got $status)" '[ "$status" -eq 2 ]'
 for cmd in inspect convert verify diff; do
     check "ckpt $cmd --help lists the limits" \
         '"$CKPT_BIN" $cmd --help | grep -q -- --max-pickle-memory && "$CKPT_BIN" $cmd --help | grep -q -- --max-rank'

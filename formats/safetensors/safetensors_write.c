@@ -36,7 +36,9 @@ static int add_tensor_json(json_t *root, const ckpt_tensor *t, uint64_t *offset,
         return ckpt_fail(err, CKPT_ERR_ARG, "%s: tensor %s: invalid dtype", path, t->name);
     if (!ckpt_product_u64(t->shape, t->rank, &count) || !ckpt_mul_u64(count, esize, &nbytes) ||
         !ckpt_add_u64(*offset, nbytes, &end) || end > (uint64_t)INT64_MAX)
-        return ckpt_fail(err, CKPT_ERR_ARG, "%s: tensor %s: size overflows", path, t->name);
+        /* the tensor comes from a source: too large for the format is a fact of the input, not a misuse */
+        return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: tensor %s: size overflows safetensors' 63-bit offsets",
+                         path, t->name);
     if (strcmp(t->name, "__metadata__") == 0 || json_object_get(root, t->name))
         return ckpt_fail(err, CKPT_ERR_ARG, "%s: tensor name %s is used twice or reserved", path, t->name);
     /* every extent is at most `count`, which fits in INT64 since end does */

@@ -109,6 +109,17 @@ int source_check_view(const struct ckpt_source *src, const char *name, ckpt_dtyp
         return ckpt_fail(err, CKPT_ERR_FORMAT,
                          "%s: tensor %s reads %llu bytes of a %llu-byte storage", file, name,
                          (unsigned long long)extent_bytes, (unsigned long long)view->storage_bytes);
+    /* a view whose strides repeat elements (stride 0: torch's expand) can present far more bytes than it
+     * stores; past the limit it is a bomb that convert and diff would spend hours writing out */
+    uint64_t count, nbytes, allowed;
+    if (view->strides && ckpt_product_u64(shape, rank, &count) && ckpt_mul_u64(count, esize, &nbytes) &&
+        nbytes > view->storage_bytes &&
+        ckpt_mul_u64(view->storage_bytes, src->limits.max_expansion, &allowed) && nbytes > allowed)
+        return ckpt_fail(err, CKPT_ERR_LIMIT,
+                         "%s: tensor %s presents %llu bytes from a %llu-byte storage, over %llu times its size "
+                         "(limit max_expansion)",
+                         file, name, (unsigned long long)nbytes, (unsigned long long)view->storage_bytes,
+                         (unsigned long long)src->limits.max_expansion);
     if (!ckpt_add_u64(view->storage_offset, view->storage_bytes, &end) ||
         end > src->files[view->file].size)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: storage lies outside the file", file, name);

@@ -22,6 +22,7 @@ void ckpt_limits_default(ckpt_limits *limits)
     limits->max_pickle_bytes = (uint64_t)1 << 30;
     limits->max_archive_bytes = SOURCE_DEFAULT_MAX_ARCHIVE_BYTES;
     limits->max_bundle_header_bytes = (uint64_t)1 << 30;
+    limits->max_expansion = 1024;
 }
 
 static int append_file(struct ckpt_source *src, const char *path, const uint8_t *data,

@@ -122,6 +122,9 @@ typedef struct ckpt_limits {
     uint64_t max_archive_bytes; /* bytes an archive (.nemo, .tar*, .zip) may inflate to (default 256 GiB) */
     uint64_t max_bundle_header_bytes; /* bytes of an open bundle held in memory: the headers and pickles of
                                          the files its reader maps, everything but tensor data (default 1 GiB) */
+    uint64_t max_expansion;     /* how many times the bytes of its storage one tensor may present: a
+                                   stride-0 (expanded) or overlapping view past this factor is refused
+                                   (default 1024) */
 } ckpt_limits;
 
 /* Fills `limits` with the defaults above. */

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Expansion bombs for tests/hostile.sh, written by real torch: torch.save keeps a view as its storage
+plus (offset, size, stride) (torch/_tensor.py, Tensor._reduce_ex_internal: torch._utils._rebuild_tensor_v2,
+(self.storage(), self.storage_offset(), tuple(self.size()), self.stride(), ...)), so a stride-0 view of a
+16-byte storage is a file of a few hundred bytes that presents terabytes.  Run once with /usr/bin/python3
+(Debian's python3-torch); the outputs are committed.  inspect, convert and diff must refuse each with
+exit 3 (limit max_expansion) at once, not stream the logical size.
+"""
+import os
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def save(name, tensor):
+    # a file object, not a path: the archive's folder is then "archive", the same bytes whatever the name
+    with open(os.path.join(HERE, name), "wb") as f:
+        torch.save({"weight": tensor}, f)
+
+
+def main():
+    four = torch.tensor([1.0, 2.0, 3.0, 4.0])            # a 16-byte storage
+    # 2^20 x 2^20 repeats of the four floats (stride 0, as Tensor.expand makes): 16 TiB
+    save("expansion-bomb.pt", four.expand(1 << 20, 1 << 20, 4))
+    # 2^62 - 1 floats of stride 0: 16 EiB less 4 bytes, the largest size 64 bits hold
+    save("expansion-bomb-16eib.pt", four[:1].as_strided(((1 << 62) - 1,), (0,)))
+
+
+if __name__ == "__main__":
+    main()
