@@ -1,7 +1,7 @@
 #!/bin/sh
 # ensure-deps.sh GROUP...: installs the Debian packages a build step needs, when missing.
 #   build  headers and libraries libckpt links against
-#   test   tools the test suites call (xmllint; numpy for tests/check_contracts.py)
+#   test   tools the test suites call (xmllint; numpy for tests/check_contracts.py; xxh128sum for tests/tamper.sh)
 #   fuzz   clang with libFuzzer
 #   bench  GNU time, for peak RSS
 set -eu
@@ -9,7 +9,7 @@ set -eu
 packages_for() {
     case "$1" in
     build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev" ;;
-    test) echo "check libxml2-utils python3-numpy" ;;
+    test) echo "check libxml2-utils python3-numpy xxhash" ;;
     fuzz) echo "clang libclang-rt-14-dev" ;;
     bench) echo "time" ;;
     *) echo "ensure-deps.sh: unknown group $1" >&2; exit 2 ;;

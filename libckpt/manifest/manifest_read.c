@@ -1,6 +1,7 @@
 /* manifest_read.c: see manifest_read.h and docs/manifest.md. */
 #include "manifest_read.h"
 
+#include "libckpt/common/checked.h"
 #include "libckpt/common/error.h"
 #include "manifest.h"
 
@@ -86,9 +87,11 @@ static bool get_rows(const json_t *src, ckpt_row_select *out)
     *out = (ckpt_row_select){0, 0, 0, 0};
     if (!o)
         return true;
+    uint64_t rows;
     return get_u64(o, "groups", &out->groups) && get_u64(o, "group_rows", &out->group_rows) &&
            get_u64(o, "offset", &out->offset) && get_u64(o, "count", &out->count) && out->groups > 0 &&
-           out->count > 0 && out->offset <= out->group_rows && out->count <= out->group_rows - out->offset;
+           out->count > 0 && out->offset <= out->group_rows && out->count <= out->group_rows - out->offset &&
+           ckpt_mul_u64(out->groups, out->group_rows, &rows);
 }
 
 /* quant, when present: {"type", "role", "load_dtype"} of a quantized linear's part. */
@@ -129,6 +132,64 @@ static bool get_c0(const json_t *o, struct manifest_tensor *t)
     return get_u64(device, "c0", &t->nz_c0) && t->nz_c0 > 0 && t->nz_c0 <= 64;
 }
 
+/*
+ * What the recorded sizes cannot be, whoever wrote them: every later use
+ * (hashing ranges, header comparison, fidelity's element size) trusts
+ * nbytes to be the stored shape times the element size.
+ */
+static const char *sizes_disagreement(const struct manifest_tensor *t)
+{
+    uint64_t elems, nd_elems, bytes;
+    if (!*t->name)
+        return "empty name";
+    if (ckpt_dtype_size(t->dtype) == 0 || ckpt_dtype_size(t->source_dtype) == 0)
+        return "an element type without a byte size";
+    if (!ckpt_product_u64(t->shape, t->rank, &elems) || !ckpt_mul_u64(elems, ckpt_dtype_size(t->dtype), &bytes) ||
+        !ckpt_product_u64(t->nd_shape, t->nd_rank, &nd_elems))
+        return "shape overflows 64 bits";
+    if (t->layout == CKPT_LAYOUT_ND &&
+        (t->rank != t->nd_rank || memcmp(t->shape, t->nd_shape, t->rank * sizeof *t->shape) != 0))
+        return "an ND tensor whose nd_shape is not its shape";
+    if (t->layout == CKPT_LAYOUT_FRACTAL_NZ && (t->nd_rank == 0 || nd_elems > elems))
+        return "an NZ tensor whose tiles cannot hold its nd_shape";
+    if (!t->alias_of && bytes != t->nbytes)
+        return "nbytes is not shape times element size";
+    if (t->alias_of && !*t->alias_of)
+        return "empty alias_of";
+    return NULL;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(const struct manifest_tensor *const *)a)->name, (*(const struct manifest_tensor *const *)b)->name);
+}
+
+/* Names are keys: a name listed twice would let an extra shard tensor hide behind the count. */
+static int check_names(const struct manifest *m, const char *path, ckpt_error *err)
+{
+    const struct manifest_tensor **sorted = malloc((m->tensor_count + 1) * sizeof *sorted);
+    if (!sorted)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < m->tensor_count; i++)
+        sorted[i] = &m->tensors[i];
+    qsort(sorted, m->tensor_count, sizeof *sorted, by_name);
+    int rc = CKPT_OK;
+    for (size_t i = 1; i < m->tensor_count && !rc; i++)
+        if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0)
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s is listed twice", path, sorted[i]->name);
+    /* an alias names a stored tensor of the manifest */
+    for (size_t i = 0; i < m->tensor_count && !rc; i++) {
+        const struct manifest_tensor *t = &m->tensors[i], key = {.name = t->alias_of}, *pk = &key;
+        const struct manifest_tensor *const *target =
+            t->alias_of ? bsearch(&pk, sorted, m->tensor_count, sizeof *sorted, by_name) : NULL;
+        if (t->alias_of && (!target || (*target)->alias_of))
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s is an alias of %s, which is no stored tensor", path,
+                           t->name, t->alias_of);
+    }
+    free(sorted);
+    return rc;
+}
+
 static int load_tensor(struct manifest_tensor *t, const json_t *o, const char *path, size_t i, ckpt_error *err)
 {
     const json_t *src = json_object_get(o, "source");
@@ -155,6 +216,9 @@ static int load_tensor(struct manifest_tensor *t, const json_t *o, const char *p
     if (!ok)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensors[%zu] (%s) is malformed", path, i,
                          t->name ? t->name : "no name");
+    const char *why = sizes_disagreement(t);
+    if (why)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensors[%zu] (%s): %s", path, i, t->name, why);
     return CKPT_OK;
 }
 
@@ -171,7 +235,7 @@ static int load_tensors(struct manifest *m, const json_t *tensors, const char *p
         if (rc)
             return rc;
     }
-    return CKPT_OK;
+    return check_names(m, path, err);
 }
 
 int manifest_load(struct manifest *m, const char *dir, ckpt_error *err)

@@ -11,6 +11,7 @@
  */
 #include "bundle_check.h"
 #include "fidelity.h"
+#include "folder_rules.h"
 #include "report.h"
 
 #include "formats/bundle/bundle.h"
@@ -42,6 +43,7 @@ struct file_check {
     const struct manifest *m;
     const char *dir;
     struct reporter *r;
+    const ckpt_open_options *open;   /* how shards are opened to hold them to a source's rules */
     size_t file;
     size_t *tensors;      /* manifest indices of the tensors stored in this file, by offset */
     size_t count;
@@ -342,8 +344,10 @@ static int verify_file(struct file_check *fc, ckpt_error *err)
         return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot open: %s", path, strerror(errno));
     uint64_t size = (uint64_t)st.st_size, data_start = 0;
     size_t len = strlen(mf->path);
-    if (len > 12 && strcmp(mf->path + len - 12, ".safetensors") == 0)
+    if (len > 12 && strcmp(mf->path + len - 12, ".safetensors") == 0) {
         check_header(fc, fd, size, &data_start);
+        check_shard_rules(fc->dir, mf->path, fc->open, fc->r);
+    }
     XXH128_hash_t h = {0, 0};
     char hex[33];
     if (size > mf->size)
@@ -418,6 +422,7 @@ struct pool {
     const struct manifest *m;
     const char *dir;
     struct reporter *r;
+    const ckpt_open_options *open;
     atomic_size_t next;
     pthread_mutex_t lock;
     int rc;
@@ -431,7 +436,7 @@ static void *file_worker(void *arg)
         size_t i = atomic_fetch_add(&p->next, 1);
         if (i >= p->m->file_count || atomic_load(&p->r->stop))
             break;
-        struct file_check fc = {p->m, p->dir, p->r, i, NULL, 0};
+        struct file_check fc = {p->m, p->dir, p->r, p->open, i, NULL, 0};
         fc.tensors = malloc((p->m->tensor_count + 1) * sizeof *fc.tensors);
         ckpt_error err;
         int rc = fc.tensors ? CKPT_OK : ckpt_fail(&err, CKPT_ERR_NOMEM, "out of memory");
@@ -503,9 +508,10 @@ int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_f
         fits &= ckpt_add_u64(r.total_bytes, m.tensors[i].alias_of ? 0 : m.tensors[i].nbytes, &r.total_bytes);
     if (!fits)
         r.total_bytes = 0;
-    struct pool p = {&m, dst, &r, 0, PTHREAD_MUTEX_INITIALIZER, CKPT_OK, {0}};
+    struct pool p = {&m, dst, &r, opts->open, 0, PTHREAD_MUTEX_INITIALIZER, CKPT_OK, {0}};
     check_tensor_files(&m, &r);
     check_extra_files(dst, &m, &r);
+    check_index(dst, &m, &r);
     run_on_threads(worker_count(opts->jobs, m.file_count), file_worker, &p);
     rc = p.rc;
     if (rc && err)
