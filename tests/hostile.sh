@@ -24,6 +24,10 @@ python_free_bomb > "$work/bomb.pkl"
 printf '\377\377\377\377\377\377\377\177{}' > "$work/huge-header.safetensors"
 printf '\200\002Nr\377\377\377\377.' > "$work/huge-memo.pkl"   # LONG_BINPUT at key 2^32 - 1
 head -c 64 /dev/urandom > "$work/random.pt"
+# EXT4 (opcode 0x84, CPython Lib/pickle.py: EXT4 = b'\x84'), then EXT1 and EXT2: each refused under its own name
+printf '\200\002\204\001\000\000\000.' > "$work/ext4.pkl"
+printf '\200\002\202\001.' > "$work/ext1.pkl"
+printf '\200\002\203\001\000.' > "$work/ext2.pkl"
 
 refused=0
 for f in "$CKPT_EXTERNAL"/picklescan/data/* "$CKPT_EXTERNAL"/picklescan/data2/* "$CKPT_EXTERNAL"/burn/broken.pt \
@@ -39,6 +43,10 @@ for f in "$CKPT_EXTERNAL"/picklescan/data/* "$CKPT_EXTERNAL"/picklescan/data2/* 
     refused=$((refused + 1))
 done
 check "every hostile input ($refused) refused with exit 3 under the caps" '[ "$refused" -ge 110 ]'
+for k in 1 2 4; do
+    "$CKPT_BIN" inspect "$work/ext$k.pkl" >/dev/null 2>"$work/err"
+    check "opcode EXT$k is refused as EXT$k" 'grep -q "extension codes (EXT$k)" "$work/err"'
+done
 check "nothing was created while refusing" '[ -z "$(ls -A "$work" | grep -v -e "\.pkl$" -e "\.pt$" -e "\.safetensors$" -e "^err$")" ]'
 
 # testdata/hostile (made by its make_hostile.py): impossible views, zip bombs, zips lying about sizes or
@@ -67,6 +75,7 @@ expect_message() {
     *alias-bomb.pt) echo "distinct tensor (a pickle bomb?)" ;;
     *expansion-bomb.pt) echo "presents 17592186044416 bytes from a 16-byte storage, over 1024 times its size" ;;
     *expansion-bomb-16eib.pt) echo "presents 18446744073709551612 bytes from a 16-byte storage" ;;
+    *nul-key.pt) echo "a key holding a NUL byte" ;;
     *index-escape-*) echo "leaves the checkpoint folder" ;;
     *bundle-bomb.ckb) echo "claim to inflate to 1073741904 bytes, over 200 times: a bomb" ;;
     *bundle-frame-outside.ckb) echo "places frame 1 (bytes 80+512 of model.safetensors, tensor w) at bytes 1099511627776+" ;;
@@ -92,7 +101,7 @@ for f in "$CKPT_TESTDATA"/hostile/* "$CKPT_TESTDATA"/archive/hostile/*; do
         'grep -qF -- "$(expect_message "$f")" "$work/err" && grep -q "$name" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
     check "convert of $name leaves no DST" '[ ! -e "$work/dst" ] && ! ls -A "$work" | grep -q "ckpt-tmp"'
 done
-# the expansion bombs (make_expansion.py, real torch.save of stride-0 views) are refused by diff too, at once
+# the expansion bombs (make_saved.py, real torch.save of stride-0 views) are refused by diff too, at once
 for f in "$CKPT_TESTDATA"/hostile/expansion-bomb*.pt; do
     (cd "$work" && eval "$limits" && exec "$CKPT_BIN" diff "$f" "$f") >/dev/null 2>"$work/err"
     status=$?

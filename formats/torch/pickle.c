@@ -395,7 +395,8 @@ bool pk_is_call(const struct pk_value *v, const char *module, const char *name)
 
 const char *pk_str(const struct pk_value *v)
 {
-    return v && v->kind == PK_STR ? v->s : NULL;
+    /* a string holding a NUL is no C string: read as one it would be cut short, so it is not one */
+    return v && v->kind == PK_STR && memchr(v->s, '\0', v->len) == NULL ? v->s : NULL;
 }
 
 bool pk_int(const struct pk_value *v, int64_t *out)
@@ -445,6 +446,8 @@ static int push_global(struct machine *m, const uint8_t *module, size_t ml, cons
         return truncated(m);
     if (!valid_utf8(module, ml) || !valid_utf8(name, nl))
         return FAIL(m, CKPT_ERR_FORMAT, "%s: pickle global name is not valid UTF-8", m->origin);
+    if (memchr(module, '\0', ml) || memchr(name, '\0', nl))   /* compared as C strings it would be cut short */
+        return FAIL(m, CKPT_ERR_FORMAT, "%s: pickle global name holds a NUL byte", m->origin);
     struct pk_value *v = new_value(m, PK_GLOBAL);
     if (v && (!(v->s = copy_text(m, module, ml)) || !(v->s2 = copy_text(m, name, nl))))
         v = NULL;
@@ -921,7 +924,7 @@ static int step(struct machine *m, uint8_t op, bool *stop)
     case 0x83:
     case 0x84:
         return FAIL(m, CKPT_ERR_FORMAT, "%s: refusing pickle extension codes (EXT%d): they name callables by number",
-                    m->origin, op - 0x81);
+                    m->origin, op == 0x84 ? 4 : op - 0x81);   /* EXT1 0x82, EXT2 0x83, EXT4 0x84 */
     case 0x97:
         return FAIL(m, CKPT_ERR_UNSUPPORTED, "%s: pickle uses out-of-band buffers", m->origin);
     default:

@@ -277,6 +277,8 @@ static int walk_dict(struct walk *w, struct pk_value *d, size_t len, int depth)
         const char *part = pk_str(k);
         size_t part_len = part ? k->len : 0;
         int64_t ki;
+        if (!part && k->kind == PK_STR)   /* a key holding a NUL: no name can carry it whole */
+            return fail(w, CKPT_ERR_FORMAT, "a key holding a NUL byte (names cannot carry it whole)");
         if (!part && pk_int(k, &ki)) {
             part_len = (size_t)snprintf(num, sizeof num, "%lld", (long long)ki);
             part = num;

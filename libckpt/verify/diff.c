@@ -46,11 +46,14 @@ static size_t scale_of(const ckpt_source *src, size_t i, ckpt_quant *quant)
     const ckpt_tensor *t = ckpt_source_tensor(src, i);
     const ckpt_tensor_storage *st = ckpt_source_tensor_storage(src, i);
     size_t n = strlen(t->name), j;
-    char name[4096];
+    char *name = NULL;   /* names go up to 64 KiB */
     if (!st->quant || ckpt_quant_parse(st->quant, quant) != CKPT_OK || *quant == CKPT_QUANT_NONE ||
         t->dtype != CKPT_DTYPE_I8 || t->rank != 2 || n < 7 || strcmp(t->name + n - 7, ".weight") != 0 ||
-        snprintf(name, sizeof name, "%s_scale", t->name) >= (int)sizeof name ||
-        ckpt_source_find(src, name, &j) != CKPT_OK)
+        asprintf(&name, "%s_scale", t->name) < 0)
+        return SIZE_MAX;
+    int found = ckpt_source_find(src, name, &j);
+    free(name);
+    if (found != CKPT_OK)
         return SIZE_MAX;
     const ckpt_tensor *s = ckpt_source_tensor(src, j);
     bool floating = s->dtype == CKPT_DTYPE_F32 || s->dtype == CKPT_DTYPE_BF16 || s->dtype == CKPT_DTYPE_F16;
@@ -95,16 +98,64 @@ static void side_values(const struct side *s, const uint8_t *p, uint64_t row, ui
         out[k] *= s->scales[row + (at + k) / cols];
 }
 
+/*
+ * How the differing values of a comparison differ.  Equality is decided on
+ * bits when both sides store the same kind (a diff without tolerances is a
+ * bit-for-bit comparison: -0.0 is not +0.0, a NaN's sign and payload count),
+ * on values (and the sign of zeros and NaNs) across kinds.  A tolerance
+ * relaxes finite values only: `hard` differences fail whatever it allows.
+ */
+struct differences {
+    uint64_t values;         /* finite values that differ */
+    uint64_t signed_zeros;   /* -0.0 against +0.0 */
+    uint64_t nans;           /* two NaNs of another sign or payload */
+    uint64_t hard;           /* an infinity or NaN against another value, or bits of a type not decoded */
+};
+
+/* Whether decode_f64 gives dtype's values (FNUZ and complex types are compared on bits only). */
+static bool decodes(ckpt_dtype dtype)
+{
+    return dtype != CKPT_DTYPE_F8_E4M3FNUZ && dtype != CKPT_DTYPE_F8_E5M2FNUZ && dtype != CKPT_DTYPE_C64;
+}
+
+/* Classifies one pair whose bits (same kind) or values (across kinds) differ or may differ. */
+static void classify(double x, double y, bool bitwise, bool decoded, struct differences *d)
+{
+    if (!decoded)
+        d->hard++;
+    else if (isnan(x) && isnan(y)) {
+        if (bitwise || signbit(x) != signbit(y))   /* across kinds a payload cannot be compared */
+            d->nans++;
+    } else if (x == y) {
+        if (x == 0 && signbit(x) != signbit(y))
+            d->signed_zeros++;
+        else if (bitwise)   /* two encodings of one value */
+            d->values++;
+    } else if (isfinite(x) && isfinite(y))
+        d->values++;
+    else
+        d->hard++;
+}
+
 /* Counts differing values of one block and widens the error bounds, a slice of doubles at a time. */
 static void compare_block(const struct side *a, const uint8_t *pa, const struct side *b, const uint8_t *pb,
-                          uint64_t row, uint64_t count, double *x, double *y, ckpt_finding *f, double energy[2])
+                          uint64_t row, uint64_t count, bool bitwise, double *x, double *y, ckpt_finding *f,
+                          struct differences *d, double energy[2])
 {
+    size_t esize = ckpt_dtype_size(a->t->dtype);
+    bool decoded = decodes(a->t->dtype) && decodes(b->t->dtype);
     for (uint64_t at = 0; at < count; at += DIFF_DECODE_ELEMS) {
         uint64_t n = count - at < DIFF_DECODE_ELEMS ? count - at : DIFF_DECODE_ELEMS;
         side_values(a, pa, row, at, n, x);
         side_values(b, pb, row, at, n, y);
-        for (uint64_t k = 0; k < n; k++)
-            f->mismatched += !(x[k] == y[k] || (isnan(x[k]) && isnan(y[k])));
+        for (uint64_t k = 0; k < n; k++) {
+            if (bitwise ? memcmp(pa + (at + k) * esize, pb + (at + k) * esize, esize) == 0
+                        : x[k] == y[k] && signbit(x[k]) == signbit(y[k]))
+                continue;
+            uint64_t before = d->values + d->signed_zeros + d->nans + d->hard;
+            classify(x[k], y[k], bitwise, decoded, d);
+            f->mismatched += d->values + d->signed_zeros + d->nans + d->hard - before;
+        }
         error_update(x, y, n, &f->max_abs_error, &f->max_rel_error);
         energy_update(a->scales ? y : x, a->scales ? x : y, n, &energy[0], &energy[1]);
     }
@@ -129,7 +180,8 @@ static int compare_values(struct side *a, struct side *b, const ckpt_diff_option
     if (step > rows)
         step = rows ? rows : 1;
     bool same_kind = a->t->dtype == b->t->dtype && a->quant == b->quant;
-    bool same = same_kind && !a->scales && !b->scales;
+    bool same = same_kind && !a->scales && !b->scales, bitwise = same;
+    struct differences d = {0};
     double energy[2] = {0, 0};
     double *x = malloc(DIFF_DECODE_ELEMS * sizeof *x), *y = malloc(DIFF_DECODE_ELEMS * sizeof *y);
     a->block = malloc(step * ra + 1);
@@ -145,7 +197,7 @@ static int compare_values(struct side *a, struct side *b, const ckpt_diff_option
             rc = side_rows(b, row, n, rb, &pb, err);
         if (!rc && !(same && memcmp(pa, pb, n * ra) == 0)) {
             same = false;
-            compare_block(a, pa, b, pb, row, count / rows * n, x, y, f, energy);
+            compare_block(a, pa, b, pb, row, count / rows * n, bitwise, x, y, f, &d, energy);
         }
     }
     free(x);
@@ -162,12 +214,22 @@ static int compare_values(struct side *a, struct side *b, const ckpt_diff_option
     bool within = (o->max_abs_error > 0 || o->max_rel_error > 0) &&
                   (o->max_abs_error <= 0 || f->max_abs_error <= o->max_abs_error) &&
                   (o->max_rel_error <= 0 || f->max_rel_error <= o->max_rel_error);
-    f->ok = f->mismatched == 0 ? same_kind || within : within;
+    f->ok = (f->mismatched == 0 && same_kind) || (within && d.nans == 0 && d.hard == 0);
     char ka[48], kb[48];
     int n = same_kind ? 0
                       : snprintf(why, why_size, "%s -> %s; ", side_kind(a, ka, sizeof ka), side_kind(b, kb, sizeof kb));
-    n += snprintf(why + n, why_size - (size_t)n, "%llu of %llu values differ, max error %.3g abs, %.3g rel",
-                  (unsigned long long)f->mismatched, (unsigned long long)count, f->max_abs_error, f->max_rel_error);
+    n += snprintf(why + n, why_size - (size_t)n, "%llu of %llu values differ", (unsigned long long)f->mismatched,
+                  (unsigned long long)count);
+    if (d.signed_zeros)
+        n += snprintf(why + n, why_size - (size_t)n, ", %llu -0.0 against +0.0", (unsigned long long)d.signed_zeros);
+    if (d.nans)
+        n += snprintf(why + n, why_size - (size_t)n, ", %llu NaN of another sign or payload",
+                      (unsigned long long)d.nans);
+    if (d.hard)
+        n += snprintf(why + n, why_size - (size_t)n, ", %llu infinite, NaN or undecoded against another value",
+                      (unsigned long long)d.hard);
+    n += snprintf(why + n, why_size - (size_t)n, ", max error %.3g abs, %.3g rel", f->max_abs_error,
+                  f->max_rel_error);
     if ((a->scales != NULL) != (b->scales != NULL)) {   /* a quantized weight against what it quantizes */
         f->quant = a->scales ? a->quant : b->quant;
         f->sqnr_db = sqnr_db(energy[0], energy[1]);

@@ -78,9 +78,12 @@ static const char *header_disagreement(const json_t *header, const json_t *meta,
         return "has another shape in the shard header";
     if (!same_shape(off, (uint64_t[]){t->offset, t->offset + t->nbytes}, 2))
         return "has other data_offsets in the shard header";
-    char key[1024];
-    snprintf(key, sizeof key, "%s%s", LAYOUT_KEY_PREFIX, t->name);
+    /* names go up to 64 KiB: a fixed buffer would cut the key of a long one and miss its layout */
+    char *key = NULL;
+    if (asprintf(&key, "%s%s", LAYOUT_KEY_PREFIX, t->name) < 0)
+        return "cannot be checked (out of memory)";
     const char *layout = json_string_value(json_object_get(meta, key));
+    free(key);
     if ((t->layout == CKPT_LAYOUT_FRACTAL_NZ) != (layout != NULL))
         return "has another layout in the shard metadata";
     if (layout) {

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Expansion bombs for tests/hostile.sh, written by real torch: torch.save keeps a view as its storage
+"""Hostile files written by real torch.save, for tests/hostile.sh.  Expansion bombs: torch.save keeps a view as its storage
 plus (offset, size, stride) (torch/_tensor.py, Tensor._reduce_ex_internal: torch._utils._rebuild_tensor_v2,
 (self.storage(), self.storage_offset(), tuple(self.size()), self.stride(), ...)), so a stride-0 view of a
 16-byte storage is a file of a few hundred bytes that presents terabytes.  Run once with /usr/bin/python3
 (Debian's python3-torch); the outputs are committed.  inspect, convert and diff must refuse each with
-exit 3 (limit max_expansion) at once, not stream the logical size.
+exit 3 (limit max_expansion) at once, not stream the logical size.  A state dict whose key holds a NUL
+byte (torch.save pickles any str key: pickle.py, save_unicode writes its UTF-8 bytes whole): a C string
+would cut it to "model.weight", so it must be refused, never read as that name.
 """
 import os
 
@@ -25,6 +27,8 @@ def main():
     save("expansion-bomb.pt", four.expand(1 << 20, 1 << 20, 4))
     # 2^62 - 1 floats of stride 0: 16 EiB less 4 bytes, the largest size 64 bits hold
     save("expansion-bomb-16eib.pt", four[:1].as_strided(((1 << 62) - 1,), (0,)))
+    with open(os.path.join(HERE, "nul-key.pt"), "wb") as f:
+        torch.save({"model.weight\0.hidden": four}, f)
 
 
 if __name__ == "__main__":
