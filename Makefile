@@ -21,7 +21,7 @@ CC        ?= cc
 OPT       ?= -O2
 CFLAGS    ?= $(OPT) -g
 WARN      := -std=c11 -Wall -Wextra -Werror -Wshadow -Wvla
-PKGS      := libzstd libarchive libxxhash jansson
+PKGS      := libzstd libarchive libxxhash jansson libcrypto
 ALL_CPPFLAGS := -D_GNU_SOURCE -Ilibckpt/include -I. $(CPPFLAGS)
 ALL_CFLAGS   := $(WARN) -fPIC -fvisibility=hidden -pthread $(CFLAGS)
 

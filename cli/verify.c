@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 static const char verify_help[] =
-    "Usage: ckpt verify DST [--against SRC] [options]\n"
+    "Usage: ckpt verify DST [--against SRC | --sums FILE] [options]\n"
     "Checks the folder DST that ckpt convert wrote against its ckpt-manifest.json: every\n"
     "file's size and checksum, every tensor's checksum, every shard header entry, and no\n"
     "unlisted files.  With --against, also recomputes every tensor from SRC and proves it\n"
     "bit for bit, reporting each cast's error and overflow counts.\n\n"
     "  --against SRC     the source checkpoint to prove fidelity against\n"
+    "  --sums FILE       instead, check the files that FILE lists: sha256sum or xxhsum\n"
+    "                    lines (ckpt manifest sums), or a ckpt-manifest.json\n"
     "  --max-abs-error X fail a tensor whose largest absolute error exceeds X (with --against)\n"
     "  --max-rel-error X the same for the relative error\n"
     "  --jobs N          worker threads (default: one per core)\n"
@@ -37,7 +39,7 @@ static const char diff_help[] =
     "Exit status: 0 the same, 1 they differ, 3 an input is unreadable.\n";
 
 struct check_args {
-    const char *against, *junit;
+    const char *against, *junit, *sums;
     double max_abs, max_rel;
     unsigned jobs;
     int json, verbose, names_only, quiet;
@@ -58,7 +60,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         {"against", required_argument, NULL, 'a'}, {"max-abs-error", required_argument, NULL, 'A'},
         {"max-rel-error", required_argument, NULL, 'R'}, {"jobs", required_argument, NULL, 'j'},
         {"json", no_argument, NULL, 'J'},          {"junit", required_argument, NULL, 'U'},
-        {"quiet", no_argument, NULL, 'q'},
+        {"quiet", no_argument, NULL, 'q'},          {"sums", required_argument, NULL, 'S'},
         {"verbose", no_argument, NULL, 'v'},       {"names-only", no_argument, NULL, 'n'},
         CLI_OPEN_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
@@ -69,6 +71,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
     while ((c = getopt_long(argc, argv, "hvj:", options, NULL)) != -1) {
         switch (c) {
         case 'a': a->against = optarg; break;
+        case 'S': a->sums = optarg; break;
         case 'A':
             if (parse_double(optarg, &a->max_abs))
                 return cli_usage_error(command, "bad --max-abs-error '%s'", optarg);
@@ -119,6 +122,28 @@ static int finish(const char *command, int rc, const ckpt_error *err, struct fin
     return rc == CKPT_ERR_MISMATCH ? EXIT_DIFFERENCE : EXIT_OK;
 }
 
+/* verify DIR --sums FILE: the folder against a checksum list. */
+static int verify_sums(const char *dir, const struct check_args *a)
+{
+    ckpt_sums_options opts;
+    ckpt_sums_options_default(&opts);
+    opts.jobs = a->jobs;
+    struct cli_progress progress;
+    cli_progress_start(&progress);
+    struct findings fs = {.verbose = a->verbose, .quiet_text = a->json, .progress = &progress};
+    if (!a->quiet && !a->json && isatty(STDERR_FILENO)) {
+        opts.progress = cli_progress_show;
+        opts.progress_payload = &progress;
+    }
+    ckpt_verify_summary s = {0};
+    ckpt_error err = {0};
+    int rc = ckpt_verify_sums(dir, a->sums, &opts, findings_collect, &fs, &s, &err);
+    cli_progress_clear(&progress);
+    int status = finish("verify", rc, &err, &fs, &s, a);
+    findings_free(&fs);
+    return status;
+}
+
 int cmd_verify(int argc, char **argv)
 {
     struct check_args a = {0};
@@ -129,6 +154,10 @@ int cmd_verify(int argc, char **argv)
         return cli_usage_error("verify", "expects one folder, got %d paths", argc - optind);
     if ((a.max_abs > 0 || a.max_rel > 0) && !a.against)
         return cli_usage_error("verify", "error bounds need --against SRC");
+    if (a.sums && a.against)
+        return cli_usage_error("verify", "--sums and --against are two different checks: give one");
+    if (a.sums)
+        return verify_sums(argv[optind], &a);
     ckpt_verify_options opts;
     ckpt_verify_options_default(&opts);
     opts.against = a.against;
@@ -160,8 +189,8 @@ int cmd_diff(int argc, char **argv)
         return status < 0 ? EXIT_OK : status;
     if (argc - optind != 2)
         return cli_usage_error("diff", "expects two checkpoints, got %d paths", argc - optind);
-    if (a.against)
-        return cli_usage_error("diff", "--against is an option of verify");
+    if (a.against || a.sums)
+        return cli_usage_error("diff", "--against and --sums are options of verify");
     ckpt_diff_options opts = {a.names_only, a.max_abs, a.max_rel, &a.open};
     struct findings fs = {.verbose = a.verbose, .quiet_text = a.json};
     ckpt_verify_summary s = {0};

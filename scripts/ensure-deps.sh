@@ -1,14 +1,15 @@
 #!/bin/sh
 # ensure-deps.sh GROUP...: installs the Debian packages a build step needs, when missing.
 #   build  headers and libraries libckpt links against
-#   test   tools the test suites call (xmllint; numpy for tests/check_contracts.py; xxh128sum for tests/tamper.sh)
+#   test   tools the test suites call (xmllint; numpy for tests/check_contracts.py; xxhsum / xxh128sum for
+#          tests/sums.sh and tests/tamper.sh)
 #   fuzz   clang with libFuzzer
 #   bench  GNU time, for peak RSS
 set -eu
 
 packages_for() {
     case "$1" in
-    build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev" ;;
+    build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev libssl-dev" ;;
     test) echo "check libxml2-utils python3-numpy xxhash" ;;
     fuzz) echo "clang libclang-rt-14-dev" ;;
     bench) echo "time" ;;

@@ -613,6 +613,54 @@ CKPT_API int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *op
                        void *payload, ckpt_verify_summary *summary, ckpt_error *err);
 
 /* ======================================================================
+ * Checksum lists: what `sha256sum -c` and `xxhsum -c` check (docs/manifest.md)
+ * ====================================================================== */
+
+typedef enum ckpt_sums_format {
+    CKPT_SUMS_XXH128 = 0, /* XXH3-128 as `xxhsum -H2` prints it, the checksum of ckpt-manifest.json */
+    CKPT_SUMS_SHA256 = 1  /* SHA-256 as `sha256sum` prints it, and the Hugging Face Hub gives its LFS files */
+} ckpt_sums_format;
+
+typedef struct ckpt_sums_options {
+    size_t size;               /* sizeof(ckpt_sums_options): set by ckpt_sums_options_default */
+    ckpt_sums_format format;   /* ckpt_sums: the digest listed (default XXH128); ckpt_verify_sums reads each
+                                  line's own */
+    unsigned jobs;             /* hashing threads; 0: one per core */
+    ckpt_progress_fn progress; /* bytes hashed so far, or NULL; one call at a time; non-zero cancels */
+    void *progress_payload;
+} ckpt_sums_options;
+
+CKPT_API void ckpt_sums_options_default(ckpt_sums_options *opts);
+
+/*
+ * Called once per file, in path order, one call at a time.  `line` is the
+ * line `sha256sum` (or `xxhsum -H2`) prints for it, newline included; a
+ * name holding a backslash or newline is escaped as GNU coreutils does.
+ * Returning non-zero stops the run (CKPT_ERR_CANCELLED).
+ */
+typedef int (*ckpt_sum_fn)(void *payload, const char *path, const char *hex, const char *line);
+
+/*
+ * Hashes every regular file under `dir` (or `dir` itself when it is a
+ * file): paths relative to it, sorted bytewise; names starting with '.'
+ * skipped, symbolic links to files followed, links to folders not.
+ */
+CKPT_API int ckpt_sums(const char *dir, const ckpt_sums_options *opts, ckpt_sum_fn fn, void *payload,
+                       ckpt_error *err);
+
+/*
+ * Checks the files of folder `dir` against the checksum list `sums`:
+ * `sha256sum` / `xxhsum -H2` lines, their BSD `--tag` forms, or a
+ * ckpt-manifest.json (its "files").  One CKPT_CHECK_FILE finding per listed
+ * file, in list order; files the list does not name are not looked at.
+ * Returns CKPT_OK when every file matches, CKPT_ERR_MISMATCH when one is
+ * missing or differs, CKPT_ERR_FORMAT (naming the list's file and line)
+ * for a malformed list or a path outside `dir`.
+ */
+CKPT_API int ckpt_verify_sums(const char *dir, const char *sums, const ckpt_sums_options *opts, ckpt_finding_fn fn,
+                              void *payload, ckpt_verify_summary *summary, ckpt_error *err);
+
+/* ======================================================================
  * Bundles: a checkpoint compressed for transport, read in place (docs/bundle.md)
  * ====================================================================== */
 

@@ -1,0 +1,169 @@
+/*
+ * sums_check.c: ckpt_verify_sums, a folder checked against a checksum list
+ * (sha256sum, xxhsum, or a ckpt-manifest.json's files).  Files are hashed
+ * on worker threads; findings are reported afterwards in list order, so
+ * two runs on the same folder print the same report.
+ */
+#include "report.h"
+
+#include "libckpt/common/checked.h"
+#include "libckpt/common/clock.h"
+#include "libckpt/common/error.h"
+#include "libckpt/common/workers.h"
+#include "libckpt/manifest/sums.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum outcome { PENDING = 0, MATCH, MISSING, NOT_FILE, SIZE_DIFFERS, DIGEST_DIFFERS, UNREADABLE };
+
+struct result {
+    enum outcome outcome;
+    uint64_t size;
+    char hex[SUMS_HEX_MAX + 1];
+    char why[CKPT_ERROR_MESSAGE_MAX]; /* UNREADABLE: the error */
+};
+
+struct check_run {
+    const char *dir;
+    const struct sums_list *list;
+    struct result *results;
+    struct reporter *r;
+    atomic_size_t next;
+};
+
+static int add_bytes(void *ctx, uint64_t bytes)
+{
+    struct reporter *r = ctx;
+    reporter_add_bytes(r, bytes);
+    return atomic_load(&r->stop);
+}
+
+static void check_one(struct check_run *run, size_t i)
+{
+    const struct sums_entry *e = &run->list->items[i];
+    struct result *res = &run->results[i];
+    size_t n = strlen(run->dir) + strlen(e->path) + 2;
+    char *path = malloc(n);
+    if (!path) {
+        res->outcome = UNREADABLE;
+        snprintf(res->why, sizeof res->why, "out of memory");
+        return;
+    }
+    snprintf(path, n, "%s/%s", run->dir, e->path);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        res->outcome = errno == ENOENT || errno == ENOTDIR ? MISSING : UNREADABLE;
+        snprintf(res->why, sizeof res->why, "%s", strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        res->outcome = NOT_FILE;
+    } else {
+        res->size = (uint64_t)st.st_size;
+        if (e->has_size && res->size != e->size) {
+            res->outcome = SIZE_DIFFERS;   /* no need to read it */
+        } else {
+            ckpt_error err;
+            int rc = sums_hash_file(path, e->path, e->format, res->hex, add_bytes, run->r, &run->r->stop, &err);
+            if (rc == CKPT_ERR_CANCELLED) {
+                res->outcome = PENDING;
+            } else if (rc) {
+                res->outcome = UNREADABLE;
+                snprintf(res->why, sizeof res->why, "%s", err.message);
+            } else {
+                res->outcome = strcmp(res->hex, e->hex) == 0 ? MATCH : DIGEST_DIFFERS;
+            }
+        }
+    }
+    free(path);
+}
+
+static void *check_worker(void *arg)
+{
+    struct check_run *run = arg;
+    for (;;) {
+        size_t i = atomic_fetch_add(&run->next, 1);
+        if (i >= run->list->count || atomic_load(&run->r->stop))
+            break;
+        check_one(run, i);
+    }
+    return NULL;
+}
+
+static void report(struct reporter *r, const struct sums_entry *e, const struct result *res)
+{
+    ckpt_finding f = {.check = CKPT_CHECK_FILE, .ok = res->outcome == MATCH, .file = e->path};
+    const char *algo = e->format == CKPT_SUMS_SHA256 ? "SHA-256" : "XXH3-128";
+    switch (res->outcome) {
+    case MATCH:
+        report_finding(r, f, "%s: %s matches (%llu bytes)", e->path, algo, (unsigned long long)res->size);
+        break;
+    case MISSING: report_finding(r, f, "%s: missing", e->path); break;
+    case NOT_FILE: report_finding(r, f, "%s: not a regular file", e->path); break;
+    case SIZE_DIFFERS:
+        report_finding(r, f, "%s: %llu bytes, the list says %llu", e->path, (unsigned long long)res->size,
+                       (unsigned long long)e->size);
+        break;
+    case DIGEST_DIFFERS:
+        report_finding(r, f, "%s: %s %s, the list says %s", e->path, algo, res->hex, e->hex);
+        break;
+    case UNREADABLE: report_finding(r, f, "%s: cannot be read: %s", e->path, res->why); break;
+    case PENDING: break;
+    }
+}
+
+int ckpt_verify_sums(const char *dir, const char *sums, const ckpt_sums_options *opts, ckpt_finding_fn fn,
+                     void *payload, ckpt_verify_summary *summary, ckpt_error *err)
+{
+    ckpt_error_clear(err);
+    double start = now_seconds();
+    ckpt_sums_options defaults;
+    ckpt_sums_options_default(&defaults);
+    if (!opts)
+        opts = &defaults;
+    if (!dir || !sums || opts->size < sizeof *opts)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_verify_sums: no folder or list, or options not from "
+                                            "ckpt_sums_options_default");
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: not a folder", dir);
+    struct sums_list list;
+    int rc = sums_list_read(sums, &list, err);
+    if (rc) {
+        sums_list_free(&list);
+        return rc;
+    }
+    struct reporter r;
+    reporter_init(&r, fn, payload);
+    r.progress = opts->progress;
+    r.progress_payload = opts->progress_payload;
+    struct check_run run = {.dir = dir, .list = &list, .r = &r};
+    run.results = calloc(list.count + 1, sizeof *run.results);
+    if (!run.results)
+        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < list.count; i++) {
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, list.items[i].path) < (int)sizeof path &&
+            stat(path, &st) == 0 && S_ISREG(st.st_mode) && !ckpt_add_u64(r.total_bytes, (uint64_t)st.st_size,
+                                                                          &r.total_bytes))
+            r.total_bytes = UINT64_MAX;
+    }
+    if (!rc)
+        run_on_threads(worker_count(opts->jobs, list.count), check_worker, &run);
+    for (size_t i = 0; !rc && i < list.count && !atomic_load(&r.stop); i++)
+        report(&r, &list.items[i], &run.results[i]);
+    r.summary.seconds = now_seconds() - start;
+    if (summary)
+        *summary = r.summary;
+    if (!rc && r.cancelled)
+        rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: verification cancelled", dir);
+    if (!rc && r.summary.failures)
+        rc = ckpt_fail(err, CKPT_ERR_MISMATCH, "%s: %llu of %llu files differ from %s", dir,
+                       (unsigned long long)r.summary.failures, (unsigned long long)r.summary.checks, sums);
+    free(run.results);
+    reporter_free(&r);
+    sums_list_free(&list);
+    return rc;
+}
