@@ -8,8 +8,11 @@
  * per rank.  By default the tensors are the full fp32 weights rebuilt from
  * the optimizer partitions (deepspeed_zero.c); with the `module` choice, the
  * 16-bit module weights of the model states (ZeRO 1/2 only: ZeRO-3 module
- * weights are empty placeholders).  Tensor-parallel folders (mp_rank_01...)
- * are refused.
+ * weights are empty placeholders).  An MoE checkpoint adds one
+ * layer_L_expert_E_mp_rank_00_model_states.pt per routed expert
+ * (deepspeed_moe.c): read with the module weights only, since no fp32
+ * partition of an expert group can be placed (see fp32_refused).
+ * Tensor-parallel folders (mp_rank_01...) are refused.
  */
 #include "deepspeed.h"
 
@@ -88,21 +91,38 @@ static int rank_of(const char *path, const char *suffix, long *rank, ckpt_error 
     return CKPT_OK;
 }
 
-/* Refuses model states of a model-parallel rank other than 0 (mp_rank_01_model_states.pt, ...). */
-static int check_model_names(char *const *paths, size_t count, ckpt_error *err)
+/*
+ * Refuses model states of a model-parallel rank other than 0
+ * (mp_rank_01_model_states.pt, ...) and moves the MoE expert files out of
+ * paths into *experts.
+ */
+static int check_model_names(char **paths, size_t *count, char ***experts, size_t *expert_count, ckpt_error *err)
 {
-    for (size_t i = 0; i < count; i++) {
+    if (!(*experts = calloc(*count + 1, sizeof **experts)))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    size_t kept = 0;
+    int rc = CKPT_OK;
+    for (size_t i = 0; i < *count; i++) {
         const char *slash = strrchr(paths[i], '/'), *s = slash ? slash + 1 : paths[i];
-        long r;
-        int rc = strncmp(s, "mp_rank_", 8) == 0 ? (strcmp(s, ZERO2_MODEL) == 0 ? CKPT_OK
+        long r, layer, expert;
+        if (rc) {
+            paths[kept++] = paths[i];   /* kept to be freed */
+        } else if (ds_expert_file(s, &layer, &expert, &r)) {
+            (*experts)[(*expert_count)++] = paths[i];
+            if (r != 0)
+                rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: a tensor-parallel DeepSpeed MoE checkpoint "
+                               "(model-parallel rank %ld): not read", paths[i], r);
+        } else {
+            paths[kept++] = paths[i];
+            rc = strncmp(s, "mp_rank_", 8) == 0 ? (strcmp(s, ZERO2_MODEL) == 0 ? CKPT_OK
                                                    : ckpt_fail(err, CKPT_ERR_UNSUPPORTED,
                                                                "%s: a tensor-parallel DeepSpeed checkpoint: not read",
                                                                paths[i]))
                                                 : rank_of(paths[i], MODEL_SUFFIX, &r, err);
-        if (rc)
-            return rc;
+        }
     }
-    return CKPT_OK;
+    *count = kept;
+    return rc;
 }
 
 /*
@@ -150,8 +170,8 @@ static int rank_files(const char *dir, const char *suffix, const char *const *pa
 
 struct folder {
     char *dir;
-    char **optim_paths, **model_paths;
-    size_t optim_count, model_count;
+    char **optim_paths, **model_paths, **expert_paths;
+    size_t optim_count, model_count, expert_count;
     const char **optim_by_rank, **model_by_rank;
     struct ds_model *models;
     size_t models_loaded;
@@ -171,6 +191,7 @@ static void folder_free(struct folder *f)
     free(f->model_by_rank);
     path_list_free(f->optim_paths, f->optim_count);
     path_list_free(f->model_paths, f->model_count);
+    path_list_free(f->expert_paths, f->expert_count);
     free(f->dir);
 }
 
@@ -275,6 +296,23 @@ static int fp32_weights(struct ckpt_source *src, struct folder *f, const char *z
     return rc ? rc : ds_zero_declare(src, o0->stage, f->models, model_count, f->optims, world, err);
 }
 
+/*
+ * fp32 weights of an MoE checkpoint: refused.  ZeRO-1/2 partitions each
+ * expert group over its expert-data-parallel group only, one EP rank's local
+ * experts (stage_1_and_2.py:765-792), and param_shapes names rank 0's local
+ * experts alone, so the other ranks' experts have no shapes to be placed by;
+ * DeepSpeed's zero_to_fp32.py cannot rebuild them either (DeepSpeed issue
+ * #4497).  The module weights hold every expert in 16 bits.
+ */
+static int fp32_refused(const struct folder *f, ckpt_error *err)
+{
+    return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: a DeepSpeed MoE checkpoint (%zu expert files): the fp32 weights "
+                     "of its expert parameter groups cannot be rebuilt from the ZeRO partitions (each holds one "
+                     "expert-parallel rank's experts, and param_shapes names rank 0's only; DeepSpeed's "
+                     "zero_to_fp32 cannot either): read the 16-bit module weights (--deepspeed-weights module)",
+                     f->dir, f->expert_count);
+}
+
 static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
     struct folder f = {0};
@@ -282,11 +320,13 @@ static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
     if (!rc)
         rc = dir_list_suffix(src->fs, f.dir, MODEL_SUFFIX, &f.model_paths, &f.model_count, err);
     if (!rc)
-        rc = check_model_names(f.model_paths, f.model_count, err);
+        rc = check_model_names(f.model_paths, &f.model_count, &f.expert_paths, &f.expert_count, err);
     bool zero3 = !rc && format_dir_has(src->fs, f.dir, ZERO3_MODEL);
     if (!rc && !zero3 && !format_dir_has(src->fs, f.dir, ZERO2_MODEL))
         rc = ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: neither %s nor %s: not a DeepSpeed checkpoint", f.dir,
                        ZERO2_MODEL, ZERO3_MODEL);
+    if (!rc && f.expert_count && src->deepspeed_weights != CKPT_DEEPSPEED_MODULE)
+        rc = fp32_refused(&f, err);
     if (!rc && zero3 && src->deepspeed_weights == CKPT_DEEPSPEED_MODULE)
         rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED,
                        "%s: ZeRO-3 model states hold placeholders, not module weights: use the fp32 weights", f.dir);
@@ -303,6 +343,8 @@ static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
         rc = load_models(src, &f, 1, (const char *const *)&model, err);
         if (!rc)
             rc = module_weights(src, &f.models[0], err);
+        if (!rc && f.expert_count)
+            rc = ds_moe_declare(src, f.dir, f.expert_paths, f.expert_count, &f.models[0], err);
     } else if (!rc) {
         rc = fp32_weights(src, &f, model, err);
     }

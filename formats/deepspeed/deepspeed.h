@@ -2,11 +2,13 @@
  * deepspeed.h: the parts of the DeepSpeed ZeRO reader: the folder and its
  * files (deepspeed.c), what the model and optimizer states say
  * (deepspeed_states.c), and the fp32 weights rebuilt from the optimizer
- * partitions as zero_to_fp32 does (deepspeed_zero.c).
+ * partitions as zero_to_fp32 does (deepspeed_zero.c), and the expert files
+ * of an MoE checkpoint (deepspeed_moe.c).
  */
 #ifndef CKPT_DEEPSPEED_H
 #define CKPT_DEEPSPEED_H
 
+#include "formats/torch/torch.h"
 #include "libckpt/catalog/source.h"
 
 /* One torch.save file of the folder, read into a scratch source whose files `src` adopted. */
@@ -57,6 +59,24 @@ int ds_model_load(struct ckpt_source *src, const char *path, struct ds_model *m,
 
 /* Loads an optimizer states file into `o`. */
 int ds_optim_load(struct ckpt_source *src, const char *path, struct ds_optim *o, ckpt_error *err);
+
+/* Reads the torch.save file at `path` into f (its files adopted by src), calling `visit` on its object. */
+int ds_load(struct ckpt_source *src, const char *path, struct ds_file *f, torch_visit_fn visit, void *ctx,
+            ckpt_error *err);
+
+/*
+ * Parses an MoE expert file's base name, layer_L_expert_E_mp_rank_TT_model_states.pt,
+ * or expert_E_mp_rank_TT_model_states.pt (DeepSpeed before 0.5; *layer = -1).
+ */
+bool ds_expert_file(const char *base, long *layer, long *expert, long *mp);
+
+/*
+ * Declares the routed experts of the `count` expert files at `paths` (in
+ * `dir`, model-parallel rank 0) under their keys, checked against the
+ * routers of the model states `m` (16-bit module weights).
+ */
+int ds_moe_declare(struct ckpt_source *src, const char *dir, char *const *paths, size_t count,
+                   const struct ds_model *m, ckpt_error *err);
 
 void ds_model_free(struct ds_model *m);
 void ds_optim_free(struct ds_optim *o);

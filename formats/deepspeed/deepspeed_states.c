@@ -239,8 +239,8 @@ static int visit_optim(void *ctx, const struct pk_value *root, const char *origi
     return CKPT_OK;
 }
 
-static int load(struct ckpt_source *src, const char *path, struct ds_file *f, torch_visit_fn visit, void *ctx,
-                ckpt_error *err)
+int ds_load(struct ckpt_source *src, const char *path, struct ds_file *f, torch_visit_fn visit, void *ctx,
+            ckpt_error *err)
 {
     uint32_t file;
     if (!(f->path = strdup(path)) || !(f->scratch = source_new(path, &src->limits)))
@@ -258,12 +258,12 @@ static int load(struct ckpt_source *src, const char *path, struct ds_file *f, to
 
 int ds_model_load(struct ckpt_source *src, const char *path, struct ds_model *m, ckpt_error *err)
 {
-    return load(src, path, &m->file, visit_model, m, err);
+    return ds_load(src, path, &m->file, visit_model, m, err);
 }
 
 int ds_optim_load(struct ckpt_source *src, const char *path, struct ds_optim *o, ckpt_error *err)
 {
-    return load(src, path, &o->file, visit_optim, o, err);
+    return ds_load(src, path, &o->file, visit_optim, o, err);
 }
 
 static void file_free(struct ds_file *f)
