@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /*
  * Greedy balance in plan order: each item goes to the part with the fewest
@@ -30,6 +31,78 @@ static void balance(const uint64_t *sizes, size_t n, unsigned parts, uint64_t *l
     }
 }
 
+/* The file whose bytes file i's are: i itself, or for a borrowed slice the file it was cut from. */
+static size_t owner_file(const struct ckpt_source *src, size_t i)
+{
+    const struct source_file *f = &src->files[i];
+    for (size_t j = 0; f->borrowed && j < src->file_count; j++) {
+        const struct source_file *g = &src->files[j];
+        if (!g->borrowed && ((g->data && f->data >= g->data && f->data < g->data + g->size) ||
+                             (f->backing && f->backing == g->backing)))
+            return j;
+    }
+    return i;
+}
+
+/* Marks in `read` every source file a tensor's bytes come from: its own, its alias target's, its pieces'. */
+static void mark_tensor_files(const struct ckpt_source *src, size_t index, const size_t *owner, bool *read)
+{
+    const struct tensor_entry *t = &src->tensors[index];
+    if (t->alias_target != SIZE_MAX && t->alias_target < src->tensor_count)
+        t = &src->tensors[t->alias_target];
+    if (!t->part_count) {
+        read[owner[t->view.file]] = true;
+        return;
+    }
+    for (size_t k = 0; k < t->part_count; k++)
+        read[owner[t->parts[k].entry.view.file]] = true;
+}
+
+/*
+ * Which source files each part hashes for the manifest.  A part hashes every
+ * file its shards read tensors from, so that its record commits to the bytes
+ * it converted and merge can refuse parts made from different sources (two
+ * parts that read one file must record the same hash); a file no tensor
+ * reads is shared out by size.  Each file is still read about once in all:
+ * only the files at the edge between two parts' shards are hashed twice.
+ */
+static int assign_files(const struct ckpt_plan *plan, struct part_map *map, const uint64_t *file_sizes,
+                        uint64_t *load, ckpt_error *err)
+{
+    const struct ckpt_source *src = plan->src;
+    size_t *owner = calloc(src->file_count + 1, sizeof *owner);
+    bool *read_any = calloc(src->file_count + 1, sizeof *read_any);
+    if (!owner || !read_any) {
+        free(owner);
+        free(read_any);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", plan->dst);
+    }
+    for (size_t i = 0; i < src->file_count; i++)
+        owner[i] = owner_file(src, i);
+    for (size_t s = 0; s < plan->shard_count; s++) {
+        const struct plan_shard *sh = &plan->shards[s];
+        bool mine = map->shard_part[s] + 1 == map->part;
+        for (size_t i = sh->first_item; i < sh->first_item + sh->item_count; i++) {
+            const struct plan_item *it = &plan->items[i];
+            mark_tensor_files(src, it->source_index, owner, read_any);
+            if (mine)
+                mark_tensor_files(src, it->source_index, owner, map->file_mine);
+            if (it->scale_index != SIZE_MAX) {
+                mark_tensor_files(src, it->scale_index, owner, read_any);
+                if (mine)
+                    mark_tensor_files(src, it->scale_index, owner, map->file_mine);
+            }
+        }
+    }
+    balance(file_sizes, src->file_count, map->parts, load, map->file_part);
+    for (size_t i = 0; i < src->file_count; i++)
+        if (!read_any[i] && map->file_part[i] + 1 == map->part)
+            map->file_mine[i] = true;
+    free(owner);
+    free(read_any);
+    return CKPT_OK;
+}
+
 int part_map_build(const struct ckpt_plan *plan, unsigned part, unsigned parts, struct part_map *map, ckpt_error *err)
 {
     const struct ckpt_source *src = plan->src;
@@ -46,12 +119,9 @@ int part_map_build(const struct ckpt_plan *plan, unsigned part, unsigned parts, 
         for (size_t s = 0; s < plan->shard_count; s++)
             sizes[s] = plan->shards[s].data_bytes;
         balance(sizes, plan->shard_count, parts, load, map->shard_part);
-        /* source files are hashed for the manifest: that reading is shared out the same way */
         for (size_t i = 0; i < src->file_count; i++)
             sizes[i] = src->files[i].borrowed ? 0 : src->files[i].size;
-        balance(sizes, src->file_count, parts, load, map->file_part);
-        for (size_t i = 0; i < src->file_count; i++)
-            map->file_mine[i] = map->file_part[i] + 1 == part;
+        rc = assign_files(plan, map, sizes, load, err);
     }
     free(sizes);
     free(load);
@@ -144,6 +214,25 @@ int staging_paths(const char *dst, unsigned part, unsigned parts, char **staging
     return CKPT_OK;
 }
 
+int staging_check(const char *path, ckpt_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: not a folder (a symbolic link?); refusing to use it", path);
+    if (st.st_uid != geteuid())
+        return ckpt_fail(err, CKPT_ERR_FORMAT,
+                         "%s: owned by another user (uid %u), who could swap its parts; refusing to use it", path,
+                         (unsigned)st.st_uid);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return ckpt_fail(err, CKPT_ERR_FORMAT,
+                         "%s: writable by its group or others, who could swap its parts; refusing to use it "
+                         "(chmod go-w)",
+                         path);
+    return CKPT_OK;
+}
+
 int part_begin(const struct ckpt_plan *plan, struct outdir *out, ckpt_error *err)
 {
     unsigned part = plan->opts.part, parts = plan->opts.parts;
@@ -160,6 +249,8 @@ int part_begin(const struct ckpt_plan *plan, struct outdir *out, ckpt_error *err
     if (mkdir(staging, 0755) != 0 && (errno != EEXIST || lstat(staging, &st) != 0 || !S_ISDIR(st.st_mode)))
         rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot create the staging folder: %s", staging,
                        errno == EEXIST ? "exists and is not a folder" : strerror(errno));
+    if (!rc)   /* one made by someone else, before us: a part written into it could be swapped before merge */
+        rc = staging_check(staging, err);
     if (!rc)
         rc = outdir_begin(out, folder, plan->opts.force, err);
     free(staging);

@@ -39,7 +39,14 @@ static inline bool part_has_shard(const struct part_map *map, size_t shard)
     return !map->parts || map->shard_part[shard] + 1 == map->part;
 }
 
-/* Starts part K's folder inside DST.ckpt-parts (created if needed); refuses when DST exists. */
+/*
+ * Refuses a staging folder (or a part's folder in it) that another user could
+ * change: not a real folder, owned by someone else, or group/world-writable.
+ * Merge trusts what it finds there only once it is ours alone.
+ */
+int staging_check(const char *path, ckpt_error *err);
+
+/* Starts part K's folder inside DST.ckpt-parts (created if needed, and ours alone); refuses when DST exists. */
 int part_begin(const struct ckpt_plan *plan, struct outdir *out, ckpt_error *err);
 
 /* Writes part.json: the plan digest, options, and the part's file and tensor records. */

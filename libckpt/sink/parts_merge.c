@@ -4,7 +4,11 @@
  *
  * Every check runs before anything is written: all N parts present once,
  * each made by the plan that the recorded source and options give now (same
- * digest), each holding exactly its shards and tensors.  The shards are then
+ * digest), each holding exactly its shards and tensors, the parts agreeing on
+ * the hash of every source file two of them read.  The staging folder and
+ * each part's folder must be the running user's alone (parts.h,
+ * staging_check).  The shards, each re-hashed against its record and owned
+ * by that user, are then
  * hard-linked (not copied) into a locked temporary folder beside DST, the
  * side files and manifest written by the single-run code, and the folder
  * renamed into place; only then is the staging folder removed.
@@ -19,6 +23,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,9 +74,13 @@ static int load_part(struct merge *m, const char *name, ckpt_error *err)
     if (!(p->folder = malloc(len)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     m->count++;
+    snprintf(p->folder, len, "%s/%s", m->staging, name);
+    int rc = staging_check(p->folder, err);
+    if (rc)
+        return rc;
     snprintf(p->folder, len, "%s/%s/" PART_RECORD_NAME, m->staging, name);
     struct stat st;
-    if (stat(p->folder, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PART_RECORD_MAX)
+    if (lstat(p->folder, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PART_RECORD_MAX)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: missing or not a plain file of at most 1 GiB", p->folder);
     json_error_t jerr;
     p->doc = json_load_file(p->folder, JSON_REJECT_DUPLICATES, &jerr);
@@ -99,6 +108,8 @@ static int load_parts(struct merge *m, ckpt_error *err)
     int rc = staging_paths(m->dst, 0, 0, &m->staging, &unused, err);
     free(unused);
     if (rc)
+        return rc;
+    if ((rc = staging_check(m->staging, err)) != CKPT_OK)
         return rc;
     DIR *d = opendir(m->staging);
     if (!d)
@@ -194,21 +205,80 @@ static int take_record(json_t *list, size_t *at, const char *name, const char *f
     return file_records_add(out, name, (uint64_t)size, h, err);
 }
 
+/*
+ * The source file records, in the source's order.  Each part hashed the
+ * files its shards read (parts.c, assign_files): two parts that read one
+ * file must have seen the same bytes, or they were made from different
+ * sources (same names and sizes, other contents) and must not be joined.
+ */
+static int gather_source_records(struct merge *m, ckpt_error *err)
+{
+    const struct ckpt_source *src = m->src;
+    struct file_record *recs = calloc(src->file_count + 1, sizeof *recs);
+    unsigned *by = calloc(src->file_count + 1, sizeof *by);   /* which part recorded it first, plus one */
+    json_t *index = json_object();
+    int rc = recs && by && index ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < src->file_count && !rc; i++)
+        if (!src->files[i].borrowed && json_object_set_new(index, src->files[i].path, json_integer((json_int_t)i)))
+            rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
+    for (size_t p = 0; p < m->count && !rc; p++) {
+        json_t *list = json_object_get(m->parts[p].doc, "source_files"), *e;
+        size_t k;
+        if (!json_is_array(list))
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: the part record has no source_files", m->parts[p].folder);
+        json_array_foreach(list, k, e) {
+            const char *path = NULL, *hex = NULL;
+            json_int_t size = -1;
+            XXH128_hash_t h;
+            json_t *at = NULL;
+            if (rc || json_unpack(e, "{s:s, s:I, s:s}", "path", &path, "size", &size, "xxh3_128", &hex) != 0 ||
+                size < 0 || !hex_hash(hex, &h) || !(at = json_object_get(index, path))) {
+                if (!rc)
+                    rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: source_files[%zu] is malformed or not a file of %s",
+                                   m->parts[p].folder, k, ckpt_source_path(src));
+                break;
+            }
+            size_t i = (size_t)json_integer_value(at);
+            if (!by[i]) {
+                recs[i] = (struct file_record){src->files[i].path, (uint64_t)size, h};
+                by[i] = (unsigned)p + 1;
+            } else if (recs[i].size != (uint64_t)size || !XXH128_isEqual(recs[i].hash, h)) {
+                rc = ckpt_fail(err, CKPT_ERR_FORMAT,
+                               "%s and %s were made from different sources: they read other bytes of %s; rerun them "
+                               "from one source",
+                               m->parts[by[i] - 1].folder, m->parts[p].folder, src->files[i].path);
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < src->file_count && !rc; i++) {
+        if (src->files[i].borrowed)
+            continue;
+        if (!by[i])
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: no part record holds the hash of %s", m->staging,
+                           src->files[i].path);
+        else if (recs[i].size != src->files[i].size)
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: %s recorded %llu bytes of %s, which has %llu now",
+                           m->staging, m->parts[by[i] - 1].folder, (unsigned long long)recs[i].size,
+                           src->files[i].path, (unsigned long long)src->files[i].size);
+        else
+            rc = file_records_add(&m->source_files, recs[i].name, recs[i].size, recs[i].hash, err);
+    }
+    json_decref(index);
+    free(recs);
+    free(by);
+    return rc;
+}
+
 /* Collects, in plan order, the source file and tensor records the parts made. */
 static int gather_records(struct merge *m, ckpt_error *err)
 {
     const struct ckpt_plan *plan = m->plan;
-    const struct ckpt_source *src = m->src;
-    size_t *at = calloc(m->count, sizeof *at);
     bool *seen = calloc(plan->item_count + 1, sizeof *seen);
     m->tensors = calloc(plan->item_count + 1, sizeof *m->tensors);
-    int rc = (!at || !seen || !m->tensors) ? ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory") : CKPT_OK;
-    for (size_t i = 0; i < src->file_count && !rc; i++) {
-        unsigned p = m->map.file_part[i];
-        if (!src->files[i].borrowed)
-            rc = take_record(json_object_get(m->parts[p].doc, "source_files"), &at[p], src->files[i].path,
-                             m->parts[p].folder, &m->source_files, err);
-    }
+    int rc = (!seen || !m->tensors) ? ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory") : CKPT_OK;
+    if (!rc)
+        rc = gather_source_records(m, err);
     for (size_t p = 0; p < m->count && !rc; p++) {
         json_t *list = json_object_get(m->parts[p].doc, "tensors"), *t;
         size_t k;
@@ -238,8 +308,43 @@ static int gather_records(struct merge *m, ckpt_error *err)
         if (!plan->items[i].pub.alias_of && !seen[i])
             rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s is in no part record",
                            m->parts[m->map.shard_part[plan->items[i].pub.shard]].folder, plan->items[i].pub.name);
-    free(at);
     free(seen);
+    return rc;
+}
+
+/*
+ * Checks one part shard before it joins DST: a regular file of ours that no
+ * one else may write, the size and XXH3-128 its part recorded (re-hashed: a
+ * record says what was written, the bytes may have changed since), then
+ * hard-links it and checks that the name now in DST is that same file.
+ */
+static int link_shard(const char *from, const char *to, const struct file_record *want, const char *dst,
+                      ckpt_error *err)
+{
+    int fd = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: missing, or not a plain file: %s", from, strerror(errno));
+    struct stat st, linked;
+    XXH128_hash_t h;
+    int rc = fstat(fd, &st) != 0 ? ckpt_fail(err, CKPT_ERR_READ, "%s: %s", from, strerror(errno)) : CKPT_OK;
+    if (!rc && (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != want->size))
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: not a plain file of the size its part recorded", from);
+    if (!rc && st.st_uid != geteuid())
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: owned by another user (uid %u); refusing to link it into %s", from,
+                       (unsigned)st.st_uid, dst);
+    if (!rc && (st.st_mode & (S_IWGRP | S_IWOTH)))
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: writable by its group or others; refusing to link it into %s", from,
+                       dst);
+    if (!rc)
+        rc = hash_file_range(fd, 0, want->size, from, &h, err);
+    if (!rc && !XXH128_isEqual(h, want->hash))
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: its bytes are not those its part recorded (changed after the part "
+                       "finished); rerun that part", from);
+    if (!rc && link(from, to) != 0)
+        rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot link into %s: %s", from, dst, strerror(errno));
+    if (!rc && (lstat(to, &linked) != 0 || linked.st_ino != st.st_ino || linked.st_dev != st.st_dev))
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: replaced while it was checked; rerun the merge", from);
+    close(fd);
     return rc;
 }
 
@@ -255,16 +360,11 @@ static int link_shards(struct merge *m, struct outdir *out, ckpt_error *err)
                          &m->output_files, err);
         size_t len = strlen(m->parts[p].folder) + strlen(name) + 2;
         char *from = rc ? NULL : malloc(len), *to = rc ? NULL : outdir_path(out, name);
-        struct stat st;
         if (!rc && (!from || !to))
             rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
         if (!rc) {
             snprintf(from, len, "%s/%s", m->parts[p].folder, name);
-            if (lstat(from, &st) != 0 || !S_ISREG(st.st_mode) ||
-                (uint64_t)st.st_size != m->output_files.items[m->output_files.count - 1].size)
-                rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: missing, or not the size its part recorded", from);
-            else if (link(from, to) != 0)
-                rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot link into %s: %s", from, m->dst, strerror(errno));
+            rc = link_shard(from, to, &m->output_files.items[m->output_files.count - 1], m->dst, err);
         }
         free(from);
         free(to);
