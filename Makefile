@@ -6,14 +6,22 @@
 #   make check-asan       the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench            benchmarks (figures in README.md)
 #   make fuzz             every libFuzzer target for FUZZ_SECONDS (make fuzz-campaign: FUZZ_CPU_MINUTES each)
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=   (LIBDIR=, MANDIR=... for distributions)
+#   make deb              Debian packages into build/deb/ (dpkg-buildpackage); make check-deb tests them
 #
 # Missing Debian packages are installed on first use (scripts/ensure-deps.sh).
 
-VERSION   := 0.1.0
+# the version lives in one place, ckpt.h (docs/versioning.md); SOVERSION moves only when the ABI breaks
+VERSION   := $(shell sed -n 's/^\#define CKPT_VERSION_STRING "\(.*\)"$$/\1/p' libckpt/include/ckpt.h)
 SOVERSION := 0
 PREFIX    ?= /usr/local
 DESTDIR   ?=
+BINDIR    ?= $(PREFIX)/bin
+LIBDIR    ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR    ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+CMAKEDIR  ?= $(LIBDIR)/cmake/libckpt
 BUILD     ?= build
 EXTERNAL  ?= $(abspath ../shared/external)
 
@@ -48,7 +56,7 @@ STATIC    := $(BUILD)/libckpt.a
 SHARED    := $(BUILD)/libckpt.so.$(VERSION)
 CLI       := $(BUILD)/ckpt
 
-.PHONY: all demo check check-asan test-deps bench fuzz fuzz-campaign install uninstall clean
+.PHONY: all demo check check-asan test-deps bench fuzz fuzz-campaign install uninstall deb check-deb clean
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(DEPS_STAMP): scripts/ensure-deps.sh
@@ -95,6 +103,19 @@ REPLAY_BIN := $(REPLAY_SRC:fuzz/%.c=$(BUILD)/fuzz-replay/%)
 $(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) -Ifuzz $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< fuzz/replay.c $(STATIC) $(PKG_LIBS) $(LDFLAGS)
+
+# the tests read files other projects wrote (EXTERNAL): without them a dozen tests would fail one by
+# one with no hint, so check stops before building anything and says what is missing
+ifneq ($(filter check check-asan,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(EXTERNAL)/README.md),)
+$(info make check: $(EXTERNAL) is missing, the folder EXTERNAL names: default ../shared/external.)
+$(info It holds the real checkpoint files other projects wrote that the tests read: torch.save files,)
+$(info safetensors and malicious pickles from candle, burn, safetensors-cpp, mlverse and picklescan,)
+$(info each listed in its README.md. Put it at ../shared/external beside the project checkout,)
+$(info or run make check EXTERNAL=DIR.)
+$(error ../shared/external not found)
+endif
+endif
 
 check: all $(TEST_BIN) $(REPLAY_BIN) test-deps
 	@CKPT_BIN=$(abspath $(CLI)) CKPT_EXTERNAL=$(EXTERNAL) CKPT_TESTDATA=$(abspath testdata) \
@@ -143,20 +164,50 @@ fuzz-campaign: $(FUZZ_BIN)
 
 # ---- install ----
 
+# library, header, pkg-config file and CMake package (lib/cmake/libckpt), the CLI, its man page and
+# bash completion; the .pc and CMake files name the install's own prefix and libdir
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	-e 's|@VERSION@|$(VERSION)|g' -e 's|@SOVERSION@|$(SOVERSION)|g' -e 's|@PKGS@|$(PKGS)|g' \
+	-e "s|@LIBDIR_FROM_CMAKEDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(LIBDIR))|g" \
+	-e "s|@INCLUDEDIR_FROM_LIBDIR@|$$(realpath -m --relative-to=$(LIBDIR) $(INCLUDEDIR))|g" \
+	-e "s|@SIZEOF_VOID_P@|$$(($$(getconf LONG_BIT) / 8))|g"
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 libckpt/include/ckpt.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libckpt.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libckpt.so.$(SOVERSION)
-	ln -sf libckpt.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libckpt.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PKGS@|$(PKGS)|' \
-		libckpt.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libckpt.pc
-	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(CMAKEDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 644 libckpt/include/ckpt.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libckpt.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libckpt.so.$(SOVERSION)
+	ln -sf libckpt.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libckpt.so
+	$(SUBST) libckpt.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libckpt.pc
+	$(SUBST) cmake/libckptConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/libckptConfig.cmake
+	$(SUBST) cmake/libckptConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/libckptConfigVersion.cmake
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
+	install -m 644 docs/ckpt.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 completions/ckpt.bash $(DESTDIR)$(BASHCOMPDIR)/ckpt
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/include/ckpt.h $(DESTDIR)$(PREFIX)/lib/libckpt.* \
-	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/libckpt.pc $(DESTDIR)$(PREFIX)/bin/ckpt
+	rm -f $(DESTDIR)$(INCLUDEDIR)/ckpt.h $(DESTDIR)$(LIBDIR)/libckpt.a $(DESTDIR)$(LIBDIR)/libckpt.so* \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/libckpt.pc $(DESTDIR)$(CMAKEDIR)/libckptConfig*.cmake \
+	      $(DESTDIR)$(BINDIR)/ckpt $(DESTDIR)$(MANDIR)/man1/ckpt.1 $(DESTDIR)$(BASHCOMPDIR)/ckpt
+	-rmdir $(DESTDIR)$(CMAKEDIR) 2>/dev/null
+
+# ---- Debian packages (slow: a full build in a copy of the tree, so not part of make check) ----
+
+DEB_DIR := $(BUILD)/deb
+
+# dpkg-buildpackage writes its .debs next to the tree it builds, so it builds a copy of the
+# committed files under build/deb/ and the packages land there, not in the checkout's parent
+deb:
+	@sh scripts/ensure-deps.sh build deb
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/libckpt-$(VERSION)
+	git ls-files -z | xargs -0 cp --parents -t $(DEB_DIR)/libckpt-$(VERSION)
+	cd $(DEB_DIR)/libckpt-$(VERSION) && dpkg-buildpackage -us -uc -b
+	@ls $(DEB_DIR)/*.deb
+
+check-deb: deb
+	@CKPT_DEB_DIR=$(abspath $(DEB_DIR)) CKPT_VERSION=$(VERSION) sh tests/deb/check.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

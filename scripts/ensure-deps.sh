@@ -2,7 +2,9 @@
 # ensure-deps.sh GROUP...: installs the Debian packages a build step needs, when missing.
 #   build  headers and libraries libckpt links against
 #   test   tools the test suites call (xmllint; numpy for tests/check_contracts.py; xxhsum / xxh128sum for
-#          tests/sums.sh and tests/tamper.sh)
+#          tests/sums.sh and tests/tamper.sh; cmake and the -dev files libarchive's .pc names, for
+#          the install tests' CMake and static links)
+#   deb    what dpkg-buildpackage needs (make deb, make check-deb)
 #   fuzz   clang with libFuzzer
 #   bench  GNU time, for peak RSS
 set -eu
@@ -10,7 +12,8 @@ set -eu
 packages_for() {
     case "$1" in
     build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev libssl-dev" ;;
-    test) echo "check libxml2-utils python3-numpy xxhash" ;;
+    test) echo "check libxml2-utils python3-numpy xxhash cmake liblz4-dev libacl1-dev" ;;
+    deb) echo "dpkg-dev debhelper fakeroot" ;;
     fuzz) echo "clang libclang-rt-14-dev" ;;
     bench) echo "time" ;;
     *) echo "ensure-deps.sh: unknown group $1" >&2; exit 2 ;;

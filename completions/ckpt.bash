@@ -1,0 +1,95 @@
+# ckpt.bash: bash completion for ckpt, installed as share/bash-completion/completions/ckpt.
+# Commands, options and the values of options that take a choice.  tests/cli_docs.sh checks
+# every list here against `ckpt --help` and each command's --help: change both together.
+
+_ckpt_commands="inspect convert verify diff manifest pack unpack"
+_ckpt_main_opts="-h --help -V --version"
+_ckpt_source_opts="--deepspeed-weights --max-header-size --max-pickle-memory --max-tensors --max-rank
+    --max-archive-size --max-bundle-headers"
+
+_ckpt_opts_inspect="--json --objects $_ckpt_source_opts -h --help"
+_ckpt_opts_convert="--target --dtype --quant --nz --nz-fp32-c0 --overflow --rename --rules
+    --max-shard-size --max-memory --jobs --force --part $_ckpt_source_opts --dry-run --json --quiet
+    -h --help"
+_ckpt_opts_verify="--against --max-abs-error --max-rel-error --jobs $_ckpt_source_opts --json --junit
+    -v --verbose --quiet -h --help"
+_ckpt_opts_diff="--names-only --max-abs-error --max-rel-error $_ckpt_source_opts --json --junit -v -h"
+_ckpt_opts_manifest="--force --json -h --help"
+_ckpt_subcommands_manifest="merge"
+_ckpt_opts_pack="--frame-size --volume-size --level --jobs --part --merge --force $_ckpt_source_opts
+    --json --quiet -h --help"
+_ckpt_opts_unpack="--jobs --force --json --quiet -h --help"
+
+# the choices of options that take one word of a fixed set
+_ckpt_values_target="ascend-310p ascend-910b nd"
+_ckpt_values_dtype="f16 bf16 f32 keep"
+_ckpt_values_quant="w8a8-dynamic w8a16"
+_ckpt_values_nz="all none auto"
+_ckpt_values_nz_fp32_c0="16 8"
+_ckpt_values_overflow="saturate inf error"
+_ckpt_values_rename="hf hf-llama"
+_ckpt_values_deepspeed_weights="fp32 module"
+
+# options whose argument is a number or a K/N: nothing to offer (the other arguments are paths)
+_ckpt_free_args="--max-header-size --max-pickle-memory --max-tensors --max-rank --max-archive-size
+    --max-bundle-headers --max-shard-size --max-memory --jobs -j --part --max-abs-error --max-rel-error
+    --frame-size --volume-size --level"
+
+_ckpt()
+{
+    local cur=${COMP_WORDS[COMP_CWORD]} prev="" cmd="" word i
+    [ "$COMP_CWORD" -gt 0 ] && prev=${COMP_WORDS[COMP_CWORD - 1]}
+    # "--target=nd": bash splits words at '=' (COMP_WORDBREAKS), so the option is two words back
+    if [ "$cur" = "=" ]; then
+        cur=""
+    elif [ "$prev" = "=" ] && [ "$COMP_CWORD" -gt 1 ]; then
+        prev=${COMP_WORDS[COMP_CWORD - 2]}
+    fi
+    # the command is the first word that names one (global options may come before it)
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        for word in $_ckpt_commands; do
+            if [ "${COMP_WORDS[i]}" = "$word" ]; then
+                cmd=$word
+                break 2
+            fi
+        done
+    done
+    if [ -z "$cmd" ]; then
+        if [[ $cur == -* ]]; then
+            mapfile -t COMPREPLY < <(compgen -W "$_ckpt_main_opts" -- "$cur")
+        else
+            mapfile -t COMPREPLY < <(compgen -W "$_ckpt_commands" -- "$cur")
+        fi
+        return 0
+    fi
+
+    local values_var="_ckpt_values_${prev#--}"
+    values_var=${values_var//-/_}
+    if [[ $prev == --* ]] && [ -n "${!values_var:-}" ]; then
+        mapfile -t COMPREPLY < <(compgen -W "${!values_var}" -- "$cur")
+        return 0
+    fi
+    for word in $_ckpt_free_args; do
+        if [ "$prev" = "$word" ]; then
+            COMPREPLY=()
+            return 0
+        fi
+    done
+    local opts_var="_ckpt_opts_$cmd"
+    if [[ $cur == -* ]]; then
+        mapfile -t COMPREPLY < <(compgen -W "${!opts_var}" -- "$cur")
+        return 0
+    fi
+    # a command with subcommands (manifest merge): the word right after the command
+    local subs_var="_ckpt_subcommands_$cmd"
+    if [ -n "${!subs_var:-}" ] && [ "${COMP_WORDS[COMP_CWORD - 1]}" = "$cmd" ]; then
+        mapfile -t COMPREPLY < <(compgen -W "${!subs_var}" -- "$cur")
+        return 0
+    fi
+    # checkpoints, bundles, rules files, folders: any path
+    compopt -o filenames 2>/dev/null
+    mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+    return 0
+}
+
+complete -F _ckpt ckpt

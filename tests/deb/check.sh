@@ -1,0 +1,61 @@
+#!/bin/sh
+# deb/check.sh: the packages `make deb` built (CKPT_DEB_DIR, version CKPT_VERSION), unpacked
+# into a temporary root with dpkg -x (nothing is installed on this machine): each package holds
+# what it should, the program runs, and embed.c builds against libckpt-dev with pkg-config and
+# with CMake.  Run by `make check-deb`, not by make check (it needs a full package build).
+set -u
+n=0
+failed=0
+check() {
+    n=$((n + 1))
+    if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; failed=$((failed + 1)); fi
+}
+
+d=$CKPT_DEB_DIR
+v=$CKPT_VERSION
+arch=$(dpkg --print-architecture)
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+lib=$root/usr/lib/$multiarch
+
+for p in libckpt0 libckpt-dev ckpt; do
+    check "$p ${v} was built" 'test -f "$d/${p}_${v}_$arch.deb"'
+    dpkg -x "$d/${p}_${v}_$arch.deb" "$root" 2>/dev/null
+done
+contents() { dpkg-deb -c "$d/${1}_${v}_$arch.deb" | awk '{print $6}' | sed 's|^\./|/|'; }
+
+check "libckpt0 holds the shared library, named by its soname, and nothing to build with" \
+    'contents libckpt0 | grep -qx "/usr/lib/$multiarch/libckpt.so.$v" &&
+     readelf -d "$lib/libckpt.so.0" | grep -q "SONAME.*\[libckpt.so.0\]" &&
+     ! contents libckpt0 | grep -q "\.h$\|\.a$\|\.pc$\|/usr/bin/"'
+check "libckpt-dev holds the header, libckpt.a, libckpt.so, the .pc and the CMake package" \
+    'for f in /usr/include/ckpt.h /usr/lib/$multiarch/libckpt.a /usr/lib/$multiarch/libckpt.so \
+              /usr/lib/$multiarch/pkgconfig/libckpt.pc /usr/lib/$multiarch/cmake/libckpt/libckptConfig.cmake \
+              /usr/lib/$multiarch/cmake/libckpt/libckptConfigVersion.cmake; do
+         contents libckpt-dev | grep -qx "$f" || { echo "# missing $f"; exit 1; }; done'
+check "libckpt-dev depends on exactly this libckpt0" \
+    'dpkg-deb -f "$d/libckpt-dev_${v}_$arch.deb" Depends | grep -q "libckpt0 (= $v)"'
+check "ckpt holds the program, its man page and its bash completion" \
+    'contents ckpt | grep -qx /usr/bin/ckpt && contents ckpt | grep -qx /usr/share/man/man1/ckpt.1.gz &&
+     contents ckpt | grep -qx /usr/share/bash-completion/completions/ckpt'
+check "every package carries the Apache-2.0 copyright file" \
+    'for p in libckpt0 libckpt-dev ckpt; do grep -q "License: Apache-2.0" "$root/usr/share/doc/$p/copyright" || exit 1; done'
+check "the packaged ckpt runs and prints $v" \
+    '[ "$(LD_LIBRARY_PATH="$lib" "$root/usr/bin/ckpt" --version)" = "ckpt $v (libckpt $v)" ]'
+check "the packaged ckpt lists the sample" \
+    'LD_LIBRARY_PATH="$lib" "$root/usr/bin/ckpt" inspect testdata/sample | grep -q "^tensors: 21"'
+check "the packaged man page renders" \
+    'man -l "$root/usr/share/man/man1/ckpt.1.gz" 2>/dev/null | grep -q "ckpt convert"'
+check "embed.c builds against the packaged library with pkg-config and runs" \
+    'cc -std=c11 -Wall -Wextra -Werror examples/embed.c -o "$root/embed" \
+        $(PKG_CONFIG_SYSROOT_DIR="$root" PKG_CONFIG_PATH="$lib/pkgconfig" pkg-config --cflags --libs libckpt) &&
+     LD_LIBRARY_PATH="$lib" "$root/embed" testdata/sample | head -n 1 | grep -q "21 tensors (libckpt $v)"'
+check "embed.c builds against the packaged library with CMake and runs" \
+    'cmake -S examples -B "$root/cmake-build" -DCMAKE_PREFIX_PATH="$root/usr" >"$root/cmake.log" 2>&1 &&
+     cmake --build "$root/cmake-build" >>"$root/cmake.log" 2>&1 &&
+     "$root/cmake-build/embed" testdata/sample | head -n 1 | grep -q "21 tensors (libckpt $v)" &&
+     "$root/cmake-build/embed_static" testdata/sample | head -n 1 | grep -q "21 tensors (libckpt $v)" ||
+     { cat "$root/cmake.log"; false; }'
+echo "$((n - failed)) passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,31 @@
+#!/bin/sh
+# version.sh: the version lives in one place, the CKPT_VERSION_* macros of ckpt.h
+# (docs/versioning.md); every other place that states it must agree.
+set -u
+n=0
+check() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
+
+h=libckpt/include/ckpt.h
+macro() { sed -n "s/^#define CKPT_VERSION_$1 \(.*\)$/\1/p" "$h"; }
+v=$(macro STRING | tr -d '"')
+
+check "ckpt.h's version is MAJOR.MINOR.PATCH ($v)" \
+    'echo "$v" | grep -Eq "^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"'
+check "CKPT_VERSION_STRING agrees with _MAJOR, _MINOR and _PATCH" \
+    '[ "$(macro MAJOR).$(macro MINOR).$(macro PATCH)" = "$v" ]'
+check "ckpt --version prints it, for ckpt and the library" \
+    '[ "$("$CKPT_BIN" --version)" = "ckpt $v (libckpt $v)" ]'
+check "the shared library is built as libckpt.so.$v" 'test -f "$CKPT_BUILD/libckpt.so.$v"'
+check "debian/changelog's top entry is $v" \
+    '[ "$(sed -n "1s/^libckpt (\([^)]*\)) .*/\1/p" debian/changelog)" = "$v" ]'
+# released sections are "## [X.Y.Z] - date", newest first; none may be newer than the header
+released=$(sed -n 's/^## \[\([0-9][0-9.]*\)\].*/\1/p' CHANGELOG.md)
+check "CHANGELOG.md has an Unreleased section and its releases are newest first" \
+    'grep -q "^## \[Unreleased\]" CHANGELOG.md &&
+     [ "$released" = "$(printf "%s\n" $released | sort -r -V)" ]'
+check "no CHANGELOG.md release is newer than $v" \
+    'newest=$(printf "%s\n" $released | head -n 1);
+     [ -z "$newest" ] || [ "$(printf "%s\n%s\n" "$newest" "$v" | sort -V | tail -n 1)" = "$v" ]'
+check "LICENSE is the Apache License 2.0 and the README says so" \
+    'grep -q "Apache License" LICENSE && grep -q "Version 2.0, January 2004" LICENSE &&
+     grep -q "Apache-2.0" README.md'
