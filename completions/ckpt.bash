@@ -5,17 +5,19 @@
 _ckpt_commands="inspect convert verify diff manifest pack unpack"
 _ckpt_main_opts="-h --help -V --version"
 _ckpt_source_opts="--deepspeed-weights --max-header-size --max-pickle-memory --max-tensors --max-rank
-    --max-archive-size --max-bundle-headers"
+    --max-archive-size --max-bundle-headers --max-expansion"
 
 _ckpt_opts_inspect="--json --objects $_ckpt_source_opts -h --help"
 _ckpt_opts_convert="--target --dtype --quant --nz --nz-fp32-c0 --overflow --rename --rules
     --max-shard-size --max-memory --jobs --force --part $_ckpt_source_opts --dry-run --json --quiet
     -h --help"
-_ckpt_opts_verify="--against --max-abs-error --max-rel-error --jobs $_ckpt_source_opts --json --junit
+_ckpt_opts_verify="--against --sums --max-abs-error --max-rel-error --jobs $_ckpt_source_opts --json --junit
     -v --verbose --quiet -h --help"
 _ckpt_opts_diff="--names-only --max-abs-error --max-rel-error $_ckpt_source_opts --json --junit -v -h"
-_ckpt_opts_manifest="--force --json -h --help"
-_ckpt_subcommands_manifest="merge"
+# a command with subcommands: _ckpt_subcommands_CMD, and _ckpt_opts_CMD_SUB for each
+_ckpt_subcommands_manifest="merge sums"
+_ckpt_opts_manifest_merge="--force --json -h --help"
+_ckpt_opts_manifest_sums="--format --jobs --quiet -h --help"
 _ckpt_opts_pack="--frame-size --volume-size --level --jobs --part --merge --force $_ckpt_source_opts
     --json --quiet -h --help"
 _ckpt_opts_unpack="--jobs --force --json --quiet -h --help"
@@ -29,10 +31,11 @@ _ckpt_values_nz_fp32_c0="16 8"
 _ckpt_values_overflow="saturate inf error"
 _ckpt_values_rename="hf hf-llama"
 _ckpt_values_deepspeed_weights="fp32 module"
+_ckpt_values_format="xxh128 sha256"
 
 # options whose argument is a number or a K/N: nothing to offer (the other arguments are paths)
 _ckpt_free_args="--max-header-size --max-pickle-memory --max-tensors --max-rank --max-archive-size
-    --max-bundle-headers --max-shard-size --max-memory --jobs -j --part --max-abs-error --max-rel-error
+    --max-bundle-headers --max-expansion --max-shard-size --max-memory --jobs -j --part --max-abs-error --max-rel-error
     --frame-size --volume-size --level"
 
 _ckpt()
@@ -75,15 +78,23 @@ _ckpt()
             return 0
         fi
     done
-    local opts_var="_ckpt_opts_$cmd"
-    if [[ $cur == -* ]]; then
-        mapfile -t COMPREPLY < <(compgen -W "${!opts_var}" -- "$cur")
-        return 0
+    local opts_var="_ckpt_opts_$cmd" subs_var="_ckpt_subcommands_$cmd" sub=""
+    if [ -n "${!subs_var:-}" ]; then
+        # a command with subcommands (manifest merge): the word right after the command
+        for ((i = 1; i < COMP_CWORD; i++)); do
+            if [ "${COMP_WORDS[i]}" = "$cmd" ]; then
+                [ $((i + 1)) -lt "$COMP_CWORD" ] && sub=${COMP_WORDS[i + 1]}
+                break
+            fi
+        done
+        if [ -z "$sub" ]; then
+            mapfile -t COMPREPLY < <(compgen -W "${!subs_var}" -- "$cur")
+            return 0
+        fi
+        opts_var="_ckpt_opts_${cmd}_${sub//-/_}"
     fi
-    # a command with subcommands (manifest merge): the word right after the command
-    local subs_var="_ckpt_subcommands_$cmd"
-    if [ -n "${!subs_var:-}" ] && [ "${COMP_WORDS[COMP_CWORD - 1]}" = "$cmd" ]; then
-        mapfile -t COMPREPLY < <(compgen -W "${!subs_var}" -- "$cur")
+    if [[ $cur == -* ]]; then
+        mapfile -t COMPREPLY < <(compgen -W "${!opts_var:-}" -- "$cur")
         return 0
     fi
     # checkpoints, bundles, rules files, folders: any path

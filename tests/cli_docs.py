@@ -68,6 +68,12 @@ def help_commands(text):
     return names
 
 
+def usage_subcommands(command, text):
+    """The subcommands the Usage lines of `ckpt COMMAND --help` name: "ckpt manifest merge DST"."""
+    pattern = r"^(?:Usage:)?\s*ckpt " + re.escape(command) + r" ([a-z][a-z0-9-]*)\b"
+    return sorted({m.group(1) for m in re.finditer(pattern, text, re.M)})
+
+
 def roff_plain(line):
     line = line.replace("\\-", "-").replace("\\(em", " ")
     line = re.sub(r"\\f[BIRP]|\\f\(..|\\&|\\e", "", line)
@@ -109,7 +115,8 @@ def main():
               if level == "SH" and title.endswith("OPTIONS") and title != "OPTIONS"}
     man_commands = {}
     for (level, title), (tags, body) in sections.items():
-        m = re.match(r"^ckpt ([a-z][a-z0-9-]*)", title)
+        # "ckpt convert SRC DST ..." is convert, "ckpt manifest sums DIR ..." is "manifest sums"
+        m = re.match(r"^ckpt ([a-z][a-z0-9-]*(?: [a-z][a-z0-9-]*)?)\b", title)
         if level != "SS" or not m:
             continue
         text = "\n".join(body)
@@ -124,7 +131,11 @@ def main():
     main_help = help_text(ckpt)
     commands = help_commands(main_help)
     report("ckpt --help lists commands", bool(commands), main_help)
-    names += [f"_ckpt_opts_{c}" for c in commands]
+    helps = {c: help_text(ckpt, c) for c in commands}
+    subs = {c: usage_subcommands(c, helps[c]) for c in commands}
+    for c in commands:
+        names += [f"_ckpt_opts_{c}"] if not subs[c] else \
+            [f"_ckpt_subcommands_{c}"] + [f"_ckpt_opts_{c}_{x.replace('-', '_')}" for x in subs[c]]
     script = f". '{completion}'\n" + "".join(f'echo "{n}="${{{n}}}\n' for n in names)
     script += 'for v in ${!_ckpt_values_*}; do echo "$v="${!v}; done\n'
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout
@@ -133,8 +144,9 @@ def main():
         k, _, v = line.partition("=")
         comp[k] = set(v.split())
 
-    compare("the man page documents every command of ckpt --help", set(commands), set(man_commands),
-            "ckpt --help", "docs/ckpt.1 (.SS ckpt COMMAND)")
+    paths = {c for c in commands if not subs[c]} | {f"{c} {x}" for c in commands for x in subs[c]}
+    compare("the man page documents every command and subcommand of the helps", paths, set(man_commands),
+            "ckpt --help and each Usage", "docs/ckpt.1 (.SS ckpt COMMAND [SUBCOMMAND])")
     compare("the completion offers every command of ckpt --help", set(commands),
             comp.get("_ckpt_commands", set()), "ckpt --help", "completion _ckpt_commands")
     top = help_options(main_help)
@@ -143,16 +155,22 @@ def main():
     compare("ckpt --help options match the completion's", top, comp.get("_ckpt_main_opts", set()),
             "ckpt --help", "completion _ckpt_main_opts")
 
-    helps = {}
     for c in commands:
-        text = help_text(ckpt, c)
-        helps[c] = text
-        opts = help_options(text)
-        report(f"ckpt {c} --help prints options", bool(opts), text)
-        compare(f"ckpt {c}: --help options match the man page", opts, man_commands.get(c, set()),
-                f"ckpt {c} --help", f"docs/ckpt.1 {c}")
-        compare(f"ckpt {c}: --help options match the completion", opts, comp.get(f"_ckpt_opts_{c}", set()),
-                f"ckpt {c} --help", f"completion _ckpt_opts_{c}")
+        if subs[c]:
+            compare(f"ckpt {c}: the completion offers every subcommand of its Usage", set(subs[c]),
+                    comp.get(f"_ckpt_subcommands_{c}", set()), f"ckpt {c} --help",
+                    f"completion _ckpt_subcommands_{c}")
+        for x in subs[c] or [None]:
+            path = c if x is None else f"{c} {x}"
+            text = helps[c] if x is None else help_text(ckpt, c, x)
+            helps[path] = text
+            var = f"_ckpt_opts_{c}" if x is None else f"_ckpt_opts_{c}_{x.replace('-', '_')}"
+            opts = help_options(text)
+            report(f"ckpt {path} --help prints options", bool(opts), text)
+            compare(f"ckpt {path}: --help options match the man page", opts, man_commands.get(path, set()),
+                    f"ckpt {path} --help", f"docs/ckpt.1 {path}")
+            compare(f"ckpt {path}: --help options match the completion", opts, comp.get(var, set()),
+                    f"ckpt {path} --help", f"completion {var}")
 
     # each choice the completion offers is a word of the help of a command with that option
     for var, values in sorted(comp.items()):

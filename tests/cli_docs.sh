@@ -42,8 +42,12 @@ check "completion: the choices of --target" \
 check "completion: the choices of --target=, split at = as bash does" \
     '[ "$(complete_words convert src dst --target = a)" = "$(lines ascend-310p ascend-910b)" ]'
 check "completion: no guess for a number" '[ -z "$(complete_words convert src --jobs "")" ]'
-check "completion: manifest's subcommand" '[ "$(complete_words manifest m)" = "$(lines merge)" ]'
+check "completion: manifest's subcommands" '[ "$(complete_words manifest "")" = "$(lines merge sums)" ]'
 check "completion: paths for SRC" \
     '[ "$(complete_words inspect testdata/sample_)" = "$(lines testdata/sample_golden.json)" ]'
 check "completion: global options before a command" \
     '[ "$(complete_words --vers)" = "$(lines --version)" ]'
+check "completion: a subcommand's own options" \
+    '[ "$(complete_words manifest sums --f)" = "$(lines --format)" ]'
+check "completion: a subcommand's option's choices" \
+    '[ "$(complete_words manifest sums model --format "")" = "$(lines sha256 xxh128)" ]'

@@ -30,17 +30,17 @@ check "libckpt0 holds the shared library, named by its soname, and nothing to bu
      readelf -d "$lib/libckpt.so.0" | grep -q "SONAME.*\[libckpt.so.0\]" &&
      ! contents libckpt0 | grep -q "\.h$\|\.a$\|\.pc$\|/usr/bin/"'
 check "libckpt-dev holds the header, libckpt.a, libckpt.so, the .pc and the CMake package" \
-    'for f in /usr/include/ckpt.h /usr/lib/$multiarch/libckpt.a /usr/lib/$multiarch/libckpt.so \
+    '(for f in /usr/include/ckpt.h /usr/lib/$multiarch/libckpt.a /usr/lib/$multiarch/libckpt.so \
               /usr/lib/$multiarch/pkgconfig/libckpt.pc /usr/lib/$multiarch/cmake/libckpt/libckptConfig.cmake \
               /usr/lib/$multiarch/cmake/libckpt/libckptConfigVersion.cmake; do
-         contents libckpt-dev | grep -qx "$f" || { echo "# missing $f"; exit 1; }; done'
+         contents libckpt-dev | grep -qx "$f" || { echo "# missing $f"; exit 1; }; done)'
 check "libckpt-dev depends on exactly this libckpt0" \
     'dpkg-deb -f "$d/libckpt-dev_${v}_$arch.deb" Depends | grep -q "libckpt0 (= $v)"'
 check "ckpt holds the program, its man page and its bash completion" \
     'contents ckpt | grep -qx /usr/bin/ckpt && contents ckpt | grep -qx /usr/share/man/man1/ckpt.1.gz &&
      contents ckpt | grep -qx /usr/share/bash-completion/completions/ckpt'
 check "every package carries the Apache-2.0 copyright file" \
-    'for p in libckpt0 libckpt-dev ckpt; do grep -q "License: Apache-2.0" "$root/usr/share/doc/$p/copyright" || exit 1; done'
+    '(for p in libckpt0 libckpt-dev ckpt; do grep -q "License: Apache-2.0" "$root/usr/share/doc/$p/copyright" || exit 1; done)'
 check "the packaged ckpt runs and prints $v" \
     '[ "$(LD_LIBRARY_PATH="$lib" "$root/usr/bin/ckpt" --version)" = "ckpt $v (libckpt $v)" ]'
 check "the packaged ckpt lists the sample" \

@@ -1,6 +1,7 @@
 #!/bin/sh
-# version.sh: the version lives in one place, the CKPT_VERSION_* macros of ckpt.h
-# (docs/versioning.md); every other place that states it must agree.
+# packaging.sh: the version lives in one place, the CKPT_VERSION_* macros of ckpt.h
+# (docs/versioning.md), and every other place that states it must agree; the license is
+# stated; the Debian packaging names every library the build needs.
 set -u
 n=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
@@ -29,3 +30,15 @@ check "no CHANGELOG.md release is newer than $v" \
 check "LICENSE is the Apache License 2.0 and the README says so" \
     'grep -q "Apache License" LICENSE && grep -q "Version 2.0, January 2004" LICENSE &&
      grep -q "Apache-2.0" README.md'
+# every library the build group of ensure-deps.sh installs is a build dependency of the Debian
+# source package and a dependency of libckpt-dev (whose .pc and CMake package name it)
+build_deps=$(sed -n 's/^ *build) echo "\(.*\)" ;;$/\1/p' scripts/ensure-deps.sh)
+field() { awk -v f="$1" -v p="$2" '
+    /^Source:|^Package:/ { s = $2 } s == p && $0 ~ "^" f ":" { on = 1; sub("^" f ":", ""); print; next }
+    on && /^ / { print; next } { on = 0 }' debian/control | tr ',' '\n' | sed 's/(.*)//; s/ //g' | grep .; }
+check "debian/control Build-Depends has every -dev package of ensure-deps.sh build" \
+    '(for p in $build_deps; do case $p in gcc | make) continue ;; esac
+         field Build-Depends libckpt | grep -qx "$p" || { echo "# not in Build-Depends: $p"; exit 1; }; done)'
+check "libckpt-dev depends on every -dev package of ensure-deps.sh build" \
+    '(for p in $build_deps; do case $p in *-dev) field Depends libckpt-dev | grep -qx "$p" ||
+         { echo "# not in libckpt-dev Depends: $p"; exit 1; } ;; esac; done)'
