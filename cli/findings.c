@@ -1,6 +1,8 @@
 /* findings.c: see findings.h; the JSON schema is documented in docs/verify.md. */
 #include "findings.h"
 
+#include "report_file.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,7 @@ int findings_collect(void *payload, const ckpt_finding *f)
         fs->cap = cap;
     }
     struct finding_copy *c = &fs->items[fs->count++];
+    c->error = NULL;
     c->f = *f;
     c->file = dup_or_null(f->file);
     c->tensor = dup_or_null(f->tensor);
@@ -50,6 +53,18 @@ int findings_collect(void *payload, const ckpt_finding *f)
     c->f.tensor = c->tensor;
     c->f.message = c->message;
     return 0;
+}
+
+void findings_add_error(struct findings *fs, const ckpt_error *err, ckpt_verify_summary *s)
+{
+    int quiet = fs->quiet_text;
+    fs->quiet_text = 1;   /* stderr has the message already */
+    ckpt_finding f = {.ok = 0, .message = err->message};
+    if (findings_collect(fs, &f) == 0)
+        fs->items[fs->count - 1].error = ckpt_status_name(err->code);
+    fs->quiet_text = quiet;
+    s->checks++;
+    s->failures++;
 }
 
 void findings_free(struct findings *fs)
@@ -62,8 +77,12 @@ void findings_free(struct findings *fs)
     free(fs->items);
 }
 
-static json_t *finding_json(const ckpt_finding *f)
+static json_t *finding_json(const struct finding_copy *c)
 {
+    const ckpt_finding *f = &c->f;
+    if (c->error)
+        return json_pack("{s:s, s:b, s:s, s:s?}", "check", "error", "ok", 0, "status", c->error, "message",
+                         f->message);
     json_t *o = json_pack("{s:s, s:b, s:s?, s:s?, s:s?}", "check", check_name(f->check), "ok", f->ok, "file", f->file,
                           "tensor", f->tensor, "message", f->message);
     if (o && (f->check == CKPT_CHECK_FIDELITY || f->check == CKPT_CHECK_DIFF)) {
@@ -88,7 +107,7 @@ int findings_print(const struct findings *fs, const char *command, const ckpt_ve
     if (json) {
         json_t *list = json_array();
         for (size_t i = 0; i < fs->count; i++)
-            json_array_append_new(list, finding_json(&fs->items[i].f));
+            json_array_append_new(list, finding_json(&fs->items[i]));
         return cli_print_json(json_pack("{s:s, s:b, s:I, s:I, s:I, s:f, s:o}", "command", command, "ok",
                                         s->failures == 0, "checks", (json_int_t)s->checks, "failures",
                                         (json_int_t)s->failures, "bytes", (json_int_t)s->bytes, "seconds",
@@ -123,22 +142,23 @@ static void xml_escaped(FILE *out, const char *s)
 int findings_write_junit(const struct findings *fs, const char *suite, const ckpt_verify_summary *s,
                          const char *path)
 {
-    size_t n = strlen(path) + 8;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return EXIT_OUTPUT;
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
-        fprintf(stderr, "ckpt %s: cannot write %s\n", suite, tmp);
-        free(tmp);
-        return EXIT_OUTPUT;
-    }
+    struct report_file r;
+    int status = report_file_open(&r, suite, path);
+    if (status)
+        return status;
+    FILE *out = r.out;
     fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     fprintf(out, "  <testsuite name=\"ckpt %s\" tests=\"%llu\" failures=\"%llu\" errors=\"0\" time=\"%.3f\">\n", suite,
             (unsigned long long)s->checks, (unsigned long long)s->failures, s->seconds);
     for (size_t i = 0; i < fs->count; i++) {
         const ckpt_finding *f = &fs->items[i].f;
+        if (fs->items[i].error) {   /* the command could not run: one failing case that says why */
+            fprintf(out, "    <testcase classname=\"error\" name=\"ckpt %s: %s\">\n      <failure message=\"", suite,
+                    fs->items[i].error);
+            xml_escaped(out, f->message);
+            fputs("\"/>\n    </testcase>\n", out);
+            continue;
+        }
         fprintf(out, "    <testcase classname=\"%s\" name=\"", check_name(f->check));
         xml_escaped(out, f->tensor ? f->tensor : f->file);
         if (f->tensor && f->file) {
@@ -164,13 +184,5 @@ int findings_write_junit(const struct findings *fs, const char *suite, const ckp
         fputs("    </testcase>\n", out);
     }
     fprintf(out, "  </testsuite>\n</testsuites>\n");
-    int bad = ferror(out) | fflush(out) | fclose(out);
-    if (bad || rename(tmp, path) != 0) {
-        fprintf(stderr, "ckpt %s: cannot write %s\n", suite, path);
-        remove(tmp);
-        free(tmp);
-        return EXIT_OUTPUT;
-    }
-    free(tmp);
-    return EXIT_OK;
+    return report_file_commit(&r, suite, path);
 }

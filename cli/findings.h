@@ -7,6 +7,7 @@
 struct finding_copy {
     ckpt_finding f;
     char *file, *tensor, *message;
+    const char *error;   /* the check could not run: the status name ("format error"), reported as check "error" */
 };
 
 struct findings {
@@ -24,7 +25,14 @@ int findings_collect(void *payload, const ckpt_finding *f);
 /* The final report: a summary line, or the JSON document. */
 int findings_print(const struct findings *fs, const char *command, const ckpt_verify_summary *s, int json);
 
-/* Writes JUnit XML (one test case per check) to `path` atomically; EXIT_OUTPUT on failure. */
+/*
+ * Records that the command could not run (exit 3): one more failing finding,
+ * check "error", whose message names the problem, so that --json and --junit
+ * still show CI what happened.  Counts it in *s.
+ */
+void findings_add_error(struct findings *fs, const ckpt_error *err, ckpt_verify_summary *s);
+
+/* Writes JUnit XML (one test case per check) to `path` (report_file.h: "-", in place, or atomically); EXIT_OUTPUT on failure. */
 int findings_write_junit(const struct findings *fs, const char *suite, const ckpt_verify_summary *s,
                          const char *path);
 
