@@ -29,12 +29,26 @@ int cli_fail(const char *command, const ckpt_error *err)
                                             {"max_archive_bytes", "--max-archive-size"},
                                             {"max_bundle_header_bytes", "--max-bundle-headers"},
                                             {"max_expansion", "--max-expansion"}};
-    const char *option = NULL;
+    /* the library names no flag (ckpt.h): the options that answer other refusals */
+    static const struct {
+        int code;
+        const char *words, *hint;
+    } hints[] = {{CKPT_ERR_EXISTS, "already exists", "use --force to replace it"},
+                 {CKPT_ERR_ARG, "nz_fp32_c0", "--nz-fp32-c0 16|8 names one"},
+                 {CKPT_ERR_UNSUPPORTED, "has no name for", "--rules FILE can rename or drop it"},
+                 {CKPT_ERR_UNSUPPORTED, "found no linear to quantize", "see --rename and --rules"},
+                 {CKPT_ERR_FORMAT, "ckpt_pack_merge", "ckpt pack --merge joins them"}};
+    const char *option = NULL, *hint = NULL;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0] && err->code == CKPT_ERR_LIMIT; i++)
         if (strstr(err->message, limits[i][0]))
             option = limits[i][1];
+    for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++)
+        if (err->code == hints[i].code && strstr(err->message, hints[i].words))
+            hint = hints[i].hint;
     if (option)
         fprintf(stderr, "ckpt %s: %s; raise it with %s\n", command, err->message, option);
+    else if (hint)
+        fprintf(stderr, "ckpt %s: %s (%s)\n", command, err->message, hint);
     else
         fprintf(stderr, "ckpt %s: %s\n", command, err->message);
     return cli_exit_for(err->code);

@@ -219,11 +219,13 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
     while ((c = getopt_long(argc, argv, "hqj:", options, NULL)) != -1) {
         switch (c) {
         case 't':
-            if (strcmp(optarg, "ascend-310p") && strcmp(optarg, "ascend-910b") && strcmp(optarg, "nd"))
+            if ((a->opts.target = ckpt_target_from_name(optarg)) == CKPT_TARGET_NONE)
                 return cli_usage_error("convert", "unknown target '%s' (ascend-310p, ascend-910b, nd)", optarg);
-            a->opts.target = optarg;
             break;
-        case 'd': a->opts.dtype = optarg; break;
+        case 'd':
+            if (ckpt_float_type_parse(optarg, &a->opts.dtype) != CKPT_OK)
+                return cli_usage_error("convert", "unknown --dtype '%s' (f16, bf16, f32, keep)", optarg);
+            break;
         case 'z':
             if (strcmp(optarg, "auto") == 0)
                 a->opts.nz = CKPT_NZ_AUTO;
@@ -293,7 +295,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
     }
     if (argc - optind != 2)
         return cli_usage_error("convert", "expects SRC and DST, got %d paths", argc - optind);
-    if (!a->opts.target)
+    if (a->opts.target == CKPT_TARGET_NONE)
         return cli_usage_error("convert", "--target is required: ascend-310p (fp16), ascend-910b (bf16) or nd (no "
                                "change of type)");
     return EXIT_OK;

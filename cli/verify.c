@@ -201,7 +201,12 @@ int cmd_diff(int argc, char **argv)
         return cli_usage_error("diff", "expects two checkpoints, got %d paths", argc - optind);
     if (a.against || a.sums)
         return cli_usage_error("diff", "--against and --sums are options of verify");
-    ckpt_diff_options opts = {a.names_only, a.max_abs, a.max_rel, &a.open};
+    ckpt_diff_options opts;
+    ckpt_diff_options_default(&opts);
+    opts.names_only = a.names_only;
+    opts.max_abs_error = a.max_abs;
+    opts.max_rel_error = a.max_rel;
+    opts.open = &a.open;
     struct findings fs = {.verbose = a.verbose, .quiet_text = a.json};
     ckpt_verify_summary s = {0};
     ckpt_error err = {0};

@@ -737,7 +737,7 @@ START_TEST(library_plan_and_cancel)
     ckpt_source *src = test_open(sample);
     ckpt_convert_options opts;
     ckpt_convert_options_default(&opts);
-    opts.target = "ascend-310p";
+    opts.target = CKPT_TARGET_ASCEND_310P;
     opts.jobs = 1;
     opts.max_memory = 4096;
     ckpt_plan *plan;
@@ -796,7 +796,7 @@ START_TEST(source_truncated_while_converting)
     ckpt_source *src = test_open(src_path);
     ckpt_convert_options opts;
     ckpt_convert_options_default(&opts);
-    opts.target = "ascend-310p";
+    opts.target = CKPT_TARGET_ASCEND_310P;
     opts.jobs = 1;
     opts.max_memory = 1 << 20;
     ckpt_plan *plan;

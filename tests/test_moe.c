@@ -283,7 +283,7 @@ START_TEST(hf_llama_refuses_other_architectures)
 {
     char *src = test_testdata("moe/deepseek_v3_dist"), *tmp = test_tmpdir(), *err = NULL;
     ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --quiet --target nd --rename hf-llama", src, tmp), 3);
-    ck_assert_msg(strstr(err, "is DeepSeek-V3: use --rename hf"), "%s", err);
+    ck_assert_msg(strstr(err, "is DeepSeek-V3: use the rename set hf"), "%s", err);
     free(err);
     ck_assert_uint_eq(test_count_entries(tmp), 0);
     test_rmtree(tmp);

@@ -174,7 +174,7 @@ START_TEST(library_sees_the_quantized_plan)
     ckpt_error err;
     ck_assert_int_eq(ckpt_plan_build(&plan, src, dst, &opts, &err), CKPT_ERR_ARG);   /* no target */
     ck_assert_msg(strstr(err.message, "no target"), "%s", err.message);
-    opts.target = "ascend-910b";
+    opts.target = CKPT_TARGET_ASCEND_910B;
     opts.quant = CKPT_QUANT_W8A8_DYNAMIC;
     ck_assert_int_eq(ckpt_plan_build(&plan, src, dst, &opts, &err), CKPT_OK);
     ck_assert_uint_eq(ckpt_plan_entry_count(plan), 5);   /* the weight, its scale and offset, the bias, the norm */

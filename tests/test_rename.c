@@ -231,7 +231,7 @@ START_TEST(bad_rules_and_sets_refused)
     ck_assert_int_eq(ckpt_writer_finish(w, &e), CKPT_OK);
     ckpt_writer_free(w);
     ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --target nd --rename hf-llama", qk, dir), 3);
-    ck_assert_msg(strstr(err, "qk.safetensors: --rename hf-llama has no name for "
+    ck_assert_msg(strstr(err, "qk.safetensors: rename set hf-llama has no name for "
                               "decoder.layers.0.mlp.shared_experts.gate_weight"), "%s", err);
     free(err);
     const char *drop = "*.gate_weight drop\n";
@@ -257,7 +257,7 @@ START_TEST(library_plan_rows)
     ckpt_source *src = test_open(megatron);
     ckpt_convert_options opts;
     ckpt_convert_options_default(&opts);
-    opts.target = "nd";
+    opts.target = CKPT_TARGET_ND;
     opts.rename = "hf-llama";
     ckpt_plan *plan = NULL;
     ckpt_error err = {0};

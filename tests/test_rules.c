@@ -136,13 +136,13 @@ static char *write_rank3_source(const char *dir)
 }
 
 /* Converts with `extra` rules after the split and checks a == ref_a and b == ref_b as stored. */
-static void check_selected_like_cut(const char *dir, const char *src_path, const char *extra, const char *dtype)
+static void check_selected_like_cut(const char *dir, const char *src_path, const char *extra, ckpt_float_type dtype)
 {
     char rules[256], *dst = test_join(dir, "out");
     snprintf(rules, sizeof rules, "t groups=2 split=1:2 rename=a,b\n%s", extra);
     ckpt_convert_options opts;
     ckpt_convert_options_default(&opts);
-    opts.target = "nd";
+    opts.target = CKPT_TARGET_ND;
     opts.rules = rules;
     opts.dtype = dtype;
     opts.max_memory = 64;   /* blocks of a line or two: runs cross group boundaries */
@@ -180,10 +180,10 @@ static void check_selected_like_cut(const char *dir, const char *src_path, const
 START_TEST(selected_rows_convert_like_cut_rows)
 {
     char *dir = test_tmpdir(), *src = write_rank3_source(dir);
-    check_selected_like_cut(dir, src, "", NULL);
-    check_selected_like_cut(dir, src, "", "f16");
-    check_selected_like_cut(dir, src, "* layout=nz\n", "f16");
-    check_selected_like_cut(dir, src, "* layout=nz-t\n", NULL);
+    check_selected_like_cut(dir, src, "", CKPT_FLOAT_TARGET);
+    check_selected_like_cut(dir, src, "", CKPT_FLOAT_F16);
+    check_selected_like_cut(dir, src, "* layout=nz\n", CKPT_FLOAT_F16);
+    check_selected_like_cut(dir, src, "* layout=nz-t\n", CKPT_FLOAT_TARGET);
     test_rmtree(dir);
     free(src);
     free(dir);

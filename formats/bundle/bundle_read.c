@@ -187,7 +187,7 @@ int bundle_read_index(const char *path, const ckpt_limits *limits, bool part, st
     if (!rc && h.kind == BUNDLE_KIND_VOLUME)
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: a volume of a bundle: open the bundle's index file instead", path);
     else if (!rc && h.kind == BUNDLE_KIND_PART && !part)
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: part %u of %u of a bundle: join the parts with ckpt pack --merge",
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: part %u of %u of a bundle: join the parts first (ckpt_pack_merge)",
                        path, h.part, h.parts);
     else if (!rc && h.kind != BUNDLE_KIND_PART && part)
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: not a part of a partitioned pack", path);

@@ -2,11 +2,15 @@
  * open.c: ckpt_source_open, the way in: an archive is opened as the folder it
  * holds, the reader is chosen by content (registry.c) and fills the catalog.
  */
+#include "open.h"
+
 #include "formats/archive/archive_fs.h"
 #include "formats/bundle/bundle.h"
 #include "formats/common/format.h"
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -64,34 +68,55 @@ static int open_bundle(struct ckpt_source *src, const char *path, char **inner, 
 void ckpt_open_options_default(ckpt_open_options *opts)
 {
     memset(opts, 0, sizeof *opts);
+    opts->size = sizeof *opts;
     ckpt_limits_default(&opts->limits);
     opts->deepspeed_weights = CKPT_DEEPSPEED_FP32;
 }
 
-int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *limits, ckpt_error *err)
+int limits_take(ckpt_limits *out, const ckpt_limits *given, ckpt_error *err)
 {
-    ckpt_open_options opts;
-    ckpt_open_options_default(&opts);
-    if (limits)
-        opts.limits = *limits;
-    return ckpt_source_open_ext(out, path, &opts, err);
+    ckpt_limits_default(out);
+    return options_take(out, sizeof *out, given, "ckpt_limits", err);
 }
 
-int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_options *opts, ckpt_error *err)
+int open_options_take(ckpt_open_options *out, const ckpt_open_options *given, ckpt_error *err)
+{
+    ckpt_open_options_default(out);
+    int rc = options_take(out, sizeof *out, given, "ckpt_open_options", err);
+    /* the embedded limits were copied whole when the caller's struct reaches past them: take them by their own size */
+    if (!rc && given && given->size >= offsetof(ckpt_open_options, limits) + sizeof given->limits.size)
+        rc = limits_take(&out->limits, &given->limits, err);
+    if (!rc && out->deepspeed_weights != CKPT_DEEPSPEED_FP32 && out->deepspeed_weights != CKPT_DEEPSPEED_MODULE)
+        rc = ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: unknown deepspeed_weights %d",
+                       (int)out->deepspeed_weights);
+    return rc;
+}
+
+int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *limits, ckpt_error *err)
+{
+    ckpt_error_clear(err);
+    ckpt_open_options opts;
+    ckpt_open_options_default(&opts);
+    int rc = limits_take(&opts.limits, limits, err);
+    return rc ? rc : ckpt_source_open_ext(out, path, &opts, err);
+}
+
+int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_options *given, ckpt_error *err)
 {
     ckpt_error_clear(err);
     if (!out || !path)
         return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: NULL argument");
     *out = NULL;
-    if (opts && opts->deepspeed_weights != CKPT_DEEPSPEED_FP32 && opts->deepspeed_weights != CKPT_DEEPSPEED_MODULE)
-        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: unknown deepspeed_weights %d",
-                         (int)opts->deepspeed_weights);
-    struct ckpt_source *src = source_new(path, opts ? &opts->limits : NULL);
+    ckpt_open_options opts;
+    int rc = open_options_take(&opts, given, err);
+    if (rc)
+        return rc;
+    struct ckpt_source *src = source_new(path, &opts.limits);
     if (!src)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    src->deepspeed_weights = opts ? opts->deepspeed_weights : CKPT_DEEPSPEED_FP32;
+    src->deepspeed_weights = opts.deepspeed_weights;
     char *inner = NULL;
-    int rc = bundle_probe(path)    ? open_bundle(src, path, &inner, err)
+    rc = bundle_probe(path)    ? open_bundle(src, path, &inner, err)
              : archive_probe(path) ? open_archive(src, path, &inner, err)
                                    : CKPT_OK;
     const struct format_reader *reader = NULL;

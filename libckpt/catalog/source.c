@@ -16,6 +16,7 @@
 
 void ckpt_limits_default(ckpt_limits *limits)
 {
+    limits->size = sizeof *limits;
     limits->max_header_bytes = 100000000;
     limits->max_tensors = 10000000;
     limits->max_rank = 64;

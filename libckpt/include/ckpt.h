@@ -11,9 +11,34 @@
  *     not NULL it receives the status and a one-line message naming the file
  *     and the problem.  There is no hidden per-thread or global error state.
  *   - Handles are opaque; each `_open`/`_new` has a matching `_free`.
- *   - The library never prints, exits or aborts.
- *   - A ckpt_source is immutable once open: any number of threads may read
- *     tensors from one source at the same time.
+ *   - The library never prints, exits or aborts, and its messages name no
+ *     command-line flag (the CLI adds its own hints).
+ *   - Every option struct starts with `size_t size`, set by its _default()
+ *     function: fill the struct with that function, then change fields.  The
+ *     library reads only the first `size` bytes, so a program built against
+ *     an older (smaller) struct keeps working and the fields it does not
+ *     know keep their defaults; a size larger than the library knows (a
+ *     newer header) is refused with CKPT_ERR_ARG.  Structs grow only at their
+ *     end.  ckpt_limits, embedded in ckpt_open_options, is checked by its own
+ *     size and never grows: new limits are added to ckpt_open_options.
+ *   - Choices are enums; those a command line spells have functions from and
+ *     to their names (ckpt_target_from_name, ckpt_float_type_parse, ...).
+ *
+ * Threads:
+ *   - No function keeps hidden global state; any functions may run at the
+ *     same time on different handles.
+ *   - ckpt_source: immutable once open; any number of threads may read
+ *     tensors from one source at the same time.  Free it once no call on it
+ *     runs (and no plan or call that borrows it).
+ *   - ckpt_writer: one thread at a time (calls in order: open, write..., finish).
+ *   - ckpt_plan: immutable after ckpt_plan_build; its accessors may be called
+ *     from any threads at once.  ckpt_plan_execute runs once at a time per
+ *     plan; ckpt_plan_cancel may be called from any thread or a signal
+ *     handler while it runs.
+ *   - ckpt_verify, ckpt_diff, ckpt_pack, ckpt_unpack, ckpt_parts_merge:
+ *     callbacks (progress, findings, events) are called one at a time but
+ *     possibly from worker threads; they must not call back into the same
+ *     run.
  */
 #ifndef CKPT_H
 #define CKPT_H
@@ -114,6 +139,7 @@ CKPT_API ckpt_dtype ckpt_dtype_from_name(const char *name);
  * ====================================================================== */
 
 typedef struct ckpt_limits {
+    size_t size;                /* sizeof(ckpt_limits): set by ckpt_limits_default */
     uint64_t max_header_bytes;  /* safetensors JSON header, index files, and all tensor names of a
                                    source together (default 100,000,000) */
     uint64_t max_tensors;       /* tensors in one source (default 10,000,000) */
@@ -127,7 +153,7 @@ typedef struct ckpt_limits {
                                    (default 1024) */
 } ckpt_limits;
 
-/* Fills `limits` with the defaults above. */
+/* Fills `limits` with the defaults above (and `size`). */
 CKPT_API void ckpt_limits_default(ckpt_limits *limits);
 
 /* ======================================================================
@@ -163,6 +189,7 @@ typedef enum ckpt_deepspeed_weights {
 
 /* How to open a source: limits, and choices some formats offer. */
 typedef struct ckpt_open_options {
+    size_t size;                   /* sizeof(ckpt_open_options): set by ckpt_open_options_default */
     ckpt_limits limits;
     ckpt_deepspeed_weights deepspeed_weights;
 } ckpt_open_options;
@@ -413,9 +440,39 @@ CKPT_API const char *ckpt_quant_name(ckpt_quant quant);
  */
 CKPT_API int ckpt_quant_parse(const char *name, ckpt_quant *out);
 
+/* What a conversion writes for (docs/targets.md). */
+typedef enum ckpt_target {
+    CKPT_TARGET_NONE = 0,      /* not set: ckpt_plan_build refuses it */
+    CKPT_TARGET_ND,            /* "nd": names and layouts unchanged, types kept unless asked */
+    CKPT_TARGET_ASCEND_310P,   /* "ascend-310p": float16 (the 310P has no bfloat16) */
+    CKPT_TARGET_ASCEND_910B    /* "ascend-910b": bfloat16 (Atlas A2/A3) */
+} ckpt_target;
+
+/* The target's name ("ascend-910b"), or NULL for CKPT_TARGET_NONE and unknown values. */
+CKPT_API const char *ckpt_target_name(ckpt_target target);
+
+/* Parses a target's exact name; CKPT_TARGET_NONE when unknown. */
+CKPT_API ckpt_target ckpt_target_from_name(const char *name);
+
+/* The floating-point type a conversion gives every floating tensor. */
+typedef enum ckpt_float_type {
+    CKPT_FLOAT_TARGET = 0,     /* the target's choice (default) */
+    CKPT_FLOAT_KEEP,           /* "keep": every tensor keeps its source type */
+    CKPT_FLOAT_F16,            /* "f16" */
+    CKPT_FLOAT_BF16,           /* "bf16" */
+    CKPT_FLOAT_F32             /* "f32" */
+} ckpt_float_type;
+
+/* Its name ("bf16", "keep"; "target" for CKPT_FLOAT_TARGET), or NULL when unknown. */
+CKPT_API const char *ckpt_float_type_name(ckpt_float_type type);
+
+/* Parses "f16", "bf16", "f32", "keep" or "target", any case; CKPT_ERR_ARG when unknown. */
+CKPT_API int ckpt_float_type_parse(const char *name, ckpt_float_type *out);
+
 typedef struct ckpt_convert_options {
-    const char *target;        /* "ascend-310p", "ascend-910b" or "nd" (required) */
-    const char *dtype;         /* "f16", "bf16", "f32", "keep", or NULL for the target's choice */
+    size_t size;               /* sizeof(ckpt_convert_options): set by ckpt_convert_options_default */
+    ckpt_target target;        /* required */
+    ckpt_float_type dtype;
     ckpt_nz_mode nz;
     ckpt_overflow overflow;
     const char *rules;         /* extra rules (docs/rules.md), or NULL */
@@ -566,6 +623,7 @@ typedef struct ckpt_finding {
 typedef int (*ckpt_finding_fn)(void *payload, const ckpt_finding *finding);
 
 typedef struct ckpt_verify_options {
+    size_t size;             /* sizeof(ckpt_verify_options): set by ckpt_verify_options_default */
     const char *against;     /* a source checkpoint to prove fidelity against, or NULL */
     double max_abs_error;    /* with `against`: fail a tensor above this error (0: no bound) */
     double max_rel_error;
@@ -583,6 +641,7 @@ typedef struct ckpt_verify_summary {
     double seconds;
 } ckpt_verify_summary;
 
+/* Fills `opts` with the defaults: no source, no bounds, one job per core. */
 CKPT_API void ckpt_verify_options_default(ckpt_verify_options *opts);
 
 /*
@@ -597,11 +656,15 @@ CKPT_API int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_
                          ckpt_verify_summary *summary, ckpt_error *err);
 
 typedef struct ckpt_diff_options {
+    size_t size;             /* sizeof(ckpt_diff_options): set by ckpt_diff_options_default */
     int names_only;          /* compare names, element types and shapes, not values */
     double max_abs_error;    /* values within these bounds count as equal (0: exact) */
     double max_rel_error;
     const ckpt_open_options *open; /* how to open both checkpoints (NULL: the defaults) */
 } ckpt_diff_options;
+
+/* Fills `opts` with the defaults: values compared exactly, default open options. */
+CKPT_API void ckpt_diff_options_default(ckpt_diff_options *opts);
 
 /*
  * Compares two checkpoints of any formats and layouts: tensors only in one,

@@ -93,7 +93,7 @@ int outdir_begin(struct outdir *o, const char *dst, bool replace, ckpt_error *er
     remove_stale(parent, base);
     struct stat st;
     if (!replace && lstat(dst, &st) == 0)
-        rc = ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists (use --force to replace it)", dst);
+        rc = ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", dst);
     else if (replace && lstat(dst, &st) == 0 && !S_ISDIR(st.st_mode))
         rc = ckpt_fail(err, CKPT_ERR_EXISTS, "%s: exists and is not a folder; not replacing it", dst);
     size_t n = strlen(parent) + strlen(base) + sizeof TMP_TAG + 16;

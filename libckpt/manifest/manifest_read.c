@@ -295,8 +295,11 @@ void manifest_free(struct manifest *m)
 int manifest_options(const struct manifest *m, ckpt_convert_options *opts, const char *path, ckpt_error *err)
 {
     ckpt_convert_options_default(opts);
-    opts->target = m->target;
-    opts->dtype = m->dtype;
+    opts->target = ckpt_target_from_name(m->target);
+    if (opts->target == CKPT_TARGET_NONE)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: unknown target %s", path, m->target);
+    if (m->dtype && ckpt_float_type_parse(m->dtype, &opts->dtype) != CKPT_OK)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: unknown options.dtype %s", path, m->dtype);
     opts->rules = m->rules;
     opts->rules_origin = "manifest rules";
     opts->rename = m->rename;

@@ -12,6 +12,7 @@
 
 #include "libckpt/common/clock.h"
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 #include "libckpt/io/atomic_file.h"
 
 #include <errno.h>
@@ -268,13 +269,9 @@ void ckpt_pack_options_default(ckpt_pack_options *opts)
 static int take_options(const ckpt_pack_options *given, ckpt_pack_options *o, ckpt_error *err)
 {
     ckpt_pack_options_default(o);
-    if (given) {
-        if (given->size < sizeof given->size || given->size > sizeof *o)
-            return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_pack: options of unknown size %zu (use ckpt_pack_options_default)",
-                             given->size);
-        memcpy(o, given, given->size);
-        o->size = sizeof *o;
-    }
+    int rc = options_take(o, sizeof *o, given, "ckpt_pack_options", err);
+    if (rc)
+        return rc;
     if (o->frame_bytes < BUNDLE_FRAME_MIN || o->frame_bytes > BUNDLE_FRAME_MAX || o->frame_bytes % 8)
         return ckpt_fail(err, CKPT_ERR_ARG, "frame size %llu: must be 64 KiB to 16 MiB, a multiple of 8",
                          (unsigned long long)o->frame_bytes);
@@ -307,7 +304,7 @@ int ckpt_pack(const char *src, const char *bundle, const ckpt_pack_options *give
     if (!rc && !(w.index_path = pack_index_path(bundle, o.part, o.parts)))
         rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     if (!rc && !o.force && lstat(w.index_path, &st) == 0)
-        rc = ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists (--force replaces it)", w.index_path);
+        rc = ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", w.index_path);
     if (!rc)
         rc = check_outside(src, bundle, err);
     if (!rc)

@@ -62,8 +62,8 @@ static int read_part(struct part *p, const char *bundle, unsigned k, unsigned pa
     if (!(p->path = pack_index_path(bundle, k, parts)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     if (access(p->path, F_OK) != 0)
-        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: part %u of %u is missing (run pack --part %u/%u)", p->path, k,
-                         parts, k, parts);
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: part %u of %u is missing (not packed yet, or failed)", p->path, k,
+                         parts);
     uint64_t start, end;
     int rc = bundle_read_index(p->path, NULL, true, &p->ix, &p->h, &start, &end, err);
     if (!rc && (p->h.part != k || p->h.parts != parts))
@@ -156,7 +156,7 @@ int ckpt_pack_merge(const char *bundle, int force, ckpt_pack_stats *stats, ckpt_
         return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_pack_merge: NULL argument");
     double begun = now_seconds();
     if (!force && access(bundle, F_OK) == 0)
-        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists (--force replaces it)", bundle);
+        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", bundle);
     unsigned parts = count_parts(bundle);
     if (!parts)
         return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: no parts (%s.part-K-of-N) to merge", bundle, bundle);

@@ -10,6 +10,7 @@
  */
 #include "pack.h"
 
+#include "formats/registry/open.h"
 #include "libckpt/catalog/source.h"
 #include "libckpt/common/checked.h"
 #include "libckpt/common/error.h"
@@ -406,11 +407,11 @@ int pack_plan_build(struct pack_plan *p, const char *src_path, uint64_t frame_by
                     ckpt_error *err)
 {
     memset(p, 0, sizeof *p);
-    ckpt_open_options defaults;
-    if (!open) {
-        ckpt_open_options_default(&defaults);
-        open = &defaults;
-    }
+    ckpt_open_options taken;
+    int rc = open_options_take(&taken, open, err);
+    if (rc)
+        return rc;
+    open = &taken;
     size_t n = strlen(src_path);
     while (n > 1 && src_path[n - 1] == '/')
         n--;
@@ -422,7 +423,7 @@ int pack_plan_build(struct pack_plan *p, const char *src_path, uint64_t frame_by
     ckpt_source *src = NULL;
     size_t *found_of = NULL;
     bool *entropy = NULL;
-    int rc = list_source(&l, p->root, &draft.flags, err);
+    rc = list_source(&l, p->root, &draft.flags, err);
     if (!rc)
         rc = ckpt_source_open_ext(&src, p->root, open, err);
     if (!rc && src->fs)

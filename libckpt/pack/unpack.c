@@ -14,6 +14,7 @@
 #include "formats/bundle/bundle.h"
 #include "libckpt/common/clock.h"
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 #include "libckpt/io/atomic_file.h"
 #include "libckpt/io/outdir.h"
 
@@ -218,11 +219,9 @@ int ckpt_unpack(const char *bundle, const char *dst, const ckpt_unpack_options *
         return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_unpack: NULL argument");
     ckpt_unpack_options o;
     ckpt_unpack_options_default(&o);
-    if (given) {
-        if (given->size < sizeof given->size || given->size > sizeof o)
-            return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_unpack: options of unknown size %zu", given->size);
-        memcpy(&o, given, given->size);
-    }
+    int rc = options_take(&o, sizeof o, given, "ckpt_unpack_options", err);
+    if (rc)
+        return rc;
     double begun = now_seconds();
     struct unpack u = {0};
     u.opts = &o;
@@ -232,7 +231,7 @@ int ckpt_unpack(const char *bundle, const char *dst, const ckpt_unpack_options *
     u.fd = -1;
     u.out.lock_fd = -1;
     u.single.fd = -1;
-    int rc = open_bundle(bundle, &u.b, err);
+    rc = open_bundle(bundle, &u.b, err);
     if (!rc) {
         u.ix = bundle_index_of(u.b);
         u.one_file = u.ix->flags & BUNDLE_SOURCE_IS_FILE;

@@ -34,10 +34,10 @@ int hf_arch_of(const ckpt_source *src, enum hf_arch *out, ckpt_error *err)
         *out = HF_ARCH_DEEPSEEK_V3;
     else if (experts && shared)
         return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: routed experts with a shared expert beside grouped-query "
-                         "attention (Qwen2-MoE) are not an architecture --rename hf writes", ckpt_source_path(src));
+                         "attention (Qwen2-MoE) are not an architecture the rename set hf writes", ckpt_source_path(src));
     else if (experts && !qk_norms)
         return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: routed experts without q/k norms (Mixtral-like) are not an "
-                         "architecture --rename hf writes", ckpt_source_path(src));
+                         "architecture the rename set hf writes", ckpt_source_path(src));
     else
         *out = experts ? HF_ARCH_QWEN3_MOE : qk_norms ? HF_ARCH_QWEN3 : HF_ARCH_LLAMA;
     return CKPT_OK;

@@ -12,6 +12,7 @@
 
 #include "libckpt/common/checked.h"
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 #include "libckpt/catalog/source.h"
 #include "libckpt/kernels/kernels.h"
 #include "quant_select.h"
@@ -29,8 +30,8 @@
 
 void ckpt_convert_options_default(ckpt_convert_options *opts)
 {
-    *opts = (ckpt_convert_options){.target = NULL, .overflow = CKPT_OVERFLOW_SATURATE,
-                                   .max_shard_bytes = 5000000000ull};
+    *opts = (ckpt_convert_options){.size = sizeof *opts, .target = CKPT_TARGET_NONE, .dtype = CKPT_FLOAT_TARGET,
+                                   .overflow = CKPT_OVERFLOW_SATURATE, .max_shard_bytes = 5000000000ull};
 }
 
 static bool is_float(ckpt_dtype d)
@@ -63,19 +64,14 @@ static bool is_fp8(ckpt_dtype d)
  */
 static int build_rules(struct ruleset *rs, const ckpt_convert_options *o, const ckpt_source *src, ckpt_error *err)
 {
-    if (o->dtype) {
-        ckpt_dtype d;
-        if (!rules_parse_dtype(o->dtype, &d) || (d != CKPT_DTYPE_INVALID && !is_float(d)))
-            return ckpt_fail(err, CKPT_ERR_ARG, "unknown --dtype '%s' (f16, bf16, f32, keep)", o->dtype);
-        if (d == CKPT_DTYPE_BF16 && strcmp(o->target, "ascend-310p") == 0)
-            return ckpt_fail(err, CKPT_ERR_ARG, "--dtype bf16 does not suit --target ascend-310p: the 310P has no "
-                             "bf16 (MindIE refuses torch_dtype bfloat16 there)");
-    }
+    if (o->dtype == CKPT_FLOAT_BF16 && o->target == CKPT_TARGET_ASCEND_310P)
+        return ckpt_fail(err, CKPT_ERR_ARG, "type bf16 does not suit target ascend-310p: the 310P has no "
+                         "bf16 (MindIE refuses torch_dtype bfloat16 there)");
     int rc = ruleset_add_target(rs, o->target, o->dtype, err);
     if (!rc && o->rename)
         rc = ruleset_add_rename(rs, o->rename, src, err);
     if (!rc && o->nz != CKPT_NZ_AUTO)
-        rc = ruleset_parse(rs, o->nz == CKPT_NZ_ALL ? "* layout=nz" : "* layout=nd", "--nz", err);
+        rc = ruleset_parse(rs, o->nz == CKPT_NZ_ALL ? "* layout=nz" : "* layout=nd", "the nz option", err);
     if (!rc && o->rules)
         rc = ruleset_parse(rs, o->rules, o->rules_origin ? o->rules_origin : "rules", err);
     return rc;
@@ -131,7 +127,7 @@ static int nz_c0_for(const struct ckpt_plan *plan, const char *name, size_t esiz
     if (*c0 == 8 || *c0 == 16)
         return CKPT_OK;
     return ckpt_fail(err, CKPT_ERR_ARG, "tensor %s: FRACTAL_NZ of 4-byte elements has two C0 values in CANN (16 in "
-                     "torch_npu and GE, 8 in aclnnNpuFormatCast on A2/A3): name one with --nz-fp32-c0 16|8, or keep "
+                     "torch_npu and GE, 8 in aclnnNpuFormatCast on A2/A3): name one (nz_fp32_c0: 16 or 8), or keep "
                      "it ND (layout=nd)", name);
 }
 
@@ -471,7 +467,8 @@ static int assign_shards(struct ckpt_plan *plan, ckpt_error *err)
  */
 static ckpt_dtype model_float_dtype(const struct ckpt_plan *plan)
 {
-    const char *base = plan->opts.dtype ? plan->opts.dtype : ruleset_target_dtype(plan->opts.target);
+    const char *base = plan->opts.dtype != CKPT_FLOAT_TARGET ? ckpt_float_type_name(plan->opts.dtype)
+                                                             : ruleset_target_dtype(plan->opts.target);
     ckpt_dtype named;
     if (base && rules_parse_dtype(base, &named) && named != CKPT_DTYPE_INVALID)
         return named;
@@ -488,10 +485,17 @@ static ckpt_dtype model_float_dtype(const struct ckpt_plan *plan)
 
 static int copy_options(struct ckpt_plan *plan, const char *dst, const ckpt_convert_options *opts, ckpt_error *err)
 {
-    plan->opts = *opts;
-    if (!plan->opts.target)
-        return ckpt_fail(err, CKPT_ERR_ARG, "no target: set ckpt_convert_options.target to ascend-310p, ascend-910b "
-                         "or nd");
+    ckpt_convert_options_default(&plan->opts);
+    int rc = options_take(&plan->opts, sizeof plan->opts, opts, "ckpt_convert_options", err);
+    if (rc)
+        return rc;
+    if (plan->opts.target == CKPT_TARGET_NONE)
+        return ckpt_fail(err, CKPT_ERR_ARG, "no target: set ckpt_convert_options.target (ascend-310p, ascend-910b "
+                         "or nd)");
+    if (!ckpt_target_name(plan->opts.target))
+        return ckpt_fail(err, CKPT_ERR_ARG, "unknown target %d", (int)plan->opts.target);
+    if (!ckpt_float_type_name(plan->opts.dtype))
+        return ckpt_fail(err, CKPT_ERR_ARG, "unknown floating type %d", (int)plan->opts.dtype);
     if (plan->opts.quant < CKPT_QUANT_NONE || plan->opts.quant > CKPT_QUANT_W8A16)
         return ckpt_fail(err, CKPT_ERR_ARG, "unknown quantization %d", (int)plan->opts.quant);
     if (plan->opts.nz_fp32_c0 != 0 && plan->opts.nz_fp32_c0 != 8 && plan->opts.nz_fp32_c0 != 16)
@@ -499,16 +503,12 @@ static int copy_options(struct ckpt_plan *plan, const char *dst, const ckpt_conv
     if (plan->opts.max_shard_bytes == 0)
         return ckpt_fail(err, CKPT_ERR_ARG, "max_shard_bytes must be positive");
     plan->dst = strdup(dst);
-    plan->target = strdup(plan->opts.target);
-    plan->dtype = opts->dtype ? strdup(opts->dtype) : NULL;
-    plan->rules = opts->rules ? strdup(opts->rules) : NULL;
-    plan->rules_origin = opts->rules_origin ? strdup(opts->rules_origin) : NULL;
-    plan->rename = opts->rename ? strdup(opts->rename) : NULL;
-    if (!plan->dst || !plan->target || (opts->dtype && !plan->dtype) || (opts->rules && !plan->rules) ||
-        (opts->rules_origin && !plan->rules_origin) || (opts->rename && !plan->rename))
+    plan->rules = plan->opts.rules ? strdup(plan->opts.rules) : NULL;
+    plan->rules_origin = plan->opts.rules_origin ? strdup(plan->opts.rules_origin) : NULL;
+    plan->rename = plan->opts.rename ? strdup(plan->opts.rename) : NULL;
+    if (!plan->dst || (plan->opts.rules && !plan->rules) || (plan->opts.rules_origin && !plan->rules_origin) ||
+        (plan->opts.rename && !plan->rename))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning");
-    plan->opts.target = plan->target;
-    plan->opts.dtype = plan->dtype;
     plan->opts.rules = plan->rules;
     plan->opts.rules_origin = plan->rules_origin;
     plan->opts.rename = plan->rename;
@@ -536,8 +536,8 @@ static int check_all_renamed(const struct ckpt_plan *plan, const bool *named, co
     char more[48] = "";
     if (left > 1)
         snprintf(more, sizeof more, " (and %zu more)", left - 1);
-    return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --rename %s has no name for %s%s: add a rule that renames or "
-                     "drops it (--rules)", ckpt_source_path(plan->src), plan->opts.rename,
+    return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: rename set %s has no name for %s%s: add a rule that renames or "
+                     "drops it", ckpt_source_path(plan->src), plan->opts.rename,
                      ckpt_source_tensor(plan->src, first)->name, more);
 }
 
@@ -548,8 +548,6 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     if (!out || !src || !dst)
         return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_plan_build: NULL argument");
     *out = NULL;
-    ckpt_convert_options defaults;
-    ckpt_convert_options_default(&defaults);
     struct ckpt_plan *plan = calloc(1, sizeof *plan);
     size_t n = ckpt_source_tensor_count(src);
     bool *consumed = calloc(n + 1, sizeof *consumed), *named = calloc(n + 1, sizeof *named);
@@ -557,7 +555,7 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
     int rc = (!plan || !consumed || !named) ? ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory planning") : CKPT_OK;
     if (!rc) {
         plan->src = src;
-        rc = copy_options(plan, dst, opts ? opts : &defaults, err);
+        rc = copy_options(plan, dst, opts, err);
     }
     if (!rc)
         rc = build_rules(&rs, &plan->opts, src, err);
@@ -588,12 +586,12 @@ int ckpt_plan_build(ckpt_plan **out, const ckpt_source *src, const char *dst, co
         plan->item_count = kept;
     const char *quantized_already = ckpt_source_metadata_value(src, "msmodelslim.model_quant_type");
     if (!rc && plan->opts.quant != CKPT_QUANT_NONE && !plan->quantizes && quantized_already)
-        rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --quant %s: this folder is quantized already (%s)",
+        rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: quantization %s: this folder is quantized already (%s)",
                        ckpt_source_path(src), rules_quant_word(plan->opts.quant), quantized_already);
     if (!rc && plan->opts.quant != CKPT_QUANT_NONE && !plan->quantizes)
-        rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: --quant %s found no linear to quantize: it takes the decoder "
+        rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: quantization %s found no linear to quantize: it takes the decoder "
                        "layers' projections by Hugging Face name (model.layers.N.self_attn.q_proj.weight, ...; "
-                       "docs/quantization.md); rename them (--rename) or name them with quant= rules",
+                       "docs/quantization.md); rename them (a rename set) or name them with quant= rules",
                        ckpt_source_path(src), rules_quant_word(plan->opts.quant));
     if (!rc)
         rc = resolve_aliases(plan, err);
@@ -635,8 +633,6 @@ void ckpt_plan_free(ckpt_plan *plan)
     free(plan->shards);
     free(plan->dropped);
     free(plan->dst);
-    free(plan->target);
-    free(plan->dtype);
     free(plan->rules);
     free(plan->rules_origin);
     free(plan->rename);

@@ -28,7 +28,7 @@ struct ckpt_plan {
     const ckpt_source *src;
     char *dst;
     ckpt_convert_options opts;       /* string fields point into owned copies below */
-    char *target, *dtype, *rules, *rules_origin, *rename;
+    char *rules, *rules_origin, *rename;
     struct plan_item *items;
     size_t item_count, item_cap;
     struct plan_shard *shards;

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /*
  * The targets: the floating type every tensor gets (310P has no bf16: MindIE
@@ -32,13 +33,49 @@ static const char keep_f32[] =
     "*.scale_bias        dtype=f32\n";
 
 static const struct {
+    ckpt_target target;
     const char *name;
-    const char *dtype;   /* every floating tensor's type, unless --dtype says otherwise; NULL: unchanged */
+    const char *dtype;   /* every floating tensor's type, unless the options say otherwise; NULL: unchanged */
 } targets[] = {
-    {"nd", NULL},
-    {"ascend-310p", "f16"},
-    {"ascend-910b", "bf16"},
+    {CKPT_TARGET_ND, "nd", NULL},
+    {CKPT_TARGET_ASCEND_310P, "ascend-310p", "f16"},
+    {CKPT_TARGET_ASCEND_910B, "ascend-910b", "bf16"},
 };
+
+/* The option's words, in enum order. */
+static const char *const float_types[] = {"target", "keep", "f16", "bf16", "f32"};
+
+const char *ckpt_target_name(ckpt_target target)
+{
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+        if (targets[i].target == target)
+            return targets[i].name;
+    return NULL;
+}
+
+ckpt_target ckpt_target_from_name(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof targets / sizeof targets[0]; i++)
+        if (strcmp(targets[i].name, name) == 0)
+            return targets[i].target;
+    return CKPT_TARGET_NONE;
+}
+
+const char *ckpt_float_type_name(ckpt_float_type type)
+{
+    return (unsigned)type < sizeof float_types / sizeof float_types[0] ? float_types[type] : NULL;
+}
+
+int ckpt_float_type_parse(const char *name, ckpt_float_type *out)
+{
+    for (size_t i = 0; name && i < sizeof float_types / sizeof float_types[0]; i++) {
+        if (strcasecmp(float_types[i], name) == 0) {
+            *out = (ckpt_float_type)i;
+            return CKPT_OK;
+        }
+    }
+    return CKPT_ERR_ARG;
+}
 
 /* The rename sets: Megatron-LM to Hugging Face (rename_hf.c), as a whole or for Llama alone. */
 static const struct {
@@ -50,29 +87,29 @@ static const struct {
     {"hf-llama", true, "megatron.swiglu", "true"},
 };
 
-int ruleset_add_target(struct ruleset *rs, const char *target, const char *dtype, ckpt_error *err)
+int ruleset_add_target(struct ruleset *rs, ckpt_target target, ckpt_float_type dtype, ckpt_error *err)
 {
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
-        if (strcmp(targets[i].name, target) != 0)
+        if (targets[i].target != target)
             continue;
-        const char *base = dtype ? dtype : targets[i].dtype;
+        const char *base = dtype != CKPT_FLOAT_TARGET ? ckpt_float_type_name(dtype) : targets[i].dtype;
         char line[64];
         int rc = CKPT_OK;
         if (base) {
             snprintf(line, sizeof line, "* dtype=%s", base);
-            rc = ruleset_parse(rs, line, dtype ? "--dtype" : target, err);
+            rc = ruleset_parse(rs, line, dtype != CKPT_FLOAT_TARGET ? "the dtype option" : targets[i].name, err);
         }
         if (!rc && targets[i].dtype)
-            rc = ruleset_parse(rs, keep_f32, target, err);
+            rc = ruleset_parse(rs, keep_f32, targets[i].name, err);
         return rc;
     }
-    return ckpt_fail(err, CKPT_ERR_ARG, "unknown target '%s' (ascend-310p, ascend-910b, nd)", target);
+    return ckpt_fail(err, CKPT_ERR_ARG, "unknown target %d (ascend-310p, ascend-910b, nd)", (int)target);
 }
 
-const char *ruleset_target_dtype(const char *target)
+const char *ruleset_target_dtype(ckpt_target target)
 {
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
-        if (strcmp(targets[i].name, target) == 0)
+        if (targets[i].target == target)
             return targets[i].dtype;
     return NULL;
 }

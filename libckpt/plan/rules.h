@@ -72,14 +72,14 @@ struct rule_decision {
 int ruleset_parse(struct ruleset *rs, const char *text, const char *origin, ckpt_error *err);
 
 /*
- * Appends the built-in rules of a target ("ascend-310p", "ascend-910b",
- * "nd"): `* dtype=D` with D the target's floating type, or `dtype` (--dtype)
- * when not NULL, then for the Ascend targets the tensors kept in float32.
+ * Appends the built-in rules of a target: `* dtype=D` with D the target's
+ * floating type, or `dtype` when not CKPT_FLOAT_TARGET, then for the Ascend
+ * targets the tensors kept in float32.
  */
-int ruleset_add_target(struct ruleset *rs, const char *target, const char *dtype, ckpt_error *err);
+int ruleset_add_target(struct ruleset *rs, ckpt_target target, ckpt_float_type dtype, ckpt_error *err);
 
 /* The floating type a target gives every tensor ("f16", "bf16"), or NULL (nd, or unknown). */
-const char *ruleset_target_dtype(const char *target);
+const char *ruleset_target_dtype(ckpt_target target);
 
 /*
  * Appends a built-in rename set ("hf-llama"); refuses a source whose

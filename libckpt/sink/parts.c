@@ -143,8 +143,9 @@ void part_map_free(struct part_map *map)
 json_t *options_json(const struct ckpt_plan *plan)
 {
     const ckpt_convert_options *o = &plan->opts;
-    return json_pack("{s:s, s:s?, s:i, s:i, s:s?, s:s?, s:s?, s:I, s:i, s:i, s:i}", "target", o->target, "dtype",
-                     o->dtype, "nz", (int)o->nz, "overflow", (int)o->overflow, "rules", o->rules, "rules_origin",
+    return json_pack("{s:s, s:s?, s:i, s:i, s:s?, s:s?, s:s?, s:I, s:i, s:i, s:i}", "target",
+                     ckpt_target_name(o->target), "dtype",
+                     o->dtype == CKPT_FLOAT_TARGET ? NULL : ckpt_float_type_name(o->dtype), "nz", (int)o->nz, "overflow", (int)o->overflow, "rules", o->rules, "rules_origin",
                      o->rules_origin, "rename", o->rename, "max_shard_bytes", (json_int_t)o->max_shard_bytes,
                      "deepspeed_weights", (int)plan->src->deepspeed_weights, "quant", (int)o->quant, "nz_fp32_c0",
                      (int)o->nz_fp32_c0);
@@ -241,7 +242,7 @@ int part_begin(const struct ckpt_plan *plan, struct outdir *out, ckpt_error *err
                          MAX_PARTS);
     struct stat st;
     if (!plan->opts.force && lstat(plan->dst, &st) == 0)
-        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists (use --force to replace it)", plan->dst);
+        return ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", plan->dst);
     char *staging, *folder;
     int rc = staging_paths(plan->dst, part, parts, &staging, &folder, err);
     if (rc)

@@ -113,7 +113,7 @@ static int load_parts(struct merge *m, ckpt_error *err)
         return rc;
     DIR *d = opendir(m->staging);
     if (!d)
-        return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: cannot open the staging folder of `convert --part`: %s",
+        return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: cannot open the staging folder of a partitioned conversion: %s",
                          m->staging, strerror(errno));
     struct dirent *e;
     while (!rc && (e = readdir(d)) != NULL)
@@ -158,12 +158,12 @@ static int rebuild_plan(struct merge *m, ckpt_error *err)
                                "rename", &rename, "max_shard_bytes", &shard_bytes, "deepspeed_weights", &ds, "quant",
                                &quant, "nz_fp32_c0", &c0) != 0 ||
         shard_bytes <= 0 || nz < 0 || nz > CKPT_NZ_NONE || overflow < 0 || overflow > CKPT_OVERFLOW_ERROR || ds < 0 ||
-        ds > 16 || quant < CKPT_QUANT_NONE || quant > CKPT_QUANT_W8A16 || (c0 != 0 && c0 != 8 && c0 != 16))
+        ds > 16 || quant < CKPT_QUANT_NONE || quant > CKPT_QUANT_W8A16 || (c0 != 0 && c0 != 8 && c0 != 16) ||
+        (opts.target = ckpt_target_from_name(target)) == CKPT_TARGET_NONE ||
+        (json_is_string(dtype) && ckpt_float_type_parse(json_string_value(dtype), &opts.dtype) != CKPT_OK))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: the part record's source or options are malformed",
                          m->parts[0].folder);
     open.deepspeed_weights = (ckpt_deepspeed_weights)ds;
-    opts.target = target;
-    opts.dtype = json_string_value(dtype);
     opts.nz = (ckpt_nz_mode)nz;
     opts.overflow = (ckpt_overflow)overflow;
     opts.rules = json_string_value(rules);

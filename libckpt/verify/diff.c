@@ -13,6 +13,7 @@
 #include "libckpt/common/checked.h"
 #include "libckpt/common/clock.h"
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 #include "libckpt/kernels/decode.h"
 
 #include <math.h>
@@ -336,16 +337,24 @@ static void report_one_sided(struct reporter *r, const ckpt_source *has, size_t 
     }
 }
 
-int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *opts, ckpt_finding_fn fn, void *payload,
+void ckpt_diff_options_default(ckpt_diff_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->size = sizeof *opts;
+}
+
+int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *given, ckpt_finding_fn fn, void *payload,
               ckpt_verify_summary *summary, ckpt_error *err)
 {
     ckpt_error_clear(err);
     double start = now_seconds();
-    ckpt_diff_options defaults = {0};
-    if (!opts)
-        opts = &defaults;
+    ckpt_diff_options taken;
+    ckpt_diff_options_default(&taken);
+    const ckpt_diff_options *opts = &taken;
     ckpt_source *sa = NULL, *sb = NULL;
-    int rc = ckpt_source_open_ext(&sa, a, opts->open, err);
+    int rc = options_take(&taken, sizeof taken, given, "ckpt_diff_options", err);
+    if (!rc)
+        rc = ckpt_source_open_ext(&sa, a, opts->open, err);
     if (!rc)
         rc = ckpt_source_open_ext(&sb, b, opts->open, err);
     struct reporter r;

@@ -282,11 +282,7 @@ int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify
     ckpt_source *src = NULL;
     ckpt_plan *plan = NULL;
     ckpt_convert_options copts;
-    ckpt_open_options open;
-    if (opts->open)
-        open = *opts->open;
-    else
-        ckpt_open_options_default(&open);
+    ckpt_open_options open = *opts->open;   /* taken by ckpt_verify */
     if (m->deepspeed_weights)   /* the source is read as convert read it */
         open.deepspeed_weights = strcmp(m->deepspeed_weights, "module") == 0 ? CKPT_DEEPSPEED_MODULE : CKPT_DEEPSPEED_FP32;
     int rc = ckpt_source_open_ext(&src, opts->against, &open, err);

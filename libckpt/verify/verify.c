@@ -15,9 +15,11 @@
 #include "report.h"
 
 #include "formats/bundle/bundle.h"
+#include "formats/registry/open.h"
 #include "libckpt/common/checked.h"
 #include "libckpt/common/clock.h"
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 #include "libckpt/common/workers.h"
 #include "libckpt/manifest/manifest.h"
 #include "libckpt/manifest/records.h"
@@ -481,6 +483,7 @@ static void check_tensor_files(const struct manifest *m, struct reporter *r)
 void ckpt_verify_options_default(ckpt_verify_options *opts)
 {
     memset(opts, 0, sizeof *opts);
+    opts->size = sizeof *opts;
 }
 
 int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_fn fn, void *payload,
@@ -488,14 +491,20 @@ int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_f
 {
     ckpt_error_clear(err);
     double start = now_seconds();
-    ckpt_verify_options defaults;
-    ckpt_verify_options_default(&defaults);
-    if (!opts)
-        opts = &defaults;
+    ckpt_verify_options taken;
+    ckpt_open_options open;
+    ckpt_verify_options_default(&taken);
+    int rc = options_take(&taken, sizeof taken, opts, "ckpt_verify_options", err);
+    if (!rc)
+        rc = open_options_take(&open, taken.open, err);
+    if (rc)
+        return rc;
+    taken.open = &open;
+    opts = &taken;
     if (bundle_probe(dst))
         return verify_bundle(dst, opts, fn, payload, summary, err);
     struct manifest m;
-    int rc = manifest_load(&m, dst, err);
+    rc = manifest_load(&m, dst, err);
     if (rc) {
         manifest_free(&m);
         return rc;
