@@ -206,6 +206,87 @@ START_TEST(plan_without_target)
 }
 END_TEST
 
+/* Counts events; stops (non-zero) once `stop_after` have come, when set. */
+struct event_log {
+    size_t files, tensors, stop_after;
+    uint64_t last_done, last_total;
+    int bad;   /* an event that breaks its contract */
+};
+
+static int log_event(void *payload, const ckpt_event *ev)
+{
+    struct event_log *l = payload;
+    if (ev->kind == CKPT_EVENT_FILE) {
+        l->files++;
+        l->bad |= !ev->file || ev->tensor || ev->done != l->files;
+    } else {
+        l->tensors++;
+        l->bad |= !ev->tensor || ev->file || ev->done < l->last_done;
+        l->last_done = ev->done;
+    }
+    l->bad |= !ev->path;
+    l->last_total = ev->total;
+    return l->stop_after && l->files + l->tensors >= l->stop_after;
+}
+
+/* Opening tells each file and tensor as it comes, and stops when asked. */
+START_TEST(open_events_and_cancel)
+{
+    static const char *const fixtures[] = {"sample", "torch/training.pt", "megatron/tp2pp2"};
+    for (size_t k = 0; k < sizeof fixtures / sizeof fixtures[0]; k++) {
+        char *path = test_testdata(fixtures[k]);
+        ckpt_open_options o;
+        ckpt_open_options_default(&o);
+        struct event_log l = {0};
+        o.events = log_event;
+        o.events_payload = &l;
+        ckpt_source *src = NULL;
+        ckpt_error err;
+        ck_assert_msg(ckpt_source_open_ext(&src, path, &o, &err) == CKPT_OK, "%s", err.message);
+        ck_assert_msg(l.tensors >= ckpt_source_tensor_count(src), "%s: %zu tensor events for %zu tensors", fixtures[k],
+                      l.tensors, ckpt_source_tensor_count(src));
+        ck_assert_uint_ge(l.files, 1);
+        ck_assert_int_eq(l.bad, 0);
+        ckpt_source_free(src);
+        struct event_log stop = {.stop_after = 3};
+        o.events_payload = &stop;
+        ck_assert_int_eq(ckpt_source_open_ext(&src, path, &o, &err), CKPT_ERR_CANCELLED);
+        ck_assert_ptr_null(src);
+        ck_assert_ptr_nonnull(strstr(err.message, "cancelled"));
+        free(path);
+    }
+}
+END_TEST
+
+/* diff tells each tensor of the first checkpoint compared, in bytes of the whole, and stops when asked. */
+START_TEST(diff_events_and_cancel)
+{
+    char *sample = test_testdata("sample");
+    ckpt_source *src = test_open(sample);
+    uint64_t total = 0;
+    for (size_t i = 0; i < ckpt_source_tensor_count(src); i++)
+        total += ckpt_source_tensor(src, i)->nbytes;
+    ckpt_diff_options d;
+    ckpt_diff_options_default(&d);
+    struct event_log l = {0};
+    d.events = log_event;
+    d.events_payload = &l;
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_diff(sample, sample, &d, NULL, NULL, NULL, &err), CKPT_OK);
+    ck_assert_uint_eq(l.tensors, ckpt_source_tensor_count(src));
+    ck_assert_uint_eq(l.files, 0);
+    ck_assert_uint_eq(l.last_total, total);
+    ck_assert_uint_eq(l.last_done, total);
+    ck_assert_int_eq(l.bad, 0);
+    struct event_log stop = {.stop_after = 3};
+    d.events_payload = &stop;
+    ck_assert_int_eq(ckpt_diff(sample, sample, &d, NULL, NULL, NULL, &err), CKPT_ERR_CANCELLED);
+    ck_assert_uint_eq(stop.tensors, 3);
+    ckpt_source_free(src);
+    free(sample);
+}
+END_TEST
+
 static Suite *options_suite(void)
 {
     Suite *s = suite_create("options");
@@ -216,6 +297,8 @@ static Suite *options_suite(void)
     tcase_add_test(tc, unknown_larger_structs_are_refused);
     tcase_add_test(tc, targets_and_float_types_by_name);
     tcase_add_test(tc, plan_without_target);
+    tcase_add_test(tc, open_events_and_cancel);
+    tcase_add_test(tc, diff_events_and_cancel);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -115,6 +115,8 @@ int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_op
     if (!src)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     src->deepspeed_weights = opts.deepspeed_weights;
+    src->events = opts.events;
+    src->events_payload = opts.events_payload;
     char *inner = NULL;
     rc = bundle_probe(path)    ? open_bundle(src, path, &inner, err)
              : archive_probe(path) ? open_archive(src, path, &inner, err)
@@ -127,6 +129,8 @@ int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_op
         rc = reader->open(src, inner ? inner : path, err);
     }
     src->inner = inner;
+    if (!rc && src->cancelled)   /* a reader that went on past a refused step still fails */
+        rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: opening cancelled", path);
     if (rc) {
         ckpt_source_free(src);
         return rc;

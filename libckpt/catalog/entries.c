@@ -180,6 +180,18 @@ void source_entry_release(struct tensor_entry *t)
     t->part_count = 0;
 }
 
+int source_tell(struct ckpt_source *src, ckpt_event_kind kind, const char *file, const char *tensor, uint64_t done,
+                ckpt_error *err)
+{
+    if (!src->events || src->cancelled)
+        return src->cancelled ? ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: opening cancelled", src->path) : CKPT_OK;
+    const ckpt_event ev = {.kind = kind, .path = src->path, .file = file, .tensor = tensor, .done = done, .total = 0};
+    if (src->events(src->events_payload, &ev) == 0)
+        return CKPT_OK;
+    src->cancelled = true;
+    return ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: opening cancelled", src->path);
+}
+
 int source_append_entry(struct ckpt_source *src, struct tensor_entry *t, ckpt_error *err)
 {
     /* the names a checkpoint declares are its description, bounded like a header */
@@ -212,7 +224,7 @@ int source_append_entry(struct ckpt_source *src, struct tensor_entry *t, ckpt_er
     }
     src->tensor_count++;
     src->name_bytes = name_bytes;
-    return CKPT_OK;
+    return source_tell(src, CKPT_EVENT_TENSOR, NULL, name, src->tensor_count, err);
 }
 
 int source_add_tensor(struct ckpt_source *src, const char *name, ckpt_dtype dtype,

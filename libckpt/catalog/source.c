@@ -39,6 +39,8 @@ static int append_file(struct ckpt_source *src, const char *path, const uint8_t 
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     src->files[src->file_count] = (struct source_file){copy, data, size, mapped, borrowed, false, NULL, 0};
     *index = (uint32_t)src->file_count++;
+    /* the file is the source's now, whatever the callback says: a cancel fails the next tensor, or the open */
+    (void)source_tell(src, CKPT_EVENT_FILE, copy, NULL, src->file_count, NULL);
     return CKPT_OK;
 }
 
@@ -142,6 +144,8 @@ int source_adopt_files(struct ckpt_source *src, struct ckpt_source *scratch, uin
     *base = (uint32_t)src->file_count;
     if (scratch->file_count)
         memcpy(src->files + src->file_count, scratch->files, scratch->file_count * sizeof *scratch->files);
+    for (size_t i = 0; i < scratch->file_count; i++)   /* read through a scratch source: the caller's files all the same */
+        (void)source_tell(src, CKPT_EVENT_FILE, src->files[*base + i].path, NULL, *base + i + 1, NULL);
     src->file_count += scratch->file_count;
     scratch->file_count = 0;
     for (size_t i = 0; i < scratch->data_range_count && !rc; i++) {

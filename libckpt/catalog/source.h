@@ -119,7 +119,17 @@ struct ckpt_source {
     struct data_range *data_ranges; /* noted by readers for pack (source_note_data) */
     size_t data_range_count, data_range_cap;
     bool objects_only;           /* a scratch source read for its objects: a pickle without tensors is fine */
+    ckpt_event_fn events;        /* the caller's (ckpt_open_options.events), on the source it opens only */
+    void *events_payload;
+    bool cancelled;              /* the callback asked to stop: the open fails whatever the reader does */
 };
+
+/*
+ * Tells the caller's event callback (if any) a file was mapped or a tensor
+ * catalogued; CKPT_ERR_CANCELLED when it asks to stop.
+ */
+int source_tell(struct ckpt_source *src, ckpt_event_kind kind, const char *file, const char *tensor, uint64_t done,
+                ckpt_error *err);
 
 /*
  * Maps `path` read-only and appends it to the source's files; a path inside

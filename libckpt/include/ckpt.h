@@ -181,6 +181,29 @@ typedef struct ckpt_tensor {
 CKPT_API int ckpt_source_open(ckpt_source **out, const char *path,
                               const ckpt_limits *limits, ckpt_error *err);
 
+/* What a long call is doing, step by step (opening a source, comparing two). */
+typedef enum ckpt_event_kind {
+    CKPT_EVENT_FILE = 0,   /* open: a file of the checkpoint was mapped */
+    CKPT_EVENT_TENSOR      /* open: a tensor was catalogued; diff: a tensor was compared */
+} ckpt_event_kind;
+
+/* One event.  Strings are valid only during the callback. */
+typedef struct ckpt_event {
+    ckpt_event_kind kind;
+    const char *path;      /* the checkpoint being opened, or diff's first checkpoint */
+    const char *file;      /* FILE: the file mapped; else NULL */
+    const char *tensor;    /* TENSOR: its name; else NULL */
+    uint64_t done;         /* open: files (FILE) or tensors (TENSOR) so far; diff: bytes of the first
+                              checkpoint's tensors handled so far */
+    uint64_t total;        /* diff: bytes of all the first checkpoint's tensors; open: 0 (not known ahead) */
+} ckpt_event;
+
+/*
+ * Called one call at a time, on the calling thread; returning non-zero
+ * cancels the call, which then fails with CKPT_ERR_CANCELLED.
+ */
+typedef int (*ckpt_event_fn)(void *payload, const ckpt_event *event);
+
 /* Which weights a DeepSpeed ZeRO checkpoint folder yields. */
 typedef enum ckpt_deepspeed_weights {
     CKPT_DEEPSPEED_FP32 = 0, /* full fp32 weights rebuilt from the optimizer partitions (zero_to_fp32) */
@@ -192,6 +215,8 @@ typedef struct ckpt_open_options {
     size_t size;                   /* sizeof(ckpt_open_options): set by ckpt_open_options_default */
     ckpt_limits limits;
     ckpt_deepspeed_weights deepspeed_weights;
+    ckpt_event_fn events;          /* each file mapped and tensor catalogued while opening, or NULL; */
+    void *events_payload;          /* non-zero cancels the open */
 } ckpt_open_options;
 
 /* Fills `opts` with the defaults: ckpt_limits_default, fp32 DeepSpeed weights. */
@@ -661,6 +686,8 @@ typedef struct ckpt_diff_options {
     double max_abs_error;    /* values within these bounds count as equal (0: exact) */
     double max_rel_error;
     const ckpt_open_options *open; /* how to open both checkpoints (NULL: the defaults) */
+    ckpt_event_fn events;          /* each tensor of the first checkpoint once compared (done/total: its */
+    void *events_payload;          /* bytes), or NULL; non-zero cancels the run (CKPT_ERR_CANCELLED) */
 } ckpt_diff_options;
 
 /* Fills `opts` with the defaults: values compared exactly, default open options. */

@@ -359,13 +359,22 @@ int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *given, ckpt
         rc = ckpt_source_open_ext(&sb, b, opts->open, err);
     struct reporter r;
     reporter_init(&r, fn, payload);
+    uint64_t total = 0, done = 0;   /* the first checkpoint's bytes, for the events */
+    for (size_t i = 0; !rc && i < ckpt_source_tensor_count(sa); i++)
+        if (!ckpt_add_u64(total, ckpt_source_tensor(sa, i)->nbytes, &total))
+            total = UINT64_MAX;
     for (size_t i = 0; !rc && i < ckpt_source_tensor_count(sa) && !atomic_load(&r.stop); i++) {
         struct side sides[2] = {{.src = sa, .index = i}, {.src = sb}};
-        const char *name = ckpt_source_tensor(sa, i)->name;
-        if (ckpt_source_find(sb, name, &sides[1].index) != CKPT_OK)
+        const ckpt_tensor *t = ckpt_source_tensor(sa, i);
+        if (ckpt_source_find(sb, t->name, &sides[1].index) != CKPT_OK)
             report_one_sided(&r, sa, i, a, sb, b);
         else
             rc = diff_tensor(&sides[0], &sides[1], opts, &r, err);
+        if (!ckpt_add_u64(done, t->nbytes, &done) || done > total)
+            done = total;
+        const ckpt_event ev = {.kind = CKPT_EVENT_TENSOR, .path = a, .tensor = t->name, .done = done, .total = total};
+        if (!rc && opts->events && opts->events(opts->events_payload, &ev) != 0)
+            rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s and %s: comparison cancelled", a, b);
     }
     for (size_t j = 0; !rc && j < ckpt_source_tensor_count(sb) && !atomic_load(&r.stop); j++) {
         size_t i;
@@ -376,8 +385,9 @@ int ckpt_diff(const char *a, const char *b, const ckpt_diff_options *given, ckpt
     if (summary)
         *summary = r.summary;
     if (!rc && r.summary.failures)
-        rc = ckpt_fail(err, CKPT_ERR_MISMATCH, "%s and %s differ in %llu of %llu tensors", a, b,
-                       (unsigned long long)r.summary.failures, (unsigned long long)r.summary.checks);
+        rc = ckpt_fail(err, CKPT_ERR_MISMATCH, "%s and %s differ in %llu of %llu tensor%s", a, b,
+                       (unsigned long long)r.summary.failures, (unsigned long long)r.summary.checks,
+                       r.summary.checks == 1 ? "" : "s");
     reporter_free(&r);
     ckpt_source_free(sa);
     ckpt_source_free(sb);
