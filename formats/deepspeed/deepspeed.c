@@ -309,7 +309,7 @@ static int fp32_refused(const struct folder *f, ckpt_error *err)
     return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: a DeepSpeed MoE checkpoint (%zu expert files): the fp32 weights "
                      "of its expert parameter groups cannot be rebuilt from the ZeRO partitions (each holds one "
                      "expert-parallel rank's experts, and param_shapes names rank 0's only; DeepSpeed's "
-                     "zero_to_fp32 cannot either): read the 16-bit module weights (--deepspeed-weights module)",
+                     "zero_to_fp32 cannot either): read the 16-bit module weights (deepspeed_weights module)",
                      f->dir, f->expert_count);
 }
 

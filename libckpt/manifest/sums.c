@@ -207,7 +207,7 @@ int sums_format_line(ckpt_sums_format format, const char *hex, const char *path,
             n += (size_t)snprintf(shown + n, sizeof shown - n, "%s",
                                   *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : (char[2]){*p, 0});
         return ckpt_fail(err, CKPT_ERR_UNSUPPORTED,
-                         "%s: a name with a line break cannot be listed for xxhsum (--format sha256 escapes it)", shown);
+                         "%s: a name with a line break cannot be listed for xxhsum (the sha256 format escapes it)", shown);
     }
     if (format == CKPT_SUMS_XXH128)
         escape = false;
