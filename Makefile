@@ -4,7 +4,7 @@
 #   make demo             the main job on the bundled sample checkpoint
 #   make check            every test suite
 #   make check-asan       the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make bench            benchmarks (figures in README.md)
+#   make bench            benchmarks, paired with baselines (BENCH_SIZES="2 8" GiB; tables in bench/results/)
 #   make fuzz             every libFuzzer target for FUZZ_SECONDS (make fuzz-campaign: FUZZ_CPU_MINUTES each)
 #   make install PREFIX=/usr/local DESTDIR=   (LIBDIR=, MANDIR=... for distributions)
 #   make deb              Debian packages into build/deb/ (dpkg-buildpackage); make check-deb tests them

@@ -6,7 +6,7 @@
 #          the install tests' CMake and static links)
 #   deb    what dpkg-buildpackage needs (make deb, make check-deb)
 #   fuzz   clang with libFuzzer
-#   bench  GNU time, for peak RSS
+#   bench  hyperfine (paired runs), GNU time (peak RSS), zstd (bundle baselines), python3 (the harness)
 set -eu
 
 packages_for() {
@@ -15,7 +15,7 @@ packages_for() {
     test) echo "check libxml2-utils python3-numpy xxhash cmake liblz4-dev libacl1-dev" ;;
     deb) echo "dpkg-dev debhelper fakeroot" ;;
     fuzz) echo "clang libclang-rt-14-dev" ;;
-    bench) echo "time" ;;
+    bench) echo "time hyperfine zstd python3" ;;
     *) echo "ensure-deps.sh: unknown group $1" >&2; exit 2 ;;
     esac
 }
