@@ -70,8 +70,20 @@ check "the CMake-built embed links the installed shared library and lists the sa
 check "the CMake-built embed_static holds libckpt and lists the sample" \
     '! ldd "$prefix/cmake-build/embed_static" | grep -q libckpt &&
      "$prefix/cmake-build/embed_static" testdata/sample | head -n 1 | grep -q "safetensors, 21 tensors"'
+# a staged copy (DESTDIR) moved away from the prefix it was built for: the package finds itself
+check "the CMake package works from a DESTDIR copy, away from its PREFIX" \
+    '${MAKE:-make} -s install DESTDIR="$static/stage" PREFIX=/opt/libckpt BUILD="$CKPT_BUILD" SANITIZE="${SANITIZE:-}" >/dev/null &&
+     cmake -S examples -B "$static/cmake-build" -DCMAKE_PREFIX_PATH="$static/stage/opt/libckpt" -DCMAKE_C_FLAGS="$san" \
+        -DCMAKE_EXE_LINKER_FLAGS="$san" >"$static/cmake.log" 2>&1 &&
+     cmake --build "$static/cmake-build" >>"$static/cmake.log" 2>&1 &&
+     "$static/cmake-build/embed" testdata/sample | head -n 1 | grep -q "safetensors, 21 tensors" ||
+     { cat "$static/cmake.log"; false; }'
 check "the CMake package refuses a request for another minor version before 1.0" \
     'mkdir -p "$prefix/cmake-v" && printf "cmake_minimum_required(VERSION 3.13)\nproject(v C)\nfind_package(libckpt 0.99 REQUIRED)\n" \
         >"$prefix/cmake-v/CMakeLists.txt" &&
      ! cmake -S "$prefix/cmake-v" -B "$prefix/cmake-v/b" -DCMAKE_PREFIX_PATH="$prefix" >"$prefix/cmake-v.log" 2>&1 &&
      grep -q "0.1.0" "$prefix/cmake-v.log"'
+check "make uninstall removes every file make install wrote" \
+    '${MAKE:-make} -s uninstall PREFIX="$static" >/dev/null && rm -f "$static/embed" "$static/embed-full" "$static/ld.log" &&
+     left=$(find "$static" \( -path "$static/stage" -o -path "$static/cmake-build" \) -prune -o \
+         ! -type d ! -name cmake.log -print) && [ -z "$left" ] || { echo "# left: $left"; false; }'
