@@ -51,6 +51,7 @@ static inline bool format_dir_has(const struct ckpt_fs *fs, const char *path, co
 }
 
 /* The readers, in the order they are asked. */
+extern const struct format_reader format_deepseek_mp;
 extern const struct format_reader format_safetensors;
 extern const struct format_reader format_deepspeed;
 extern const struct format_reader format_torch;

@@ -12,6 +12,7 @@
 
 /* Most specific first: a folder may hold files that a later reader would also accept. */
 static const struct format_reader *const readers[] = {
+    &format_deepseek_mp,
     &format_safetensors,
     &format_deepspeed,
     &format_torch,

@@ -25,6 +25,10 @@ bool hf_metadata_flag(const ckpt_source *src, const char *key)
 int hf_arch_of(const ckpt_source *src, enum hf_arch *out, ckpt_error *err)
 {
     *out = HF_ARCH_NONE;
+    if (ckpt_source_metadata_value(src, "deepseek.model_parallel")) {
+        *out = HF_ARCH_DEEPSEEK_MP;
+        return CKPT_OK;
+    }
     if (!ckpt_source_metadata_value(src, "megatron.hidden_size"))
         return CKPT_OK;
     bool experts = hf_metadata_int(src, "megatron.num_experts") > 0;
@@ -50,6 +54,7 @@ const char *hf_arch_name(enum hf_arch arch)
     case HF_ARCH_QWEN3: return "Qwen3";
     case HF_ARCH_QWEN3_MOE: return "Qwen3-MoE";
     case HF_ARCH_DEEPSEEK_V3: return "DeepSeek-V3";
+    case HF_ARCH_DEEPSEEK_MP: return "DeepSeek-V3 (DeepSeek's inference shards)";
     default: return "none";
     }
 }

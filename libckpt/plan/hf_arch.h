@@ -17,10 +17,12 @@ enum hf_arch {
     HF_ARCH_QWEN3,        /* grouped-query attention with per-head q/k norms */
     HF_ARCH_QWEN3_MOE,    /* the same with routed experts and no shared expert */
     HF_ARCH_DEEPSEEK_V3,  /* multi-latent attention, routed and shared experts, MTP layers */
+    HF_ARCH_DEEPSEEK_MP,  /* DeepSeek-V3's own inference shards (deepseek.* metadata): renamed only */
 };
 
 /*
- * The architecture of `src`: multi_latent_attention gives DeepSeek-V3;
+ * The architecture of `src`: DeepSeek-V3's inference shards give
+ * HF_ARCH_DEEPSEEK_MP; of a Megatron source, multi_latent_attention gives DeepSeek-V3;
  * routed experts with q/k norms and no shared expert Qwen3-MoE; q/k norms
  * alone Qwen3; otherwise Llama.  MoE layouts none of them has (a shared
  * expert beside grouped-query attention, as Qwen2-MoE; experts without q/k

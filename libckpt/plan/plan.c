@@ -79,7 +79,11 @@ static int build_rules(struct ruleset *rs, const ckpt_convert_options *o, const 
 
 /* ---- deciding each tensor ---- */
 
-/* The fp8 scale tensor for weight `t`, when dequantization applies; SIZE_MAX otherwise. */
+/*
+ * The fp8 scale tensor for weight `t`, when dequantization applies; SIZE_MAX
+ * otherwise.  Hugging Face names it W_scale_inv; DeepSeek's inference shards
+ * name X.weight's X.scale (inference/convert.py line 60).
+ */
 static size_t find_scale(const struct ckpt_plan *plan, const ckpt_tensor *t, ckpt_dtype out_dtype)
 {
     if (!is_fp8(t->dtype) || is_fp8(out_dtype) || t->rank != 2)
@@ -92,6 +96,11 @@ static size_t find_scale(const struct ckpt_plan *plan, const ckpt_tensor *t, ckp
     memcpy(scale_name + n, SCALE_SUFFIX, sizeof SCALE_SUFFIX);
     size_t index;
     int found = ckpt_source_find(plan->src, scale_name, &index);
+    if (found != CKPT_OK && n > 7 && strcmp(t->name + n - 7, ".weight") == 0 &&
+        ckpt_source_metadata_value(plan->src, "deepseek.model_parallel")) {
+        memcpy(scale_name + n - 7, ".scale", 7);
+        found = ckpt_source_find(plan->src, scale_name, &index);
+    }
     free(scale_name);
     if (found != CKPT_OK)
         return SIZE_MAX;

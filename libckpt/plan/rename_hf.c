@@ -155,6 +155,8 @@ int rename_hf_add(struct ruleset *rs, const char *set, const ckpt_source *src, b
     if (!rc && llama_only && arch != HF_ARCH_LLAMA && arch != HF_ARCH_NONE)
         rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: rename set %s is for Llama-architecture checkpoints; this one "
                        "is %s: use the rename set hf", ckpt_source_path(src), set, hf_arch_name(arch));
+    if (!rc && arch == HF_ARCH_DEEPSEEK_MP)
+        return rename_deepseek_add(rs, set, err);
     if (!rc)
         rc = ruleset_parse(rs, common, set, err);
     if (!rc)

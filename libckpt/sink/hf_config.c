@@ -217,7 +217,7 @@ int hf_config(const struct ckpt_plan *plan, const char *torch_dtype, json_t **ou
     enum hf_arch arch;
     *out = NULL;
     int rc = hf_arch_of(plan->src, &arch, err);
-    if (rc || arch == HF_ARCH_NONE)
+    if (rc || arch == HF_ARCH_NONE || arch == HF_ARCH_DEEPSEEK_MP)   /* no arguments to write one from */
         return rc;
     if (arch == HF_ARCH_LLAMA)
         return llama_config(plan, torch_dtype, out, err);

@@ -17,6 +17,14 @@ this script's folder.  It writes, the same bytes on every run:
   and k_norm, 8 routed experts, no shared expert, a router without bias.
 
 Every tensor is bf16 but the router bias (F32 with full mantissas, so that a lossy cast shows).
+The DeepSeek-V3-like model's linears are the ones DeepSeek ships in fp8 (every attention and MLP
+projection of the decoder and MTP layers; inference/model.py builds each Linear in float8_e4m3fn,
+line 760; the router, embeddings, output layer, norms and eh_proj stay bf16): each holds exactly
+the bf16 value of an fp8 e4m3 code times its block's F32 scale, (code * scale_inv).to(bfloat16) as
+DeepSeek's fp8_cast_bf16.py and transformers dequantize, with FP8_BLOCK x FP8_BLOCK blocks
+(DeepSeek's are 128 x 128; 4 here, so that every tensor has several and DeepSeek's mp=2 shards,
+make_hf_sources.py, cut whole blocks) and scale = block amax / 448.  So the fp8 release and every
+bf16 training layout of make_*.py are the same model, bit for bit (FP8 keeps the codes and scales).
 The sizes are small but chosen so that mistakes show: no weight is square, the dense, expert
 and shared-expert widths differ from each other and from every attention width, heads and
 widths divide by 2 (tensor-parallel fixtures) and the 8 experts by 2 and 4 (expert-parallel),
@@ -34,6 +42,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from safetensors_file import save_safetensors  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "contracts"))
+import make_contracts  # noqa: E402
 
 # DeepSeek-V3-like: the Hugging Face config names (configuration_deepseek_v3.py).
 DEEPSEEK_V3 = {
@@ -58,6 +69,36 @@ QWEN3_MOE = {
 }
 
 
+FP8_BLOCK = 4
+FP8 = {}   # DeepSeek-V3-like linear name -> (e4m3 codes uint8 [out, in], weight_scale_inv F32 [out/B, in/B])
+
+
+def e4m3_table():
+    """The value of every float8 e4m3fn code (contracts' table), its NaN codes 0x7F and 0xFF never chosen."""
+    t = make_contracts.e4m3_table()
+    t[0x7F] = t[0xFF] = float("inf")
+    return t
+
+
+E4M3 = e4m3_table()
+
+
+def fp8_blocks(w):
+    """w's e4m3 codes (nearest value, first on ties) and block scales amax / 448, as DeepSeek's blocks."""
+    out, inp = w.shape
+    b = FP8_BLOCK
+    amax = w.float().abs().reshape(out // b, b, inp // b, b).amax(dim=(1, 3))
+    scale = torch.where(amax > 0, amax / 448, torch.ones_like(amax))
+    x = w.float() / scale.repeat_interleave(b, 0).repeat_interleave(b, 1)
+    codes = (x.reshape(-1, 1) - E4M3.reshape(1, -1)).abs().argmin(dim=1).to(torch.uint8).reshape(out, inp)
+    return codes, scale
+
+
+def fp8_dequant(codes, scale):
+    b = FP8_BLOCK
+    return (E4M3[codes.long()] * scale.repeat_interleave(b, 0).repeat_interleave(b, 1)).to(torch.bfloat16)
+
+
 class Random:
     """Deterministic values: weights ~ N(0, 0.05^2) and norms ~ 1 + N(0, 0.05^2) in bf16."""
 
@@ -73,38 +114,50 @@ class Random:
     def f32(self, n):
         return torch.randn(n, generator=self.g) * 0.01
 
+    def fp8(self, name, *shape):
+        """A weight as DeepSeek ships it: fp8 codes and block scales (kept in FP8), dequantized to bf16."""
+        codes, scale = fp8_blocks(self.weight(*shape))
+        FP8[name] = (codes, scale)
+        return fp8_dequant(codes, scale)
+
 
 def deepseek_v3_layer(t, r, p, c, moe):
     h, n = c["hidden_size"], c["num_attention_heads"]
     q_head = c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
+
+    def fp8(name, *shape):
+        t[p + name] = r.fp8(p + name, *shape)
+
     t[p + "input_layernorm.weight"] = r.norm(h)
-    t[p + "self_attn.q_a_proj.weight"] = r.weight(c["q_lora_rank"], h)
+    fp8("self_attn.q_a_proj.weight", c["q_lora_rank"], h)
     t[p + "self_attn.q_a_layernorm.weight"] = r.norm(c["q_lora_rank"])
-    t[p + "self_attn.q_b_proj.weight"] = r.weight(n * q_head, c["q_lora_rank"])
-    t[p + "self_attn.kv_a_proj_with_mqa.weight"] = r.weight(c["kv_lora_rank"] + c["qk_rope_head_dim"], h)
+    fp8("self_attn.q_b_proj.weight", n * q_head, c["q_lora_rank"])
+    fp8("self_attn.kv_a_proj_with_mqa.weight", c["kv_lora_rank"] + c["qk_rope_head_dim"], h)
     t[p + "self_attn.kv_a_layernorm.weight"] = r.norm(c["kv_lora_rank"])
-    t[p + "self_attn.kv_b_proj.weight"] = r.weight(n * (c["qk_nope_head_dim"] + c["v_head_dim"]), c["kv_lora_rank"])
-    t[p + "self_attn.o_proj.weight"] = r.weight(h, n * c["v_head_dim"])
+    fp8("self_attn.kv_b_proj.weight", n * (c["qk_nope_head_dim"] + c["v_head_dim"]), c["kv_lora_rank"])
+    fp8("self_attn.o_proj.weight", h, n * c["v_head_dim"])
     t[p + "post_attention_layernorm.weight"] = r.norm(h)
     if not moe:
-        swiglu(t, r, p + "mlp.", h, c["intermediate_size"])
+        swiglu(t, r, p + "mlp.", h, c["intermediate_size"], fp8=True)
         return
     e = c["n_routed_experts"]
     t[p + "mlp.gate.weight"] = r.weight(e, h)
     t[p + "mlp.gate.e_score_correction_bias"] = r.f32(e)
     for x in range(e):
-        swiglu(t, r, p + f"mlp.experts.{x}.", h, c["moe_intermediate_size"])
-    swiglu(t, r, p + "mlp.shared_experts.", h, c["moe_intermediate_size"] * c["n_shared_experts"])
+        swiglu(t, r, p + f"mlp.experts.{x}.", h, c["moe_intermediate_size"], fp8=True)
+    swiglu(t, r, p + "mlp.shared_experts.", h, c["moe_intermediate_size"] * c["n_shared_experts"], fp8=True)
 
 
-def swiglu(t, r, p, hidden, width):
-    t[p + "gate_proj.weight"] = r.weight(width, hidden)
-    t[p + "up_proj.weight"] = r.weight(width, hidden)
-    t[p + "down_proj.weight"] = r.weight(hidden, width)
+def swiglu(t, r, p, hidden, width, fp8=False):
+    make = (lambda name, *shape: r.fp8(name, *shape)) if fp8 else (lambda name, *shape: r.weight(*shape))
+    t[p + "gate_proj.weight"] = make(p + "gate_proj.weight", width, hidden)
+    t[p + "up_proj.weight"] = make(p + "up_proj.weight", width, hidden)
+    t[p + "down_proj.weight"] = make(p + "down_proj.weight", hidden, width)
 
 
 def deepseek_v3_tensors():
     """The DeepSeek-V3-like model's tensors, name -> tensor, in module order."""
+    FP8.clear()
     c, r, t = DEEPSEEK_V3, Random(20261203), {}
     h, layers = c["hidden_size"], c["num_hidden_layers"]
     t["model.embed_tokens.weight"] = r.weight(c["vocab_size"], h)

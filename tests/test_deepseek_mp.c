@@ -1,0 +1,85 @@
+/*
+ * test_deepseek_mp.c: DeepSeek-V3's own inference shards (testdata/moe/make_hf_sources.py:
+ * the tiny DeepSeek-V3-like model's fp8 release through DeepSeek's inference/convert.py with
+ * --model-parallel 2).  The merge is checked against the original by test_moe_sources.c; here,
+ * how it is presented and what is refused.
+ */
+#include "helpers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COUNT(a) (sizeof a / sizeof a[0])
+
+/* Cut tensors whole again, routed experts from the file of their range, names DeepSeek's. */
+START_TEST(merged_under_deepseek_names)
+{
+    static const struct {
+        const char *name, *file;
+        uint64_t shape[2];
+    } want[] = {
+        {"embed.weight", "model0-mp2.safetensors", {100, 48}},              /* dim 0, 50 rows each */
+        {"layers.0.attn.wo.weight", "model0-mp2.safetensors", {48, 32}},    /* dim 1 */
+        {"layers.0.attn.wo.scale", "model0-mp2.safetensors", {12, 8}},      /* in whole 4 x 4 blocks */
+        {"layers.0.attn.wkv_a.weight", "model0-mp2.safetensors", {16, 48}}, /* copied into both */
+        {"layers.3.ffn.experts.6.w2.weight", "model1-mp2.safetensors", {48, 20}},
+        {"layers.3.ffn.shared_experts.w1.weight", "model0-mp2.safetensors", {40, 48}},
+    };
+    char *path = test_testdata("moe/deepseek_v3_mp");
+    ckpt_source *src = test_open(path);
+    ck_assert_str_eq(ckpt_source_format(src), "deepseek-mp");
+    ck_assert_str_eq(ckpt_source_metadata_value(src, "deepseek.model_parallel"), "2");
+    ck_assert_str_eq(ckpt_source_metadata_value(src, "deepseek.n_routed_experts"), "8");
+    for (size_t i = 0; i < COUNT(want); i++) {
+        size_t at;
+        ck_assert_msg(ckpt_source_find(src, want[i].name, &at) == CKPT_OK, "no %s", want[i].name);
+        const ckpt_tensor *t = ckpt_source_tensor(src, at);
+        ck_assert_mem_eq(t->shape, want[i].shape, sizeof want[i].shape);
+        ck_assert_msg(strstr(ckpt_source_file_path(src, t->file), want[i].file), "%s: %s", want[i].name,
+                      ckpt_source_file_path(src, t->file));
+    }
+    size_t at;
+    ck_assert_int_ne(ckpt_source_find(src, "layers.5.attn_norm.weight", &at), CKPT_OK);   /* MTP: dropped */
+    ckpt_source_free(src);
+    free(path);
+}
+END_TEST
+
+START_TEST(damaged_shards_refused)
+{
+    static const struct {
+        const char *damage, *needles[2];
+    } cases[] = {
+        {"rm model1-mp2.safetensors", {"model1-mp2.safetensors: missing", NULL}},
+        {"cp model1-mp2.safetensors model0-mp2.safetensors",
+         {"model0-mp2.safetensors: routed expert tensor", "file 0 holds experts [0, 4) of 8"}},
+        {"cp model1-mp2.safetensors model2-mp3.safetensors", {"model2-mp3.safetensors: not one of 2", NULL}},
+    };
+    char *tmp = test_tmpdir(), *good = test_testdata("moe/deepseek_v3_mp");
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        char cmd[4096], *copy = test_join(tmp, "mp"), *err = NULL;
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && cd '%s' && %s", good, copy, copy, cases[i].damage);
+        ck_assert_int_eq(system(cmd), 0);
+        ck_assert_int_eq(test_ckpt(NULL, &err, "inspect '%s'", copy), 3);
+        for (size_t k = 0; k < 2 && cases[i].needles[k]; k++)
+            ck_assert_msg(strstr(err, cases[i].needles[k]), "'%s' not in: %s", cases[i].needles[k], err);
+        free(err);
+        test_rmtree(copy);
+        free(copy);
+    }
+    test_rmtree(tmp);
+    free(good);
+    free(tmp);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("deepseek_mp");
+    TCase *tc = tcase_create("deepseek_mp");
+    tcase_add_test(tc, merged_under_deepseek_names);
+    tcase_add_test(tc, damaged_shards_refused);
+    suite_add_tcase(s, tc);
+    return test_main(s);
+}
