@@ -105,6 +105,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_manifest(int argc, char **argv);
 int cmd_manifest_sums(int argc, char **argv);     /* argv[0] is "sums" */
+int cmd_manifest_create(int argc, char **argv);   /* argv[0] is "create" */
 int cmd_pack(int argc, char **argv);
 int cmd_unpack(int argc, char **argv);
 

@@ -13,7 +13,7 @@ static const struct command {
     {"convert", "convert a checkpoint for Ascend inference, with a manifest", cmd_convert},
     {"verify", "prove a converted folder intact (and faithful to its source)", cmd_verify},
     {"diff", "compare two checkpoints of any formats and layouts", cmd_diff},
-    {"manifest", "merge the parts of `convert --part K/N`; checksum lists (sums)", cmd_manifest},
+    {"manifest", "a source's manifest (create), checksum lists (sums), merge parts", cmd_manifest},
     {"pack", "compress a checkpoint into a bundle, readable in place", cmd_pack},
     {"unpack", "write the files a bundle holds, byte for byte, checked", cmd_unpack},
 };

@@ -1,6 +1,6 @@
 /*
  * manifest.c: `ckpt manifest merge DST`: join the parts of `convert --part K/N` into DST;
- * `ckpt manifest sums` (sums.c) is dispatched from here.
+ * `ckpt manifest sums` and `ckpt manifest create` (sums.c) are dispatched from here.
  */
 #include "cli.h"
 
@@ -9,7 +9,8 @@
 
 static const char manifest_help[] =
     "Usage: ckpt manifest merge DST [--force] [--json]\n"
-    "       ckpt manifest sums DIR [--format xxh128|sha256]   (see ckpt manifest sums --help)\n"
+    "       ckpt manifest create SRC [-o FILE]   the manifest of a source (manifest create --help)\n"
+    "       ckpt manifest sums DIR [--format xxh128|sha256]   checksum lists (manifest sums --help)\n"
     "Joins the parts that `ckpt convert SRC DST --part K/N` wrote into DST.ckpt-parts/\n"
     "into DST: the same bytes a single `ckpt convert SRC DST` writes (shards, index,\n"
     "config.json, side files, ckpt-manifest.json).  Refuses (exit 3) when a part is\n"
@@ -29,6 +30,8 @@ int cmd_manifest(int argc, char **argv)
     };
     if (argc >= 2 && strcmp(argv[1], "sums") == 0)
         return cmd_manifest_sums(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "create") == 0)
+        return cmd_manifest_create(argc - 1, argv + 1);
     int force = 0, json = 0, c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {

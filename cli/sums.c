@@ -1,6 +1,10 @@
-/* sums.c: `ckpt manifest sums DIR`: the lines `sha256sum -c` and `xxhsum -c` check. */
+/*
+ * sums.c: `ckpt manifest sums DIR`, the lines `sha256sum -c` and `xxhsum -c` check, and
+ * `ckpt manifest create SRC`, the manifest of a source before it travels.
+ */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,16 @@ static const char sums_help[] =
     "  --jobs N      hashing threads (default: one per core)\n"
     "  --quiet       no progress line (one is drawn on a terminal)\n"
     "  -h, --help    show this help\n";
+
+static int parse_jobs(const char *command, const char *text, unsigned *jobs)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (*end || v < 1 || v > 64)
+        return cli_usage_error(command, "--jobs takes 1 to 64, not '%s'", text);
+    *jobs = (unsigned)v;
+    return EXIT_OK;
+}
 
 struct printer {
     struct cli_progress progress;
@@ -54,14 +68,10 @@ int cmd_manifest_sums(int argc, char **argv)
             else
                 return cli_usage_error("manifest sums", "--format takes xxh128 or sha256, not '%s'", optarg);
             break;
-        case 'j': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 64)
-                return cli_usage_error("manifest sums", "--jobs takes 1 to 64, not '%s'", optarg);
-            opts.jobs = (unsigned)v;
+        case 'j':
+            if (parse_jobs("manifest sums", optarg, &opts.jobs))
+                return EXIT_USAGE;
             break;
-        }
         case 'q': quiet = 1; break;
         case 'h': fputs(sums_help, stdout); return EXIT_OK;
         default: return cli_usage_error("manifest sums", "unknown option '%s'", argv[optind - 1]);
@@ -85,4 +95,101 @@ int cmd_manifest_sums(int argc, char **argv)
     if (rc)
         return cli_fail("manifest sums", &err);
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+}
+
+static const char create_help[] =
+    "Usage: ckpt manifest create SRC [-o FILE] [options]\n"
+    "Writes the manifest of the checkpoint SRC as it is, converting nothing: every file\n"
+    "under SRC with its size and XXH3-128, every tensor with the XXH3-128 of its logical\n"
+    "bytes (docs/manifest.md).  Made before a checkpoint travels; where it arrives,\n"
+    "`ckpt verify DIR --sums FILE` checks the copy against it.\n\n"
+    "  -o, --output FILE    write to FILE (replaced atomically) instead of standard output\n"
+    "  --jobs N             hashing threads (default: one per core)\n"
+    CLI_OPEN_HELP
+    "  --quiet              no progress line (one is drawn on a terminal)\n"
+    "  -h, --help           show this help\n";
+
+/* Writes `text` to `path` through a temporary file beside it, renamed into place when complete. */
+static int write_atomically(const char *path, const char *text)
+{
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return EXIT_OUTPUT;
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path + 1) : 0;
+    snprintf(tmp, n, "%.*s.%s.XXXXXX", dir_len, path, slash ? slash + 1 : path);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    if (f)
+        ok = fclose(f) == 0 && ok;
+    else if (fd >= 0)
+        close(fd);
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok) {
+        fprintf(stderr, "ckpt manifest create: cannot write %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            unlink(tmp);
+    }
+    free(tmp);
+    return ok ? EXIT_OK : EXIT_OUTPUT;
+}
+
+int cmd_manifest_create(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"output", required_argument, NULL, 'o'}, {"jobs", required_argument, NULL, 'j'},
+        {"quiet", no_argument, NULL, 'q'},         CLI_OPEN_OPTIONS,
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    ckpt_manifest_options opts;
+    ckpt_manifest_options_default(&opts);
+    ckpt_open_options open;
+    ckpt_open_options_default(&open);
+    opts.open = &open;
+    const char *output = NULL;
+    int quiet = 0, c, status;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:qj:", options, NULL)) != -1) {
+        switch (c) {
+        case 'o': output = optarg; break;
+        case 'j':
+            if (parse_jobs("manifest create", optarg, &opts.jobs))
+                return EXIT_USAGE;
+            break;
+        case 'q': quiet = 1; break;
+        CLI_OPEN_CASES:
+            if ((status = cli_parse_open_option("manifest create", c, optarg, &open)))
+                return status;
+            break;
+        case 'h': fputs(create_help, stdout); return EXIT_OK;
+        default: return cli_usage_error("manifest create", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("manifest create", "expects one checkpoint, got %d paths", argc - optind);
+    struct cli_progress progress;
+    cli_progress_start(&progress);
+    if (!quiet && isatty(STDERR_FILENO)) {
+        opts.progress = cli_progress_show;
+        opts.progress_payload = &progress;
+    }
+    char *json = NULL;
+    ckpt_error err = {0};
+    int rc = ckpt_manifest_create(argv[optind], &opts, &json, &err);
+    cli_progress_clear(&progress);
+    if (rc)
+        return cli_fail("manifest create", &err);
+    if (output && strcmp(output, "-") != 0) {
+        status = write_atomically(output, json);
+    } else {
+        status = fputs(json, stdout) >= 0 && fputc('\n', stdout) != EOF && fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+        if (status)
+            fprintf(stderr, "ckpt manifest create: cannot write to standard output\n");
+    }
+    ckpt_free(json);
+    return status;
 }

@@ -15,8 +15,9 @@ _ckpt_opts_verify="--against --sums --max-abs-error --max-rel-error --jobs $_ckp
     -v --verbose --quiet -h --help"
 _ckpt_opts_diff="--names-only --max-abs-error --max-rel-error $_ckpt_source_opts --json --junit -v -h"
 # a command with subcommands: _ckpt_subcommands_CMD, and _ckpt_opts_CMD_SUB for each
-_ckpt_subcommands_manifest="merge sums"
+_ckpt_subcommands_manifest="merge create sums"
 _ckpt_opts_manifest_merge="--force --json -h --help"
+_ckpt_opts_manifest_create="-o --output --jobs $_ckpt_source_opts --quiet -h --help"
 _ckpt_opts_manifest_sums="--format --jobs --quiet -h --help"
 _ckpt_opts_pack="--frame-size --volume-size --level --jobs --part --merge --force $_ckpt_source_opts
     --json --quiet -h --help"

@@ -42,7 +42,7 @@ check "completion: the choices of --target" \
 check "completion: the choices of --target=, split at = as bash does" \
     '[ "$(complete_words convert src dst --target = a)" = "$(lines ascend-310p ascend-910b)" ]'
 check "completion: no guess for a number" '[ -z "$(complete_words convert src --jobs "")" ]'
-check "completion: manifest's subcommands" '[ "$(complete_words manifest "")" = "$(lines merge sums)" ]'
+check "completion: manifest's subcommands" '[ "$(complete_words manifest "")" = "$(lines merge create sums)" ]'
 check "completion: paths for SRC" \
     '[ "$(complete_words inspect testdata/sample_)" = "$(lines testdata/sample_golden.json)" ]'
 check "completion: global options before a command" \

@@ -750,6 +750,31 @@ CKPT_API int ckpt_sums(const char *dir, const ckpt_sums_options *opts, ckpt_sum_
 CKPT_API int ckpt_verify_sums(const char *dir, const char *sums, const ckpt_sums_options *opts, ckpt_finding_fn fn,
                               void *payload, ckpt_verify_summary *summary, ckpt_error *err);
 
+/* How ckpt_manifest_create reads its source. */
+typedef struct ckpt_manifest_options {
+    size_t size;                   /* sizeof(ckpt_manifest_options): set by ckpt_manifest_options_default */
+    const ckpt_open_options *open; /* how the source is opened (NULL: the defaults) */
+    unsigned jobs;                 /* hashing threads; 0: one per core */
+    ckpt_progress_fn progress;     /* bytes hashed so far, or NULL; one call at a time; non-zero cancels */
+    void *progress_payload;
+} ckpt_manifest_options;
+
+CKPT_API void ckpt_manifest_options_default(ckpt_manifest_options *opts);
+
+/*
+ * The manifest of a source as it is, converting nothing: ckpt-manifest.json's
+ * format with "target": null, "files" every file under SRC (as ckpt_sums
+ * lists them) with its size and XXH3-128, and "tensors" every tensor as
+ * ckpt_source_read presents it, with the XXH3-128 of those logical bytes.
+ * Paths are relative to SRC.  `*json` receives the document as a
+ * NUL-terminated string, freed with ckpt_free.
+ */
+CKPT_API int ckpt_manifest_create(const char *src, const ckpt_manifest_options *opts, char **json,
+                                  ckpt_error *err);
+
+/* Frees memory the library handed over (ckpt_manifest_create's text). */
+CKPT_API void ckpt_free(void *p);
+
 /* ======================================================================
  * Bundles: a checkpoint compressed for transport, read in place (docs/bundle.md)
  * ====================================================================== */

@@ -234,6 +234,37 @@ int sums_format_line(ckpt_sums_format format, const char *hex, const char *path,
 
 /* ---- ckpt_sums ---- */
 
+void sums_progress_init(struct sums_progress *p, ckpt_progress_fn fn, void *payload)
+{
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+    p->fn = fn;
+    p->payload = payload;
+}
+
+int sums_progress_add(void *progress, uint64_t bytes)
+{
+    struct sums_progress *p = progress;
+    pthread_mutex_lock(&p->lock);
+    p->done += bytes;
+    int stop = p->fn && p->fn(p->payload, p->done, p->total) != 0;
+    pthread_mutex_unlock(&p->lock);
+    if (stop)
+        atomic_store(&p->stop, 1);
+    return stop;
+}
+
+void sums_progress_fail(struct sums_progress *p, int rc, const ckpt_error *err)
+{
+    pthread_mutex_lock(&p->lock);
+    if (!p->rc || (p->rc == CKPT_ERR_CANCELLED && rc != CKPT_ERR_CANCELLED)) {
+        p->rc = rc;
+        p->err = *err;
+    }
+    pthread_mutex_unlock(&p->lock);
+    atomic_store(&p->stop, 1);
+}
+
 struct sums_run {
     const char *dir;
     bool single;                 /* dir is the one file */
@@ -241,46 +272,23 @@ struct sums_run {
     ckpt_sums_format format;
     char (*hex)[SUMS_HEX_MAX + 1];
     atomic_size_t next;
-    atomic_int stop;
-    pthread_mutex_t lock;
-    ckpt_progress_fn progress;
-    void *progress_payload;
-    uint64_t done, total;
-    int rc;
-    ckpt_error err;
+    struct sums_progress p;
 };
-
-static int count_bytes(void *ctx, uint64_t bytes)
-{
-    struct sums_run *r = ctx;
-    pthread_mutex_lock(&r->lock);
-    r->done += bytes;
-    int stop = r->progress && r->progress(r->progress_payload, r->done, r->total) != 0;
-    pthread_mutex_unlock(&r->lock);
-    return stop;
-}
 
 static void *sums_worker(void *arg)
 {
     struct sums_run *r = arg;
     for (;;) {
         size_t i = atomic_fetch_add(&r->next, 1);
-        if (i >= r->files->count || atomic_load(&r->stop))
+        if (i >= r->files->count || atomic_load(&r->p.stop))
             break;
         char *path = r->single ? strdup(r->dir) : join(r->dir, r->files->items[i].path);
         ckpt_error err;
-        int rc = path ? sums_hash_file(path, path, r->format, r->hex[i], count_bytes, r, &r->stop, &err)
+        int rc = path ? sums_hash_file(path, path, r->format, r->hex[i], sums_progress_add, &r->p, &r->p.stop, &err)
                       : ckpt_fail(&err, CKPT_ERR_NOMEM, "out of memory");
         free(path);
-        if (rc) {
-            pthread_mutex_lock(&r->lock);
-            if (!r->rc || (r->rc == CKPT_ERR_CANCELLED && rc != CKPT_ERR_CANCELLED)) {
-                r->rc = rc;
-                r->err = err;
-            }
-            pthread_mutex_unlock(&r->lock);
-            atomic_store(&r->stop, 1);
-        }
+        if (rc)
+            sums_progress_fail(&r->p, rc, &err);
     }
     return NULL;
 }
@@ -306,8 +314,8 @@ int ckpt_sums(const char *dir, const ckpt_sums_options *opts, ckpt_sum_fn fn, vo
     int rc = sums_list_folder(dir, &files, err);
     struct stat st;
     struct sums_run r = {.dir = dir, .single = stat(dir, &st) == 0 && S_ISREG(st.st_mode), .files = &files,
-                         .format = opts->format, .lock = PTHREAD_MUTEX_INITIALIZER, .progress = opts->progress,
-                         .progress_payload = opts->progress_payload};
+                         .format = opts->format};
+    sums_progress_init(&r.p, opts->progress, opts->progress_payload);
     for (size_t i = 0; !rc && i < files.count; i++) {
         char *line;   /* a name the format cannot hold is refused before hours of hashing, not after */
         rc = sums_format_line(opts->format, "", files.items[i].path, &line, err);
@@ -316,16 +324,16 @@ int ckpt_sums(const char *dir, const ckpt_sums_options *opts, ckpt_sum_fn fn, vo
     }
     if (!rc) {
         for (size_t i = 0; i < files.count; i++)
-            r.total += files.items[i].size;
+            r.p.total += files.items[i].size;
         r.hex = calloc(files.count + 1, sizeof *r.hex);
         if (!r.hex)
             rc = ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     }
     if (!rc) {
         run_on_threads(worker_count(opts->jobs, files.count), sums_worker, &r);
-        rc = r.rc;
+        rc = r.p.rc;
         if (rc && err)
-            *err = r.err;
+            *err = r.p.err;
     }
     for (size_t i = 0; !rc && i < files.count; i++) {
         char *line;
@@ -337,7 +345,7 @@ int ckpt_sums(const char *dir, const ckpt_sums_options *opts, ckpt_sum_fn fn, vo
         free(line);
     }
     free(r.hex);
-    pthread_mutex_destroy(&r.lock);
+    pthread_mutex_destroy(&r.p.lock);
     sums_files_free(&files);
     return rc;
 }

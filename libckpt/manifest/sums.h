@@ -9,6 +9,7 @@
 
 #include "ckpt.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,6 +28,21 @@ const char *sums_format_name(ckpt_sums_format format);
 
 /* Counts bytes as they are hashed; returns non-zero to stop. */
 typedef int (*sums_bytes_fn)(void *ctx, uint64_t bytes);
+
+/* Bytes hashed by worker threads, told to the caller's progress callback one call at a time. */
+struct sums_progress {
+    pthread_mutex_t lock;   /* also guards the first failure of a run */
+    ckpt_progress_fn fn;
+    void *payload;
+    uint64_t done, total;
+    atomic_int stop;        /* fn asked to stop, or a worker failed */
+    int rc;                 /* the first failure, cancellations last */
+    ckpt_error err;
+};
+
+void sums_progress_init(struct sums_progress *p, ckpt_progress_fn fn, void *payload);
+int sums_progress_add(void *progress, uint64_t bytes);   /* a sums_bytes_fn on a struct sums_progress */
+void sums_progress_fail(struct sums_progress *p, int rc, const ckpt_error *err);   /* and stops the others */
 
 /*
  * The digest of a whole file, as lowercase hex into `hex`.  `stop` (may be
