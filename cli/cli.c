@@ -39,7 +39,8 @@ int cli_fail(const char *command, const ckpt_error *err)
                  {CKPT_ERR_UNSUPPORTED, "found no linear to quantize", "see --rename and --rules"},
                  {CKPT_ERR_FORMAT, "ckpt_pack_merge", "ckpt pack --merge joins them"},
                  {CKPT_ERR_UNSUPPORTED, "deepspeed_weights module", "--deepspeed-weights module reads them"},
-                 {CKPT_ERR_UNSUPPORTED, "the sha256 format escapes it", "--format sha256"}};
+                 {CKPT_ERR_UNSUPPORTED, "the sha256 format escapes it", "--format sha256"},
+                 {CKPT_ERR_FORMAT, "the manifest of a source", "ckpt verify DIR --sums MANIFEST checks a copy"}};
     const char *option = NULL, *hint = NULL;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0] && err->code == CKPT_ERR_LIMIT; i++)
         if (strstr(err->message, limits[i][0]))

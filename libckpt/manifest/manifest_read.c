@@ -274,8 +274,8 @@ int manifest_load(struct manifest *m, const char *dir, ckpt_error *err)
     m->nz_fp32_c0 = c0 ? (unsigned)json_integer_value(c0) : 0;
     if (json_is_null(json_object_get(m->root, "target")))
         return ckpt_fail(err, CKPT_ERR_FORMAT,
-                         "%s: the manifest of a source (ckpt manifest create), not of a conversion: check a copy "
-                         "with ckpt verify DIR --sums %s", path, path);
+                         "%s: the manifest of a source (ckpt_manifest_create), not of a conversion: check a copy "
+                         "against its files list (ckpt_verify_sums)", path);
     if (!m->target || !m->nz || !m->overflow || !get_u64(opts, "max_shard_bytes", &m->max_shard_bytes))
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: target or options are missing", path);
     const json_t *ds = json_object_get(json_object_get(m->root, "source"), "deepspeed_weights");

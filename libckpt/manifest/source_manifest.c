@@ -11,6 +11,7 @@
 
 #include "libckpt/catalog/source.h"
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 #include "libckpt/common/workers.h"
 
 #include <pthread.h>
@@ -156,13 +157,14 @@ void ckpt_free(void *p)
 int ckpt_manifest_create(const char *path, const ckpt_manifest_options *opts, char **json, ckpt_error *err)
 {
     ckpt_error_clear(err);
-    ckpt_manifest_options defaults;
-    ckpt_manifest_options_default(&defaults);
-    if (!opts)
-        opts = &defaults;
-    if (!path || !json || opts->size < sizeof *opts)
-        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_manifest_create: no source or output, or options not from "
-                                            "ckpt_manifest_options_default");
+    ckpt_manifest_options taken;
+    ckpt_manifest_options_default(&taken);
+    int taken_rc = options_take(&taken, sizeof taken, opts, "ckpt_manifest_options", err);
+    if (taken_rc)
+        return taken_rc;
+    opts = &taken;
+    if (!path || !json)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_manifest_create: no source or no output");
     *json = NULL;
     ckpt_source *src = NULL;
     int rc = ckpt_source_open_ext(&src, path, opts->open, err);

@@ -8,6 +8,7 @@
 #include "sums.h"
 
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 #include "libckpt/common/workers.h"
 #include "records.h"
 
@@ -303,13 +304,14 @@ void ckpt_sums_options_default(ckpt_sums_options *opts)
 int ckpt_sums(const char *dir, const ckpt_sums_options *opts, ckpt_sum_fn fn, void *payload, ckpt_error *err)
 {
     ckpt_error_clear(err);
-    ckpt_sums_options defaults;
-    ckpt_sums_options_default(&defaults);
-    if (!opts)
-        opts = &defaults;
-    if (!dir || opts->size < sizeof *opts || (opts->format != CKPT_SUMS_XXH128 && opts->format != CKPT_SUMS_SHA256))
-        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_sums: no folder, options not from ckpt_sums_options_default, "
-                                            "or an unknown format");
+    ckpt_sums_options taken;
+    ckpt_sums_options_default(&taken);
+    int taken_rc = options_take(&taken, sizeof taken, opts, "ckpt_sums_options", err);
+    if (taken_rc)
+        return taken_rc;
+    opts = &taken;
+    if (!dir || (opts->format != CKPT_SUMS_XXH128 && opts->format != CKPT_SUMS_SHA256))
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_sums: no folder, or an unknown format");
     struct sums_files files;
     int rc = sums_list_folder(dir, &files, err);
     struct stat st;

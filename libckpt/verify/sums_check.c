@@ -9,6 +9,7 @@
 #include "libckpt/common/checked.h"
 #include "libckpt/common/clock.h"
 #include "libckpt/common/error.h"
+#include "libckpt/common/options.h"
 #include "libckpt/common/workers.h"
 #include "libckpt/manifest/sums.h"
 
@@ -119,13 +120,14 @@ int ckpt_verify_sums(const char *dir, const char *sums, const ckpt_sums_options 
 {
     ckpt_error_clear(err);
     double start = now_seconds();
-    ckpt_sums_options defaults;
-    ckpt_sums_options_default(&defaults);
-    if (!opts)
-        opts = &defaults;
-    if (!dir || !sums || opts->size < sizeof *opts)
-        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_verify_sums: no folder or list, or options not from "
-                                            "ckpt_sums_options_default");
+    ckpt_sums_options taken;
+    ckpt_sums_options_default(&taken);
+    int taken_rc = options_take(&taken, sizeof taken, opts, "ckpt_sums_options", err);
+    if (taken_rc)
+        return taken_rc;
+    opts = &taken;
+    if (!dir || !sums)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_verify_sums: no folder or no list");
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: not a folder", dir);
