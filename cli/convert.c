@@ -1,7 +1,6 @@
 /* convert.c: `ckpt convert`: plan, then stream a checkpoint into an Ascend-ready folder. */
-#include "cli.h"
+#include "convert_options.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -13,24 +12,8 @@ static const char convert_help[] =
     "Converts the checkpoint SRC into a new folder DST that Ascend inference loads as it\n"
     "is: safetensors shards, their index, config.json, small side files and\n"
     "ckpt-manifest.json (checksums of every file and tensor).\n\n"
-    "  --target T           (required) ascend-310p: every float to f16; ascend-910b: to\n"
-    "                       bf16; both ND under Hugging Face names, the tensors the\n"
-    "                       runtimes keep in f32 kept f32; nd: no change of type\n"
-    "  --dtype D            f16, bf16, f32 or keep instead of the target's type\n"
-    "  --quant Q            w8a8-dynamic or w8a16: data-free int8 of every decoder-layer\n"
-    "                       projection in msModelSlim's layout (docs/quantization.md)\n"
-    "  --nz MODE            all: a FRACTAL_NZ device image for AscendCL programs (no\n"
-    "                       Python runtime loads it); none or auto (default): ND\n"
-    "  --nz-fp32-c0 C       C0 of 4-byte NZ tiles: 16 (torch_npu, GE) or 8 (aclnn, A2/A3)\n"
-    "  --overflow P         saturate (default), inf (as torch), error\n"
-    "  --rename SET         hf: Megatron-LM names, fused QKV / fc1 and experts to the\n"
-    "                       Hugging Face architecture the checkpoint's args give (Llama,\n"
-    "                       Qwen2 for q/k/v biases, Qwen3, Qwen3-MoE, DeepSeek-V3) and its\n"
-    "                       config.json; hf-llama: the same, Llama/Qwen2 only (rules\n"
-    "                       after the target's)\n"
-    "  --rules FILE         extra rules: name glob -> dtype / layout / quant / rename /\n"
-    "                       copy / rows / drop (docs/rules.md)\n"
-    "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
+    "  --target T           (required) one of the targets below\n"
+    CLI_CONVERT_HELP
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
     "  --jobs N             worker threads (default: one per core)\n"
     "  --force              replace an existing DST\n"
@@ -50,38 +33,6 @@ static void on_signal(int sig)
     (void)sig;
     if (running_plan)
         ckpt_plan_cancel(running_plan);
-}
-
-static char *read_rules(const char *path, ckpt_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err->message, sizeof err->message, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *text = malloc(cap + 1);
-    size_t n;
-    while (text && (n = fread(text + len, 1, cap - len, f)) > 0) {
-        len += n;
-        if (len == cap) {
-            if (cap >= (1u << 24)) {   /* a rules file is a few lines; refuse a huge one */
-                free(text);
-                text = NULL;
-                snprintf(err->message, sizeof err->message, "%s: rules file larger than 16 MiB", path);
-                break;
-            }
-            char *grown = realloc(text, 2 * cap + 1);
-            if (!grown)
-                free(text);
-            text = grown;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (text)
-        text[len] = '\0';
-    return text;
 }
 
 /* ---- printing ---- */
@@ -192,81 +143,34 @@ static int print_summary(const ckpt_convert_stats *s, const char *dst, const ckp
 /* ---- options ---- */
 
 struct convert_args {
-    ckpt_convert_options opts;
+    struct cli_convert conv;
     ckpt_open_options open;
-    const char *rules_path;
     int dry_run, json, quiet;
 };
 
 static int parse_args(int argc, char **argv, struct convert_args *a)
 {
     static const struct option options[] = {
-        {"target", required_argument, NULL, 't'},   {"dtype", required_argument, NULL, 'd'},
-        {"nz", required_argument, NULL, 'z'},       {"overflow", required_argument, NULL, 'o'},
-        {"rules", required_argument, NULL, 'r'},    {"max-shard-size", required_argument, NULL, 's'},
-        {"rename", required_argument, NULL, 'R'},   {"quant", required_argument, NULL, 'Q'},
-        {"nz-fp32-c0", required_argument, NULL, 'C'},
+        CLI_CONVERT_OPTIONS,
         {"max-memory", required_argument, NULL, 'm'}, {"jobs", required_argument, NULL, 'j'},
         {"force", no_argument, NULL, 'f'},          {"dry-run", no_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'J'},           {"quiet", no_argument, NULL, 'q'},
         CLI_OPEN_OPTIONS, {"part", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
-    ckpt_convert_options_default(&a->opts);
+    ckpt_convert_options_default(&a->conv.opts);
     ckpt_open_options_default(&a->open);
+    ckpt_convert_options *o = &a->conv.opts;
     int c, status;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "hqj:", options, NULL)) != -1) {
         switch (c) {
-        case 't':
-            if ((a->opts.target = ckpt_target_from_name(optarg)) == CKPT_TARGET_NONE)
-                return cli_usage_error("convert", "unknown target '%s' (ascend-310p, ascend-910b, nd)", optarg);
-            break;
-        case 'd':
-            if (ckpt_float_type_parse(optarg, &a->opts.dtype) != CKPT_OK)
-                return cli_usage_error("convert", "unknown --dtype '%s' (f16, bf16, f32, keep)", optarg);
-            break;
-        case 'z':
-            if (strcmp(optarg, "auto") == 0)
-                a->opts.nz = CKPT_NZ_AUTO;
-            else if (strcmp(optarg, "all") == 0)
-                a->opts.nz = CKPT_NZ_ALL;
-            else if (strcmp(optarg, "none") == 0)
-                a->opts.nz = CKPT_NZ_NONE;
-            else
-                return cli_usage_error("convert", "--nz takes auto, all or none, not '%s'", optarg);
-            break;
-        case 'o':
-            if (strcmp(optarg, "saturate") == 0)
-                a->opts.overflow = CKPT_OVERFLOW_SATURATE;
-            else if (strcmp(optarg, "inf") == 0)
-                a->opts.overflow = CKPT_OVERFLOW_INF;
-            else if (strcmp(optarg, "error") == 0)
-                a->opts.overflow = CKPT_OVERFLOW_ERROR;
-            else
-                return cli_usage_error("convert", "--overflow takes saturate, inf or error, not '%s'", optarg);
-            break;
-        case 'r': a->rules_path = optarg; break;
-        case 'Q':
-            if (ckpt_quant_parse(optarg, &a->opts.quant) != CKPT_OK || a->opts.quant == CKPT_QUANT_NONE)
-                return cli_usage_error("convert", "--quant takes w8a8-dynamic or w8a16, not '%s'", optarg);
-            break;
-        case 'C':
-            if (strcmp(optarg, "8") && strcmp(optarg, "16"))
-                return cli_usage_error("convert", "--nz-fp32-c0 takes 16 or 8, not '%s'", optarg);
-            a->opts.nz_fp32_c0 = (unsigned)atoi(optarg);
-            break;
-        case 'R':
-            if (strcmp(optarg, "hf") && strcmp(optarg, "hf-llama"))
-                return cli_usage_error("convert", "unknown rename set '%s' (hf, hf-llama)", optarg);
-            a->opts.rename = optarg;
-            break;
-        case 's':
-            if (cli_parse_size(optarg, &a->opts.max_shard_bytes) || a->opts.max_shard_bytes == 0)
-                return cli_usage_error("convert", "bad --max-shard-size '%s'", optarg);
+        CLI_CONVERT_CASES:
+            if ((status = cli_parse_convert_option("convert", c, optarg, &a->conv)))
+                return status;
             break;
         case 'm':
-            if (cli_parse_size(optarg, &a->opts.max_memory) || a->opts.max_memory == 0)
+            if (cli_parse_size(optarg, &o->max_memory) || o->max_memory == 0)
                 return cli_usage_error("convert", "bad --max-memory '%s'", optarg);
             break;
         case 'j': {
@@ -274,10 +178,10 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
             long v = strtol(optarg, &end, 10);
             if (*end || v < 1 || v > 256)
                 return cli_usage_error("convert", "--jobs takes 1 to 256, not '%s'", optarg);
-            a->opts.jobs = (unsigned)v;
+            o->jobs = (unsigned)v;
             break;
         }
-        case 'f': a->opts.force = 1; break;
+        case 'f': o->force = 1; break;
         case 'n': a->dry_run = 1; break;
         case 'J': a->json = 1; break;
         case 'q': a->quiet = 1; break;
@@ -286,7 +190,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
                 return status;
             break;
         case 'P':
-            if ((status = cli_parse_part("convert", optarg, &a->opts.part, &a->opts.parts)))
+            if ((status = cli_parse_part("convert", optarg, &o->part, &o->parts)))
                 return status;
             break;
         case 'h': fputs(convert_help, stdout); return -1;
@@ -295,36 +199,26 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
     }
     if (argc - optind != 2)
         return cli_usage_error("convert", "expects SRC and DST, got %d paths", argc - optind);
-    if (a->opts.target == CKPT_TARGET_NONE)
-        return cli_usage_error("convert", "--target is required: ascend-310p (fp16), ascend-910b (bf16) or nd (no "
-                               "change of type)");
-    return EXIT_OK;
+    return cli_convert_finish("convert", &a->conv);
 }
 
 int cmd_convert(int argc, char **argv)
 {
     struct convert_args a = {0};
     int status = parse_args(argc, argv, &a);
-    if (status)
+    if (status) {
+        cli_convert_free(&a.conv);
         return status < 0 ? EXIT_OK : status;
+    }
     const char *src_path = argv[optind], *dst = argv[optind + 1];
     ckpt_error err = {0};
-    char *rules = NULL;
-    if (a.rules_path) {
-        if (!(rules = read_rules(a.rules_path, &err))) {
-            fprintf(stderr, "ckpt convert: %s\n", err.message);
-            return EXIT_INPUT;
-        }
-        a.opts.rules = rules;
-        a.opts.rules_origin = a.rules_path;
-    }
     ckpt_source *src = NULL;
     ckpt_plan *plan = NULL;
     if (ckpt_source_open_ext(&src, src_path, &a.open, &err) != CKPT_OK ||
-        ckpt_plan_build(&plan, src, dst, &a.opts, &err) != CKPT_OK) {
+        ckpt_plan_build(&plan, src, dst, &a.conv.opts, &err) != CKPT_OK) {
         status = cli_fail("convert", &err);
         /* a rules file is the user's input: its mistakes are bad input, not usage */
-        if (rules && err.code == CKPT_ERR_FORMAT && strstr(err.message, a.rules_path) == err.message)
+        if (a.conv.rules && err.code == CKPT_ERR_FORMAT && strstr(err.message, a.conv.rules_path) == err.message)
             status = EXIT_INPUT;
     } else if (a.dry_run) {
         status = a.json ? print_plan_json(plan) : print_plan_table(plan);
@@ -339,11 +233,11 @@ int cmd_convert(int argc, char **argv)
         if (ckpt_plan_execute(plan, show ? cli_progress_show : NULL, &p, &stats, &err) != CKPT_OK)
             status = cli_fail("convert", &err);
         else
-            status = print_summary(&stats, dst, &a.opts, a.json);
+            status = print_summary(&stats, dst, &a.conv.opts, a.json);
         running_plan = NULL;
     }
     ckpt_plan_free(plan);
     ckpt_source_free(src);
-    free(rules);
+    cli_convert_free(&a.conv);
     return status;
 }

@@ -2,12 +2,13 @@
 #ifndef CKPT_CLI_FINDINGS_H
 #define CKPT_CLI_FINDINGS_H
 
-#include "cli.h"
+#include "convert_options.h"
 
 struct finding_copy {
     ckpt_finding f;
-    char *file, *tensor, *message;
+    char *file, *tensor, *message, *option, *value;
     const char *error;   /* the check could not run: the status name ("format error"), reported as check "error" */
+    const char *origin;  /* static: "command line", "default" or "manifest" */
 };
 
 struct findings {
@@ -16,6 +17,7 @@ struct findings {
     int verbose;          /* print passing checks too */
     int quiet_text;       /* collect only (for --json) */
     struct cli_progress *progress;   /* a progress line to erase before printing, or NULL */
+    const struct cli_convert *conv;  /* the conversion options given (verify --against), or NULL */
     int oom;
 };
 

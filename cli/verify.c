@@ -1,4 +1,5 @@
 /* verify.c: `ckpt verify` and `ckpt diff`: CI-friendly checks with text, JSON and JUnit output. */
+#include "convert_options.h"
 #include "findings.h"
 
 #include <getopt.h>
@@ -7,11 +8,15 @@
 #include <unistd.h>
 
 static const char verify_help[] =
-    "Usage: ckpt verify DST [--against SRC | --sums FILE] [options]\n"
+    "Usage: ckpt verify DST [--against SRC [conversion options] | --sums FILE] [options]\n"
     "Checks the folder DST that ckpt convert wrote against its ckpt-manifest.json: every\n"
     "file's size and checksum, every tensor's checksum, every shard header entry, and no\n"
-    "unlisted files.  With --against, also recomputes every tensor from SRC and proves it\n"
-    "bit for bit, reporting each cast's error and overflow counts.\n\n"
+    "unlisted files (integrity; the manifest is trusted).  With --against, proves DST is\n"
+    "what `ckpt convert SRC DST` with the conversion options gives, whatever the manifest\n"
+    "says: every tensor recomputed bit for bit (with each cast's error and overflow counts),\n"
+    "every shard header, index, config and side file byte for byte, no file or tensor more\n"
+    "or less.  Without conversion options it uses those the manifest records, and says so\n"
+    "(docs/verify.md).\n\n"
     "  --against SRC     the source checkpoint to prove fidelity against\n"
     "  --sums FILE       instead, check the files that FILE lists: sha256sum or xxhsum\n"
     "                    lines (ckpt manifest sums), or a ckpt-manifest.json\n"
@@ -19,6 +24,9 @@ static const char verify_help[] =
     "  --max-rel-error X the same for the relative error\n"
     "  --jobs N          worker threads (default: one per core)\n"
     CLI_OPEN_HELP
+    "Conversion options (with --against; --target is then required, the others default as\n"
+    "for convert; options that change bytes and differ from the manifest's fail):\n"
+    CLI_CONVERT_HELP
     "  --json            one JSON document (schema: docs/verify.md)\n"
     "  --junit FILE      also write JUnit XML, one test case per check (- for standard\n"
     "                    output; a device or FIFO is written in place, a file replaced)\n"
@@ -45,6 +53,7 @@ struct check_args {
     unsigned jobs;
     int json, verbose, names_only, quiet;
     ckpt_open_options open;
+    struct cli_convert conv;
 };
 
 static int parse_double(const char *s, double *out)
@@ -63,10 +72,11 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         {"json", no_argument, NULL, 'J'},          {"junit", required_argument, NULL, 'U'},
         {"quiet", no_argument, NULL, 'q'},          {"sums", required_argument, NULL, 'S'},
         {"verbose", no_argument, NULL, 'v'},       {"names-only", no_argument, NULL, 'n'},
-        CLI_OPEN_OPTIONS,
+        CLI_OPEN_OPTIONS,                          CLI_CONVERT_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     ckpt_open_options_default(&a->open);
+    ckpt_convert_options_default(&a->conv.opts);
     int c, status;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "hvj:", options, NULL)) != -1) {
@@ -96,6 +106,13 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         case 'n': a->names_only = 1; break;
         CLI_OPEN_CASES:
             if ((status = cli_parse_open_option(command, c, optarg, &a->open)))
+                return status;
+            break;
+        CLI_CONVERT_CASES:
+            if (strcmp(command, "verify") != 0)
+                return cli_usage_error(command, "'%s' is a conversion option, for verify --against",
+                                       argv[optind - 1]);
+            if ((status = cli_parse_convert_option(command, c, optarg, &a->conv)))
                 return status;
             break;
         case 'h': fputs(help, stdout); return -1;
@@ -166,8 +183,12 @@ int cmd_verify(int argc, char **argv)
         return cli_usage_error("verify", "error bounds need --against SRC");
     if (a.sums && a.against)
         return cli_usage_error("verify", "--sums and --against are two different checks: give one");
+    if (a.conv.given && !a.against)
+        return cli_usage_error("verify", "conversion options need --against SRC");
     if (a.sums)
         return verify_sums(argv[optind], &a);
+    if (a.conv.given && (status = cli_convert_finish("verify", &a.conv)))
+        return status;
     ckpt_verify_options opts;
     ckpt_verify_options_default(&opts);
     opts.against = a.against;
@@ -175,9 +196,10 @@ int cmd_verify(int argc, char **argv)
     opts.max_rel_error = a.max_rel;
     opts.jobs = a.jobs;
     opts.open = &a.open;
+    opts.convert = a.conv.given ? &a.conv.opts : NULL;
     struct cli_progress progress;
     cli_progress_start(&progress);
-    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json, .progress = &progress};
+    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json, .progress = &progress, .conv = &a.conv};
     if (!a.quiet && !a.json && isatty(STDERR_FILENO)) {
         opts.progress = cli_progress_show;
         opts.progress_payload = &progress;
@@ -188,6 +210,7 @@ int cmd_verify(int argc, char **argv)
     cli_progress_clear(&progress);
     status = finish("verify", rc, &err, &fs, &s, &a);
     findings_free(&fs);
+    cli_convert_free(&a.conv);
     return status;
 }
 

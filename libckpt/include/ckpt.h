@@ -626,7 +626,9 @@ typedef enum ckpt_check {
     CKPT_CHECK_HEADER,     /* a shard header's entry for a tensor agrees with the manifest */
     CKPT_CHECK_TENSOR,     /* a tensor's stored bytes match their checksum */
     CKPT_CHECK_FIDELITY,   /* a tensor holds exactly what converting its source gives */
-    CKPT_CHECK_DIFF        /* a tensor compared between two checkpoints (ckpt_diff) */
+    CKPT_CHECK_DIFF,       /* a tensor compared between two checkpoints (ckpt_diff) */
+    CKPT_CHECK_OPTION      /* a conversion option `against` was proven with: its value and origin; fails when
+                              given options that change bytes differ from the manifest's */
 } ckpt_check;
 
 /* One check's outcome.  Strings are valid only during the callback. */
@@ -642,6 +644,9 @@ typedef struct ckpt_finding {
     ckpt_cast_counts counts; /* FIDELITY: the cost of the cast, as convert counts it */
     ckpt_quant quant;        /* FIDELITY, DIFF: the tensor is an int8 weight of this type, compared dequantized */
     double sqnr_db;          /* ... and its signal-to-quantization-noise ratio in dB (INFINITY when exact) */
+    const char *option;      /* OPTION: its name ("target", "dtype", "rules"...), */
+    const char *value;       /* ... the value proven with ("none" when unset; a rules text in full), */
+    const char *origin;      /* ... and "options" (ckpt_verify_options.convert) or "manifest" */
 } ckpt_finding;
 
 /* Called once per check, one call at a time; returning non-zero stops the run. */
@@ -657,6 +662,10 @@ typedef struct ckpt_verify_options {
     const ckpt_open_options *open; /* how to open `against` (NULL: the defaults) */
     ckpt_progress_fn progress;     /* bytes hashed (and recomputed) so far, or NULL; called one */
     void *progress_payload;        /* call at a time, from worker threads; non-zero cancels the run */
+    const ckpt_convert_options *convert; /* with `against`: the conversion to prove (target required);
+                                            NULL: the options the manifest records, reported as such.
+                                            Options that change bytes and differ from the manifest's
+                                            fail (CKPT_CHECK_OPTION).  `open` gives deepspeed_weights. */
 } ckpt_verify_options;
 
 typedef struct ckpt_verify_summary {

@@ -151,9 +151,35 @@ int close_synced(int fd, const char *name, ckpt_error *err)
     return rc;
 }
 
+static int keep_file(struct outdir *o, const char *name, const void *data, size_t len, ckpt_error *err)
+{
+    struct outdir_kept *grown = reallocarray(o->kept, o->kept_count + 1, sizeof *grown);
+    if (!grown)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s/%s: out of memory", o->dst, name);
+    o->kept = grown;
+    struct outdir_kept *k = &o->kept[o->kept_count];
+    k->name = strdup(name);
+    k->data = malloc(len ? len : 1);
+    k->len = len;
+    if (!k->name || !k->data) {
+        free(k->name);
+        free(k->data);
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s/%s: out of memory", o->dst, name);
+    }
+    memcpy(k->data, data, len);
+    o->kept_count++;
+    return CKPT_OK;
+}
+
 int outdir_write_file(struct outdir *o, const char *name, const void *data, size_t len, XXH128_hash_t *hash,
                       ckpt_error *err)
 {
+    if (o->in_memory) {
+        int rc = keep_file(o, name, data, len, err);
+        if (!rc && hash)
+            *hash = XXH3_128bits(data, len);
+        return rc;
+    }
     int fd;
     int rc = outdir_create(o, name, &fd, err);
     if (rc)
@@ -273,5 +299,10 @@ void outdir_end(struct outdir *o)
         close(o->lock_fd);
     free(o->tmp);
     free(o->dst);
+    for (size_t i = 0; i < o->kept_count; i++) {
+        free(o->kept[i].name);
+        free(o->kept[i].data);
+    }
+    free(o->kept);
     *o = (struct outdir){.lock_fd = -1};
 }

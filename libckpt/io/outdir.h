@@ -18,11 +18,22 @@
 #include <stdint.h>
 #include <xxhash.h>
 
+/* A small file an in-memory outdir kept instead of writing it. */
+struct outdir_kept {
+    char *name;
+    uint8_t *data;
+    size_t len;
+};
+
 struct outdir {
     char *dst;
     char *tmp;
     int lock_fd;
     bool replace;   /* an existing destination is replaced (--force) */
+    bool in_memory; /* set by the caller instead of outdir_begin: outdir_write_file and outdir_write_json keep
+                       their files in `kept` and touch no disk (verify --against's copy of the side files) */
+    struct outdir_kept *kept;
+    size_t kept_count;
 };
 
 /* Removes stale temporaries, refuses an existing destination unless `replace`, creates the temporary. */
@@ -37,7 +48,7 @@ int outdir_check_spares(const char *dst, const char *source, ckpt_error *err);
 /* Creates (O_EXCL) the file `name` in the temporary folder; returns its descriptor in *fd. */
 int outdir_create(struct outdir *o, const char *name, int *fd, ckpt_error *err);
 
-/* Writes a whole small file and returns its XXH3-128. */
+/* Writes a whole small file (or, in memory, keeps a copy) and returns its XXH3-128. */
 int outdir_write_file(struct outdir *o, const char *name, const void *data, size_t len, XXH128_hash_t *hash,
                       ckpt_error *err);
 

@@ -64,19 +64,9 @@ def main():
     shard = os.path.join(folder, stored[0]["file"])
     index = next((f["path"] for f in m["files"] if f["path"].endswith(".index.json")), None)
 
-    if op == "swap-renamed":
-        # class 1: swap the bytes of two tensors of one shape and type, and record rules renaming
-        # each to the other, so that a plan from the manifest's options expects the swap
-        a, b = args
-        header, body = read_shard(shard)
-        (ab, ae), (bb, be) = header[a]["data_offsets"], header[b]["data_offsets"]
-        body = bytearray(body)
-        body[ab:ae], body[bb:be] = body[bb:be], body[ab:ae]
-        write_shard(shard, header, bytes(body))
-        m["options"]["rules"] = "%s rename=%s\n%s rename=%s\n" % (a, b, b, a)
-        for t in m["tensors"]:
-            if t["name"] in (a, b):
-                t["source"]["name"] = b if t["name"] == a else a
+    if op == "set-top":
+        # class 1/7: a top-level field of the manifest (the target) set to a JSON value
+        m[args[0]] = json.loads(args[1])
     elif op == "set-option":
         # class 1: a recorded option changed (with the bytes it would give left as they are)
         m["options"][args[0]] = json.loads(args[1])
