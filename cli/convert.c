@@ -12,8 +12,9 @@ static const char convert_help[] =
     "Converts the checkpoint SRC into a new folder DST that Ascend inference loads as it\n"
     "is: safetensors shards, their index, config.json, small side files and\n"
     "ckpt-manifest.json (checksums of every file and tensor).\n\n"
-    "  --target T           (required) one of the targets below\n"
+    "Conversion options (--target is required):\n"
     CLI_CONVERT_HELP
+    "Other options:\n"
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
     "  --jobs N             worker threads (default: one per core)\n"
     "  --force              replace an existing DST\n"

@@ -27,6 +27,7 @@ static const char verify_help[] =
     "Conversion options (with --against; --target is then required, the others default as\n"
     "for convert; options that change bytes and differ from the manifest's fail):\n"
     CLI_CONVERT_HELP
+    "Output:\n"
     "  --json            one JSON document (schema: docs/verify.md)\n"
     "  --junit FILE      also write JUnit XML, one test case per check (- for standard\n"
     "                    output; a device or FIFO is written in place, a file replaced)\n"

@@ -7,12 +7,13 @@ _ckpt_main_opts="-h --help -V --version"
 _ckpt_source_opts="--deepspeed-weights --max-header-size --max-pickle-memory --max-tensors --max-rank
     --max-archive-size --max-bundle-headers --max-expansion"
 
+_ckpt_convert_opts="--target --dtype --quant --nz --nz-fp32-c0 --overflow --rename --rules --max-shard-size"
+
 _ckpt_opts_inspect="--json --objects $_ckpt_source_opts -h --help"
-_ckpt_opts_convert="--target --dtype --quant --nz --nz-fp32-c0 --overflow --rename --rules
-    --max-shard-size --max-memory --jobs --force --part $_ckpt_source_opts --dry-run --json --quiet
-    -h --help"
-_ckpt_opts_verify="--against --sums --max-abs-error --max-rel-error --jobs $_ckpt_source_opts --json --junit
-    -v --verbose --quiet -h --help"
+_ckpt_opts_convert="$_ckpt_convert_opts --max-memory --jobs --force --part $_ckpt_source_opts --dry-run --json
+    --quiet -h --help"
+_ckpt_opts_verify="--against --sums --max-abs-error --max-rel-error --jobs $_ckpt_source_opts $_ckpt_convert_opts
+    --json --junit -v --verbose --quiet -h --help"
 _ckpt_opts_diff="--names-only --max-abs-error --max-rel-error $_ckpt_source_opts --json --junit -v -h"
 # a command with subcommands: _ckpt_subcommands_CMD, and _ckpt_opts_CMD_SUB for each
 _ckpt_subcommands_manifest="merge create sums"
