@@ -196,6 +196,7 @@ uninstall:
 # ---- Debian packages (slow: a full build in a copy of the tree, so not part of make check) ----
 
 DEB_DIR := $(BUILD)/deb
+DEB_JOBS ?= 2
 
 # dpkg-buildpackage writes its .debs next to the tree it builds, so it builds a copy of the
 # committed files under build/deb/ and the packages land there, not in the checkout's parent
@@ -203,7 +204,7 @@ deb:
 	@sh scripts/ensure-deps.sh build deb
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/libckpt-$(VERSION)
 	git ls-files -z | xargs -0 cp --parents -t $(DEB_DIR)/libckpt-$(VERSION)
-	cd $(DEB_DIR)/libckpt-$(VERSION) && dpkg-buildpackage -us -uc -b
+	cd $(DEB_DIR)/libckpt-$(VERSION) && dpkg-buildpackage -us -uc -b -J$(DEB_JOBS)
 	@ls $(DEB_DIR)/*.deb
 
 check-deb: deb
