@@ -228,6 +228,47 @@ START_TEST(fast_tiling_matches_portable)
 }
 END_TEST
 
+/*
+ * The sink tiles a matrix from row blocks into panels of column blocks
+ * (stream.c): every panel, filled block by block, must be the same bytes as
+ * that panel's part of the whole matrix tiled at once.
+ */
+START_TEST(panels_from_row_blocks_match_the_whole_tiling)
+{
+    uint64_t seed = 7;
+    static const uint64_t sizes[][2] = {{16, 32}, {17, 33}, {100, 300}, {33, 64}, {200, 1000}, {15, 64}, {64, 256}};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        for (uint64_t c0 = 32; c0 <= 64; c0 += 32) {
+            uint64_t rows = sizes[k][0], cols = sizes[k][1], mp = (rows + 15) / 16 * 16;
+            uint64_t n1 = (cols + c0 - 1) / c0, out = n1 * c0 * mp;
+            uint8_t *x = malloc(rows * cols), *whole = malloc(out), *panel = malloc(out);
+            for (size_t i = 0; i < rows * cols; i++)
+                x[i] = (uint8_t)(next_random(&seed) | 1);
+            nz_tile_portable(x, whole, rows, cols, c0);
+            for (int fast = 0; fast < 2; fast++) {
+                for (uint64_t width = 1; width <= n1; width += 2) {
+                    for (uint64_t j0 = 0; j0 < n1; j0 += width) {
+                        uint64_t j1 = j0 + width < n1 ? j0 + width : n1;
+                        memset(panel, 0xAA, out);
+                        for (uint64_t r0 = 0; r0 < rows; r0 += 32) {   /* row blocks of 32, the last shorter */
+                            struct nz_block b = {rows - r0 < 32 ? rows - r0 : 32, cols, c0, mp, j0, j1};
+                            (fast ? nz_tile_block : nz_tile_block_portable)(x + r0 * cols, panel + r0 * c0, &b);
+                        }
+                        ck_assert_msg(memcmp(panel, whole + j0 * mp * c0, (j1 - j0) * mp * c0) == 0,
+                                      "%llux%llu C0 %llu columns blocks [%llu, %llu)%s", (unsigned long long)rows,
+                                      (unsigned long long)cols, (unsigned long long)c0, (unsigned long long)j0,
+                                      (unsigned long long)j1, fast ? " (fast)" : "");
+                    }
+                }
+            }
+            free(x);
+            free(whole);
+            free(panel);
+        }
+    }
+}
+END_TEST
+
 START_TEST(conv_layouts)
 {
     /* NC1HWC0 of fp16 (2, 20, 3, 2): C0 16, C1 2; (1, 17, 2, 1) goes to ((((1*2+1)*3+2)*2+1)*16 + 1 = 369 */
@@ -333,6 +374,7 @@ static Suite *layout_suite(void)
     tcase_add_test(tc, empty_tensors_move_nothing);
     tcase_add_test(tc, round_trips_on_random_shapes);
     tcase_add_test(tc, fast_tiling_matches_portable);
+    tcase_add_test(tc, panels_from_row_blocks_match_the_whole_tiling);
     tcase_add_test(tc, conv_layouts);
     tcase_add_test(tc, conv_layouts_follow_the_formulas);
     tcase_add_test(tc, refusals);

@@ -64,8 +64,26 @@ void nz_tile_portable(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t 
 void nz_tile_fast(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes);
 void nz_untile_portable(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes);
 
-/* The portable tiling of row blocks [r_begin, r_end) (multiples of 16) and column blocks from j_begin. */
-void nz_tile_edge(const uint8_t *src, uint8_t *dst, uint64_t r_begin, uint64_t r_end, uint64_t rows,
-                  uint64_t cols_bytes, uint64_t c0_bytes, uint64_t j_begin);
+/*
+ * A block of `rows` rows (of `cols_bytes` bytes) of a matrix, tiled into the
+ * column blocks [j_begin, j_end) of an NZ destination whose column blocks
+ * hold `stride` rows each: block j's tile rows go to dst + (j - j_begin) *
+ * stride * c0_bytes, from the destination's first row on.  Callers place a
+ * row block by offsetting dst by its first row (a multiple of 16) times
+ * c0_bytes; the rows from `rows` up to the next multiple of 16 are zeroed,
+ * so stride must be at least that.  This is what lets the sink fill a whole
+ * matrix, or a panel of its column blocks, from row blocks, and write it
+ * out in one piece.
+ */
+struct nz_block {
+    uint64_t rows, cols_bytes, c0_bytes, stride, j_begin, j_end;
+};
+struct nz_block nz_whole(uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes);   /* every column, stride padded rows */
+void nz_tile_block(const uint8_t *src, uint8_t *dst, const struct nz_block *b);
+void nz_tile_block_portable(const uint8_t *src, uint8_t *dst, const struct nz_block *b);
+
+/* The portable tiling of row blocks [r_begin, r_end) (multiples of 16) and column blocks from j_from. */
+void nz_tile_edge(const uint8_t *src, uint8_t *dst, const struct nz_block *b, uint64_t r_begin, uint64_t r_end,
+                  uint64_t j_from);
 
 #endif

@@ -7,32 +7,43 @@
 
 #include <string.h>
 
-void nz_tile_edge(const uint8_t *src, uint8_t *dst, uint64_t r_begin, uint64_t r_end, uint64_t rows,
-                  uint64_t cols_bytes, uint64_t c0_bytes, uint64_t j_begin)
+void nz_tile_edge(const uint8_t *src, uint8_t *dst, const struct nz_block *b, uint64_t r_begin, uint64_t r_end,
+                  uint64_t j_from)
 {
-    uint64_t n1 = (cols_bytes + c0_bytes - 1) / c0_bytes, mp = (rows + 15) / 16 * 16;
-    uint64_t full = cols_bytes / c0_bytes, tail = cols_bytes % c0_bytes;
+    uint64_t full = b->cols_bytes / b->c0_bytes, tail = b->cols_bytes % b->c0_bytes, c0b = b->c0_bytes;
     for (uint64_t r0 = r_begin; r0 < r_end; r0 += 16) {
-        for (uint64_t j = j_begin; j < n1; j++) {
-            uint8_t *tile = dst + (j * mp + r0) * c0_bytes;
+        for (uint64_t j = j_from; j < b->j_end; j++) {
+            uint8_t *tile = dst + ((j - b->j_begin) * b->stride + r0) * c0b;
             for (uint64_t i = 0; i < 16; i++) {
-                uint8_t *row = tile + i * c0_bytes;
-                if (r0 + i >= rows) {
-                    memset(row, 0, c0_bytes);
+                uint8_t *row = tile + i * c0b;
+                if (r0 + i >= b->rows) {
+                    memset(row, 0, c0b);
                 } else if (j < full) {
-                    memcpy(row, src + (r0 + i) * cols_bytes + j * c0_bytes, c0_bytes);
+                    memcpy(row, src + (r0 + i) * b->cols_bytes + j * c0b, c0b);
                 } else {
-                    memcpy(row, src + (r0 + i) * cols_bytes + j * c0_bytes, tail);
-                    memset(row + tail, 0, c0_bytes - tail);
+                    memcpy(row, src + (r0 + i) * b->cols_bytes + j * c0b, tail);
+                    memset(row + tail, 0, c0b - tail);
                 }
             }
         }
     }
 }
 
+void nz_tile_block_portable(const uint8_t *src, uint8_t *dst, const struct nz_block *b)
+{
+    nz_tile_edge(src, dst, b, 0, (b->rows + 15) / 16 * 16, b->j_begin);
+}
+
+struct nz_block nz_whole(uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes)
+{
+    return (struct nz_block){rows, cols_bytes, c0_bytes, (rows + 15) / 16 * 16, 0,
+                             (cols_bytes + c0_bytes - 1) / c0_bytes};
+}
+
 void nz_tile_portable(const uint8_t *src, uint8_t *dst, uint64_t rows, uint64_t cols_bytes, uint64_t c0_bytes)
 {
-    nz_tile_edge(src, dst, 0, (rows + 15) / 16 * 16, rows, cols_bytes, c0_bytes, 0);
+    struct nz_block b = nz_whole(rows, cols_bytes, c0_bytes);
+    nz_tile_block_portable(src, dst, &b);
 }
 
 /* The inverse, also tile by tile; padding is skipped. */

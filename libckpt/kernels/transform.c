@@ -48,3 +48,11 @@ int transform_nz(const void *src, void *dst, uint64_t rows, uint64_t cols, ckpt_
     return nz_convert(src, dst, (uint64_t[]){rows, cols}, 2, (unsigned)ckpt_dtype_size(dtype) * 8, c0, transpose, true,
                       err);
 }
+
+void transform_nz_rows(const void *src, void *panel, uint64_t row0, uint64_t rows, uint64_t matrix_rows,
+                       uint64_t cols, ckpt_dtype dtype, uint64_t c0, uint64_t j_begin, uint64_t j_end)
+{
+    uint64_t es = ckpt_dtype_size(dtype);
+    struct nz_block b = {rows, cols * es, c0 * es, (matrix_rows + 15) / 16 * 16, j_begin, j_end};
+    nz_tile_block(src, (uint8_t *)panel + row0 * c0 * es, &b);
+}

@@ -54,4 +54,14 @@ int transform_quant(const struct transform *t, const void *loaded, void *dst, fl
 int transform_nz(const void *src, void *dst, uint64_t rows, uint64_t cols, ckpt_dtype dtype, uint64_t c0,
                  int transpose, ckpt_error *err);
 
+/*
+ * Tiles `rows` rows of a row-major matrix of `cols` elements a row, which
+ * start at row `row0` (a multiple of 16) of a matrix of `matrix_rows` rows,
+ * into the column blocks [j_begin, j_end) of that matrix's FRACTAL_NZ form,
+ * held from column block j_begin on in `panel`: a panel of the stored matrix,
+ * or all of it, filled one row block at a time.
+ */
+void transform_nz_rows(const void *src, void *panel, uint64_t row0, uint64_t rows, uint64_t matrix_rows,
+                       uint64_t cols, ckpt_dtype dtype, uint64_t c0, uint64_t j_begin, uint64_t j_end);
+
 #endif

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #define DEFAULT_BUDGET ((uint64_t)16 << 20)  /* buffer bytes per worker */
+#define NZ_ROOM ((uint64_t)40 << 20)         /* besides the largest NZ matrix: row blocks, in all */
 
 struct shard_out {
     int fd;
@@ -95,7 +96,9 @@ struct write_sink {
     int fd;
     size_t shard;
     uint64_t tensor_base;   /* file offset of the tensor's bytes */
-    XXH3_state_t *hash;     /* ND pieces arrive in order and are hashed on the way */
+    XXH3_state_t *hash;     /* pieces arriving in order are hashed on the way */
+    uint64_t hashed;        /* bytes hashed so far: where the next piece must start */
+    bool out_of_order;      /* one did not: the tensor is hashed from the file instead */
     float *row_scales;      /* a quantized weight's scales, gathered for its scale tensor */
 };
 
@@ -103,8 +106,12 @@ static int write_put(struct stream_sink *sink, const uint8_t *data, uint64_t len
 {
     struct write_sink *w = (struct write_sink *)sink;
     int rc = pwrite_all(w->fd, data, len, w->tensor_base + offset, w->ex, w->shard, err);
-    if (!rc && w->hash)
+    if (!rc && !w->out_of_order && offset == w->hashed) {
         XXH3_128bits_update(w->hash, data, (size_t)len);
+        w->hashed += len;
+    } else {
+        w->out_of_order = true;
+    }
     return rc;
 }
 
@@ -169,12 +176,11 @@ static int convert_item(struct execution *ex, size_t i, struct stream_buffers *b
     const struct plan_item *it = &ex->plan->items[i];
     struct tensor_record *rec = &ex->tensors[i];
     struct write_sink sink = {{write_put, NULL, write_progress, NULL}, ex, ex->shards[it->pub.shard].fd,
-                              it->pub.shard, ex->shards[it->pub.shard].data_start + it->pub.offset, NULL, NULL};
-    bool nd = it->pub.layout == CKPT_LAYOUT_ND;
-    if (nd && !(sink.hash = XXH3_createState()))
+                              it->pub.shard, ex->shards[it->pub.shard].data_start + it->pub.offset, NULL, 0, false,
+                              NULL};
+    if (!(sink.hash = XXH3_createState()))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-    if (nd)
-        XXH3_128bits_reset(sink.hash);
+    XXH3_128bits_reset(sink.hash);
     if (it->pub.quant_role == CKPT_QUANT_ROLE_WEIGHT) {   /* its rows' scales, for its scale tensor */
         sink.base.scales = write_scales;
         uint64_t rows = it->pub.rows.groups ? it->pub.rows.groups * it->pub.rows.count
@@ -186,9 +192,9 @@ static int convert_item(struct execution *ex, size_t i, struct stream_buffers *b
         }
     }
     int rc = stream_tensor(ex->plan, it, ex->budget, b, &sink.base, &rec->counts, err);
-    if (!rc && nd)
+    if (!rc && !sink.out_of_order && sink.hashed == it->pub.nbytes)
         rec->hash = XXH3_128bits_digest(sink.hash);
-    else if (!rc) /* NZ pieces are written out of order: hash what is on disk */
+    else if (!rc) /* pieces written out of order (or not all of them): hash what is on disk */
         rc = hash_file_range(sink.fd, sink.tensor_base, it->pub.nbytes, ex->plan->shards[it->pub.shard].name,
                              &rec->hash, err);
     if (!rc && sink.row_scales)
@@ -294,11 +300,38 @@ static size_t stored_count(const struct ckpt_plan *plan)
     return n;
 }
 
-/* Runs the workers while this thread hashes the source files. */
+/* The stored bytes of the largest matrix tiled NZ from row blocks (stream.c builds it whole when it fits). */
+static uint64_t largest_nz_matrix(const struct ckpt_plan *plan, size_t stored)
+{
+    uint64_t largest = 0;
+    for (size_t i = 0; i < stored; i++) {
+        const ckpt_plan_entry *e = &plan->items[i].pub;
+        if (e->layout != CKPT_LAYOUT_FRACTAL_NZ || e->transposed || e->nd_rank < 2 || !e->nz_c0)
+            continue;
+        uint64_t m = e->nd_shape[e->nd_rank - 2], n = e->nd_shape[e->nd_rank - 1], bytes;
+        uint64_t dims[3] = {(m + 15) / 16 * 16, (n + e->nz_c0 - 1) / e->nz_c0 * e->nz_c0, ckpt_dtype_size(e->dtype)};
+        if (ckpt_product_u64(dims, 3, &bytes) && bytes > largest)
+            largest = bytes;
+    }
+    return largest;
+}
+
+/*
+ * Runs the workers while this thread hashes the source files.  Each worker
+ * gets an equal share of the memory: 16 MiB by default, or, when more, the
+ * share of the largest NZ matrix plus NZ_ROOM, so that a worker can build an
+ * NZ matrix whole and write it in one piece while peak memory stays within
+ * the largest tensor and a few dozen MiB (two workers each holding one
+ * 32 MiB matrix being the common case of this machine).
+ */
 static int run_workers(struct execution *ex, struct file_records *source_files, ckpt_error *err)
 {
     unsigned jobs = job_count(ex->plan, ex->stored);
-    uint64_t total = ex->plan->opts.max_memory ? ex->plan->opts.max_memory : DEFAULT_BUDGET * jobs;
+    uint64_t total = DEFAULT_BUDGET * jobs, nz = largest_nz_matrix(ex->plan, ex->stored);
+    if (nz && nz <= UINT64_MAX - NZ_ROOM && nz + NZ_ROOM > total)
+        total = nz + NZ_ROOM;
+    if (ex->plan->opts.max_memory)
+        total = ex->plan->opts.max_memory;
     ex->budget = total / jobs ? total / jobs : 1;
     pthread_t threads[256];
     unsigned started = 0;

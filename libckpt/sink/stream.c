@@ -19,6 +19,7 @@ struct job {
     struct stream_buffers *b;
     struct stream_sink *sink;
     ckpt_cast_counts *counts;
+    bool again;               /* lines read once more for another NZ panel: already observed */
 };
 
 static int ensure(uint8_t **buf, size_t *cap, uint64_t need, ckpt_error *err)
@@ -124,7 +125,7 @@ static int read_converted(struct job *j, uint64_t first, uint64_t count, uint64_
     uint64_t in_line = view_line_bytes(&j->te->pub), out_line = j->out_line_elems * j->out_esize;
     uint64_t elems = count * j->tf.line_elems;
     bool copy = j->tf.from == j->tf.to && !j->tf.scales && j->tf.role == CKPT_QUANT_ROLE_NONE;
-    bool want_ref = j->sink->observe && j->tf.role <= CKPT_QUANT_ROLE_WEIGHT;
+    bool want_ref = j->sink->observe && j->tf.role <= CKPT_QUANT_ROLE_WEIGHT && !j->again;
     int rc = ensure(&b->in, &b->in_cap, count * in_line, err);
     if (!rc && !copy)
         rc = ensure(&b->out, &b->out_cap, count * out_line, err);
@@ -142,7 +143,7 @@ static int read_converted(struct job *j, uint64_t first, uint64_t count, uint64_
     if (rc)
         return rc;
     *out = copy ? b->in : b->out;
-    if (j->tf.role == CKPT_QUANT_ROLE_WEIGHT && j->sink->scales)
+    if (j->tf.role == CKPT_QUANT_ROLE_WEIGHT && j->sink->scales && !j->again)
         j->sink->scales(j->sink, (const float *)b->scales, first, count);
     if (want_ref) {
         struct stream_values v = {j->tf.scales ? CKPT_DTYPE_F32 : j->tf.from, j->tf.scales ? b->ref : b->in,
@@ -191,44 +192,85 @@ static int stream_nd(struct job *j, ckpt_error *err)
 }
 
 /*
- * NZ in row blocks: a block of R rows (R a multiple of 16) tiles into
- * ceil(N/C0) column chunks of R*C0 elements, each contiguous in the stored
- * tensor.  With a transposed layout the source rows are stored columns, so
- * each matrix is converted whole instead.
+ * NZ, transposed: the source rows are stored columns, so each matrix is read,
+ * converted and tiled whole, and written as one piece.
+ */
+static int stream_nz_transposed(struct job *j, uint64_t src_rows, uint64_t batches, uint64_t n1, uint64_t mp,
+                                ckpt_error *err)
+{
+    uint64_t c0 = j->it->pub.nz_c0, in_line = view_line_bytes(&j->te->pub), bytes = n1 * mp * c0 * j->out_esize;
+    int rc = CKPT_OK;
+    for (uint64_t bt = 0; bt < batches && !rc; bt++) {
+        uint8_t *rows;
+        rc = read_converted(j, bt * src_rows, src_rows, 0, &rows, err);
+        if (!rc)
+            rc = ensure(&j->b->tiles, &j->b->tiles_cap, bytes, err);
+        if (!rc)
+            rc = transform_nz(rows, j->b->tiles, src_rows, j->tf.line_elems, j->tf.to, c0, 1, err);
+        if (!rc)
+            rc = j->sink->put(j->sink, j->b->tiles, bytes, bt * bytes, err);
+        if (!rc && !j->sink->progress(j->sink, src_rows * in_line))
+            rc = CKPT_ERR_CANCELLED;
+    }
+    return rc;
+}
+
+/*
+ * NZ: a matrix (..., M, N) is stored as ceil(N/C0) column blocks, each of
+ * all its rows padded to a multiple of 16, one after the other.  The stored
+ * matrix is built in memory one panel of column blocks at a time, as wide as
+ * the budget allows (the whole matrix when it fits), from row blocks read in
+ * order (nz_tile_block places each), then written as one piece: large writes,
+ * in order, which the sink can hash on the way.  Each panel narrower than the
+ * matrix costs one more read of the matrix's rows.
  */
 static int stream_nz(struct job *j, ckpt_error *err)
 {
     const uint64_t *nd = j->it->pub.nd_shape;
     uint32_t r = j->it->pub.nd_rank;
-    uint64_t m = nd[r - 2], n = nd[r - 1], c0 = j->it->pub.nz_c0;
-    uint64_t n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16;
+    uint64_t m = nd[r - 2], n = nd[r - 1], c0 = j->it->pub.nz_c0, es = j->out_esize;
+    uint64_t n1 = (n + c0 - 1) / c0, mp = (m + 15) / 16 * 16, column = mp * c0 * es;
     /* rows of each source matrix: the selected ones when dim 0 is the rows */
     uint64_t src_rows = r == 2 && j->it->pub.rows.groups ? j->lines : j->te->pub.shape[r - 2];
-    uint64_t batches = j->lines / src_rows;
-    uint64_t in_line = view_line_bytes(&j->te->pub), tile_row = n1 * c0 * j->out_esize;
-    bool whole = j->it->pub.transposed;
-    uint64_t per = whole ? src_rows : j->budget / (in_line + 2 * tile_row + 1) / 16 * 16;
+    uint64_t batches = src_rows ? j->lines / src_rows : 0;
+    if (j->it->pub.transposed)
+        return stream_nz_transposed(j, src_rows, batches, n1, mp, err);
+    if (!column || !batches)
+        return CKPT_OK;
+    uint64_t in_line = view_line_bytes(&j->te->pub);
+    uint64_t work = j->tf.role == CKPT_QUANT_ROLE_NONE ? 0 : j->tf.line_elems * ckpt_dtype_size(j->tf.load);
+    uint64_t line = in_line + j->out_line_elems * es + work;   /* what one row in flight costs */
+    uint64_t width = j->budget > 16 * line ? (j->budget - 16 * line) / column : 0;
+    if (width < 1)
+        width = 1;
+    if (width > n1)
+        width = n1;
+    uint64_t per = j->budget > width * column ? (j->budget - width * column) / line / 16 * 16 : 0;
     if (per < 16)
         per = 16;
-    int rc = CKPT_OK;
+    /* a later panel's pass converts the same rows again: its cast counts and values were already taken */
+    ckpt_cast_counts *counts = j->counts, again = {0};
+    int rc = ensure(&j->b->tiles, &j->b->tiles_cap, width * column, err);
     for (uint64_t bt = 0; bt < batches && !rc; bt++) {
-        for (uint64_t r0 = 0; r0 < src_rows && !rc; r0 += per) {
-            uint64_t k = src_rows - r0 < per ? src_rows - r0 : per;
-            uint64_t rp = whole ? mp : (k + 15) / 16 * 16;
-            uint64_t chunk = rp * c0 * j->out_esize;
-            uint8_t *rows;
-            rc = read_converted(j, bt * src_rows + r0, k, r0, &rows, err);
+        for (uint64_t p = 0; p < n1 && !rc; p += width) {
+            uint64_t w = n1 - p < width ? n1 - p : width;
+            j->again = p > 0;
+            j->counts = p ? &again : counts;
+            for (uint64_t r0 = 0; r0 < src_rows && !rc; r0 += per) {
+                uint64_t k = src_rows - r0 < per ? src_rows - r0 : per;
+                uint8_t *rows;
+                rc = read_converted(j, bt * src_rows + r0, k, r0, &rows, err);
+                if (!rc)
+                    transform_nz_rows(rows, j->b->tiles, r0, k, m, n, j->tf.to, c0, p, p + w);
+                if (!rc && !j->sink->progress(j->sink, p ? 0 : k * in_line))
+                    rc = CKPT_ERR_CANCELLED;
+            }
             if (!rc)
-                rc = ensure(&j->b->tiles, &j->b->tiles_cap, n1 * chunk, err);
-            if (!rc)
-                rc = transform_nz(rows, j->b->tiles, k, j->tf.line_elems, j->tf.to, c0, whole, err);
-            for (uint64_t col = 0; col < n1 && !rc; col++)
-                rc = j->sink->put(j->sink, j->b->tiles + col * chunk, chunk,
-                                  ((bt * n1 + col) * mp + r0) * c0 * j->out_esize, err);
-            if (!rc && !j->sink->progress(j->sink, k * in_line))
-                rc = CKPT_ERR_CANCELLED;
+                rc = j->sink->put(j->sink, j->b->tiles, w * column, (bt * n1 + p) * column, err);
         }
     }
+    j->again = false;
+    j->counts = counts;
     return rc;
 }
 
@@ -252,7 +294,7 @@ int stream_tensor(const struct ckpt_plan *plan, const struct plan_item *it, uint
     const struct tensor_entry *te = &plan->src->tensors[it->source_index];
     bool column = it->pub.quant_role == CKPT_QUANT_ROLE_SCALE || it->pub.quant_role == CKPT_QUANT_ROLE_OFFSET;
     struct job j = {plan, it, te, view_line_count(&te->pub), 0, {0}, ckpt_dtype_size(it->pub.dtype), 0, budget, b,
-                    sink, counts};
+                    sink, counts, false};
     if (it->pub.rows.groups) {   /* the plan checked rank >= 1 and rows inside the tensor */
         j.row_lines = j.lines / te->pub.shape[0];
         j.lines = j.row_lines * it->pub.rows.groups * it->pub.rows.count;

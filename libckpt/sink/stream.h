@@ -43,7 +43,8 @@ struct stream_sink {
 
 /*
  * Streams plan item `it` of `src` through `sink` with at most about `budget`
- * bytes of buffers.  ND pieces arrive in order; NZ pieces in row-block order.
+ * bytes of buffers.  Pieces arrive in order: ND ones in row blocks, NZ ones
+ * a whole matrix, or a panel of its column blocks, at a time.
  */
 int stream_tensor(const struct ckpt_plan *plan, const struct plan_item *it, uint64_t budget,
                   struct stream_buffers *b, struct stream_sink *sink, ckpt_cast_counts *counts, ckpt_error *err);
