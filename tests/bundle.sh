@@ -48,14 +48,19 @@ mkdir -p "$t/mix/sub/deeper"
 cp "$td/sample"/* "$t/mix/"
 : >"$t/mix/empty"
 echo note >"$t/mix/sub/deeper/note.txt"
-ln -s "$td/sample/config.json" "$t/mix/linked.json"
+ln -s sub/deeper/note.txt "$t/mix/linked.txt"   # links stay inside the folder (libckpt/io/links.h)
 check "empty files, nested folders and a link to a file round-trip (the link as the file it names)" \
     '"$ckpt" pack "$t/mix" "$t/mix.ckb" --quiet >/dev/null 2>&1 && "$ckpt" unpack "$t/mix.ckb" "$t/u-mix" --quiet >/dev/null 2>&1 &&
-     diff -r "$t/mix" "$t/u-mix" >/dev/null && [ ! -L "$t/u-mix/linked.json" ] && [ -f "$t/u-mix/empty" ]'
-check "convert skips the link as a side file from the bundle as from the folder" \
+     diff -r "$t/mix" "$t/u-mix" >/dev/null && [ ! -L "$t/u-mix/linked.txt" ] && [ -f "$t/u-mix/empty" ]'
+check "convert copies the file the link names as a side file, from the bundle as from the folder" \
     '"$ckpt" convert "$t/mix" "$t/c-mix1" --target nd --quiet >/dev/null 2>&1 &&
      "$ckpt" convert "$t/mix.ckb" "$t/c-mix2" --target nd --quiet >/dev/null 2>&1 &&
-     diff -r -x ckpt-manifest.json "$t/c-mix1" "$t/c-mix2" >/dev/null && [ ! -e "$t/c-mix2/linked.json" ]'
+     diff -r -x ckpt-manifest.json "$t/c-mix1" "$t/c-mix2" >/dev/null && [ "$(cat "$t/c-mix2/linked.txt")" = note ]'
+ln -s "$td/sample/config.json" "$t/mix/outside.json"
+check "pack refuses a link leaving the folder (exit 3), naming it" \
+    '"$ckpt" pack "$t/mix" "$t/out.ckb" --quiet >/dev/null 2>"$t/err"; [ $? -eq 3 ] &&
+     grep -q "outside.json: a link leading out of the checkpoint" "$t/err" && ! test -e "$t/out.ckb"'
+rm "$t/mix/outside.json"
 
 # ---- in place, with no temporary space, as from the folder ----
 s="$td/sample"

@@ -118,7 +118,10 @@ START_TEST(cli_on_both_stages)
 }
 END_TEST
 
-/* A copy of a fixture's tag folder made of symlinks, leaving out `skip` and adding `extra` (may be NULL). */
+/*
+ * A copy of a fixture's tag folder made of symlinks, leaving out `skip` and adding `extra` (may be NULL).
+ * The links leave the copy (refused by the link policy), but only after the reader's refusal tested here.
+ */
 static char *copy_without(const char *fixture, const char *tag, const char *skip, const char *extra)
 {
     char *dir = test_tmpdir(), *from = test_testdata(fixture);

@@ -7,13 +7,16 @@
 #include "formats/archive/archive_fs.h"
 #include "formats/bundle/bundle.h"
 #include "formats/common/format.h"
+#include "libckpt/catalog/source.h"
 #include "libckpt/common/error.h"
 #include "libckpt/common/options.h"
+#include "libckpt/io/links.h"
 
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 /*
  * Opens the archive at `path` as a folder: the archive itself (members read
@@ -79,6 +82,26 @@ int limits_take(ckpt_limits *out, const ckpt_limits *given, ckpt_error *err)
     return options_take(out, sizeof *out, given, "ckpt_limits", err);
 }
 
+/*
+ * The link policy (libckpt/io/links.h) for a source on disk, once its reader
+ * is done: every file it mapped, and every link directly in SRC's folder (an
+ * index, config.json, a side file, a tag or iteration folder), must stay
+ * inside the source's root.
+ */
+static int check_links(const struct ckpt_source *src, const char *path, ckpt_error *err)
+{
+    char *root = links_root(path);
+    int rc = CKPT_OK;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))   /* first: a folder's link is named, not a file under it */
+        rc = links_check_folder(root, path, err);
+    for (size_t i = 0; i < src->file_count && !rc; i++)
+        if (!src->files[i].borrowed)
+            rc = links_check(root, src->files[i].path, err);
+    free(root);
+    return rc;
+}
+
 int open_options_take(ckpt_open_options *out, const ckpt_open_options *given, ckpt_error *err)
 {
     ckpt_open_options_default(out);
@@ -131,6 +154,8 @@ int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_op
     src->inner = inner;
     if (!rc && src->cancelled)   /* a reader that went on past a refused step still fails */
         rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: opening cancelled", path);
+    if (!rc && !src->fs)
+        rc = check_links(src, path, err);
     if (rc) {
         ckpt_source_free(src);
         return rc;

@@ -15,6 +15,7 @@
 #include "libckpt/common/checked.h"
 #include "libckpt/common/error.h"
 #include "libckpt/io/fs.h"
+#include "libckpt/io/links.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -37,6 +38,7 @@ struct listing {
     struct found *files;
     size_t count, cap;
     size_t max;
+    char *link_root;   /* links are followed inside it only (libckpt/io/links.h), as convert does */
 };
 
 /* A stretch of tensor data in a file. */
@@ -99,7 +101,9 @@ static int walk(struct listing *l, const char *dir, const char *rel, unsigned de
         } else if (S_ISREG(st.st_mode)) {
             rc = add_found(l, sub, path, &st, false, err);
         } else if (S_ISLNK(st.st_mode) && stat(path, &target) == 0 && S_ISREG(target.st_mode)) {
-            rc = add_found(l, sub, path, &target, true, err);
+            rc = links_check(l->link_root, path, err);
+            if (!rc)
+                rc = add_found(l, sub, path, &target, true, err);
         } else {
             rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: %s: a bundle holds regular files only", path,
                            S_ISLNK(st.st_mode) ? "a link to something other than a file" : "not a regular file");
@@ -379,6 +383,7 @@ static void listing_free(struct listing *l)
         free(l->files[i].path);
     }
     free(l->files);
+    free(l->link_root);
 }
 
 /* SRC's files: the folder's, sorted by path, or the one file. */
@@ -417,7 +422,7 @@ int pack_plan_build(struct pack_plan *p, const char *src_path, uint64_t frame_by
         n--;
     if (!(p->root = strndup(src_path, n)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", src_path);
-    struct listing l = {NULL, 0, 0, (size_t)open->limits.max_tensors};
+    struct listing l = {NULL, 0, 0, (size_t)open->limits.max_tensors, links_root(p->root)};
     struct bundle_index draft = {0};
     struct ranges r = {0};
     ckpt_source *src = NULL;

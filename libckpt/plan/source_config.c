@@ -15,7 +15,7 @@
 #define MAX_BLOCK ((json_int_t)1 << 20)
 #define MAX_LAYERS ((json_int_t)1 << 20)
 
-/* config.json of the folder the weights are in, when it is a regular file there. */
+/* config.json of the folder the weights are in, when it is a regular file there (through a link held to the root). */
 static bool config_path(const ckpt_source *src, char *path, size_t size)
 {
     const char *dir = src->inner ? src->inner : src->path;
@@ -24,7 +24,7 @@ static bool config_path(const ckpt_source *src, char *path, size_t size)
         return false;
     if (fs_inside(src->fs, path))
         return fs_is_file(src->fs, path);
-    return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static ckpt_dtype torch_dtype_of(const char *name)

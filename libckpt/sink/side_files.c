@@ -101,9 +101,14 @@ static bool is_weight_or_ours(const char *name)
 static int copy_file(struct outdir *o, const char *path, const char *name, uint64_t size, struct file_records *files,
                      ckpt_error *err)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);   /* links were held to the source's root when it was opened */
+    struct stat st;
     if (fd < 0)
         return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size) {
+        close(fd);
+        return ckpt_fail(err, CKPT_ERR_READ, "%s: not the regular file it was (changed while converting)", path);
+    }
     uint8_t *data = malloc(size ? size : 1);
     ssize_t n = data ? read(fd, data, size) : -1;
     close(fd);
@@ -126,7 +131,11 @@ static int by_string(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Regular files of the source folder, not symlinks, in name order so that manifests are reproducible. */
+/*
+ * Regular files of the source folder, through links (which the source's
+ * opening held to its root: links.h), in name order so that manifests are
+ * reproducible.  Anything else (a folder, a FIFO) is not a side file.
+ */
 static int copy_small_files(struct outdir *o, const char *dir, struct file_records *files, ckpt_error *err)
 {
     DIR *d = opendir(dir);
@@ -154,7 +163,7 @@ static int copy_small_files(struct outdir *o, const char *dir, struct file_recor
         char path[4096];
         struct stat st;
         if (!rc && snprintf(path, sizeof path, "%s/%s", dir, names[i]) < (int)sizeof path &&
-            lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size <= SIDE_FILE_MAX_BYTES)
+            stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size <= SIDE_FILE_MAX_BYTES)
             rc = copy_file(o, path, names[i], (uint64_t)st.st_size, files, err);
         free(names[i]);
     }
@@ -162,7 +171,12 @@ static int copy_small_files(struct outdir *o, const char *dir, struct file_recor
     return rc;
 }
 
-/* The small regular files of a folder inside an archive (links were refused when it was opened). */
+/*
+ * The small regular files of a folder inside an archive (links were refused
+ * when it was opened) or a bundle (whose files that were links hold the
+ * bytes they led to, inside the packed folder: pack holds links to the same
+ * root).
+ */
 static int copy_archive_files(struct outdir *o, const struct ckpt_fs *fs, const char *dir, struct file_records *files,
                               ckpt_error *err)
 {
@@ -177,7 +191,7 @@ static int copy_archive_files(struct outdir *o, const struct ckpt_fs *fs, const 
         char *data;
         size_t size;
         XXH128_hash_t h;
-        if (!rc && m && !m->is_link && m->size <= SIDE_FILE_MAX_BYTES && !is_weight_or_ours(name) &&
+        if (!rc && m && m->size <= SIDE_FILE_MAX_BYTES && !is_weight_or_ours(name) &&
             strcmp(name, "config.json") != 0) {
             rc = fs_read_small(fs, paths[i], SIDE_FILE_MAX_BYTES, &data, &size, err);
             if (!rc)
@@ -204,15 +218,15 @@ static int write_made_config(struct outdir *o, const struct ckpt_plan *plan, str
     return rc || !config ? rc : write_json(o, "config.json", config, files, err);
 }
 
-/* A regular file, not a link to one: a link could point anywhere on the converting machine. */
+/* A regular file, through links held to the source's root (links.h). */
 static bool plain_file(const struct ckpt_fs *fs, const char *path)
 {
     struct stat st;
-    if (fs_inside(fs, path)) {   /* links in archives were refused when it was opened, bundles mark theirs */
+    if (fs_inside(fs, path)) {   /* links in archives were refused when it was opened, bundles hold their bytes */
         const struct fs_member *m = fs_member(fs, path);
-        return m && !m->is_dir && !m->is_link;
+        return m && !m->is_dir;
     }
-    return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 int write_side_files(struct outdir *o, const struct ckpt_plan *plan, struct file_records *files, ckpt_error *err)
