@@ -4,7 +4,7 @@
 #   test   tools the test suites call (xmllint; numpy for tests/check_contracts.py; xxhsum / xxh128sum for
 #          tests/sums.sh and tests/tamper.sh; cmake and the -dev files libarchive's .pc names, for
 #          the install tests' CMake and static links)
-#   deb    what dpkg-buildpackage needs (make deb, make check-deb)
+#   deb    what dpkg-buildpackage needs, and lintian (make deb, make check-deb)
 #   fuzz   clang with libFuzzer
 #   bench  hyperfine (paired runs), GNU time (peak RSS), zstd (bundle baselines), python3 (the harness)
 set -eu
@@ -13,7 +13,7 @@ packages_for() {
     case "$1" in
     build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev libssl-dev" ;;
     test) echo "check libxml2-utils python3-numpy xxhash cmake liblz4-dev libacl1-dev" ;;
-    deb) echo "dpkg-dev debhelper fakeroot" ;;
+    deb) echo "dpkg-dev debhelper fakeroot lintian" ;;
     fuzz) echo "clang libclang-rt-14-dev" ;;
     bench) echo "time hyperfine zstd python3" ;;
     *) echo "ensure-deps.sh: unknown group $1" >&2; exit 2 ;;

@@ -57,5 +57,8 @@ check "embed.c builds against the packaged library with CMake and runs" \
      "$root/cmake-build/embed" testdata/sample | head -n 1 | grep -q "21 tensors (libckpt $v)" &&
      "$root/cmake-build/embed_static" testdata/sample | head -n 1 | grep -q "21 tensors (libckpt $v)" ||
      { cat "$root/cmake.log"; false; }'
+check "lintian finds no error and no warning in the packages" \
+    'lintian --fail-on error,warning "$d/libckpt_${v}_$arch.changes" >"$root/lintian.log" 2>&1 ||
+     { grep -v "root privileges" "$root/lintian.log"; false; }'
 echo "$((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
