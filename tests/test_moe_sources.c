@@ -42,6 +42,7 @@ static const struct source deepseek_v3[] = {
     {"moe/deepseek_v3_deepspeed", "--deepspeed-weights module @rules", false},
     {"moe/deepseek_v3_fp8", "--rename hf", false},          /* Hugging Face, fp8 with block scales */
     {"moe/deepseek_v3_mp", "--rename hf", true},            /* DeepSeek's model{i}-mp2.safetensors */
+    {"moe/deepseek_v3_fused", "--rename hf", false},        /* transformers >= 5's fused experts */
 };
 
 static const struct source qwen3_moe[] = {
@@ -50,6 +51,7 @@ static const struct source qwen3_moe[] = {
     {"moe/qwen3_moe_dist", "--rename hf", false},
     {"moe/qwen3_moe_nemo2", "--rename hf", false},
     {"moe/qwen3_moe_deepspeed", "--deepspeed-weights module @rules", false},
+    {"moe/qwen3_moe_fused", "--rename hf", false},
 };
 
 /* The options with @rules replaced by a rules file written in dir (malloc'd). */
@@ -144,6 +146,41 @@ START_TEST(qwen3_moe_from_every_format)
 }
 END_TEST
 
+/* Fused experts stay as stored unless asked (the rename set asks), and only for the models transformers fuses so. */
+START_TEST(fused_experts_split_on_request)
+{
+    char *path = test_testdata("moe/qwen3_moe_fused"), *tmp = test_tmpdir(), *copy = test_join(tmp, "other");
+    ckpt_source *src = test_open(path);
+    size_t at;
+    ck_assert_int_eq(ckpt_source_find(src, "model.layers.1.mlp.experts.gate_up_proj", &at), CKPT_OK);
+    ck_assert_uint_eq(ckpt_source_tensor(src, at)->rank, 3);
+    ckpt_source_free(src);
+    ckpt_open_options o;
+    ckpt_open_options_default(&o);
+    ckpt_open_options_for_rename(&o, "hf");
+    ck_assert_int_eq(o.experts, CKPT_EXPERTS_SPLIT);
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_source_open_ext(&src, path, &o, &err), CKPT_OK);
+    ck_assert_int_ne(ckpt_source_find(src, "model.layers.1.mlp.experts.gate_up_proj", &at), CKPT_OK);
+    ck_assert_int_eq(ckpt_source_find(src, "model.layers.1.mlp.experts.7.up_proj.weight", &at), CKPT_OK);
+    static const uint64_t up[2] = {24, 48};
+    ck_assert_mem_eq(ckpt_source_tensor(src, at)->shape, up, sizeof up);
+    ckpt_source_free(src);
+    /* a model_type transformers does not read per expert (gpt-oss fuses [E, H, 2F] interleaved): as stored */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && sed -i 's/\"qwen3_moe\"/\"gpt_oss\"/' '%s/config.json'", path,
+             copy, copy);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(ckpt_source_open_ext(&src, copy, &o, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_source_find(src, "model.layers.1.mlp.experts.gate_up_proj", &at), CKPT_OK);
+    ckpt_source_free(src);
+    test_rmtree(tmp);
+    free(copy);
+    free(tmp);
+    free(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("moe_sources");
@@ -151,6 +188,7 @@ int main(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, deepseek_v3_from_every_format);
     tcase_add_test(tc, qwen3_moe_from_every_format);
+    tcase_add_test(tc, fused_experts_split_on_request);
     suite_add_tcase(s, tc);
     return test_main(s);
 }

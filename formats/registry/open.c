@@ -112,7 +112,15 @@ int open_options_take(ckpt_open_options *out, const ckpt_open_options *given, ck
     if (!rc && out->deepspeed_weights != CKPT_DEEPSPEED_FP32 && out->deepspeed_weights != CKPT_DEEPSPEED_MODULE)
         rc = ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: unknown deepspeed_weights %d",
                        (int)out->deepspeed_weights);
+    if (!rc && out->experts != CKPT_EXPERTS_AS_STORED && out->experts != CKPT_EXPERTS_SPLIT)
+        rc = ckpt_fail(err, CKPT_ERR_ARG, "ckpt_source_open: unknown experts %d", (int)out->experts);
     return rc;
+}
+
+void ckpt_open_options_for_rename(ckpt_open_options *opts, const char *rename)
+{
+    if (opts && rename && (strcmp(rename, "hf") == 0 || strcmp(rename, "hf-llama") == 0))
+        opts->experts = CKPT_EXPERTS_SPLIT;
 }
 
 int ckpt_source_open(ckpt_source **out, const char *path, const ckpt_limits *limits, ckpt_error *err)
@@ -138,6 +146,7 @@ int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_op
     if (!src)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     src->deepspeed_weights = opts.deepspeed_weights;
+    src->experts = opts.experts;
     src->events = opts.events;
     src->events_payload = opts.events_payload;
     char *inner = NULL;

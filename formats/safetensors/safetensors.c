@@ -63,6 +63,8 @@ static int open_listed(struct ckpt_source *src, const char *dir, ckpt_error *err
 static int safetensors_open(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
     int rc;
+    src->split_fused = src->experts == CKPT_EXPERTS_SPLIT && format_is_dir(src->fs, path) &&
+                       fused_experts_model(src, path);
     if (!format_is_dir(src->fs, path))
         rc = safetensors_load_file(src, path, err);
     else if (format_dir_has(src->fs, path, SAFETENSORS_INDEX))

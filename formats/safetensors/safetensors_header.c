@@ -158,8 +158,13 @@ static int parse_header(struct ckpt_source *src, const char *path, uint32_t file
     for (size_t i = 0; i < n && !rc; i++) {
         struct tensor_view view = {file, data_start + entries[i].begin, entries[i].end - entries[i].begin, 0,
                                    NULL, false};
-        rc = source_add_tensor(src, entries[i].name, entries[i].dtype, entries[i].rank, entries[i].shape, &view,
-                               err);
+        bool split = false;
+        if (src->split_fused)
+            rc = fused_experts_declare(src, entries[i].name, entries[i].dtype, entries[i].rank, entries[i].shape,
+                                       &view, &split, err);
+        if (!rc && !split)
+            rc = source_add_tensor(src, entries[i].name, entries[i].dtype, entries[i].rank, entries[i].shape, &view,
+                                   err);
     }
 done:
     free(entries);

@@ -101,6 +101,8 @@ struct ckpt_source {
     const char *format;          /* static string */
     ckpt_limits limits;
     ckpt_deepspeed_weights deepspeed_weights;
+    ckpt_experts experts;        /* ckpt_open_options.experts */
+    bool split_fused;            /* the safetensors reader found experts to split (fused_experts.c) */
     struct source_file *files;
     size_t file_count, file_cap;
     struct tensor_entry *tensors;

@@ -210,6 +210,19 @@ typedef enum ckpt_deepspeed_weights {
     CKPT_DEEPSPEED_MODULE    /* the 16-bit module weights of the model states (ZeRO 0-2 only) */
 } ckpt_deepspeed_weights;
 
+/*
+ * Hugging Face routed experts fused as transformers >= 5 holds them
+ * (`mlp.experts.gate_up_proj` [E, 2F, H], `mlp.experts.down_proj` [E, H, F]):
+ * as stored, or presented per expert (`mlp.experts.e.gate_proj.weight` ...,
+ * views of the stored bytes) for the models whose checkpoints transformers
+ * reads per expert (config.json's model_type).  `--rename hf` asks for the
+ * split (ckpt_open_options_for_rename).
+ */
+typedef enum ckpt_experts {
+    CKPT_EXPERTS_AS_STORED = 0,
+    CKPT_EXPERTS_SPLIT
+} ckpt_experts;
+
 /* How to open a source: limits, and choices some formats offer. */
 typedef struct ckpt_open_options {
     size_t size;                   /* sizeof(ckpt_open_options): set by ckpt_open_options_default */
@@ -217,10 +230,19 @@ typedef struct ckpt_open_options {
     ckpt_deepspeed_weights deepspeed_weights;
     ckpt_event_fn events;          /* each file mapped and tensor catalogued while opening, or NULL; */
     void *events_payload;          /* non-zero cancels the open */
+    ckpt_experts experts;          /* fused Hugging Face experts as stored or split (as_stored by default) */
 } ckpt_open_options;
 
 /* Fills `opts` with the defaults: ckpt_limits_default, fp32 DeepSpeed weights. */
 CKPT_API void ckpt_open_options_default(ckpt_open_options *opts);
+
+/*
+ * Sets in `opts` what rename set `rename` (NULL: none) needs of the source:
+ * "hf" and "hf-llama" read fused experts split (CKPT_EXPERTS_SPLIT).  convert
+ * calls it; verify --against and the merge of parts call it with the
+ * manifest's rename set, so that they read the source as convert did.
+ */
+CKPT_API void ckpt_open_options_for_rename(ckpt_open_options *opts, const char *rename);
 
 /* ckpt_source_open with options; `opts` may be NULL for the defaults. */
 CKPT_API int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_options *opts,

@@ -164,6 +164,7 @@ static int rebuild_plan(struct merge *m, ckpt_error *err)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: the part record's source or options are malformed",
                          m->parts[0].folder);
     open.deepspeed_weights = (ckpt_deepspeed_weights)ds;
+    ckpt_open_options_for_rename(&open, json_string_value(rename));
     opts.nz = (ckpt_nz_mode)nz;
     opts.overflow = (ckpt_overflow)overflow;
     opts.rules = json_string_value(rules);

@@ -102,6 +102,7 @@ int against_options(const struct manifest *m, const ckpt_verify_options *opts, c
     convert->part = convert->parts = 0;
     convert->jobs = opts->jobs;
     convert->max_memory = opts->max_memory;
+    ckpt_open_options_for_rename(open, convert->rename);   /* the source read as convert read it: hf splits experts */
     report_all(&o, convert, m, open);
     return CKPT_OK;
 }
