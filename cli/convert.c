@@ -215,7 +215,7 @@ int cmd_convert(int argc, char **argv)
     ckpt_error err = {0};
     ckpt_source *src = NULL;
     ckpt_plan *plan = NULL;
-    ckpt_open_options_for_rename(&a.open, a.opts.rename);   /* hf reads fused experts split */
+    ckpt_open_options_for_rename(&a.open, a.conv.opts.rename);   /* hf reads fused experts split */
     if (ckpt_source_open_ext(&src, src_path, &a.open, &err) != CKPT_OK ||
         ckpt_plan_build(&plan, src, dst, &a.conv.opts, &err) != CKPT_OK) {
         status = cli_fail("convert", &err);
