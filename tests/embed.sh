@@ -23,6 +23,8 @@ check "installed files" \
 check "libckpt.pc and the man page are found where users look" \
     '[ "$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --modversion libckpt)" = "$("$prefix/bin/ckpt" --version | cut -d" " -f2)" ] &&
      [ "$(MANPATH="$prefix/share/man" man -w ckpt)" = "$prefix/share/man/man1/ckpt.1" ]'
+check "libckpt.pc passes pkg-config --validate" \
+    'PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --validate libckpt'
 check "shared library soname is libckpt.so.0" \
     'readelf -d "$prefix/lib/libckpt.so" | grep -q "SONAME.*\[libckpt.so.0\]"'
 check "shared library exports only ckpt_ symbols" \

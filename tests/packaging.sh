@@ -19,6 +19,12 @@ check "ckpt --version prints it, for ckpt and the library" \
 check "the shared library is built as libckpt.so.$v" 'test -f "$CKPT_BUILD/libckpt.so.$v"'
 check "debian/changelog's top entry is $v" \
     '[ "$(sed -n "1s/^libckpt (\([^)]*\)) .*/\1/p" debian/changelog)" = "$v" ]'
+# the Python binding (python/, when present) states the version for pip; it must be the same
+check "python/pyproject.toml and python/libckpt/__init__.py, where present, state $v" \
+    '(for f in python/pyproject.toml python/libckpt/__init__.py; do
+         [ -f "$f" ] || continue
+         got=$(sed -n "s/^\(__version__\|version\) *= *\"\([^\"]*\)\".*/\2/p" "$f" | head -n 1)
+         [ "$got" = "$v" ] || { echo "# $f says ${got:-no version}"; exit 1; }; done)'
 # released sections are "## [X.Y.Z] - date", newest first; none may be newer than the header
 released=$(sed -n 's/^## \[\([0-9][0-9.]*\)\].*/\1/p' CHANGELOG.md)
 check "CHANGELOG.md has an Unreleased section and its releases are newest first" \
