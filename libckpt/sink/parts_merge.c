@@ -262,8 +262,24 @@ static int gather_source_records(struct merge *m, ckpt_error *err)
             rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: %s recorded %llu bytes of %s, which has %llu now",
                            m->staging, m->parts[by[i] - 1].folder, (unsigned long long)recs[i].size,
                            src->files[i].path, (unsigned long long)src->files[i].size);
-        else
-            rc = file_records_add(&m->source_files, recs[i].name, recs[i].size, recs[i].hash, err);
+    }
+    /*
+     * Then SRC as it is now, hashed once more (the manifest's record of it):
+     * parts that read disjoint files cannot be compared with each other, only
+     * with one reference, and a part made from bytes SRC no longer holds is
+     * refused too.
+     */
+    if (!rc)
+        rc = hash_source_files(src, NULL, &m->source_files, &(atomic_int){0}, err);
+    for (size_t i = 0, k = 0; i < src->file_count && !rc; i++) {
+        if (src->files[i].borrowed)
+            continue;
+        const struct file_record *now = &m->source_files.items[k++];
+        if (!XXH128_isEqual(now->hash, recs[i].hash))
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT,
+                           "%s read other bytes of %s than it holds now (SRC changed, or the parts were made from "
+                           "different sources); rerun them from one source",
+                           m->parts[by[i] - 1].folder, src->files[i].path);
     }
     json_decref(index);
     free(recs);

@@ -301,13 +301,13 @@ static const char *quant_param_of(const ckpt_source *has, size_t i, const ckpt_s
     ckpt_quant q;
     for (size_t k = 0; k < 2; k++) {
         size_t m = strlen(suffixes[k]);
-        char weight[4096];
-        if (n <= m || n - m >= sizeof weight || strcmp(name + n - m, suffixes[k]) != 0)
+        char *weight;   /* names go up to 64 KiB */
+        if (n <= m || strcmp(name + n - m, suffixes[k]) != 0 || !(weight = strndup(name, n - m)))
             continue;
-        memcpy(weight, name, n - m);
-        weight[n - m] = '\0';
-        if (ckpt_source_find(has, weight, &w) == CKPT_OK && ckpt_source_find(other, weight, &o) == CKPT_OK &&
-            scale_of(has, w, &q) != SIZE_MAX)
+        bool found = ckpt_source_find(has, weight, &w) == CKPT_OK && ckpt_source_find(other, weight, &o) == CKPT_OK &&
+                     scale_of(has, w, &q) != SIZE_MAX;
+        free(weight);
+        if (found)
             return ckpt_source_tensor(has, w)->name;
     }
     return NULL;
