@@ -66,13 +66,10 @@ bool hex_hash(const char *hex, XXH128_hash_t *out)
     return true;
 }
 
-int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH128_hash_t *out, ckpt_error *err)
+int hash_file_update(int fd, uint64_t offset, uint64_t len, const char *name, XXH3_state_t *state, ckpt_error *err)
 {
-    XXH3_state_t *state = XXH3_createState();
-    uint8_t *buf = malloc(HASH_CHUNK);
-    int rc = (!state || !buf) ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", name) : CKPT_OK;
-    if (!rc)
-        XXH3_128bits_reset(state);
+    uint8_t *buf = malloc(len < HASH_CHUNK ? (size_t)len + 1 : HASH_CHUNK);
+    int rc = !buf ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", name) : CKPT_OK;
     while (!rc && len > 0) {
         size_t want = len < HASH_CHUNK ? (size_t)len : HASH_CHUNK;
         ssize_t n = pread(fd, buf, want, (off_t)offset);
@@ -92,10 +89,21 @@ int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH
         offset += (uint64_t)n;
         len -= (uint64_t)n;
     }
+    free(buf);
+    return rc;
+}
+
+int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH128_hash_t *out, ckpt_error *err)
+{
+    XXH3_state_t *state = XXH3_createState();
+    int rc = !state ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", name) : CKPT_OK;
+    if (!rc) {
+        XXH3_128bits_reset(state);
+        rc = hash_file_update(fd, offset, len, name, state, err);
+    }
     if (!rc)
         *out = XXH3_128bits_digest(state);
     XXH3_freeState(state);
-    free(buf);
     return rc;
 }
 

@@ -36,6 +36,9 @@ bool hex_hash(const char *hex, XXH128_hash_t *out);
 /* XXH3-128 of bytes [offset, offset + len) of an open file, read in chunks. */
 int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH128_hash_t *out, ckpt_error *err);
 
+/* The same bytes fed to a running XXH3-128 state (which goes on from where it was). */
+int hash_file_update(int fd, uint64_t offset, uint64_t len, const char *name, XXH3_state_t *state, ckpt_error *err);
+
 struct ckpt_source;
 
 /*

@@ -20,6 +20,7 @@
 #include "formats/safetensors/safetensors.h"
 #include "libckpt/manifest/records.h"
 #include "shard_header.h"
+#include "shard_hash.h"
 #include "side_files.h"
 #include "libckpt/catalog/source.h"
 #include "stream.h"
@@ -39,6 +40,7 @@ struct shard_out {
     int fd;
     uint64_t data_start;
     uint64_t size;
+    struct shard_hash hash;   /* the file's checksum, from the pieces as they are written */
 };
 
 struct execution {
@@ -50,7 +52,8 @@ struct execution {
     struct part_map parts;           /* with --part: the shards and source files this process does */
     size_t stored;                   /* items [0, stored) have bytes in a shard */
     uint64_t budget;
-    atomic_size_t next;
+    atomic_size_t next;              /* the next position in `order` */
+    size_t *order;                   /* items [0, stored), taken in this order */
     atomic_int failed;
     pthread_mutex_t lock;            /* guards rc, err, done and the progress callback */
     int rc;
@@ -75,6 +78,15 @@ static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t offset, c
         offset += (uint64_t)n;
     }
     return CKPT_OK;
+}
+
+/* Writes bytes of shard s at a file offset, and hands them to the shard's checksum. */
+static int shard_write(struct execution *ex, size_t s, const uint8_t *p, uint64_t len, uint64_t offset,
+                       ckpt_error *err)
+{
+    struct shard_out *sh = &ex->shards[s];
+    int rc = pwrite_all(sh->fd, p, len, offset, ex, s, err);
+    return rc ? rc : shard_hash_written(&sh->hash, sh->fd, p, len, offset, ex->plan->shards[s].name, err);
 }
 
 /* Adds converted source bytes to the progress; false when the run must stop. */
@@ -105,7 +117,7 @@ struct write_sink {
 static int write_put(struct stream_sink *sink, const uint8_t *data, uint64_t len, uint64_t offset, ckpt_error *err)
 {
     struct write_sink *w = (struct write_sink *)sink;
-    int rc = pwrite_all(w->fd, data, len, w->tensor_base + offset, w->ex, w->shard, err);
+    int rc = shard_write(w->ex, w->shard, data, len, w->tensor_base + offset, err);
     if (!rc && !w->out_of_order && offset == w->hashed) {
         XXH3_128bits_update(w->hash, data, (size_t)len);
         w->hashed += len;
@@ -160,8 +172,8 @@ static int write_params(struct execution *ex, size_t i, const float *scales, ckp
         uint8_t *bytes = scale ? (uint8_t *)scales : calloc(1, it->pub.nbytes + 1);   /* an offset: zeros */
         if (!bytes)
             return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory writing %s", it->pub.name);
-        rc = pwrite_all(ex->shards[it->pub.shard].fd, bytes, it->pub.nbytes,
-                        ex->shards[it->pub.shard].data_start + it->pub.offset, ex, it->pub.shard, err);
+        rc = shard_write(ex, it->pub.shard, bytes, it->pub.nbytes, ex->shards[it->pub.shard].data_start + it->pub.offset,
+                         err);
         ex->tensors[k].hash = XXH3_128bits(bytes, (size_t)it->pub.nbytes);
         if (!scale)
             free(bytes);
@@ -209,9 +221,10 @@ static void *worker(void *arg)
     struct execution *ex = arg;
     struct stream_buffers b = {0};
     while (!atomic_load(&ex->failed) && !atomic_load(&ex->plan->cancelled)) {
-        size_t i = atomic_fetch_add(&ex->next, 1);
-        if (i >= ex->stored)
+        size_t at = atomic_fetch_add(&ex->next, 1);
+        if (at >= ex->stored)
             break;
+        size_t i = ex->order[at];
         if (!part_has_shard(&ex->parts, ex->plan->items[i].pub.shard) || written_by(ex, i) != SIZE_MAX)
             continue;
         ckpt_error err;
@@ -247,9 +260,11 @@ static int open_shard(struct execution *ex, size_t s, ckpt_error *err)
             len_le[k] = (uint8_t)((uint64_t)header_len >> (8 * k));
         ex->shards[s].data_start = 8 + header_len;
         ex->shards[s].size = 8 + header_len + data_bytes;
-        rc = pwrite_all(ex->shards[s].fd, len_le, 8, 0, ex, s, err);
+        rc = shard_hash_init(&ex->shards[s].hash, err);
         if (!rc)
-            rc = pwrite_all(ex->shards[s].fd, (uint8_t *)header, header_len, 8, ex, s, err);
+            rc = shard_write(ex, s, len_le, 8, 0, err);
+        if (!rc)
+            rc = shard_write(ex, s, (uint8_t *)header, header_len, 8, err);
         /* claim the space now: a full disk fails here, before hours of work */
         int fa = rc ? 0 : posix_fallocate(ex->shards[s].fd, 0, (off_t)ex->shards[s].size);
         if (fa && fa != EOPNOTSUPP && fa != EINVAL)
@@ -271,7 +286,7 @@ static int close_shards(struct execution *ex, struct file_records *files, ckpt_e
         XXH128_hash_t h = {0, 0};
         const char *name = ex->plan->shards[s].name;
         if (!rc)
-            rc = hash_file_range(fd, 0, ex->shards[s].size, name, &h, err);
+            rc = shard_hash_finish(&ex->shards[s].hash, fd, ex->shards[s].size, name, &h, err);
         if (!rc)
             rc = file_records_add(files, name, ex->shards[s].size, h, err);
         int closed = close_synced(fd, name, err);
@@ -317,6 +332,49 @@ static uint64_t largest_nz_matrix(const struct ckpt_plan *plan, size_t stored)
 }
 
 /*
+ * The order workers take items in: the shards' items in turn, the first of
+ * each shard, then the second of each, and so on.  With as many shards as
+ * workers, each shard is then written front to back by one worker at a time,
+ * so its checksum is taken from the pieces as they go (shard_hash.h) rather
+ * than read back; within one shard, items stay in plan order.
+ */
+static size_t *take_order(const struct ckpt_plan *plan, size_t stored)
+{
+    size_t *order = malloc((stored + 1) * sizeof *order), *live = malloc((plan->shard_count + 1) * sizeof *live);
+    bool *taken = calloc(stored + 1, sizeof *taken);
+    if (!order || !live || !taken) {
+        free(order);
+        free(live);
+        free(taken);
+        return NULL;
+    }
+    size_t n = 0, lives = 0;
+    for (size_t s = 0; s < plan->shard_count; s++)
+        live[lives++] = s;
+    for (size_t round = 0; lives; round++) {   /* shards drop out as they run out: O(items + shards) */
+        size_t kept = 0;
+        for (size_t k = 0; k < lives; k++) {
+            const struct plan_shard *sh = &plan->shards[live[k]];
+            size_t i = sh->first_item + round;
+            if (round >= sh->item_count || i >= stored)
+                continue;
+            if (!taken[i]) {
+                taken[i] = true;
+                order[n++] = i;
+            }
+            live[kept++] = live[k];
+        }
+        lives = kept;
+    }
+    for (size_t i = 0; i < stored; i++)   /* items in no shard's range, if a plan had any: plan order */
+        if (!taken[i])
+            order[n++] = i;
+    free(live);
+    free(taken);
+    return order;
+}
+
+/*
  * Runs the workers while this thread hashes the source files.  Each worker
  * gets an equal share of the memory: 16 MiB by default, or, when more, the
  * share of the largest NZ matrix plus NZ_ROOM, so that a worker can build an
@@ -327,6 +385,8 @@ static uint64_t largest_nz_matrix(const struct ckpt_plan *plan, size_t stored)
 static int run_workers(struct execution *ex, struct file_records *source_files, ckpt_error *err)
 {
     unsigned jobs = job_count(ex->plan, ex->stored);
+    if (!(ex->order = take_order(ex->plan, ex->stored)))
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
     uint64_t total = DEFAULT_BUDGET * jobs, nz = largest_nz_matrix(ex->plan, ex->stored);
     if (nz && nz <= UINT64_MAX - NZ_ROOM && nz + NZ_ROOM > total)
         total = nz + NZ_ROOM;
@@ -405,9 +465,11 @@ int ckpt_plan_execute(ckpt_plan *plan, ckpt_progress_fn progress, void *payload,
     if (!rc)
         rc = execute(&ex, &source_files, &output_files, start, err);
     uint64_t part_in = 0, part_out = 0;   /* the bytes of the tensors this process converted */
-    for (size_t s = 0; s < plan->shard_count && ex.shards; s++)
+    for (size_t s = 0; s < plan->shard_count && ex.shards; s++) {
         if (ex.shards[s].fd >= 0)
             close(ex.shards[s].fd);
+        shard_hash_free(&ex.shards[s].hash);
+    }
     outdir_end(&ex.out);
     if (!rc && stats) {
         *stats = (ckpt_convert_stats){0, plan->bytes_in, plan->bytes_out, now_seconds() - start, {0, 0, 0}};
@@ -431,6 +493,7 @@ int ckpt_plan_execute(ckpt_plan *plan, ckpt_progress_fn progress, void *payload,
     file_records_free(&output_files);
     free(ex.shards);
     free(ex.tensors);
+    free(ex.order);
     pthread_mutex_destroy(&ex.lock);
     return rc;
 }
