@@ -140,7 +140,7 @@ static int place(struct ckpt_source *src, struct expert_file *x, struct moe_modu
         const char *key = x->keys[i], *at = strstr(key, EXPERTS);
         if (!at)
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: %s is not a DeepSpeed expert's tensor (no '%s')",
-                             x->file.path, key, EXPERTS + 1);
+                             x->file.path, key, &EXPERTS[1]);
         const char *id = at + elen;
         long e;
         if (!count_at(&id, MAX_EXPERTS, &e) || *id != '.')

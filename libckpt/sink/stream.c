@@ -98,8 +98,9 @@ static int convert_run(struct job *j, const uint8_t *in, uint8_t *out, uint64_t 
     } else {
         const void *loaded;
         uint64_t bad;
-        rc = transform_load(t, in, b->stage, b->load + done * elems * ckpt_dtype_size(t->load), row0, run, &loaded,
-                            j->counts, err);
+        /* no load buffer when the weight is quantized from its source type as read */
+        uint8_t *load = b->load ? b->load + done * elems * ckpt_dtype_size(t->load) : NULL;
+        rc = transform_load(t, in, b->stage, load, row0, run, &loaded, j->counts, err);
         if (!rc && transform_quant(t, loaded, out, (float *)b->scales + done, run, &bad) != CKPT_OK)
             rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensor %s: row %llu holds a NaN or an infinity, which no int8 "
                            "scale represents", ckpt_source_path(j->plan->src), j->te->pub.name,
