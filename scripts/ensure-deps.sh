@@ -3,14 +3,9 @@
 #   build  headers and libraries libckpt links against
 #   test   tools the test suites call (xmllint; numpy for tests/check_contracts.py; xxhsum / xxh128sum for
 #          tests/sums.sh and tests/tamper.sh; cmake and the -dev files libarchive's .pc names, for
-<<<<<<< HEAD
-#          the install tests' CMake and static links)
-#   deb    what dpkg-buildpackage needs, and lintian (make deb, make check-deb)
-=======
 #          the install tests' CMake and static links; venv, setuptools and wheel for tests/python.sh's
 #          offline pip install of python/)
-#   deb    what dpkg-buildpackage needs (make deb, make check-deb)
->>>>>>> e44d4f4 (Python binding python/ (package libckpt): ctypes over the shared library, option structs filled by their _default() and only their known prefix changed; open / tensors / read (row ranges, BF16 as uint16 bits unless ml_dtypes) / convert with a cancelling progress callback / verify / diff / sums / manifest, findings as objects, exceptions with the library's status and message; tests against the C tests' fixtures, torch's FNV goldens and numpy's casts; pip install ./python offline in a venv; the README's five-line example run by tests/python.sh)
+#   deb    what dpkg-buildpackage needs, and lintian (make deb, make check-deb)
 #   fuzz   clang with libFuzzer
 #   bench  hyperfine (paired runs), GNU time (peak RSS), zstd (bundle baselines), python3 (the harness)
 set -eu

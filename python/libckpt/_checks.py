@@ -9,7 +9,7 @@ from ._lib import lib
 from ._source import Source
 from .errors import MISMATCH
 
-CHECKS = ("file", "extra_file", "header", "tensor", "fidelity", "diff")   # ckpt_check, in order
+CHECKS = ("file", "extra_file", "header", "tensor", "fidelity", "diff", "option")   # ckpt_check, in order
 NZ = {"auto": 0, "all": 1, "none": 2}
 OVERFLOW = {"saturate": 0, "inf": 1, "error": 2}
 SUMS = {"xxh128": 0, "sha256": 1}
@@ -58,7 +58,8 @@ class Finding:
     """One check's outcome: `check` ("file", "extra_file", "header", "tensor", "fidelity", "diff"),
     `ok`, `file` and `tensor` concerned (or None), `message`; for fidelity and diff findings the
     largest absolute and relative errors, elements whose bits differ, the cast's counts, and for an
-    int8 weight its quantization type and SQNR in dB."""
+    int8 weight its quantization type and SQNR in dB; for an option finding (verify with `against`)
+    the conversion option's name, the value proven with and its origin ("options" or "manifest")."""
     check: str
     ok: bool
     file: str = None
@@ -70,6 +71,9 @@ class Finding:
     counts: dict = field(default_factory=dict)
     quant: str = None
     sqnr_db: float = math.inf
+    option: str = None
+    value: str = None
+    origin: str = None
 
 
 def _finding(f):
@@ -78,7 +82,8 @@ def _finding(f):
                    max_abs_error=f.max_abs_error, max_rel_error=f.max_rel_error, mismatched=f.mismatched,
                    counts={"overflowed": f.counts.overflowed, "subnormal": f.counts.subnormal,
                            "flushed": f.counts.flushed},
-                   quant=_lib.text(lib.ckpt_quant_name(f.quant)) if f.quant else None, sqnr_db=f.sqnr_db)
+                   quant=_lib.text(lib.ckpt_quant_name(f.quant)) if f.quant else None, sqnr_db=f.sqnr_db,
+                   option=_lib.text(f.option), value=_lib.text(f.value), origin=_lib.text(f.origin))
 
 
 @dataclass
@@ -133,14 +138,9 @@ class ConvertStats:
     counts: dict
 
 
-def convert(src, dst, target, dtype=None, quant=None, nz=None, nz_fp32_c0=None, overflow=None, rules=None,
-            rename=None, max_shard_bytes=None, max_memory=None, jobs=None, force=False, progress=None):
-    """Converts checkpoint `src` (a path or an open Source) into the new folder `dst`, as
-    `ckpt convert` does: `target` "ascend-310p", "ascend-910b" or "nd"; `dtype` "f16", "bf16", "f32"
-    or "keep"; `quant` "w8a8-dynamic" or "w8a16"; `nz` "auto", "all" or "none"; `overflow`
-    "saturate", "inf" or "error"; `rules` the text of extra rules; `rename` "hf" or "hf-llama".
-    `progress(done, total)` is called with bytes converted, from worker threads one call at a time;
-    returning True cancels (CancelledError; nothing is left at dst).  Returns ConvertStats."""
+def _convert_options(target, dtype=None, quant=None, nz=None, nz_fp32_c0=None, overflow=None, rules=None,
+                     rename=None, max_shard_bytes=None, max_memory=None, jobs=None, force=False):
+    """A ckpt_convert_options from convert's keywords, and the C strings it points to (keep them)."""
     opts = _lib.options(lib.ckpt_convert_options_default, _lib.ConvertOptions)
     t = lib.ckpt_target_from_name(_lib.encode(target)) if isinstance(target, str) else 0
     if t == 0:
@@ -169,6 +169,19 @@ def convert(src, dst, target, dtype=None, quant=None, nz=None, nz_fp32_c0=None, 
         if value is not None:
             setattr(opts, name, int(value))
     opts.force = int(bool(force))
+    return opts, keep
+
+
+def convert(src, dst, target, dtype=None, quant=None, nz=None, nz_fp32_c0=None, overflow=None, rules=None,
+            rename=None, max_shard_bytes=None, max_memory=None, jobs=None, force=False, progress=None):
+    """Converts checkpoint `src` (a path or an open Source) into the new folder `dst`, as
+    `ckpt convert` does: `target` "ascend-310p", "ascend-910b" or "nd"; `dtype` "f16", "bf16", "f32"
+    or "keep"; `quant` "w8a8-dynamic" or "w8a16"; `nz` "auto", "all" or "none"; `overflow`
+    "saturate", "inf" or "error"; `rules` the text of extra rules; `rename` "hf" or "hf-llama".
+    `progress(done, total)` is called with bytes converted, from worker threads one call at a time;
+    returning True cancels (CancelledError; nothing is left at dst).  Returns ConvertStats."""
+    opts, keep = _convert_options(target, dtype, quant, nz, nz_fp32_c0, overflow, rules, rename, max_shard_bytes,
+                                  max_memory, jobs, force)
     source = src if isinstance(src, Source) else Source(src)
     plan = ctypes.c_void_p()
     err = _lib.Error()
@@ -189,10 +202,12 @@ def convert(src, dst, target, dtype=None, quant=None, nz=None, nz_fp32_c0=None, 
 
 
 def verify(dst, against=None, sums=None, max_abs_error=0.0, max_rel_error=0.0, jobs=None, max_memory=None,
-           deepspeed_weights=None, progress=None, on_finding=None):
+           deepspeed_weights=None, convert=None, progress=None, on_finding=None):
     """Checks the folder `dst` as `ckpt verify` does: against its ckpt-manifest.json (or a bundle),
     with `against` also every tensor recomputed from that source, or with `sums` instead against
-    a checksum list (sha256sum / xxhsum lines, or a ckpt-manifest.json).  Returns a Report (falsy
+    a checksum list (sha256sum / xxhsum lines, or a ckpt-manifest.json).  `convert`, a dict of
+    convert's keywords (target required), is the conversion `against` proves; None: the options
+    the manifest records (each reported as an "option" finding).  Returns a Report (falsy
     when a check failed); raises when the check cannot run.  `progress(done, total)` as for
     convert; `on_finding(finding)` sees each finding as it comes (returning True stops)."""
     cb = _Callbacks()
@@ -218,6 +233,11 @@ def verify(dst, against=None, sums=None, max_abs_error=0.0, max_rel_error=0.0, j
         opts.max_memory = int(max_memory or 0)
         opts.open = ctypes.pointer(open_opts)
         opts.progress = cb.progress(progress)
+        if convert is not None:
+            if against is None:
+                raise ValueError("convert options are proven against a source: give against= too")
+            convert_opts, _keep = _convert_options(**convert)
+            opts.convert = ctypes.pointer(convert_opts)
         rc = lib.ckpt_verify(_lib.encode(dst), ctypes.byref(opts), _collector(cb, findings, on_finding), None,
                              ctypes.byref(summary), ctypes.byref(err))
     cb.check(rc, err, allowed=(0, MISMATCH))

@@ -39,7 +39,7 @@ PROGRESS_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64)
 
 class OpenOptions(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("limits", Limits), ("deepspeed_weights", c_int), ("events", EVENT_FN),
-                ("events_payload", c_void_p)]
+                ("events_payload", c_void_p), ("experts", c_int)]
 
 
 class Tensor(ctypes.Structure):
@@ -58,7 +58,8 @@ class CastCounts(ctypes.Structure):
 class Finding(ctypes.Structure):
     _fields_ = [("check", c_int), ("ok", c_int), ("file", c_char_p), ("tensor", c_char_p), ("message", c_char_p),
                 ("max_abs_error", c_double), ("max_rel_error", c_double), ("mismatched", c_uint64),
-                ("counts", CastCounts), ("quant", c_int), ("sqnr_db", c_double)]
+                ("counts", CastCounts), ("quant", c_int), ("sqnr_db", c_double), ("option", c_char_p),
+                ("value", c_char_p), ("origin", c_char_p)]
 
 
 FINDING_FN = ctypes.CFUNCTYPE(c_int, c_void_p, ctypes.POINTER(Finding))
@@ -80,7 +81,8 @@ class ConvertStats(ctypes.Structure):
 class VerifyOptions(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("against", c_char_p), ("max_abs_error", c_double),
                 ("max_rel_error", c_double), ("jobs", c_uint), ("max_memory", c_uint64),
-                ("open", ctypes.POINTER(OpenOptions)), ("progress", PROGRESS_FN), ("progress_payload", c_void_p)]
+                ("open", ctypes.POINTER(OpenOptions)), ("progress", PROGRESS_FN), ("progress_payload", c_void_p),
+                ("convert", ctypes.POINTER(ConvertOptions))]
 
 
 class VerifySummary(ctypes.Structure):

@@ -114,13 +114,14 @@ class Source:
     (non-tensor values: name -> (kind, value text)), `tensors` (name -> Tensor).  Use as a context
     manager, or call close(); arrays already read stay valid."""
 
-    def __init__(self, path, deepspeed_weights=None, **limits):
+    def __init__(self, path, deepspeed_weights=None, experts=None, **limits):
         opts = _lib.options(lib.ckpt_open_options_default, _lib.OpenOptions)
-        if deepspeed_weights is not None:
-            choices = {"fp32": 0, "module": 1}
-            if deepspeed_weights not in choices:
-                raise ValueError(f"deepspeed_weights takes 'fp32' or 'module', not {deepspeed_weights!r}")
-            opts.deepspeed_weights = choices[deepspeed_weights]
+        for what, value, choices in (("deepspeed_weights", deepspeed_weights, {"fp32": 0, "module": 1}),
+                                     ("experts", experts, {"as_stored": 0, "split": 1})):
+            if value is not None:
+                if value not in choices:
+                    raise ValueError(f"{what} takes {' or '.join(map(repr, choices))}, not {value!r}")
+                setattr(opts, what, choices[value])
         for key, value in limits.items():
             field = key if key.startswith("max_") else None
             if field is None or field not in dict(_lib.Limits._fields_):
@@ -182,8 +183,9 @@ class Source:
         return f"<libckpt.Source {self.path!r} {self.format}, {len(self.tensors)} tensors>"
 
 
-def open(path, deepspeed_weights=None, **limits):   # noqa: A001 - the module's verb, as io.open
+def open(path, deepspeed_weights=None, experts=None, **limits):   # noqa: A001 - the module's verb, as io.open
     """Opens a checkpoint file or folder (the format is found from its content): a Source.
-    `deepspeed_weights` ("fp32" or "module") chooses a DeepSpeed folder's weights; keywords named
-    like ckpt_limits' fields (max_tensors=..., max_header_bytes=...) tighten or raise the limits."""
-    return Source(path, deepspeed_weights, **limits)
+    `deepspeed_weights` ("fp32" or "module") chooses a DeepSpeed folder's weights, `experts`
+    ("as_stored" or "split") how fused Hugging Face experts are listed; keywords named like
+    ckpt_limits' fields (max_tensors=..., max_header_bytes=...) tighten or raise the limits."""
+    return Source(path, deepspeed_weights, experts, **limits)

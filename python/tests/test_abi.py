@@ -1,5 +1,7 @@
 """The binding's view of the C structs against the library it loaded."""
 import ctypes
+import os
+import re
 import unittest
 
 import libckpt
@@ -18,7 +20,19 @@ class AbiTest(unittest.TestCase):
                            (_lib.lib.ckpt_manifest_options_default, _lib.ManifestOptions)):
             with self.subTest(mirror.__name__):
                 view = _lib.options(fn, mirror)
-                self.assertEqual(view.size, ctypes.sizeof(mirror))
+                self.assertEqual(view.size, ctypes.sizeof(mirror),
+                                 f"ckpt.h's struct and python/libckpt/_lib.py's {mirror.__name__} differ: "
+                                 "add the new fields to the mirror (the binding still works on the prefix)")
+
+    def test_findings_mirror_is_current(self):
+        # ckpt_finding has no size field: its fields are counted from the header itself
+        header = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "libckpt", "include", "ckpt.h")
+        if not os.path.exists(header):
+            self.skipTest("no ckpt.h beside the binding")
+        with open(header) as f:
+            body = re.search(r"typedef struct ckpt_finding \{(.*?)\} ckpt_finding;", f.read(), re.S).group(1)
+        fields = re.findall(r"^\s+[\w ]+?[\s*]+(\w+);", body, re.M)
+        self.assertEqual(fields, [n for n, _ in _lib.Finding._fields_])
 
     def test_limits_defaults_read_through_the_mirror(self):
         opts = _lib.options(_lib.lib.ckpt_open_options_default, _lib.OpenOptions)

@@ -47,6 +47,17 @@ class VerifyTest(unittest.TestCase):
         self.assertEqual(len(fidelity), 21)
         self.assertTrue(all(f.mismatched == 0 for f in fidelity))
 
+    def test_against_proves_the_conversion_given(self):
+        report = libckpt.verify(self.f16, against=data("sample"), convert={"target": "ascend-310p"})
+        self.assertTrue(report)
+        options = {f.option: (f.value, f.origin) for f in report.findings if f.check == "option"}
+        self.assertEqual(options["target"], ("ascend-310p", "options"))
+        wrong = libckpt.verify(self.f16, against=data("sample"), convert={"target": "ascend-910b"})
+        self.assertFalse(wrong)
+        self.assertIn(("option", "target"), {(f.check, f.option) for f in wrong.failures})
+        with self.assertRaises(ValueError):
+            libckpt.verify(self.f16, convert={"target": "nd"})
+
     def test_a_changed_byte_fails_naming_file_and_tensor(self):
         bad = self.copy("bad")
         shard = os.path.join(bad, "model-00001-of-00001.safetensors")
