@@ -3,6 +3,7 @@
 #include "findings.h"
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,6 +65,12 @@ static int parse_double(const char *s, double *out)
     return *end || *out < 0 ? -1 : 0;
 }
 
+/* --junit -: the XML alone on standard output, so the text report stays off it. */
+static bool junit_to_stdout(const struct check_args *a)
+{
+    return a->junit && strcmp(a->junit, "-") == 0;
+}
+
 /* Returns EXIT_OK to go on, -1 after --help, or a usage status. */
 static int parse_args(const char *command, const char *help, int argc, char **argv, struct check_args *a)
 {
@@ -120,6 +127,8 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         default: return cli_usage_error(command, "unknown option '%s'", argv[optind - 1]);
         }
     }
+    if (a->json && junit_to_stdout(a))
+        return cli_usage_error(command, "--json and --junit - would both write to standard output: give one");
     return EXIT_OK;
 }
 
@@ -142,7 +151,7 @@ static int finish(const char *command, int rc, const ckpt_error *err, struct fin
             findings_write_junit(fs, command, &partial, a->junit);
         return failed;
     }
-    int status = findings_print(fs, command, s, a->json);
+    int status = junit_to_stdout(a) ? EXIT_OK : findings_print(fs, command, s, a->json);
     if (!status && a->junit)
         status = findings_write_junit(fs, command, s, a->junit);
     if (status)
@@ -158,7 +167,7 @@ static int verify_sums(const char *dir, const struct check_args *a)
     opts.jobs = a->jobs;
     struct cli_progress progress;
     cli_progress_start(&progress);
-    struct findings fs = {.verbose = a->verbose, .quiet_text = a->json, .progress = &progress};
+    struct findings fs = {.verbose = a->verbose, .quiet_text = a->json || junit_to_stdout(a), .progress = &progress};
     if (!a->quiet && !a->json && isatty(STDERR_FILENO)) {
         opts.progress = cli_progress_show;
         opts.progress_payload = &progress;
@@ -200,7 +209,7 @@ int cmd_verify(int argc, char **argv)
     opts.convert = a.conv.given ? &a.conv.opts : NULL;
     struct cli_progress progress;
     cli_progress_start(&progress);
-    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json, .progress = &progress, .conv = &a.conv};
+    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json || junit_to_stdout(&a), .progress = &progress, .conv = &a.conv};
     if (!a.quiet && !a.json && isatty(STDERR_FILENO)) {
         opts.progress = cli_progress_show;
         opts.progress_payload = &progress;
@@ -231,7 +240,7 @@ int cmd_diff(int argc, char **argv)
     opts.max_abs_error = a.max_abs;
     opts.max_rel_error = a.max_rel;
     opts.open = &a.open;
-    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json};
+    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json || junit_to_stdout(&a)};
     ckpt_verify_summary s = {0};
     ckpt_error err = {0};
     int rc = ckpt_diff(argv[optind], argv[optind + 1], &opts, findings_collect, &fs, &s, &err);

@@ -12,8 +12,11 @@ trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 "$CKPT_BIN" convert "$CKPT_TESTDATA/sample" dst --target nd --quiet >/dev/null 2>&1 || echo "not ok 0 - convert"
 
-"$CKPT_BIN" verify dst --junit - >out 2>&1
-check "--junit - writes to standard output" 'grep -q "<testsuites>" out && [ ! -e ./- ]'
+"$CKPT_BIN" verify dst --junit - >out 2>/dev/null
+check "--junit - writes the XML alone to standard output" 'xmllint --noout out && grep -q "<testsuites>" out && [ ! -e ./- ]'
+"$CKPT_BIN" verify dst --junit - --json >/dev/null 2>&1
+status=$?
+check "--junit - with --json is a usage error (got $status)" '[ "$status" -eq 2 ]'
 
 "$CKPT_BIN" verify dst --junit /dev/null >/dev/null 2>&1
 status=$?
