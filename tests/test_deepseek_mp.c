@@ -6,9 +6,14 @@
  */
 #include "helpers.h"
 
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define COUNT(a) (sizeof a / sizeof a[0])
 
@@ -74,12 +79,76 @@ START_TEST(damaged_shards_refused)
 }
 END_TEST
 
+/* A safetensors file of bf16 tensors whose data is a hole (zeros, no disk): `count` names and shapes. */
+static void write_sparse(const char *path, const char *const *names, const uint64_t (*shapes)[2], size_t count)
+{
+    char header[4096];
+    size_t n = 1;
+    uint64_t offset = 0;
+    header[0] = '{';
+    for (size_t i = 0; i < count; i++) {
+        uint64_t bytes = shapes[i][0] * shapes[i][1] * 2;
+        n += (size_t)snprintf(header + n, sizeof header - n,
+                              "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%llu,%llu],\"data_offsets\":[%llu,%llu]}",
+                              i ? "," : "", names[i], (unsigned long long)shapes[i][0],
+                              (unsigned long long)shapes[i][1], (unsigned long long)offset,
+                              (unsigned long long)(offset + bytes));
+        offset += bytes;
+    }
+    header[n++] = '}';
+    while (n % 8)
+        header[n++] = ' ';
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    uint64_t len = n;   /* little-endian on the machines this runs on, as the format wants */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, &len, 8), 8);
+    ck_assert_int_eq(write(fd, header, n), (ssize_t)n);
+    ck_assert_int_eq(ftruncate(fd, (off_t)(8 + n + offset)), 0);
+    close(fd);
+}
+
+/*
+ * Converting mp=2 shards of 128 MiB, whose largest merged tensor (the embedding, cut on dim 0)
+ * is 64 MiB, peaks below that tensor's size: nothing is merged in memory, each output streams
+ * from the parts (the peak RSS of ckpt, the largest child this test waits for).
+ */
+START_TEST(memory_bounded_by_the_largest_merged_tensor)
+{
+    const uint64_t half_rows = 8192, hidden = 2048, largest = 2 * half_rows * hidden * 2;
+    char *tmp = test_tmpdir(), *src = test_join(tmp, "mp"), *out = test_join(tmp, "out");
+    ck_assert_int_eq(mkdir(src, 0755), 0);
+    for (int i = 0; i < 2; i++) {
+        char e0[64], e1[64], path[4096];
+        snprintf(e0, sizeof e0, "layers.0.ffn.experts.%d.w1.weight", 2 * i);
+        snprintf(e1, sizeof e1, "layers.0.ffn.experts.%d.w1.weight", 2 * i + 1);
+        const char *const names[] = {"embed.weight", "norm.weight", "layers.0.ffn.gate.weight", e0, e1};
+        const uint64_t shapes[][2] = {{half_rows, hidden}, {1, hidden}, {4, hidden}, {4096, hidden}, {4096, hidden}};
+        snprintf(path, sizeof path, "%s/model%d-mp2.safetensors", src, i);
+        write_sparse(path, names, shapes, COUNT(names));
+    }
+    char *err = NULL;
+    ck_assert_msg(test_ckpt(NULL, &err, "convert '%s' '%s' --quiet --target ascend-910b --rename hf", src, out) == 0,
+                  "%s", err);
+    free(err);
+    struct rusage ru;
+    ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
+    const char *sanitized = getenv("SANITIZE");   /* AddressSanitizer's shadow memory is no measure of ckpt's */
+    ck_assert_msg((sanitized && strcmp(sanitized, "1") == 0) ||(uint64_t)ru.ru_maxrss * 1024 < largest, "peak RSS %ld KiB, the largest merged tensor %llu KiB",
+                  ru.ru_maxrss, (unsigned long long)(largest / 1024));
+    test_rmtree(tmp);
+    free(out);
+    free(src);
+    free(tmp);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("deepseek_mp");
     TCase *tc = tcase_create("deepseek_mp");
     tcase_add_test(tc, merged_under_deepseek_names);
     tcase_add_test(tc, damaged_shards_refused);
+    tcase_add_test(tc, memory_bounded_by_the_largest_merged_tensor);
     suite_add_tcase(s, tc);
     return test_main(s);
 }
