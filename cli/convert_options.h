@@ -23,8 +23,9 @@
     "  --rename SET         hf: Megatron-LM names, fused QKV / fc1 and experts to the\n"                \
     "                       Hugging Face architecture the checkpoint's args give (Llama,\n"             \
     "                       Qwen2 for q/k/v biases, Qwen3, Qwen3-MoE, DeepSeek-V3) and its\n"           \
-    "                       config.json; hf-llama: the same, Llama/Qwen2 only (rules\n"                 \
-    "                       after the target's)\n"                                                      \
+    "                       config.json; DeepSeek's own inference names back to Hugging\n"            \
+    "                       Face's; fused Hugging Face experts read per expert; hf-llama:\n"           \
+    "                       the same, Llama/Qwen2 only (rules after the target's)\n"                   \
     "  --rules FILE         extra rules: name glob -> dtype / layout / quant / rename /\n"              \
     "                       copy / rows / drop (docs/rules.md)\n"                                       \
     "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
