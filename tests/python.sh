@@ -28,10 +28,10 @@ export CKPT_TESTDATA="$td" CKPT_EXTERNAL="${CKPT_EXTERNAL:-}"
 LIBCKPT_LIBRARY="$build/libckpt.so.0" PYTHONPATH=python "$py" -m unittest discover -s python/tests -v \
     >"$t/unit" 2>&1
 status=$?
-sed -n 's/^\([a-z_0-9]*\) (\([A-Za-z_.0-9]*\)) \.\.\. \(.*\)$/\3 \2/p' "$t/unit" | while read -r result name; do
+sed -n 's/^\([a-z_0-9]*\) (\([A-Za-z_.0-9]*\)) \.\.\. \(.*\)$/\2|\3/p' "$t/unit" | while IFS='|' read -r name result; do
     case "$result" in
     ok) echo "ok - python: $name" ;;
-    skipped*) echo "ok - python: $name # skip" ;;
+    skipped*) echo "ok - python: $name # skip ${result#skipped }" ;;
     *) echo "not ok - python: $name ($result)" ;;
     esac
 done

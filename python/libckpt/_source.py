@@ -114,8 +114,22 @@ class Source:
     (non-tensor values: name -> (kind, value text)), `tensors` (name -> Tensor).  Use as a context
     manager, or call close(); arrays already read stay valid."""
 
-    def __init__(self, path, deepspeed_weights=None, experts=None, **limits):
+    def __init__(self, path, deepspeed_weights=None, experts=None, on_event=None, **limits):
         opts = _lib.options(lib.ckpt_open_options_default, _lib.OpenOptions)
+        raised = []
+
+        def event(payload, e):   # ckpt_event_fn: ("file", path, files so far) or ("tensor", name, tensors so far)
+            e = e.contents
+            try:
+                if e.kind == 0:
+                    return 1 if on_event("file", _lib.text(e.file), e.done) else 0
+                return 1 if on_event("tensor", _lib.text(e.tensor), e.done) else 0
+            except BaseException as exc:   # noqa: B902 - re-raised after the open stops
+                raised.append(exc)
+                return 1
+        if on_event is not None:
+            keep_event = _lib.EVENT_FN(event)
+            opts.events = keep_event
         for what, value, choices in (("deepspeed_weights", deepspeed_weights, {"fp32": 0, "module": 1}),
                                      ("experts", experts, {"as_stored": 0, "split": 1})):
             if value is not None:
@@ -130,8 +144,10 @@ class Source:
             setattr(opts.limits, field, int(value))
         handle = ctypes.c_void_p()
         err = _lib.Error()
-        _lib.check(lib.ckpt_source_open_ext(ctypes.byref(handle), _lib.encode(path), ctypes.byref(opts),
-                                            ctypes.byref(err)), err)
+        rc = lib.ckpt_source_open_ext(ctypes.byref(handle), _lib.encode(path), ctypes.byref(opts), ctypes.byref(err))
+        if raised:
+            raise raised[0]
+        _lib.check(rc, err)
         self._handle = handle
         self.path = _lib.text(lib.ckpt_source_path(handle))
         self.format = _lib.text(lib.ckpt_source_format(handle))
@@ -183,9 +199,12 @@ class Source:
         return f"<libckpt.Source {self.path!r} {self.format}, {len(self.tensors)} tensors>"
 
 
-def open(path, deepspeed_weights=None, experts=None, **limits):   # noqa: A001 - the module's verb, as io.open
+def open(path, deepspeed_weights=None, experts=None, on_event=None, **limits):   # noqa: A001 - as io.open
     """Opens a checkpoint file or folder (the format is found from its content): a Source.
     `deepspeed_weights` ("fp32" or "module") chooses a DeepSpeed folder's weights, `experts`
     ("as_stored" or "split") how fused Hugging Face experts are listed; keywords named like
-    ckpt_limits' fields (max_tensors=..., max_header_bytes=...) tighten or raise the limits."""
-    return Source(path, deepspeed_weights, experts, **limits)
+    ckpt_limits' fields (max_tensors=..., max_header_bytes=...) tighten or raise the limits.
+    `on_event(kind, name, done)` is told each file mapped ("file", its path, files so far) and each
+    tensor catalogued ("tensor", its name, tensors so far) while opening; returning True cancels
+    (CancelledError), and an exception it raises is re-raised."""
+    return Source(path, deepspeed_weights, experts, on_event, **limits)

@@ -70,6 +70,24 @@ class SampleTest(unittest.TestCase):
         for path, size in self.src.files:
             self.assertEqual(size, os.path.getsize(path))
 
+    def test_threads_read_one_source_at_once(self):
+        # ckpt.h: an open source may be read from any number of threads (ctypes drops the GIL in calls)
+        import concurrent.futures
+        names = list(self.want) * 8
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda n: raw(self.src.read(n)), names))
+        self.assertEqual(got, [self.want[n][2] for n in names])
+
+    def test_open_events_and_cancel(self):
+        seen = []
+        with libckpt.open(data("sample"), on_event=lambda kind, name, done: seen.append((kind, name, done))):
+            pass
+        tensors = [name for kind, name, _ in seen if kind == "tensor"]
+        self.assertEqual(sorted(tensors), sorted(self.want))
+        self.assertTrue(any(kind == "file" for kind, _, _ in seen))
+        with self.assertRaises(libckpt.CancelledError):
+            libckpt.open(data("sample"), on_event=lambda kind, name, done: kind == "tensor")
+
     def test_unknown_tensor_is_a_key_error(self):
         with self.assertRaises(KeyError):
             self.src.read("no.such.tensor")
