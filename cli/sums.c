@@ -3,6 +3,7 @@
  * `ckpt manifest create SRC`, the manifest of a source before it travels.
  */
 #include "cli.h"
+#include "report_file.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -103,38 +104,23 @@ static const char create_help[] =
     "under SRC with its size and XXH3-128, every tensor with the XXH3-128 of its logical\n"
     "bytes (docs/manifest.md).  Made before a checkpoint travels; where it arrives,\n"
     "`ckpt verify DIR --sums FILE` checks the copy against it.\n\n"
-    "  -o, --output FILE    write to FILE (replaced atomically) instead of standard output\n"
+    "  -o, --output FILE    write to FILE instead of standard output (a device or FIFO is\n"
+    "                       written in place, a regular file replaced atomically)\n"
     "  --jobs N             hashing threads (default: one per core)\n"
     CLI_OPEN_HELP
     "  --quiet              no progress line (one is drawn on a terminal)\n"
     "  -h, --help           show this help\n";
 
-/* Writes `text` to `path` through a temporary file beside it, renamed into place when complete. */
-static int write_atomically(const char *path, const char *text)
+/* Writes `text` and a newline to `path` (report_file.h: "-" is standard output, a device written in place). */
+static int write_output(const char *path, const char *text)
 {
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return EXIT_OUTPUT;
-    const char *slash = strrchr(path, '/');
-    int dir_len = slash ? (int)(slash - path + 1) : 0;
-    snprintf(tmp, n, "%.*s.%s.XXXXXX", dir_len, path, slash ? slash + 1 : path);
-    int fd = mkstemp(tmp);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    if (f)
-        ok = fclose(f) == 0 && ok;
-    else if (fd >= 0)
-        close(fd);
-    ok = ok && rename(tmp, path) == 0;
-    if (!ok) {
-        fprintf(stderr, "ckpt manifest create: cannot write %s: %s\n", path, strerror(errno));
-        if (fd >= 0)
-            unlink(tmp);
-    }
-    free(tmp);
-    return ok ? EXIT_OK : EXIT_OUTPUT;
+    struct report_file r;
+    int status = report_file_open(&r, "manifest create", path);
+    if (status)
+        return status;
+    fputs(text, r.out);
+    fputc('\n', r.out);   /* a failed write leaves the stream's error set: commit reports it */
+    return report_file_commit(&r, "manifest create", path);
 }
 
 int cmd_manifest_create(int argc, char **argv)
@@ -183,13 +169,7 @@ int cmd_manifest_create(int argc, char **argv)
     cli_progress_clear(&progress);
     if (rc)
         return cli_fail("manifest create", &err);
-    if (output && strcmp(output, "-") != 0) {
-        status = write_atomically(output, json);
-    } else {
-        status = fputs(json, stdout) >= 0 && fputc('\n', stdout) != EOF && fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
-        if (status)
-            fprintf(stderr, "ckpt manifest create: cannot write to standard output\n");
-    }
+    status = write_output(output ? output : "-", json);
     ckpt_free(json);
     return status;
 }

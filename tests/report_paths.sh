@@ -63,4 +63,11 @@ status=$?
 check "diff of a refused source exits 3 (got $status)" '[ "$status" -eq 3 ]'
 check "and still writes its JSON and JUnit" \
     'grep -q "\"check\": \"error\"" diff.json && grep -q "max_expansion" diff.json && grep -q "<failure message=.*max_expansion" diff.xml'
+"$CKPT_BIN" manifest create "$CKPT_TESTDATA/sample" -o /dev/null --quiet >/dev/null 2>&1
+status=$?
+echo old >m.json
+ln m.json m-old
+"$CKPT_BIN" manifest create "$CKPT_TESTDATA/sample" -o m.json --quiet >/dev/null 2>&1
+check "manifest create -o follows the same rules: /dev/null stays a device, a file is replaced whole (got $status)" \
+    '[ "$status" -eq 0 ] && [ -c /dev/null ] && grep -q manifest_version m.json && [ "$(cat m-old)" = old ]'
 check "which xmllint reads" 'xmllint --noout cannot.xml diff.xml report.xml'
