@@ -8,6 +8,8 @@
 
 #include "ckpt.h"
 
+#include <stdbool.h>
+
 /* Decodes `count` little-endian elements of `dtype` into `out`. */
 void decode_f64(ckpt_dtype dtype, const void *src, double *out, uint64_t count);
 
@@ -16,6 +18,10 @@ void error_update(const double *a, const double *b, uint64_t count, double *abs_
 
 /* Accumulates the energy of the a's into *signal and of the differences b - a into *noise (finite pairs). */
 void energy_update(const double *a, const double *b, uint64_t count, double *signal, double *noise);
+
+/* decode_f64 and error_update with AVX2 and F16C (decode_x86.c): false, having done nothing, when they cannot. */
+bool decode_f64_fast(ckpt_dtype dtype, const void *src, double *out, uint64_t count);
+bool error_update_fast(const double *a, const double *b, uint64_t count, double *abs_err, double *rel_err);
 
 /* The signal-to-noise ratio 10 log10(signal / noise) in dB: INFINITY without noise, -INFINITY without signal. */
 double sqnr_db(double signal, double noise);
