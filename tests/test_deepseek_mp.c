@@ -142,6 +142,48 @@ START_TEST(memory_bounded_by_the_largest_merged_tensor)
 }
 END_TEST
 
+/* Folders no convert.py writes, made as sparse files: each refused naming the file and the tensor. */
+START_TEST(inconsistent_shards_refused)
+{
+    static const struct {
+        const char *names[2][3];
+        uint64_t shapes[2][3][2];
+        const char *needles[2];
+    } cases[] = {
+        {{{"embed.weight", NULL}, {"embed.weight", NULL}}, {{{50, 8}}, {{49, 8}}},
+         {"model1-mp2.safetensors: tensor embed.weight is not of the type and shape", NULL}},
+        {{{"norm.weight", NULL}, {"norm.weight", "layers.0.attn.wo.weight"}}, {{{1, 8}}, {{1, 8}, {8, 4}}},
+         {"model1-mp2.safetensors: tensor layers.0.attn.wo.weight, which", "does not hold"}},
+        {{{"layers.1.ffn.gate.weight", "layers.1.ffn.experts.0.w1.weight"},
+          {"layers.1.ffn.gate.weight", "layers.1.ffn.experts.2.w1.weight"}},
+         {{{4, 8}, {2, 8}}, {{4, 8}, {2, 8}}}, {"no tensor layers.1.ffn.experts.1.w1.weight", "expert 1 of 4"}},
+        {{{"layers.1.ffn.gate.weight", "layers.1.ffn.experts.3.w1.weight"}, {"layers.1.ffn.gate.weight", NULL}},
+         {{{4, 8}, {2, 8}}, {{4, 8}}}, {"model0-mp2.safetensors: routed expert tensor", "experts [0, 2) of 4"}},
+    };
+    char *tmp = test_tmpdir();
+    for (size_t c = 0; c < COUNT(cases); c++) {
+        char *dir = test_join(tmp, "mp"), *err = NULL;
+        ck_assert_int_eq(mkdir(dir, 0755), 0);
+        for (int i = 0; i < 2; i++) {
+            char path[4096];
+            size_t n = 0;
+            while (n < 3 && cases[c].names[i][n])
+                n++;
+            snprintf(path, sizeof path, "%s/model%d-mp2.safetensors", dir, i);
+            write_sparse(path, cases[c].names[i], cases[c].shapes[i], n);
+        }
+        ck_assert_int_eq(test_ckpt(NULL, &err, "inspect '%s'", dir), 3);
+        for (size_t k = 0; k < 2 && cases[c].needles[k]; k++)
+            ck_assert_msg(strstr(err, cases[c].needles[k]), "'%s' not in: %s", cases[c].needles[k], err);
+        free(err);
+        test_rmtree(dir);
+        free(dir);
+    }
+    test_rmtree(tmp);
+    free(tmp);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("deepseek_mp");
@@ -149,6 +191,7 @@ int main(void)
     tcase_add_test(tc, merged_under_deepseek_names);
     tcase_add_test(tc, damaged_shards_refused);
     tcase_add_test(tc, memory_bounded_by_the_largest_merged_tensor);
+    tcase_add_test(tc, inconsistent_shards_refused);
     suite_add_tcase(s, tc);
     return test_main(s);
 }

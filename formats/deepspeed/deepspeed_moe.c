@@ -182,7 +182,8 @@ int ds_moe_declare(struct ckpt_source *src, const char *dir, char *const *paths,
             rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: an expert file of DeepSpeed before 0.5 (every layer's "
                            "expert in one file, no layer id): not read", paths[i]);
         else if (nmods == 0)
-            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: expert files, but %s holds no MoE router (*%s)", paths[i],
+            rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: expert files, but %s holds no native MoE router (*%s): "
+                           "DeepSpeed AutoEP checkpoints (keys experts.w1.E, ds_autoep_layers) are not read", paths[i],
                            m->file.path, ROUTER);
         else if ((size_t)files[i].layer >= nmods)
             rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: MoE layer %ld, but %s has routers for %zu", paths[i],
