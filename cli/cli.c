@@ -61,9 +61,9 @@ int cli_usage_error(const char *command, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "ckpt %s: ", command);
+    fprintf(stderr, "ckpt%s%s: ", *command ? " " : "", command);
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry 'ckpt %s --help'.\n", command);
+    fprintf(stderr, "\nTry 'ckpt%s%s --help'.\n", *command ? " " : "", command);
     va_end(ap);
     return EXIT_USAGE;
 }
@@ -195,4 +195,29 @@ int cli_print_json(json_t *root)
         return EXIT_OUTPUT;
     }
     return EXIT_OK;
+}
+
+struct stale_note {
+    const char *command;
+};
+
+static int note_stale(void *payload, const ckpt_stale_output *s)
+{
+    const struct stale_note *n = payload;
+    char bytes[32];
+    cli_format_bytes(bytes, sizeof bytes, s->bytes);
+    if (s->same_dst)
+        fprintf(stderr, "ckpt %s: removing %s (%s), left by an interrupted run into %s\n", n->command, s->path, bytes,
+                s->dst);
+    else
+        fprintf(stderr, "ckpt %s: %s (%s) was left by an interrupted run into %s; remove it with: rm -rf '%s'\n",
+                n->command, s->path, bytes, s->dst, s->path);
+    return 0;
+}
+
+void cli_note_stale(const char *command, const char *dst)
+{
+    struct stale_note n = {command};
+    if (!cli_global.quiet)
+        ckpt_stale_outputs(dst, note_stale, &n, NULL);
 }

@@ -2,21 +2,20 @@
 #include "convert_options.h"
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static const char convert_help[] =
     "Usage: ckpt convert SRC DST --target ascend-310p|ascend-910b|nd [options]\n"
-    "Converts the checkpoint SRC into a new folder DST that Ascend inference loads as it\n"
-    "is: safetensors shards, their index, config.json, small side files and\n"
-    "ckpt-manifest.json (checksums of every file and tensor).\n\n"
+    "Converts the checkpoint SRC into a new folder DST that Ascend inference loads as\n"
+    "it is: safetensors shards, their index, config.json, small side files and\n"
+    "ckpt-manifest.json (checksums of every file and tensor).  Missing parent\n"
+    "folders of DST are made, as mkdir -p does.\n\n"
     "Conversion options (--target is required):\n"
     CLI_CONVERT_HELP
     "Other options:\n"
     "  --max-memory N       working memory for tensor data (default 16MiB per job)\n"
-    "  --jobs N             worker threads (default: one per core)\n"
     "  --force              replace an existing DST\n"
     "  --part K/N           convert only part K of N of the output shards, into\n"
     "                       DST.ckpt-parts/; `ckpt manifest merge DST` then joins\n"
@@ -24,14 +23,15 @@ static const char convert_help[] =
     CLI_OPEN_HELP
     "  --dry-run            print the plan and write nothing\n"
     "  --json               machine-readable plan (--dry-run) or final summary\n"
-    "  --quiet              no progress line\n"
-    "  -h, --help           show this help\n";
+    CLI_GLOBAL_HELP
+    "Ctrl-C stops, leaves no DST and exits 130.  A temporary folder a killed run left\n"
+    "beside DST is removed by the next run into DST; others beside it are named.\n";
 
 static ckpt_plan *running_plan;
 
-static void on_signal(int sig)
+/* Called from the signal handler: ckpt_plan_cancel is safe there. */
+static void cancel_plan(void)
 {
-    (void)sig;
     if (running_plan)
         ckpt_plan_cancel(running_plan);
 }
@@ -95,13 +95,22 @@ static int print_plan_json(const ckpt_plan *plan)
                                     "tensors", entries, "dropped", dropped));
 }
 
-static int print_plan_table(const ckpt_plan *plan)
+/* "plan: 1 tensor, 2 shards, 1.5 GiB in, 768 MiB out" */
+static void print_plan_totals(const ckpt_plan *plan)
 {
-    char in[32], out[32], shape[256], nd[256];
+    char in[32], out[32];
+    size_t n = ckpt_plan_entry_count(plan), shards = ckpt_plan_shard_count(plan);
     cli_format_bytes(in, sizeof in, ckpt_plan_bytes_in(plan));
     cli_format_bytes(out, sizeof out, ckpt_plan_bytes_out(plan));
-    printf("plan: %zu tensors, %zu shards, %s in, %s out\n\n", ckpt_plan_entry_count(plan),
-           ckpt_plan_shard_count(plan), in, out);
+    printf("plan: %zu tensor%s, %zu shard%s, %s in, %s out\n", n, n == 1 ? "" : "s", shards, shards == 1 ? "" : "s",
+           in, out);
+}
+
+static int print_plan_table(const ckpt_plan *plan)
+{
+    char shape[256], nd[256];
+    print_plan_totals(plan);
+    printf("\n");
     printf("%-48s %-7s %-7s %-10s %-22s %-14s %s\n", "NAME", "FROM", "TO", "LAYOUT", "STORED SHAPE", "ND SHAPE",
            "FILE");
     for (size_t i = 0; i < ckpt_plan_entry_count(plan); i++) {
@@ -132,8 +141,8 @@ static int print_summary(const ckpt_convert_stats *s, const char *dst, const ckp
     char in[32], out[32];
     cli_format_bytes(in, sizeof in, s->bytes_in);
     cli_format_bytes(out, sizeof out, s->bytes_out);
-    printf("converted %llu tensors, %s in, %s out, in %.2fs -> %s\n", (unsigned long long)s->tensors, in, out,
-           s->seconds, dst);
+    printf("converted %llu tensor%s, %s in, %s out, in %.2fs -> %s\n", (unsigned long long)s->tensors,
+           s->tensors == 1 ? "" : "s", in, out, s->seconds, dst);
     if (s->counts.overflowed || s->counts.subnormal || s->counts.flushed)
         printf("cast cost: %llu overflowed, %llu subnormal, %llu flushed to zero\n",
                (unsigned long long)s->counts.overflowed, (unsigned long long)s->counts.subnormal,
@@ -146,25 +155,25 @@ static int print_summary(const ckpt_convert_stats *s, const char *dst, const ckp
 struct convert_args {
     struct cli_convert conv;
     ckpt_open_options open;
-    int dry_run, json, quiet;
+    int dry_run, json;
 };
 
 static int parse_args(int argc, char **argv, struct convert_args *a)
 {
     static const struct option options[] = {
         CLI_CONVERT_OPTIONS,
-        {"max-memory", required_argument, NULL, 'm'}, {"jobs", required_argument, NULL, 'j'},
+        {"max-memory", required_argument, NULL, 'm'},
         {"force", no_argument, NULL, 'f'},          {"dry-run", no_argument, NULL, 'n'},
-        {"json", no_argument, NULL, 'J'},           {"quiet", no_argument, NULL, 'q'},
+        {"json", no_argument, NULL, 'J'},           CLI_GLOBAL_OPTIONS,
         CLI_OPEN_OPTIONS, {"part", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     ckpt_convert_options_default(&a->conv.opts);
-    ckpt_open_options_default(&a->open);
+    cli_open_options_default(&a->open);
     ckpt_convert_options *o = &a->conv.opts;
     int c, status;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "hqj:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h" CLI_GLOBAL_SHORT, options, NULL)) != -1) {
         switch (c) {
         CLI_CONVERT_CASES:
             if ((status = cli_parse_convert_option("convert", c, optarg, &a->conv)))
@@ -174,18 +183,13 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
             if (cli_parse_size(optarg, &o->max_memory) || o->max_memory == 0)
                 return cli_usage_error("convert", "bad --max-memory '%s'", optarg);
             break;
-        case 'j': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 256)
-                return cli_usage_error("convert", "--jobs takes 1 to 256, not '%s'", optarg);
-            o->jobs = (unsigned)v;
+        CLI_GLOBAL_CASES:
+            if ((status = cli_parse_global_option("convert", c, optarg)))
+                return status;
             break;
-        }
         case 'f': o->force = 1; break;
         case 'n': a->dry_run = 1; break;
         case 'J': a->json = 1; break;
-        case 'q': a->quiet = 1; break;
         CLI_OPEN_CASES:
             if ((status = cli_parse_open_option("convert", c, optarg, &a->open)))
                 return status;
@@ -200,6 +204,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
     }
     if (argc - optind != 2)
         return cli_usage_error("convert", "expects SRC and DST, got %d paths", argc - optind);
+    o->jobs = cli_global.jobs;
     return cli_convert_finish("convert", &a->conv);
 }
 
@@ -225,15 +230,19 @@ int cmd_convert(int argc, char **argv)
     } else if (a.dry_run) {
         status = a.json ? print_plan_json(plan) : print_plan_table(plan);
     } else {
+        if (!a.conv.opts.parts)
+            cli_note_stale("convert", dst);
+        if (cli_global.verbose)
+            print_plan_totals(plan);
         struct cli_progress p;
-        cli_progress_start(&p);
+        cli_progress_start(&p, cli_want_progress(a.json));
         ckpt_convert_stats stats;
         running_plan = plan;
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
-        int show = !a.quiet && isatty(STDERR_FILENO);
-        if (ckpt_plan_execute(plan, show ? cli_progress_show : NULL, &p, &stats, &err) != CKPT_OK)
+        cli_cancellable(cancel_plan);
+        if (ckpt_plan_execute(plan, cli_progress_show, &p, &stats, &err) != CKPT_OK)
             status = cli_fail("convert", &err);
+        else if (cli_global.quiet && !a.json)
+            status = EXIT_OK;
         else
             status = print_summary(&stats, dst, &a.conv.opts, a.json);
         running_plan = NULL;

@@ -11,16 +11,26 @@ static const char *const library_names[] = {"target",     "dtype",  "quant", "nz
 
 int cli_parse_convert_option(const char *command, int code, const char *value, struct cli_convert *c)
 {
+    static const char *const targets[] = {"ascend-310p", "ascend-910b", "nd", NULL};
+    static const char *const dtypes[] = {"f16", "bf16", "f32", "keep", NULL};
+    static const char *const nz[] = {"auto", "all", "none", NULL};
+    static const char *const overflow[] = {"saturate", "inf", "error", NULL};
+    static const char *const quant[] = {"w8a8-dynamic", "w8a16", NULL};
+    static const char *const renames[] = {"hf", "hf-llama", NULL};
+    const char *guess;
     ckpt_convert_options *o = &c->opts;
     c->given |= 1u << (code - CLI_OPT_TARGET);
     switch (code) {
     case CLI_OPT_TARGET:
-        if ((o->target = ckpt_target_from_name(value)) == CKPT_TARGET_NONE)
-            return cli_usage_error(command, "unknown target '%s' (ascend-310p, ascend-910b, nd)", value);
-        return EXIT_OK;
+        if ((o->target = ckpt_target_from_name(value)) != CKPT_TARGET_NONE)
+            return EXIT_OK;
+        if ((guess = cli_suggest(value, targets)))
+            return cli_usage_error(command, "unknown target '%s' (ascend-310p, ascend-910b, nd); did you mean '%s'?",
+                                   value, guess);
+        return cli_usage_error(command, "unknown target '%s' (ascend-310p, ascend-910b, nd)", value);
     case CLI_OPT_DTYPE:
-        if (ckpt_float_type_parse(value, &o->dtype) != CKPT_OK)
-            return cli_usage_error(command, "unknown --dtype '%s' (f16, bf16, f32, keep)", value);
+        if (ckpt_float_type_parse(value, &o->dtype) != CKPT_OK || o->dtype == CKPT_FLOAT_TARGET)
+            return cli_choice_error(command, "--dtype", value, dtypes);
         return EXIT_OK;
     case CLI_OPT_NZ:
         if (strcmp(value, "auto") == 0)
@@ -30,7 +40,7 @@ int cli_parse_convert_option(const char *command, int code, const char *value, s
         else if (strcmp(value, "none") == 0)
             o->nz = CKPT_NZ_NONE;
         else
-            return cli_usage_error(command, "--nz takes auto, all or none, not '%s'", value);
+            return cli_choice_error(command, "--nz", value, nz);
         return EXIT_OK;
     case CLI_OPT_OVERFLOW:
         if (strcmp(value, "saturate") == 0)
@@ -40,12 +50,12 @@ int cli_parse_convert_option(const char *command, int code, const char *value, s
         else if (strcmp(value, "error") == 0)
             o->overflow = CKPT_OVERFLOW_ERROR;
         else
-            return cli_usage_error(command, "--overflow takes saturate, inf or error, not '%s'", value);
+            return cli_choice_error(command, "--overflow", value, overflow);
         return EXIT_OK;
     case CLI_OPT_RULES: c->rules_path = value; return EXIT_OK;
     case CLI_OPT_QUANT:
         if (ckpt_quant_parse(value, &o->quant) != CKPT_OK || o->quant == CKPT_QUANT_NONE)
-            return cli_usage_error(command, "--quant takes w8a8-dynamic or w8a16, not '%s'", value);
+            return cli_choice_error(command, "--quant", value, quant);
         return EXIT_OK;
     case CLI_OPT_NZ_FP32_C0:
         if (strcmp(value, "8") && strcmp(value, "16"))
@@ -54,7 +64,7 @@ int cli_parse_convert_option(const char *command, int code, const char *value, s
         return EXIT_OK;
     case CLI_OPT_RENAME:
         if (strcmp(value, "hf") && strcmp(value, "hf-llama"))
-            return cli_usage_error(command, "unknown rename set '%s' (hf, hf-llama)", value);
+            return cli_choice_error(command, "--rename", value, renames);
         o->rename = value;
         return EXIT_OK;
     case CLI_OPT_MAX_SHARD:

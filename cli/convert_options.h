@@ -9,26 +9,29 @@
 #include "cli.h"
 
 /* The help lines of those options. */
-#define CLI_CONVERT_HELP                                                                                \
-    "  --target T           ascend-310p: every float to f16; ascend-910b: to\n"                        \
-    "                       bf16; both ND under Hugging Face names, the tensors the\n"                  \
-    "                       runtimes keep in f32 kept f32; nd: no change of type\n"                     \
-    "  --dtype D            f16, bf16, f32 or keep instead of the target's type\n"                      \
-    "  --quant Q            w8a8-dynamic or w8a16: data-free int8 of every decoder-layer\n"             \
-    "                       projection in msModelSlim's layout (docs/quantization.md)\n"                \
-    "  --nz MODE            all: a FRACTAL_NZ device image for AscendCL programs (no\n"                 \
-    "                       Python runtime loads it); none or auto (default): ND\n"                     \
-    "  --nz-fp32-c0 C       C0 of 4-byte NZ tiles: 16 (torch_npu, GE) or 8 (aclnn, A2/A3)\n"           \
-    "  --overflow P         saturate (default), inf (as torch), error\n"                                \
-    "  --rename SET         hf: Megatron-LM names, fused QKV / fc1 and experts to the\n"                \
-    "                       Hugging Face architecture the checkpoint's args give (Llama,\n"             \
-    "                       Qwen2 for q/k/v biases, Qwen3, Qwen3-MoE, DeepSeek-V3) and its\n"           \
-    "                       config.json; DeepSeek's own inference names back to Hugging\n"            \
-    "                       Face's; fused Hugging Face experts read per expert; hf-llama:\n"           \
-    "                       the same, Llama/Qwen2 only (rules after the target's)\n"                   \
-    "  --rules FILE         extra rules: name glob -> dtype / layout / quant / rename /\n"              \
-    "                       copy / rows / drop (docs/rules.md)\n"                                       \
-    "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB... accepted)\n"
+#define CLI_CONVERT_HELP \
+    "  --target T           ascend-310p: every float to f16; ascend-910b: to bf16;\n" \
+    "                       both ND under Hugging Face names, the tensors the\n" \
+    "                       runtimes keep in f32 kept f32; nd: no change of type\n" \
+    "  --dtype D            f16, bf16, f32 or keep instead of the target's type\n" \
+    "  --quant Q            w8a8-dynamic or w8a16: data-free int8 of every\n" \
+    "                       decoder-layer projection in msModelSlim's layout\n" \
+    "                       (docs/quantization.md)\n" \
+    "  --nz MODE            all: a FRACTAL_NZ device image for AscendCL programs (no\n" \
+    "                       Python runtime loads it); none or auto (default): ND\n" \
+    "  --nz-fp32-c0 C       C0 of 4-byte NZ tiles: 16 (torch_npu, GE) or 8 (aclnn,\n" \
+    "                       A2/A3)\n" \
+    "  --overflow P         saturate (default), inf (as torch), error\n" \
+    "  --rename SET         hf: Megatron-LM names, fused QKV / fc1 and experts to the\n" \
+    "                       Hugging Face architecture the checkpoint's args give\n" \
+    "                       (Llama, Qwen2 for q/k/v biases, Qwen3, Qwen3-MoE,\n" \
+    "                       DeepSeek-V3) and its config.json; DeepSeek's own\n" \
+    "                       inference names back to Hugging Face's; fused Hugging\n" \
+    "                       Face experts read per expert; hf-llama: the same,\n" \
+    "                       Llama/Qwen2 only (rules after the target's)\n" \
+    "  --rules FILE         extra rules: name glob -> dtype / layout / quant /\n" \
+    "                       rename / copy / rows / drop (docs/rules.md)\n" \
+    "  --max-shard-size N   bytes per output shard (default 5GB; K, M, G, KiB...)\n"
 
 /* getopt_long codes of those options (clear of every command's own), their table entries and case labels. */
 enum {

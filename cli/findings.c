@@ -162,10 +162,12 @@ int findings_print(const struct findings *fs, const char *command, const ckpt_ve
         json_decref(options);
         return cli_print_json(doc);
     }
+    if (cli_global.quiet)   /* -q: the failures printed as they came, and the exit status */
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
     char bytes[32];
     cli_format_bytes(bytes, sizeof bytes, s->bytes);
-    printf("%s: %llu checks, %llu failed (%s in %.2fs)\n", command, (unsigned long long)s->checks,
-           (unsigned long long)s->failures, bytes, s->seconds);
+    printf("%s: %llu check%s, %llu failed (%s in %.2fs)\n", command, (unsigned long long)s->checks,
+           s->checks == 1 ? "" : "s", (unsigned long long)s->failures, bytes, s->seconds);
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
 }
 

@@ -6,12 +6,12 @@
 
 static const char inspect_help[] =
     "Usage: ckpt inspect SRC [--json] [--objects] [source options]\n"
-    "Lists the detected format, files, tensors (name, dtype, shape, file) and totals of\n"
-    "the checkpoint SRC: a file, or a folder of shards.\n\n"
-    "  --json      print one JSON document instead of a table\n"
-    "  --objects   also list non-tensor values (step counts, args, ...)\n"
+    "Lists the detected format, files, tensors (name, dtype, shape, file) and totals\n"
+    "of the checkpoint SRC: a file, or a folder of shards.\n\n"
+    "  --json               print one JSON document instead of a table\n"
+    "  --objects            also list non-tensor values (step counts, args, ...)\n"
     CLI_OPEN_HELP
-    "  -h, --help  show this help\n";
+    CLI_GLOBAL_HELP;
 
 /* A file's name relative to the checkpoint root (its base name when it is the root). */
 static const char *relative_to(const char *path, const char *root)
@@ -175,19 +175,23 @@ static int print_table(const ckpt_source *src, const char *root, int with_object
 int cmd_inspect(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"json", no_argument, NULL, 'j'},
+        {"json", no_argument, NULL, 'J'},
         {"objects", no_argument, NULL, 'o'},
-        CLI_OPEN_OPTIONS,
+        CLI_OPEN_OPTIONS, CLI_GLOBAL_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int json = 0, objects = 0, c, status;
     ckpt_open_options open_opts;
-    ckpt_open_options_default(&open_opts);
+    cli_open_options_default(&open_opts);
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h" CLI_GLOBAL_SHORT, options, NULL)) != -1) {
         switch (c) {
-        case 'j': json = 1; break;
+        CLI_GLOBAL_CASES:
+            if ((status = cli_parse_global_option("inspect", c, optarg)))
+                return status;
+            break;
+        case 'J': json = 1; break;
         case 'o': objects = 1; break;
         CLI_OPEN_CASES:
             if ((status = cli_parse_open_option("inspect", c, optarg, &open_opts)))
@@ -203,9 +207,12 @@ int cmd_inspect(int argc, char **argv)
 
     ckpt_source *src;
     ckpt_error err;
+    cli_cancellable(NULL);
     if (ckpt_source_open_ext(&src, path, &open_opts, &err) != CKPT_OK)
         return cli_fail("inspect", &err);
-    status = json ? print_json(src, path, objects) : print_table(src, path, objects);
+    status = json ? print_json(src, path, objects)
+             : cli_global.quiet ? EXIT_OK   /* -q: the exit status says whether SRC opens */
+                                : print_table(src, path, objects);
     ckpt_source_free(src);
     return status;
 }

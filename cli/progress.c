@@ -10,17 +10,17 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void cli_progress_start(struct cli_progress *p)
+void cli_progress_start(struct cli_progress *p, int show)
 {
-    *p = (struct cli_progress){now(), 0, 0};
+    *p = (struct cli_progress){now(), 0, 0, show};
 }
 
 int cli_progress_show(void *payload, uint64_t done, uint64_t total)
 {
     struct cli_progress *p = payload;
     double t = now();
-    if (t - p->last < 0.2 && done < total)
-        return 0;
+    if (!p->show || (t - p->last < 0.2 && done < total))
+        return cli_interrupted();
     p->last = t;
     done = total && done > total ? total : done;   /* a file hashed twice to find a changed tensor */
     double rate = done / (t - p->start + 1e-9);
@@ -35,7 +35,7 @@ int cli_progress_show(void *payload, uint64_t done, uint64_t total)
     p->drawn = !(total && done >= total);
     if (!p->drawn)
         fputc('\n', stderr);   /* done: the line stays */
-    return 0;
+    return cli_interrupted();
 }
 
 void cli_progress_clear(struct cli_progress *p)

@@ -12,25 +12,14 @@
 #include <unistd.h>
 
 static const char sums_help[] =
-    "Usage: ckpt manifest sums DIR [--format xxh128|sha256] [--jobs N] [--quiet]\n"
+    "Usage: ckpt manifest sums DIR [--format xxh128|sha256] [options]\n"
     "Prints one checksum line per regular file under DIR (or for DIR, a file), paths\n"
     "relative to DIR, sorted; names starting with '.' are skipped and links to files\n"
     "followed.  `xxhsum -c` (xxh128) and `sha256sum -c` (sha256) check the list from\n"
     "inside DIR; so does `ckpt verify DIR --sums FILE` from anywhere.\n\n"
-    "  --format F    xxh128 (XXH3-128, as `xxhsum -H2`; default) or sha256\n"
-    "  --jobs N      hashing threads (default: one per core)\n"
-    "  --quiet       no progress line (one is drawn on a terminal)\n"
-    "  -h, --help    show this help\n";
-
-static int parse_jobs(const char *command, const char *text, unsigned *jobs)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (*end || v < 1 || v > 64)
-        return cli_usage_error(command, "--jobs takes 1 to 64, not '%s'", text);
-    *jobs = (unsigned)v;
-    return EXIT_OK;
-}
+    "  --format F           xxh128 (XXH3-128, as `xxhsum -H2`; default) or sha256\n"
+    CLI_GLOBAL_HELP
+    "The lines are the output: -q leaves them and drops the progress line only.\n";
 
 struct printer {
     struct cli_progress progress;
@@ -50,16 +39,16 @@ static int print_line(void *payload, const char *path, const char *hex, const ch
 int cmd_manifest_sums(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"format", required_argument, NULL, 'F'}, {"jobs", required_argument, NULL, 'j'},
-        {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'F'}, CLI_GLOBAL_OPTIONS, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    static const char *const formats[] = {"xxh128", "sha256", NULL};
     ckpt_sums_options opts;
     ckpt_sums_options_default(&opts);
-    int quiet = 0, c;
+    int c, status;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hqj:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h" CLI_GLOBAL_SHORT, options, NULL)) != -1) {
         switch (c) {
         case 'F':
             if (strcmp(optarg, "xxh128") == 0)
@@ -67,13 +56,12 @@ int cmd_manifest_sums(int argc, char **argv)
             else if (strcmp(optarg, "sha256") == 0)
                 opts.format = CKPT_SUMS_SHA256;
             else
-                return cli_usage_error("manifest sums", "--format takes xxh128 or sha256, not '%s'", optarg);
+                return cli_choice_error("manifest sums", "--format", optarg, formats);
             break;
-        case 'j':
-            if (parse_jobs("manifest sums", optarg, &opts.jobs))
-                return EXIT_USAGE;
+        CLI_GLOBAL_CASES:
+            if ((status = cli_parse_global_option("manifest sums", c, optarg)))
+                return status;
             break;
-        case 'q': quiet = 1; break;
         case 'h': fputs(sums_help, stdout); return EXIT_OK;
         default: return cli_usage_error("manifest sums", "unknown option '%s'", argv[optind - 1]);
         }
@@ -81,11 +69,11 @@ int cmd_manifest_sums(int argc, char **argv)
     if (argc - optind != 1)
         return cli_usage_error("manifest sums", "expects one folder or file, got %d paths", argc - optind);
     struct printer p = {.write_failed = 0};
-    cli_progress_start(&p.progress);
-    if (!quiet && isatty(STDERR_FILENO)) {
-        opts.progress = cli_progress_show;
-        opts.progress_payload = &p.progress;
-    }
+    opts.jobs = cli_global.jobs;
+    cli_progress_start(&p.progress, cli_want_progress(0));
+    opts.progress = cli_progress_show;
+    opts.progress_payload = &p.progress;
+    cli_cancellable(NULL);
     ckpt_error err = {0};
     int rc = ckpt_sums(argv[optind], &opts, print_line, &p, &err);
     cli_progress_clear(&p.progress);
@@ -100,16 +88,15 @@ int cmd_manifest_sums(int argc, char **argv)
 
 static const char create_help[] =
     "Usage: ckpt manifest create SRC [-o FILE] [options]\n"
-    "Writes the manifest of the checkpoint SRC as it is, converting nothing: every file\n"
-    "under SRC with its size and XXH3-128, every tensor with the XXH3-128 of its logical\n"
-    "bytes (docs/manifest.md).  Made before a checkpoint travels; where it arrives,\n"
-    "`ckpt verify DIR --sums FILE` checks the copy against it.\n\n"
-    "  -o, --output FILE    write to FILE instead of standard output (a device or FIFO is\n"
-    "                       written in place, a regular file replaced atomically)\n"
-    "  --jobs N             hashing threads (default: one per core)\n"
+    "Writes the manifest of the checkpoint SRC as it is, converting nothing: every\n"
+    "file under SRC with its size and XXH3-128, every tensor with the XXH3-128 of its\n"
+    "logical bytes (docs/manifest.md).  Made before a checkpoint travels; where it\n"
+    "arrives, `ckpt verify DIR --sums FILE` checks the copy against it.\n\n"
+    "  -o, --output FILE    write to FILE instead of standard output (a device or\n"
+    "                       FIFO is written in place, a regular file replaced\n"
+    "                       atomically)\n"
     CLI_OPEN_HELP
-    "  --quiet              no progress line (one is drawn on a terminal)\n"
-    "  -h, --help           show this help\n";
+    CLI_GLOBAL_HELP;
 
 /* Writes `text` and a newline to `path` (report_file.h: "-" is standard output, a device written in place). */
 static int write_output(const char *path, const char *text)
@@ -126,27 +113,25 @@ static int write_output(const char *path, const char *text)
 int cmd_manifest_create(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"output", required_argument, NULL, 'o'}, {"jobs", required_argument, NULL, 'j'},
-        {"quiet", no_argument, NULL, 'q'},         CLI_OPEN_OPTIONS,
+        {"output", required_argument, NULL, 'o'}, CLI_GLOBAL_OPTIONS, CLI_OPEN_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     ckpt_manifest_options opts;
     ckpt_manifest_options_default(&opts);
     ckpt_open_options open;
-    ckpt_open_options_default(&open);
+    cli_open_options_default(&open);
     opts.open = &open;
     const char *output = NULL;
-    int quiet = 0, c, status;
+    int c, status;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "ho:qj:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:" CLI_GLOBAL_SHORT, options, NULL)) != -1) {
         switch (c) {
         case 'o': output = optarg; break;
-        case 'j':
-            if (parse_jobs("manifest create", optarg, &opts.jobs))
-                return EXIT_USAGE;
+        CLI_GLOBAL_CASES:
+            if ((status = cli_parse_global_option("manifest create", c, optarg)))
+                return status;
             break;
-        case 'q': quiet = 1; break;
         CLI_OPEN_CASES:
             if ((status = cli_parse_open_option("manifest create", c, optarg, &open)))
                 return status;
@@ -157,12 +142,12 @@ int cmd_manifest_create(int argc, char **argv)
     }
     if (argc - optind != 1)
         return cli_usage_error("manifest create", "expects one checkpoint, got %d paths", argc - optind);
+    opts.jobs = cli_global.jobs;
     struct cli_progress progress;
-    cli_progress_start(&progress);
-    if (!quiet && isatty(STDERR_FILENO)) {
-        opts.progress = cli_progress_show;
-        opts.progress_payload = &progress;
-    }
+    cli_progress_start(&progress, cli_want_progress(0));
+    opts.progress = cli_progress_show;
+    opts.progress_payload = &progress;
+    cli_cancellable(NULL);
     char *json = NULL;
     ckpt_error err = {0};
     int rc = ckpt_manifest_create(argv[optind], &opts, &json, &err);

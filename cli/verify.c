@@ -9,51 +9,56 @@
 #include <unistd.h>
 
 static const char verify_help[] =
-    "Usage: ckpt verify DST [--against SRC [conversion options] | --sums FILE] [options]\n"
-    "Checks the folder DST that ckpt convert wrote against its ckpt-manifest.json: every\n"
-    "file's size and checksum, every tensor's checksum, every shard header entry, and no\n"
-    "unlisted files (integrity; the manifest is trusted).  With --against, proves DST is\n"
-    "what `ckpt convert SRC DST` with the conversion options gives, whatever the manifest\n"
-    "says: every tensor recomputed bit for bit (with each cast's error and overflow counts),\n"
-    "every shard header, index, config and side file byte for byte, no file or tensor more\n"
-    "or less.  Without conversion options it uses those the manifest records, and says so\n"
-    "(docs/verify.md).\n\n"
+    "Usage: ckpt verify DST [--against SRC [conversion options] | --sums FILE]\n"
+    "                       [options]\n"
+    "Checks the folder DST that ckpt convert wrote against its ckpt-manifest.json:\n"
+    "every file's size and checksum, every tensor's checksum, every shard header\n"
+    "entry, and no unlisted files (integrity; the manifest is trusted).  With\n"
+    "--against, proves DST is what `ckpt convert SRC DST` with the conversion options\n"
+    "gives, whatever the manifest says: every tensor recomputed bit for bit (with\n"
+    "each cast's error and overflow counts), every shard header, index, config and\n"
+    "side file byte for byte, no file or tensor more or less.  Without conversion\n"
+    "options it uses those the manifest records, and says so (docs/verify.md).\n\n"
     "  --against SRC     the source checkpoint to prove fidelity against\n"
-    "  --sums FILE       instead, check the files that FILE lists: sha256sum or xxhsum\n"
-    "                    lines (ckpt manifest sums), or a ckpt-manifest.json\n"
-    "  --max-abs-error X fail a tensor whose largest absolute error exceeds X (with --against)\n"
+    "  --sums FILE       instead, check the files that FILE lists: sha256sum or\n"
+    "                    xxhsum lines (ckpt manifest sums), or a ckpt-manifest.json\n"
+    "  --max-abs-error X fail a tensor whose largest absolute error exceeds X\n"
+    "                    (with --against)\n"
     "  --max-rel-error X the same for the relative error\n"
-    "  --jobs N          worker threads (default: one per core)\n"
     CLI_OPEN_HELP
-    "Conversion options (with --against; --target is then required, the others default as\n"
-    "for convert; options that change bytes and differ from the manifest's fail):\n"
+    "Conversion options (with --against; --target is then required, the others\n"
+    "default as for convert; options that change bytes and differ from the\n"
+    "manifest's fail):\n"
     CLI_CONVERT_HELP
     "Output:\n"
     "  --json            one JSON document (schema: docs/verify.md)\n"
-    "  --junit FILE      also write JUnit XML, one test case per check (- for standard\n"
-    "                    output; a device or FIFO is written in place, a file replaced)\n"
-    "  -v, --verbose     print passing checks too\n"
-    "  --quiet           no progress line (one is drawn on a terminal)\n"
-    "  -h, --help        show this help\n"
-    "Exit status: 0 intact, 1 a difference was found, 3 the manifest or input is unreadable.\n";
+    "  --junit FILE      also write JUnit XML, one test case per check (- for\n"
+    "                    standard output; a device or FIFO is written in place, a\n"
+    "                    file replaced)\n"
+    CLI_GLOBAL_HELP
+    "Findings come in the same order every run.  With -q only failures are printed.\n"
+    "Exit status: 0 intact, 1 a difference was found, 3 the manifest or input is\n"
+    "unreadable, 130 interrupted.\n";
 
 static const char diff_help[] =
     "Usage: ckpt diff A B [options]\n"
-    "Compares two checkpoints of any formats and layouts: tensors only in one, changed\n"
-    "element types or shapes, and values (exactly equal, or the largest error).  Tensors\n"
-    "that ckpt convert stored as FRACTAL_NZ are compared in their logical layout.\n\n"
+    "Compares two checkpoints of any formats and layouts: tensors only in one,\n"
+    "changed element types or shapes, and values (exactly equal, or the largest\n"
+    "error).  Tensors that ckpt convert stored as FRACTAL_NZ are compared in their\n"
+    "logical layout.\n\n"
     "  --names-only      compare names, dtypes and shapes only (fast)\n"
     "  --max-abs-error X values within X count as equal\n"
     "  --max-rel-error X the same for the relative error\n"
     CLI_OPEN_HELP
-    "  --json, --junit FILE, -v, -h   as for verify\n"
-    "Exit status: 0 the same, 1 they differ, 3 an input is unreadable.\n";
+    "  --json, --junit FILE as for verify\n"
+    CLI_GLOBAL_HELP
+    "Exit status: 0 the same, 1 they differ, 3 an input is unreadable, 130\n"
+    "interrupted.\n";
 
 struct check_args {
     const char *against, *junit, *sums;
     double max_abs, max_rel;
-    unsigned jobs;
-    int json, verbose, names_only, quiet;
+    int json, names_only;
     ckpt_open_options open;
     struct cli_convert conv;
 };
@@ -76,18 +81,17 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
 {
     static const struct option options[] = {
         {"against", required_argument, NULL, 'a'}, {"max-abs-error", required_argument, NULL, 'A'},
-        {"max-rel-error", required_argument, NULL, 'R'}, {"jobs", required_argument, NULL, 'j'},
+        {"max-rel-error", required_argument, NULL, 'R'},
         {"json", no_argument, NULL, 'J'},          {"junit", required_argument, NULL, 'U'},
-        {"quiet", no_argument, NULL, 'q'},          {"sums", required_argument, NULL, 'S'},
-        {"verbose", no_argument, NULL, 'v'},       {"names-only", no_argument, NULL, 'n'},
-        CLI_OPEN_OPTIONS,                          CLI_CONVERT_OPTIONS,
+        {"sums", required_argument, NULL, 'S'},    {"names-only", no_argument, NULL, 'n'},
+        CLI_GLOBAL_OPTIONS, CLI_OPEN_OPTIONS,      CLI_CONVERT_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    ckpt_open_options_default(&a->open);
+    cli_open_options_default(&a->open);
     ckpt_convert_options_default(&a->conv.opts);
     int c, status;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "hvj:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h" CLI_GLOBAL_SHORT, options, NULL)) != -1) {
         switch (c) {
         case 'a': a->against = optarg; break;
         case 'S': a->sums = optarg; break;
@@ -99,18 +103,12 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
             if (parse_double(optarg, &a->max_rel))
                 return cli_usage_error(command, "bad --max-rel-error '%s'", optarg);
             break;
-        case 'j': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 64)
-                return cli_usage_error(command, "--jobs takes 1 to 64, not '%s'", optarg);
-            a->jobs = (unsigned)v;
+        CLI_GLOBAL_CASES:
+            if ((status = cli_parse_global_option(command, c, optarg)))
+                return status;
             break;
-        }
         case 'J': a->json = 1; break;
         case 'U': a->junit = optarg; break;
-        case 'v': a->verbose = 1; break;
-        case 'q': a->quiet = 1; break;
         case 'n': a->names_only = 1; break;
         CLI_OPEN_CASES:
             if ((status = cli_parse_open_option(command, c, optarg, &a->open)))
@@ -164,14 +162,14 @@ static int verify_sums(const char *dir, const struct check_args *a)
 {
     ckpt_sums_options opts;
     ckpt_sums_options_default(&opts);
-    opts.jobs = a->jobs;
+    opts.jobs = cli_global.jobs;
     struct cli_progress progress;
-    cli_progress_start(&progress);
-    struct findings fs = {.verbose = a->verbose, .quiet_text = a->json || junit_to_stdout(a), .progress = &progress};
-    if (!a->quiet && !a->json && isatty(STDERR_FILENO)) {
-        opts.progress = cli_progress_show;
-        opts.progress_payload = &progress;
-    }
+    cli_progress_start(&progress, cli_want_progress(a->json));
+    struct findings fs = {.verbose = cli_global.verbose, .quiet_text = a->json || junit_to_stdout(a),
+                          .progress = &progress};
+    opts.progress = cli_progress_show;
+    opts.progress_payload = &progress;
+    cli_cancellable(NULL);
     ckpt_verify_summary s = {0};
     ckpt_error err = {0};
     int rc = ckpt_verify_sums(dir, a->sums, &opts, findings_collect, &fs, &s, &err);
@@ -204,16 +202,16 @@ int cmd_verify(int argc, char **argv)
     opts.against = a.against;
     opts.max_abs_error = a.max_abs;
     opts.max_rel_error = a.max_rel;
-    opts.jobs = a.jobs;
+    opts.jobs = cli_global.jobs;
     opts.open = &a.open;
     opts.convert = a.conv.given ? &a.conv.opts : NULL;
     struct cli_progress progress;
-    cli_progress_start(&progress);
-    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json || junit_to_stdout(&a), .progress = &progress, .conv = &a.conv};
-    if (!a.quiet && !a.json && isatty(STDERR_FILENO)) {
-        opts.progress = cli_progress_show;
-        opts.progress_payload = &progress;
-    }
+    cli_progress_start(&progress, cli_want_progress(a.json));
+    struct findings fs = {.verbose = cli_global.verbose, .quiet_text = a.json || junit_to_stdout(&a),
+                          .progress = &progress, .conv = &a.conv};
+    opts.progress = cli_progress_show;
+    opts.progress_payload = &progress;
+    cli_cancellable(NULL);
     ckpt_verify_summary s = {0};
     ckpt_error err = {0};
     int rc = ckpt_verify(argv[optind], &opts, findings_collect, &fs, &s, &err);
@@ -222,6 +220,12 @@ int cmd_verify(int argc, char **argv)
     findings_free(&fs);
     cli_convert_free(&a.conv);
     return status;
+}
+
+/* diff's progress line: bytes of A's tensors compared; Ctrl-C stops it. */
+static int diff_event(void *payload, const ckpt_event *ev)
+{
+    return cli_progress_show(payload, ev->done, ev->total);
 }
 
 int cmd_diff(int argc, char **argv)
@@ -240,10 +244,17 @@ int cmd_diff(int argc, char **argv)
     opts.max_abs_error = a.max_abs;
     opts.max_rel_error = a.max_rel;
     opts.open = &a.open;
-    struct findings fs = {.verbose = a.verbose, .quiet_text = a.json || junit_to_stdout(&a)};
+    struct cli_progress progress;
+    cli_progress_start(&progress, cli_want_progress(a.json));
+    opts.events = diff_event;
+    opts.events_payload = &progress;
+    struct findings fs = {.verbose = cli_global.verbose, .quiet_text = a.json || junit_to_stdout(&a),
+                          .progress = &progress};
     ckpt_verify_summary s = {0};
     ckpt_error err = {0};
+    cli_cancellable(NULL);
     int rc = ckpt_diff(argv[optind], argv[optind + 1], &opts, findings_collect, &fs, &s, &err);
+    cli_progress_clear(&progress);
     status = finish("diff", rc, &err, &fs, &s, &a);
     findings_free(&fs);
     return status;

@@ -3,26 +3,28 @@
 # every list here against `ckpt --help` and each command's --help: change both together.
 
 _ckpt_commands="inspect convert verify diff manifest pack unpack"
-_ckpt_main_opts="-h --help -V --version"
+# the global options: every command takes them, before or after its name
+_ckpt_global_opts="-q --quiet -v --verbose --progress -j --jobs -h --help"
+_ckpt_main_opts="$_ckpt_global_opts -V --version"
 _ckpt_source_opts="--deepspeed-weights --max-header-size --max-pickle-memory --max-tensors --max-rank
     --max-archive-size --max-bundle-headers --max-expansion"
 
 _ckpt_convert_opts="--target --dtype --quant --nz --nz-fp32-c0 --overflow --rename --rules --max-shard-size"
 
-_ckpt_opts_inspect="--json --objects $_ckpt_source_opts -h --help"
-_ckpt_opts_convert="$_ckpt_convert_opts --max-memory --jobs --force --part $_ckpt_source_opts --dry-run --json
-    --quiet -h --help"
-_ckpt_opts_verify="--against --sums --max-abs-error --max-rel-error --jobs $_ckpt_source_opts $_ckpt_convert_opts
-    --json --junit -v --verbose --quiet -h --help"
-_ckpt_opts_diff="--names-only --max-abs-error --max-rel-error $_ckpt_source_opts --json --junit -v -h"
+_ckpt_opts_inspect="--json --objects $_ckpt_source_opts $_ckpt_global_opts"
+_ckpt_opts_convert="$_ckpt_convert_opts --max-memory --force --part $_ckpt_source_opts --dry-run --json
+    $_ckpt_global_opts"
+_ckpt_opts_verify="--against --sums --max-abs-error --max-rel-error $_ckpt_source_opts $_ckpt_convert_opts
+    --json --junit $_ckpt_global_opts"
+_ckpt_opts_diff="--names-only --max-abs-error --max-rel-error $_ckpt_source_opts --json --junit $_ckpt_global_opts"
 # a command with subcommands: _ckpt_subcommands_CMD, and _ckpt_opts_CMD_SUB for each
 _ckpt_subcommands_manifest="merge create sums"
-_ckpt_opts_manifest_merge="--force --json -h --help"
-_ckpt_opts_manifest_create="-o --output --jobs $_ckpt_source_opts --quiet -h --help"
-_ckpt_opts_manifest_sums="--format --jobs --quiet -h --help"
-_ckpt_opts_pack="--frame-size --volume-size --level --jobs --part --merge --force $_ckpt_source_opts
-    --json --quiet -h --help"
-_ckpt_opts_unpack="--jobs --force --json --quiet -h --help"
+_ckpt_opts_manifest_merge="--force --json $_ckpt_global_opts"
+_ckpt_opts_manifest_create="-o --output $_ckpt_source_opts $_ckpt_global_opts"
+_ckpt_opts_manifest_sums="--format $_ckpt_global_opts"
+_ckpt_opts_pack="--frame-size --volume-size --level --part --merge --force $_ckpt_source_opts
+    --json $_ckpt_global_opts"
+_ckpt_opts_unpack="--force --json $_ckpt_global_opts"
 
 # the choices of options that take one word of a fixed set
 _ckpt_values_target="ascend-310p ascend-910b nd"
@@ -34,6 +36,7 @@ _ckpt_values_overflow="saturate inf error"
 _ckpt_values_rename="hf hf-llama"
 _ckpt_values_deepspeed_weights="fp32 module"
 _ckpt_values_format="xxh128 sha256"
+_ckpt_values_progress="auto always never"
 
 # options whose argument is a number or a K/N: nothing to offer (the other arguments are paths)
 _ckpt_free_args="--max-header-size --max-pickle-memory --max-tensors --max-rank --max-archive-size

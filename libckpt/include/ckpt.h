@@ -638,6 +638,29 @@ CKPT_API int ckpt_parts_merge(const char *dst, int force, ckpt_convert_stats *st
 /* Asks a running ckpt_plan_execute to stop; safe from any thread or a signal handler. */
 CKPT_API void ckpt_plan_cancel(ckpt_plan *plan);
 
+/*
+ * A hidden temporary folder that a run killed before its end (SIGKILL, a
+ * crash, a lost machine) left beside a destination.  A live run holds a
+ * lock on its own, so none is ever listed while its run goes on.
+ */
+typedef struct ckpt_stale_output {
+    const char *path;      /* the folder (".NAME.ckpt-tmp-XXXXXX") */
+    const char *dst;       /* the destination its run was writing, beside it */
+    uint64_t bytes;        /* what its files hold up */
+    int same_dst;          /* it was writing the `dst` asked about */
+} ckpt_stale_output;
+
+/* Called once per stale folder, strings valid during the call; non-zero stops the listing. */
+typedef int (*ckpt_stale_fn)(void *payload, const ckpt_stale_output *stale);
+
+/*
+ * Lists the stale temporary folders in the folder that holds `dst`, removing
+ * none.  ckpt_plan_execute, ckpt_parts_merge and ckpt_unpack remove those of
+ * their own destination when they start; the others are for the caller to
+ * name or remove.
+ */
+CKPT_API int ckpt_stale_outputs(const char *dst, ckpt_stale_fn fn, void *payload, ckpt_error *err);
+
 /* ======================================================================
  * Verification: proving a converted folder intact and faithful
  * ====================================================================== */

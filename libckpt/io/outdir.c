@@ -54,20 +54,69 @@ static int split_path(const char *dst, char **parent, char **base, ckpt_error *e
     return CKPT_OK;
 }
 
-/* Removes `.BASE.ckpt-tmp-*` folders in `parent` that no live run holds locked. */
-static void remove_stale(const char *parent, const char *base)
+int mkdir_parents(const char *path, ckpt_error *err)
 {
-    size_t plen = strlen(base) + sizeof TMP_TAG + 1;
-    char *prefix = malloc(plen);
-    DIR *d = prefix ? opendir(parent) : NULL;
-    if (!d) {
-        free(prefix);
-        return;
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return ckpt_fail(err, CKPT_ERR_ARG, "%.200s...: path longer than %zu bytes", path, sizeof buf);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/')   /* "a/b/" names b: its parents are a */
+        buf[--n] = '\0';
+    for (char *slash = strchr(buf + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        if (slash[-1] == '/')
+            continue;
+        *slash = '\0';
+        struct stat st;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)   /* 0777 & umask, as mkdir -p */
+            return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot create: %s", buf, strerror(errno));
+        if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+            return ckpt_fail(err, CKPT_ERR_WRITE, "%s: not a folder, cannot hold %s", buf, path);
+        *slash = '/';
     }
-    snprintf(prefix, plen, ".%s%s", base, TMP_TAG);
+    return CKPT_OK;
+}
+
+/* Bytes of the regular files under a folder (what a stale temporary holds up), links not followed. */
+static uint64_t tree_bytes(const char *path, int depth)
+{
+    DIR *d = depth < 16 ? opendir(path) : NULL;
+    if (!d)
+        return 0;
+    uint64_t sum = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+        char sub[4096];
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub || lstat(sub, &st) != 0)
+            continue;
+        if (S_ISREG(st.st_mode))
+            sum += (uint64_t)st.st_size;
+        else if (S_ISDIR(st.st_mode))
+            sum += tree_bytes(sub, depth + 1);
+    }
+    closedir(d);
+    return sum;
+}
+
+/*
+ * Calls `fn` for each `.B.ckpt-tmp-XXXXXX` folder in `parent` (of base `base`
+ * only, when not NULL) whose lock it takes: one no live run holds, left by a
+ * killed one.  The lock is held during the call.
+ */
+static void each_stale(const char *parent, const char *base,
+                       void (*fn)(void *payload, const char *path, const char *name, size_t name_len), void *payload)
+{
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *tag = e->d_name[0] == '.' ? strstr(e->d_name + 1, TMP_TAG) : NULL;
+        size_t name_len = tag ? (size_t)(tag - e->d_name - 1) : 0;
+        if (!tag || !name_len || strlen(tag) == sizeof TMP_TAG - 1)   /* mkdtemp's characters follow the tag */
+            continue;
+        if (base && (strlen(base) != name_len || strncmp(e->d_name + 1, base, name_len) != 0))
             continue;
         char path[4096];
         if (snprintf(path, sizeof path, "%s/%s", parent, e->d_name) >= (int)sizeof path)
@@ -76,21 +125,65 @@ static void remove_stale(const char *parent, const char *base)
         if (fd < 0)
             continue;
         if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            remove_tree(path);
+            fn(payload, path, e->d_name + 1, name_len);
         close(fd);
     }
     closedir(d);
-    free(prefix);
+}
+
+static void remove_one(void *payload, const char *path, const char *name, size_t name_len)
+{
+    (void)payload;
+    (void)name;
+    (void)name_len;
+    remove_tree(path);
+}
+
+struct stale_listing {
+    const char *parent, *base;
+    ckpt_stale_fn fn;
+    void *payload;
+    int stop;
+};
+
+static void tell_one(void *payload, const char *path, const char *name, size_t name_len)
+{
+    struct stale_listing *l = payload;
+    if (l->stop)
+        return;
+    char dst[4096];
+    snprintf(dst, sizeof dst, "%s/%.*s", l->parent, (int)name_len, name);
+    const ckpt_stale_output s = {.path = path, .dst = dst, .bytes = tree_bytes(path, 0),
+                                 .same_dst = strlen(l->base) == name_len && strncmp(l->base, name, name_len) == 0};
+    l->stop = l->fn(l->payload, &s);
+}
+
+int ckpt_stale_outputs(const char *dst, ckpt_stale_fn fn, void *payload, ckpt_error *err)
+{
+    ckpt_error_clear(err);
+    if (!dst || !fn)
+        return ckpt_fail(err, CKPT_ERR_ARG, "ckpt_stale_outputs: NULL argument");
+    char *parent = NULL, *base = NULL;
+    int rc = split_path(dst, &parent, &base, err);
+    if (rc)
+        return rc;
+    struct stale_listing l = {parent, base, fn, payload, 0};
+    each_stale(parent, NULL, tell_one, &l);
+    free(parent);
+    free(base);
+    return CKPT_OK;
 }
 
 int outdir_begin(struct outdir *o, const char *dst, bool replace, ckpt_error *err)
 {
     *o = (struct outdir){.lock_fd = -1, .replace = replace};
     char *parent = NULL, *base = NULL;
-    int rc = split_path(dst, &parent, &base, err);
+    int rc = mkdir_parents(dst, err);
+    if (!rc)
+        rc = split_path(dst, &parent, &base, err);
     if (rc)
         return rc;
-    remove_stale(parent, base);
+    each_stale(parent, base, remove_one, NULL);
     struct stat st;
     if (!replace && lstat(dst, &st) == 0)
         rc = ckpt_fail(err, CKPT_ERR_EXISTS, "%s: already exists", dst);

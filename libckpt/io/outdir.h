@@ -36,7 +36,13 @@ struct outdir {
     size_t kept_count;
 };
 
-/* Removes stale temporaries, refuses an existing destination unless `replace`, creates the temporary. */
+/* Creates the missing folders above `path` (not `path` itself), as mkdir -p does. */
+int mkdir_parents(const char *path, ckpt_error *err);
+
+/*
+ * Creates the missing folders above `dst`, removes the stale temporaries of
+ * `dst`, refuses an existing destination unless `replace`, creates the temporary.
+ */
 int outdir_begin(struct outdir *o, const char *dst, bool replace, ckpt_error *err);
 
 /*

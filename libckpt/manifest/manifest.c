@@ -121,6 +121,50 @@ static const char *nz_name(ckpt_nz_mode m)
     return m == CKPT_NZ_ALL ? "all" : m == CKPT_NZ_NONE ? "none" : "auto";
 }
 
+/*
+ * A source path as the manifest records it: relative to the folder that
+ * holds the source ("llama-7b/model-00001-of-00002.safetensors"), never the
+ * converting machine's absolute path; a name outside it keeps its base name.
+ */
+static const char *portable_name(const char *name, const char *parent, size_t parent_len)
+{
+    if (parent_len && strncmp(name, parent, parent_len) == 0 && name[parent_len] == '/')
+        return name + parent_len + 1;
+    if (!parent_len && name[0] != '/')
+        return name;
+    const char *slash = strrchr(name, '/');
+    return slash && slash[1] ? slash + 1 : name;
+}
+
+static json_t *source_json(const struct ckpt_plan *plan, const struct file_records *files)
+{
+    const char *root = ckpt_source_path(plan->src);
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    size_t parent_len = n;   /* the folder holding the source: root up to its last slash */
+    while (parent_len > 0 && root[parent_len - 1] != '/')
+        parent_len--;
+    char *parent = strndup(root, parent_len ? parent_len - 1 : 0);
+    char *shown = strndup(root + parent_len, n - parent_len);
+    json_t *list = json_array();
+    for (size_t i = 0; parent && list && i < files->count; i++) {
+        char hex[33];
+        hash_hex(files->items[i].hash, hex);
+        json_array_append_new(list, json_pack("{s:s, s:I, s:s}", "path",
+                                              portable_name(files->items[i].name, parent, strlen(parent)), "size",
+                                              (json_int_t)files->items[i].size, "xxh3_128", hex));
+    }
+    json_t *o = parent && shown && list ? json_pack("{s:s, s:s, s:o}", "path", *shown ? shown : "/", "format",
+                                                    ckpt_source_format(plan->src), "files", list)
+                                        : NULL;
+    if (!o)
+        json_decref(list);
+    free(parent);
+    free(shown);
+    return o;
+}
+
 int manifest_write(struct outdir *o, const struct ckpt_plan *plan, const struct file_records *source_files,
                    const struct file_records *output_files, const struct tensor_record *tensors, double seconds,
                    ckpt_error *err)
@@ -133,11 +177,9 @@ int manifest_write(struct outdir *o, const struct ckpt_plan *plan, const struct 
         json_array_append_new(dropped, json_string(plan->dropped[i]));
     const ckpt_convert_options *opt = &plan->opts;
     json_t *doc = json_pack(
-        "{s:i, s:s, s:{s:s, s:s, s:o}, s:s, s:{s:s?, s:s, s:s, s:I, s:s?, s:s?, s:[I, I], s:s, s:i}, s:o, s:o, "
-        "s:o}",
-        "manifest_version", MANIFEST_VERSION, "tool", "libckpt " CKPT_VERSION_STRING, "source", "path",
-        ckpt_source_path(plan->src), "format", ckpt_source_format(plan->src), "files", files_json(source_files),
-        "target", ckpt_target_name(opt->target), "options", "dtype",
+        "{s:i, s:s, s:o, s:s, s:{s:s?, s:s, s:s, s:I, s:s?, s:s?, s:[I, I], s:s, s:i}, s:o, s:o, s:o}",
+        "manifest_version", MANIFEST_VERSION, "tool", "libckpt " CKPT_VERSION_STRING, "source",
+        source_json(plan, source_files), "target", ckpt_target_name(opt->target), "options", "dtype",
         opt->dtype == CKPT_FLOAT_TARGET ? NULL : ckpt_float_type_name(opt->dtype), "nz", nz_name(opt->nz), "overflow",
         overflow_name(opt->overflow), "max_shard_bytes", (json_int_t)opt->max_shard_bytes, "rules", opt->rules,
         "rename", opt->rename, "fp8_block", (json_int_t)plan->fp8_block[0], (json_int_t)plan->fp8_block[1], "quant",

@@ -14,6 +14,7 @@
 #include "libckpt/common/error.h"
 #include "libckpt/common/options.h"
 #include "libckpt/io/atomic_file.h"
+#include "libckpt/io/outdir.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -56,6 +57,9 @@ static void canonical(XXH3_state_t *s, uint8_t out[16])
 
 static int create_output(struct atomic_file *f, const char *path, bool force, ckpt_error *err)
 {
+    int rc = mkdir_parents(path, err);   /* as mkdir -p: BUNDLE may name folders yet to be made */
+    if (rc)
+        return rc;
     return force ? atomic_file_create_over(f, path, err) : atomic_file_create(f, path, err);
 }
 
@@ -243,6 +247,13 @@ static int check_outside(const char *src, const char *bundle, ckpt_error *err)
     if (slash)
         *slash = '\0';
     char *real_src = realpath(src, NULL), *real_dir = realpath(slash ? (*dir ? dir : "/") : ".", NULL);
+    /* folders yet to be made (as mkdir -p): the nearest one that exists says where they will be */
+    while (!real_dir && errno == ENOENT && slash && (slash = strrchr(dir, '/')) != NULL) {
+        *slash = '\0';
+        real_dir = realpath(*dir ? dir : "/", NULL);
+    }
+    if (!real_dir && errno == ENOENT && !slash)
+        real_dir = realpath(".", NULL);
     free(dir);
     int rc = CKPT_OK;
     if (real_src && real_dir) {

@@ -67,19 +67,6 @@ static int lose_file(struct unpack *u, size_t file, size_t segment, const char *
 }
 
 /* Creates folder `path`'s parents inside the temporary output (they are flushed with it). */
-static int make_parents(const char *path, ckpt_error *err)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *slash = strchr(buf + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-        *slash = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot create: %s", buf, strerror(errno));
-        *slash = '/';
-    }
-    return CKPT_OK;
-}
-
 static int begin_file(struct unpack *u, size_t file, ckpt_error *err)
 {
     const struct bundle_file *f = &u->ix->files[file];
@@ -93,7 +80,7 @@ static int begin_file(struct unpack *u, size_t file, ckpt_error *err)
     }
     if (!(u->path = outdir_path(&u->out, f->path)))
         return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory");
-    int rc = make_parents(u->path, err);
+    int rc = mkdir_parents(u->path, err);
     if (!rc && (u->fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
         rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s/%s: cannot create: %s", u->out.dst, f->path, strerror(errno));
     return rc;
@@ -235,8 +222,11 @@ int ckpt_unpack(const char *bundle, const char *dst, const ckpt_unpack_options *
     if (!rc) {
         u.ix = bundle_index_of(u.b);
         u.one_file = u.ix->flags & BUNDLE_SOURCE_IS_FILE;
-        rc = u.one_file ? (o.force ? atomic_file_create_over(&u.single, dst, err) : atomic_file_create(&u.single, dst, err))
-                        : outdir_begin(&u.out, dst, o.force, err);
+        rc = u.one_file ? mkdir_parents(dst, err) : CKPT_OK;
+        if (!rc)
+            rc = u.one_file ? (o.force ? atomic_file_create_over(&u.single, dst, err)
+                                       : atomic_file_create(&u.single, dst, err))
+                            : outdir_begin(&u.out, dst, o.force, err);
     }
     u.file_hash = XXH3_createState();
     u.segment_hash = XXH3_createState();

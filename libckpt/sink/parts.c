@@ -247,7 +247,8 @@ int part_begin(const struct ckpt_plan *plan, struct outdir *out, ckpt_error *err
     int rc = staging_paths(plan->dst, part, parts, &staging, &folder, err);
     if (rc)
         return rc;
-    if (mkdir(staging, 0755) != 0 && (errno != EEXIST || lstat(staging, &st) != 0 || !S_ISDIR(st.st_mode)))
+    rc = mkdir_parents(staging, err);   /* DST's parents, as a single run makes them */
+    if (!rc && mkdir(staging, 0755) != 0 && (errno != EEXIST || lstat(staging, &st) != 0 || !S_ISDIR(st.st_mode)))
         rc = ckpt_fail(err, CKPT_ERR_WRITE, "%s: cannot create the staging folder: %s", staging,
                        errno == EEXIST ? "exists and is not a folder" : strerror(errno));
     if (!rc)   /* one made by someone else, before us: a part written into it could be swapped before merge */

@@ -3,6 +3,7 @@
 
 #include "libckpt/common/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -311,5 +312,11 @@ int stream_tensor(const struct ckpt_plan *plan, const struct plan_item *it, uint
     if (!rc)
         rc = it->pub.layout == CKPT_LAYOUT_FRACTAL_NZ ? stream_nz(&j, err) : stream_nd(&j, err);
     free(scales);
+    if (rc == CKPT_ERR_LIMIT && err) {   /* the cast refused an overflow: say which tensor, of which file */
+        char why[CKPT_ERROR_MESSAGE_MAX];
+        snprintf(why, sizeof why, "%s", err->message);
+        rc = ckpt_fail(err, rc, "%s: tensor %s: %s (overflow policy error)", plan->src->files[te->pub.file].path,
+                       te->pub.name, why);
+    }
     return rc;
 }
