@@ -91,7 +91,8 @@ END_TEST
 START_TEST(help_fits_80_columns)
 {
     static const char *const helps[] = {"--help", "inspect --help", "convert --help", "verify --help", "diff --help",
-                                        "manifest --help", "manifest sums --help", "pack --help", "unpack --help"};
+                                        "manifest --help", "manifest sums --help", "manifest create --help",
+                                        "pack --help", "unpack --help"};
     for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
         char *out;
         ck_assert_int_eq(test_ckpt(&out, NULL, "%s", helps[i]), 0);
