@@ -66,3 +66,5 @@ mkdir -p "$t/within/blobs" && cp "$s"/* "$t/within/blobs/" && for f in "$s"/*; d
 check "shards, index and side files linking inside SRC are followed" \
     '"$CKPT_BIN" convert "$t/within" "$t/within-out" --target ascend-310p --quiet >/dev/null 2>&1 &&
      diff -r -x ckpt-manifest.json "$t/plain" "$t/within-out"'
+mkdir -p "$t/deep/context" && cp -r "$s"/* "$t/deep/" && ln -s /etc/hostname "$t/deep/context/model.yaml"
+check "a link leaving SRC from a subfolder is refused too" 'refuses "$t/deep" "$t/deep/context/model.yaml"'

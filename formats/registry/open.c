@@ -84,9 +84,9 @@ int limits_take(ckpt_limits *out, const ckpt_limits *given, ckpt_error *err)
 
 /*
  * The link policy (libckpt/io/links.h) for a source on disk, once its reader
- * is done: every file it mapped, and every link directly in SRC's folder (an
- * index, config.json, a side file, a tag or iteration folder), must stay
- * inside the source's root.
+ * is done: every file it mapped, and every link in SRC's folder and its
+ * subfolders (an index, config.json, a side file, a tag or iteration folder,
+ * a NeMo context file), must stay inside the source's root.
  */
 static int check_links(const struct ckpt_source *src, const char *path, ckpt_error *err)
 {

@@ -89,9 +89,12 @@ int links_check(const char *root, const char *path, ckpt_error *err)
     return rc;
 }
 
-int links_check_folder(const char *root, const char *dir, ckpt_error *err)
+/* Folders below SRC walked for links: a checkpoint's files sit at most this deep (iter_N/mp_rank_TT/file). */
+#define LINKS_MAX_DEPTH 4
+
+static int check_folder(const char *root, const char *dir, int depth, ckpt_error *err)
 {
-    DIR *d = root ? opendir(dir) : NULL;
+    DIR *d = opendir(dir);
     if (!d)
         return CKPT_OK;
     int rc = CKPT_OK;
@@ -101,10 +104,19 @@ int links_check_folder(const char *root, const char *dir, ckpt_error *err)
         struct stat st;
         if (e->d_name[0] == '.' || asprintf(&path, "%s/%s", dir, e->d_name) < 0)
             continue;
-        if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        if (lstat(path, &st) != 0)
+            ;   /* gone since it was listed: nothing to follow */
+        else if (S_ISLNK(st.st_mode))
             rc = links_check(root, path, err);
+        else if (S_ISDIR(st.st_mode) && depth < LINKS_MAX_DEPTH)
+            rc = check_folder(root, path, depth + 1, err);
         free(path);
     }
     closedir(d);
     return rc;
+}
+
+int links_check_folder(const char *root, const char *dir, ckpt_error *err)
+{
+    return root ? check_folder(root, dir, 1, err) : CKPT_OK;
 }

@@ -28,7 +28,11 @@ char *links_root(const char *src_path);
  */
 int links_check(const char *root, const char *path, ckpt_error *err);
 
-/* links_check for every link directly in folder `dir` (dot names skipped: no reader uses them). */
+/*
+ * links_check for every link in folder `dir` and its real subfolders, four
+ * levels deep (a Megatron iter_N/mp_rank_TT/ file is three); dot names are
+ * skipped, as every reader skips them.
+ */
 int links_check_folder(const char *root, const char *dir, ckpt_error *err);
 
 #endif
