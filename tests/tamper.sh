@@ -102,3 +102,11 @@ case_ "an unknown source.dtype" 3 3 3 set-tensor-field 1 source.dtype '"BOOLX"'
 case_ "another source.dtype" 0 1 1 set-tensor-field 1 source.dtype '"F32"'
 case_ "another source.name" 0 1 1 set-tensor-field 1 source.name '"model.norm.weight"'
 case_ "an alias of no stored tensor" 3 3 3 set-tensor-field 1 alias_of '"no.such.tensor"'
+case_ "an offset near 2^63" 1 1 1 set-tensor-field 1 offset 9223372036854775000
+case_ "an offset past 2^63 - nbytes" 3 3 3 set-tensor-field 1 offset 9223372036854775800
+
+# a bundle holds a source, not a conversion: conversion options make no sense against one
+"$CKPT_BIN" pack "$src" "$work/s.ckb" --quiet >/dev/null 2>&1
+"$CKPT_BIN" verify "$work/s.ckb" --against "$src" --target ascend-310p >/dev/null 2>&1
+status=$?
+check "verify BUNDLE --against SRC with conversion options is a usage error (exit $status)" '[ $status = 2 ]'

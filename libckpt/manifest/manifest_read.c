@@ -211,7 +211,8 @@ static int load_tensor(struct manifest_tensor *t, const json_t *o, const char *p
         t->file = get_str(o, "file");
         t->xxh3_128 = get_str(o, "xxh3_128");
         ok = plain_name(t->file) && is_hash(t->xxh3_128) && get_u64(o, "offset", &t->offset) &&
-             get_u64(o, "nbytes", &t->nbytes) && t->offset <= UINT64_MAX - t->nbytes;
+             get_u64(o, "nbytes", &t->nbytes) && t->offset <= (uint64_t)INT64_MAX - t->nbytes;
+        /* safetensors offsets are 63-bit: below that, adding a header's length cannot wrap */
     }
     if (!ok)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensors[%zu] (%s) is malformed", path, i,

@@ -269,8 +269,9 @@ static int gather_source_records(struct merge *m, ckpt_error *err)
      * with one reference, and a part made from bytes SRC no longer holds is
      * refused too.
      */
+    atomic_int never = 0;   /* a named object: clang refuses a compound literal of atomic type */
     if (!rc)
-        rc = hash_source_files(src, NULL, &m->source_files, &(atomic_int){0}, err);
+        rc = hash_source_files(src, NULL, &m->source_files, &never, err);
     for (size_t i = 0, k = 0; i < src->file_count && !rc; i++) {
         if (src->files[i].borrowed)
             continue;

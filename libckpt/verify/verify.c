@@ -501,6 +501,8 @@ int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_f
         return rc;
     taken.open = &open;
     opts = &taken;
+    if (bundle_probe(dst) && opts->convert)   /* a bundle holds a source, not a conversion of one */
+        return ckpt_fail(err, CKPT_ERR_ARG, "%s: is a bundle: conversion options apply to a converted folder", dst);
     if (bundle_probe(dst))
         return verify_bundle(dst, opts, fn, payload, summary, err);
     struct manifest m;
