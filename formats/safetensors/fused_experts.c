@@ -8,7 +8,9 @@
  * (src/transformers/conversion_mapping.py @ 000c33fd, the qwen2_moe entry
  * and its copies), so that `mlp.experts.gate_up_proj` is [E, 2F, H], expert
  * e's gate_proj rows then its up_proj rows (the forward's
- * linear(x, gate_up_proj[e]).chunk(2, dim=-1)), and `mlp.experts.down_proj`
+ * linear(x, gate_up_proj[e]).chunk(2, dim=-1), src/transformers/integrations/moe.py
+ * @ 0261a467 lines 25-62; models that set experts_are_transposed store
+ * [E, H, 2F] and are not in the list below), and `mlp.experts.down_proj`
  * [E, H, F] is each expert's down_proj.  Both are contiguous, so expert e's
  * gate, up and down are contiguous runs of the stored bytes: views, nothing
  * copied.  Other models (Mixtral's w1/w3 names, gpt-oss's [E, H, 2F]

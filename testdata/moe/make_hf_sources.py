@@ -22,7 +22,9 @@ Run with Debian's python3-torch (/usr/bin/python3 make_hf_sources.py); the outpu
   `mlp.experts.gate_up_proj` [E, 2F, H] and `mlp.experts.down_proj` [E, H, F], from the per-expert
   tensors by MergeModulelist(dim=0) then Concatenate(dim=1) (transformers
   src/transformers/conversion_mapping.py @ 000c33fd, the qwen2_moe entry, copied to deepseek_v3 and
-  qwen3_moe; the experts' forward takes gate, up = linear(x, gate_up_proj[e]).chunk(2, dim=-1)).
+  qwen3_moe); the experts' forward takes gate, up = linear(x, gate_up_proj[e]).chunk(2, dim=-1)
+  (src/transformers/integrations/moe.py @ 0261a467, lines 25-62, the experts class it documents;
+  models with `experts_are_transposed`, [E, H, 2F], are not of this family).
 """
 import json
 import os
