@@ -14,7 +14,7 @@ packages_for() {
     case "$1" in
     build) echo "gcc make pkg-config libzstd-dev libarchive-dev libxxhash-dev libjansson-dev libssl-dev" ;;
     test) echo "check libxml2-utils python3-numpy xxhash cmake liblz4-dev libacl1-dev python3-venv python3-setuptools python3-wheel" ;;
-    deb) echo "dpkg-dev debhelper fakeroot lintian" ;;
+    deb) echo "dpkg-dev debhelper dh-python fakeroot lintian" ;;
     fuzz) echo "clang libclang-rt-14-dev" ;;
     bench) echo "time hyperfine zstd python3" ;;
     *) echo "ensure-deps.sh: unknown group $1" >&2; exit 2 ;;

@@ -57,6 +57,19 @@ check "embed.c builds against the packaged library with CMake and runs" \
      "$root/cmake-build/embed" testdata/sample | head -n 1 | grep -q "21 tensors (libckpt $v)" &&
      "$root/cmake-build/embed_static" testdata/sample | head -n 1 | grep -q "21 tensors (libckpt $v)" ||
      { cat "$root/cmake.log"; false; }'
+check "python3-libckpt $v was built, for every architecture" 'test -f "$d/python3-libckpt_${v}_all.deb"'
+dpkg -x "$d/python3-libckpt_${v}_all.deb" "$root" 2>/dev/null
+check "python3-libckpt depends on libckpt0 and numpy" \
+    'deps=$(dpkg-deb -f "$d/python3-libckpt_${v}_all.deb" Depends) &&
+     echo "$deps" | grep -q "libckpt0 (>= $v)" && echo "$deps" | grep -q python3-numpy'
+# /usr/bin/python3: the Debian interpreter the package is for (not a pyenv or venv one on PATH)
+check "the packaged binding imports, over the packaged library, and reads the sample" \
+    'out=$(cd "$root" && PYTHONPATH="$root/usr/lib/python3/dist-packages" LIBCKPT_LIBRARY="$lib/libckpt.so.0" \
+        /usr/bin/python3 -c "import libckpt, sys; s = libckpt.open(sys.argv[1]); t = s.tensors[\"lm_head.weight\"]
+print(libckpt.__file__, libckpt.library_version, len(s.tensors), t.dtype, tuple(t.shape), s.read(\"lm_head.weight\").shape)" \
+        "$OLDPWD/testdata/sample") &&
+     [ "$out" = "$root/usr/lib/python3/dist-packages/libckpt/__init__.py $v 21 BF16 (317, 64) (317, 64)" ] ||
+     { echo "# got: $out"; false; }'
 check "lintian finds no error and no warning in the packages" \
     'lintian --fail-on error,warning "$d/libckpt_${v}_$arch.changes" >"$root/lintian.log" 2>&1 ||
      { grep -v "root privileges" "$root/lintian.log"; false; }'
