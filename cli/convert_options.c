@@ -130,6 +130,8 @@ int cli_convert_finish(const char *command, struct cli_convert *c)
 
 int cli_convert_option_given(const struct cli_convert *c, const char *option)
 {
+    if (strcmp(option, "deepspeed_weights") == 0)
+        return c->deepspeed_given;
     for (size_t i = 0; i < sizeof library_names / sizeof library_names[0]; i++)
         if (strcmp(option, library_names[i]) == 0)
             return (c->given >> i) & 1;

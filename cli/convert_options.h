@@ -67,6 +67,7 @@ struct cli_convert {
     ckpt_convert_options opts;   /* ckpt_convert_options_default() first */
     const char *rules_path;
     unsigned given;              /* bit (code - CLI_OPT_TARGET) of each option given */
+    int deepspeed_given;         /* --deepspeed-weights (a source option) was given: its origin is the command line */
     char *rules;                 /* the rules file's text, after cli_convert_finish */
 };
 

@@ -113,6 +113,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         CLI_OPEN_CASES:
             if ((status = cli_parse_open_option(command, c, optarg, &a->open)))
                 return status;
+            a->conv.deepspeed_given |= c == 'D';
             break;
         CLI_CONVERT_CASES:
             if (strcmp(command, "verify") != 0)

@@ -110,3 +110,20 @@ case_ "an offset past 2^63 - nbytes" 3 3 3 set-tensor-field 1 offset 92233720368
 "$CKPT_BIN" verify "$work/s.ckb" --against "$src" --target ascend-310p >/dev/null 2>&1
 status=$?
 check "verify BUNDLE --against SRC with conversion options is a usage error (exit $status)" '[ $status = 2 ]'
+case_ "options.fp8_block recorded otherwise" 0 1 1 set-option fp8_block '[64, 64]'
+
+# --deepspeed-weights decides the tensors of a DeepSpeed source: pinned like the conversion options
+ds="$CKPT_TESTDATA/deepspeed/zero2"
+"$CKPT_BIN" convert "$ds" "$work/ds" --target nd --deepspeed-weights module --quiet >/dev/null 2>&1
+"$CKPT_BIN" verify "$work/ds" --against "$ds" --target nd --deepspeed-weights module >"$work/out" 2>&1
+status=$?
+check "a DeepSpeed folder proves with its --deepspeed-weights (exit $status), named as the command line's" \
+    '[ $status = 0 ] && grep -q "^ok   option     deepspeed_weights = module (command line)$" "$work/out"'
+"$CKPT_BIN" verify "$work/ds" --against "$ds" --target nd >"$work/out" 2>&1
+status=$?
+check "... and fails without it (exit $status)" \
+    '[ $status = 1 ] && grep -q "^FAIL option     deepspeed_weights = fp32 (default)" "$work/out"'
+"$CKPT_BIN" verify "$work/ds" --against "$ds" >"$work/out" 2>&1
+status=$?
+check "... and proves with the manifest's (exit $status), saying so" \
+    '[ $status = 0 ] && grep -q "^ok   option     deepspeed_weights = module (manifest)$" "$work/out"'

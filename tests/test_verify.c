@@ -6,6 +6,7 @@
 #include "helpers.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,6 +445,73 @@ START_TEST(against_passes_on_correct_conversion)
 }
 END_TEST
 
+/* What a caller of the library sees of the options: each reported with its origin, a differing one failing. */
+struct option_log {
+    int options, failed, given;
+    char failed_name[32];
+};
+
+static int log_options(void *payload, const ckpt_finding *f)
+{
+    struct option_log *l = payload;
+    if (f->check != CKPT_CHECK_OPTION)
+        return 0;
+    l->options++;
+    l->given += f->origin && strcmp(f->origin, "options") == 0;
+    if (!f->ok) {
+        l->failed++;
+        snprintf(l->failed_name, sizeof l->failed_name, "%s", f->option);
+    }
+    return 0;
+}
+
+START_TEST(against_with_conversion_options)
+{
+    char *dst = fresh_output();
+    char *sample = test_testdata("sample");
+    ckpt_convert_options c;
+    ckpt_convert_options_default(&c);
+    c.target = CKPT_TARGET_ASCEND_310P;
+    c.nz = CKPT_NZ_ALL;
+    c.max_shard_bytes = 100000;
+    ckpt_verify_options o;
+    ckpt_verify_options_default(&o);
+    o.against = sample;
+    o.convert = &c;
+    ckpt_error err;
+    struct option_log l = {0};
+    ck_assert_int_eq(ckpt_verify(dst, &o, log_options, &l, NULL, &err), CKPT_OK);
+    ck_assert_int_eq(l.options, 9);   /* target dtype quant nz nz_fp32_c0 overflow rename rules max_shard_size */
+    ck_assert_int_eq(l.given, 9);
+    ck_assert_int_eq(l.failed, 0);
+
+    /* a caller built against an older, smaller struct: the fields it lacks keep their defaults */
+    c.size = offsetof(ckpt_convert_options, quant);
+    l = (struct option_log){0};
+    ck_assert_int_eq(ckpt_verify(dst, &o, log_options, &l, NULL, &err), CKPT_OK);
+    c.size = sizeof c + 8;   /* a newer one: refused */
+    ck_assert_int_eq(ckpt_verify(dst, &o, log_options, &l, NULL, &err), CKPT_ERR_ARG);
+    c.size = sizeof c;
+
+    c.nz = CKPT_NZ_NONE;
+    l = (struct option_log){0};
+    ck_assert_int_eq(ckpt_verify(dst, &o, log_options, &l, NULL, &err), CKPT_ERR_MISMATCH);
+    ck_assert_int_eq(l.failed, 1);
+    ck_assert_str_eq(l.failed_name, "nz");
+
+    c.target = CKPT_TARGET_NONE;
+    ck_assert_int_eq(ckpt_verify(dst, &o, log_options, &l, NULL, &err), CKPT_ERR_ARG);
+
+    o.convert = NULL;   /* the manifest's, reported as such */
+    l = (struct option_log){0};
+    ck_assert_int_eq(ckpt_verify(dst, &o, log_options, &l, NULL, &err), CKPT_OK);
+    ck_assert_int_eq(l.options, 9);
+    ck_assert_int_eq(l.given, 0);
+    free(sample);
+    drop_output(dst);
+}
+END_TEST
+
 /* A plain ND copy of an NZ tensor has the right values in the wrong layout: checksums match, fidelity fails. */
 START_TEST(against_catches_wrong_layout_and_cast)
 {
@@ -642,6 +710,7 @@ static Suite *verify_suite(void)
     tcase_add_test(tc, manifest_edited_to_match);
     tcase_add_test(tc, unreadable_manifest_exits_3);
     tcase_add_test(tc, against_passes_on_correct_conversion);
+    tcase_add_test(tc, against_with_conversion_options);
     tcase_add_test(tc, against_catches_wrong_layout_and_cast);
     tcase_add_test(tc, against_a_quantized_folder);
     tcase_add_test(tc, junit_is_well_formed);

@@ -212,6 +212,14 @@ static void check_entries(struct fidelity *fd)
     if (!same)
         report_finding(fd->r, (ckpt_finding){.check = CKPT_CHECK_FIDELITY},
                        "the manifest's dropped tensors are not those converting %s drops", fd->opts->against);
+    /* not an option: the source's fp8 scale blocks, as the plan read them */
+    const json_t *block = json_object_get(json_object_get(fd->m->root, "options"), "fp8_block");
+    if (!json_is_array(block) || json_array_size(block) != 2 ||
+        json_integer_value(json_array_get(block, 0)) != (json_int_t)plan->fp8_block[0] ||
+        json_integer_value(json_array_get(block, 1)) != (json_int_t)plan->fp8_block[1] ||
+        !json_is_integer(json_array_get(block, 0)) || !json_is_integer(json_array_get(block, 1)))
+        report_finding(fd->r, (ckpt_finding){.check = CKPT_CHECK_FIDELITY},
+                       "the manifest's options.fp8_block is not the one converting %s reads", fd->opts->against);
 }
 
 static int prove_item(struct fidelity *fd, const struct plan_item *it, struct stream_buffers *b, ckpt_error *err)
