@@ -343,6 +343,74 @@ START_TEST(stale_temporary_folders)
 }
 END_TEST
 
+/* Flips one byte in the middle of `path`. */
+static void damage(const char *path)
+{
+    size_t len;
+    uint8_t *data = test_read_file(path, &len);
+    data[len - len / 3] ^= 0x5a;
+    test_write_file(path, data, len);
+    free(data);
+}
+
+/*
+ * Findings come out in the same order every run, whatever worker finds them:
+ * verify and verify --against on 4 threads over a folder of 10 shards, every
+ * other one damaged, print the same lines each time, in the manifest's order.
+ */
+#define SHARDS 10   /* the sample at --max-shard-size 30KB */
+START_TEST(findings_in_a_stable_order)
+{
+    char *sample = test_testdata("sample"), *dir = test_tmpdir();
+    ck_assert_int_eq(test_ckpt(NULL, NULL, "convert '%s' '%s/o' --target ascend-310p --max-shard-size 30KB -q", sample,
+                               dir), 0);
+    int damaged = 0;
+    for (int k = 1; k <= SHARDS; k += 2) {
+        char name[64];
+        snprintf(name, sizeof name, "o/model-%05d-of-%05d.safetensors", k, SHARDS);
+        char *path = test_join(dir, name);
+        if (access(path, F_OK) == 0) {
+            damage(path);
+            damaged++;
+        }
+        free(path);
+    }
+    ck_assert_msg(damaged == (SHARDS + 1) / 2, "the sample gave other shards (%d damaged)", damaged);
+    static const char *const modes[] = {"", "--against"};
+    for (int m = 0; m < 2; m++) {
+        char *first = NULL;
+        for (int run = 0; run < 6; run++) {
+            char *out;
+            ck_assert_int_eq(test_ckpt(&out, NULL, "verify '%s/o' -j 4 -v %s %s", dir, modes[m], m ? sample : ""), 1);
+            char *summary = strstr(out, "verify: ");   /* its time differs */
+            ck_assert_ptr_nonnull(summary);
+            *summary = '\0';
+            if (!first)
+                first = out;
+            else {
+                ck_assert_msg(strcmp(first, out) == 0, "run %d differs:\n%.1500s\n---\n%.1500s", run, first, out);
+                free(out);
+            }
+        }
+        /* the files' findings in shard order */
+        const char *last = first;
+        for (int k = 1; k <= SHARDS; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors: ", k, SHARDS);
+            const char *at = strstr(first, name);
+            if (!at)
+                continue;
+            ck_assert_msg(at >= last, "%s comes before an earlier shard's findings", name);
+            last = at;
+        }
+        free(first);
+    }
+    test_rmtree(dir);
+    free(dir);
+    free(sample);
+}
+END_TEST
+
 static Suite *cli_global_suite(void)
 {
     Suite *s = suite_create("cli_global");
@@ -358,6 +426,7 @@ static Suite *cli_global_suite(void)
     tcase_add_test(tc, plurals);
     tcase_add_test(tc, manifest_has_no_absolute_paths);
     tcase_add_test(tc, stale_temporary_folders);
+    tcase_add_test(tc, findings_in_a_stable_order);
     suite_add_tcase(s, tc);
     return s;
 }

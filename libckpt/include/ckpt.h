@@ -694,7 +694,11 @@ typedef struct ckpt_finding {
     const char *origin;      /* ... and "options" (ckpt_verify_options.convert) or "manifest" */
 } ckpt_finding;
 
-/* Called once per check, one call at a time; returning non-zero stops the run. */
+/*
+ * Called once per check, one call at a time; returning non-zero stops the
+ * run.  Findings come in the same order every run, whatever the number of
+ * jobs: the manifest's files in order, then its tensors in plan order.
+ */
 typedef int (*ckpt_finding_fn)(void *payload, const ckpt_finding *finding);
 
 typedef struct ckpt_verify_options {

@@ -285,10 +285,11 @@ static void *fidelity_worker(void *arg)
         size_t i = atomic_fetch_add(&fd->next, 1);
         if (i >= fd->plan->item_count || atomic_load(&fd->r->stop))
             break;
-        if (fd->plan->items[i].pub.alias_of)   /* not stored: check_entries proved it */
-            continue;
         ckpt_error err;
-        int rc = prove_item(fd, &fd->plan->items[i], &b, &err);
+        reporter_unit_begin(fd->r, i);   /* findings in plan order, whichever worker proves which item */
+        /* an alias is not stored: check_entries proved it */
+        int rc = fd->plan->items[i].pub.alias_of ? CKPT_OK : prove_item(fd, &fd->plan->items[i], &b, &err);
+        reporter_unit_end(fd->r, i);
         if (rc) {
             pthread_mutex_lock(&fd->lock);
             if (!fd->rc) {
@@ -351,7 +352,9 @@ int verify_fidelity(const char *dst, const struct manifest *m, const ckpt_verify
         unsigned n = worker_count(opts->jobs, plan->item_count);
         uint64_t total = opts->max_memory ? opts->max_memory : DEFAULT_BUDGET * n;
         fd.budget = total / n ? total / n : 1;
+        reporter_order(r, plan->item_count);
         run_on_threads(n, fidelity_worker, &fd);
+        reporter_order_end(r);
         rc = fd.rc;
         if (rc && err)
             *err = fd.err;

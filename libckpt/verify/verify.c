@@ -450,7 +450,9 @@ static void *file_worker(void *arg)
                 fc.tensors[fc.count++] = t;
         if (!rc) {
             qsort_r(fc.tensors, fc.count, sizeof *fc.tensors, by_offset, (void *)p->m);
+            reporter_unit_begin(p->r, i);   /* findings in manifest order, whichever worker checks which file */
             rc = verify_file(&fc, &err);
+            reporter_unit_end(p->r, i);
         }
         free(fc.tensors);
         if (rc) {
@@ -526,7 +528,9 @@ int ckpt_verify(const char *dst, const ckpt_verify_options *opts, ckpt_finding_f
     check_tensor_files(&m, &r);
     check_extra_files(dst, &m, &r);
     check_index(dst, &m, &r);
+    reporter_order(&r, m.file_count);
     run_on_threads(worker_count(opts->jobs, m.file_count), file_worker, &p);
+    reporter_order_end(&r);
     rc = p.rc;
     if (rc && err)
         *err = p.err;
