@@ -221,6 +221,8 @@ int cmd_convert(int argc, char **argv)
     ckpt_source *src = NULL;
     ckpt_plan *plan = NULL;
     ckpt_open_options_for_rename(&a.open, a.conv.opts.rename);   /* hf reads fused experts split */
+    /* a .bin's CRC checks ride on the conversion's one pass over the source; a dry run converts nothing */
+    a.open.crc_when_converting = !a.dry_run;
     if (ckpt_source_open_ext(&src, src_path, &a.open, &err) != CKPT_OK ||
         ckpt_plan_build(&plan, src, dst, &a.conv.opts, &err) != CKPT_OK) {
         status = cli_fail("convert", &err);

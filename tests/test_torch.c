@@ -213,6 +213,61 @@ START_TEST(named_refusals)
 }
 END_TEST
 
+/*
+ * Where the data of stored entry `name` starts in a zip: its local header
+ * found by signature and name, data after the 30 fixed bytes, the name and
+ * the extra field (PKWARE APPNOTE 4.3.7), located without the reader.
+ */
+static size_t entry_data_at(const uint8_t *zip, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t at = 0; at + 30 + len <= n; at++) {
+        if (memcmp(zip + at, "PK\3\4", 4) != 0 || (size_t)(zip[at + 26] | zip[at + 27] << 8) != len ||
+            memcmp(zip + at + 30, name, len) != 0)
+            continue;
+        return at + 30 + len + (size_t)(zip[at + 28] | zip[at + 29] << 8);
+    }
+    ck_abort_msg("no local header for %s", name);
+    return 0;
+}
+
+/*
+ * One byte of a stored tensor changed, its CRC not: opening refuses it, and
+ * so does convert, which checks CRCs in its one pass over the source instead
+ * (crc_when_converting), leaving no output; opened that way the file opens.
+ */
+START_TEST(corrupt_entry_fails_open_and_convert)
+{
+    char *dir = test_tmpdir(), *path = test_join(dir, "model.bin"), *out = test_join(dir, "out");
+    char *good = test_testdata("torch/dtypes.pt");
+    size_t n;
+    uint8_t *zip = test_read_file(good, &n);
+    zip[entry_data_at(zip, n, "dtypes/data/2") + 5] ^= 0x40;
+    test_write_file(path, zip, n);
+    ckpt_source *src = NULL;
+    ckpt_error err;
+    ck_assert_int_eq(ckpt_source_open(&src, path, NULL, &err), CKPT_ERR_FORMAT);
+    ck_assert_msg(strstr(err.message, "fails its CRC check"), "%s", err.message);
+    ckpt_open_options opts;
+    ckpt_open_options_default(&opts);
+    opts.crc_when_converting = 1;
+    ck_assert_int_eq(ckpt_source_open_ext(&src, path, &opts, &err), CKPT_OK);
+    ckpt_source_free(src);
+    char *msg = NULL;
+    int rc = test_ckpt(NULL, &msg, "convert '%s' '%s' --target nd", path, out);
+    ck_assert_msg(rc == 3 && strstr(msg, "dtypes/data/2 fails its CRC check"), "exit %d: %s", rc, msg);
+    ck_assert_int_ne(access(out, F_OK), 0);
+    ck_assert_uint_eq(test_count_entries(dir), 1);   /* model.bin only: no DST, no temporary */
+    free(msg);
+    test_rmtree(dir);
+    free(zip);
+    free(good);
+    free(path);
+    free(out);
+    free(dir);
+}
+END_TEST
+
 START_TEST(sharded_bin_folder)
 {
     char *dir = test_tmpdir();
@@ -603,6 +658,7 @@ static Suite *torch_suite(void)
     tcase_add_test(tc, training_checkpoint_objects);
     tcase_add_test(tc, hostile_files_refused);
     tcase_add_test(tc, named_refusals);
+    tcase_add_test(tc, corrupt_entry_fails_open_and_convert);
     tcase_add_test(tc, sharded_bin_folder);
     tcase_add_test(tc, convert_torch_to_safetensors);
     tcase_add_test(tc, convert_torch_for_each_target);

@@ -147,6 +147,7 @@ int ckpt_source_open_ext(ckpt_source **out, const char *path, const ckpt_open_op
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
     src->deepspeed_weights = opts.deepspeed_weights;
     src->experts = opts.experts;
+    src->crc_when_converting = opts.crc_when_converting != 0;
     src->events = opts.events;
     src->events_payload = opts.events_payload;
     char *inner = NULL;

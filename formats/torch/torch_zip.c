@@ -162,6 +162,59 @@ static int check_crcs(struct zip_ctx *c, ckpt_error *err)
     return rc;
 }
 
+static int by_crc_offset(const void *a, const void *b)
+{
+    uint64_t x = ((const struct source_crc *)a)->offset, y = ((const struct source_crc *)b)->offset;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * With crc_when_converting, leaves the entries' CRC checks to the pass that
+ * hashes the file for the manifest (records.c), which reads every byte of it
+ * anyway: one read of the archive instead of two, and the check runs beside
+ * the conversion instead of before it.  Only for a file its path opens
+ * (hash_source_files reads it so) whose stored entries do not overlap (that
+ * pass keeps one CRC running); otherwise *deferred stays false.
+ */
+static int defer_crcs(struct zip_ctx *c, bool *deferred, ckpt_error *err)
+{
+    struct source_file *f = &c->src->files[c->file];
+    *deferred = false;
+    if (!c->src->crc_when_converting || f->borrowed || !f->owns_backing || f->backing_offset ||
+        !vfile_is_disk(f->backing))
+        return CKPT_OK;
+    size_t n = 0;
+    for (size_t i = 0; i < c->zip.count; i++)
+        n += c->zip.entries[i].method == 0 && c->zip.entries[i].crc != 0;
+    struct source_crc *crcs = calloc(n + 1, sizeof *crcs);
+    if (!crcs)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", f->path);
+    size_t k = 0;
+    for (size_t i = 0; i < c->zip.count; i++) {
+        const struct zip_entry *e = &c->zip.entries[i];
+        if (e->method == 0 && e->crc != 0)
+            crcs[k++] = (struct source_crc){e->data_offset, e->size, e->crc, (char *)e->name};   /* copied below */
+    }
+    qsort(crcs, n, sizeof *crcs, by_crc_offset);
+    bool apart = true;
+    for (size_t i = 1; i < n && apart; i++)
+        apart = crcs[i].offset >= crcs[i - 1].offset + crcs[i - 1].size;
+    size_t named = 0;
+    for (; named < n && apart; named++)   /* the names, owned now */
+        if (!(crcs[named].entry = strdup(crcs[named].entry)))
+            apart = false;   /* out of memory: check now instead */
+    if (!apart) {
+        for (size_t i = 0; i < named; i++)
+            free(crcs[i].entry);
+        free(crcs);
+        return CKPT_OK;
+    }
+    f->crcs = crcs;
+    f->crc_count = n;
+    *deferred = true;
+    return CKPT_OK;
+}
+
 static int locate(void *ctx, const struct torch_storage_ref *ref, ckpt_dtype dtype, struct tensor_view *view,
                   ckpt_error *err)
 {
@@ -256,7 +309,10 @@ int torch_load_zip_visit(struct ckpt_source *src, uint32_t file, torch_visit_fn 
         return rc;
     const struct zip_entry *pkl = find_pickle(&c, err);
     rc = pkl ? read_byteorder(&c, err) : (err ? err->code : CKPT_ERR_FORMAT);
+    bool deferred = false;
     if (!rc)
+        rc = defer_crcs(&c, &deferred, err);
+    if (!rc && !deferred)
         rc = check_crcs(&c, err);
     if (!rc)
         rc = note_storages(&c, err);

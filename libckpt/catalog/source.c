@@ -37,7 +37,7 @@ static int append_file(struct ckpt_source *src, const char *path, const uint8_t 
     char *copy = strdup(path);
     if (!copy)
         return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", path);
-    src->files[src->file_count] = (struct source_file){copy, data, size, mapped, borrowed, false, NULL, 0};
+    src->files[src->file_count] = (struct source_file){copy, data, size, mapped, borrowed, false, NULL, 0, NULL, 0};
     *index = (uint32_t)src->file_count++;
     /* the file is the source's now, whatever the callback says: a cancel fails the next tensor, or the open */
     (void)source_tell(src, CKPT_EVENT_FILE, copy, NULL, src->file_count, NULL);
@@ -54,7 +54,7 @@ int source_add_file(struct ckpt_source *src, const char *path, uint32_t *index, 
         if (rc)
             return rc;
         const struct source_file whole = {src->fs->root, src->fs->data, src->fs->size, true, true, false,
-                                          src->fs->backing, 0};
+                                          src->fs->backing, 0, NULL, 0};
         return source_add_borrowed(src, &whole, member->offset, member->size, path, index, err);
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -351,6 +351,9 @@ void ckpt_source_free(ckpt_source *src)
             free((void *)f->data);
         if (f->owns_backing)
             vfile_release((struct vfile *)f->backing);
+        for (size_t k = 0; k < f->crc_count; k++)
+            free(f->crcs[k].entry);
+        free(f->crcs);
         free(f->path);
     }
     for (size_t i = 0; i < src->tensor_count; i++) {

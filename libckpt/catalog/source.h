@@ -52,6 +52,15 @@ struct source_file {
     bool owns_backing;            /* backing was made for this file and is released with it */
     const struct vfile *backing;  /* where data[0] is read from (its own, or a parent's); NULL for buffers */
     uint64_t backing_offset;      /* where data[0] sits in that file */
+    struct source_crc *crcs;      /* checks left to the pass that hashes the file (crc_when_converting) */
+    size_t crc_count;
+};
+
+/* A CRC-32 that bytes [offset, offset + size) of a source file must have (a zip entry's, stored). */
+struct source_crc {
+    uint64_t offset, size;
+    uint32_t crc;
+    char *entry;      /* the entry's name, for the error */
 };
 
 /*
@@ -103,6 +112,7 @@ struct ckpt_source {
     ckpt_deepspeed_weights deepspeed_weights;
     ckpt_experts experts;        /* ckpt_open_options.experts */
     bool split_fused;            /* the safetensors reader found experts to split (fused_experts.c) */
+    bool crc_when_converting;    /* ckpt_open_options.crc_when_converting */
     struct source_file *files;
     size_t file_count, file_cap;
     struct tensor_entry *tensors;

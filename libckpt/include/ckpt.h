@@ -231,6 +231,10 @@ typedef struct ckpt_open_options {
     ckpt_event_fn events;          /* each file mapped and tensor catalogued while opening, or NULL; */
     void *events_payload;          /* non-zero cancels the open */
     ckpt_experts experts;          /* fused Hugging Face experts as stored or split (as_stored by default) */
+    int crc_when_converting;       /* non-zero: a torch.save zip's stored entries are CRC-checked by
+                                      ckpt_plan_execute, in its one pass over the source files (a mismatch
+                                      fails the conversion, which then writes nothing), not by the open:
+                                      only for a source opened to be converted (ckpt convert does) */
 } ckpt_open_options;
 
 /* Fills `opts` with the defaults: ckpt_limits_default, fp32 DeepSpeed weights. */

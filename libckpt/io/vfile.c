@@ -58,6 +58,11 @@ static void disk_release(struct vfile *f)
 
 static const struct vfile_ops disk_ops = {disk_open, disk_read, disk_close, disk_release};
 
+bool vfile_is_disk(const struct vfile *f)
+{
+    return f && f->ops == &disk_ops;
+}
+
 struct vfile *vfile_disk_new(const char *path)
 {
     size_t n = strlen(path) + 1;

@@ -17,6 +17,7 @@
 
 #include "ckpt.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct vfile;
@@ -44,6 +45,9 @@ struct vfile {
 struct vfile *vfile_disk_new(const char *path);
 
 void vfile_release(struct vfile *f);
+
+/* Whether `f` is a file on disk (vfile_disk_new's), which its path opens. */
+bool vfile_is_disk(const struct vfile *f);
 
 /* One thread's reads through whichever vfile it last used: the cursor is kept until another file is read. */
 struct vfile_reader {

@@ -3,6 +3,7 @@
 
 #include "libckpt/catalog/source.h"
 #include "libckpt/common/error.h"
+#include "formats/torch/zip.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,6 +108,58 @@ int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH
     return rc;
 }
 
+/*
+ * A file's XXH3-128 and, in the same pass, the CRC-32 of each range its
+ * reader left to this pass (source_file.crcs: sorted, apart): the bytes are
+ * read once for both.
+ */
+static int hash_and_check(int fd, const struct source_file *f, XXH128_hash_t *out, ckpt_error *err)
+{
+    XXH3_state_t *state = XXH3_createState();
+    uint8_t *buf = malloc(HASH_CHUNK);
+    int rc = !state || !buf ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", f->path) : CKPT_OK;
+    if (!rc)
+        XXH3_128bits_reset(state);
+    size_t k = 0;
+    uint32_t crc = 0;
+    for (uint64_t at = 0; !rc && at < f->size;) {
+        size_t want = f->size - at < HASH_CHUNK ? (size_t)(f->size - at) : HASH_CHUNK;
+        ssize_t n = pread(fd, buf, want, (off_t)at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? ckpt_fail(err, CKPT_ERR_READ, "%s: read failed at byte %llu: %s", f->path,
+                                   (unsigned long long)at, strerror(errno))
+                       : ckpt_fail(err, CKPT_ERR_READ, "%s: file truncated while hashing it (at byte %llu of %llu)",
+                                   f->path, (unsigned long long)at, (unsigned long long)f->size);
+            break;
+        }
+        XXH3_128bits_update(state, buf, (size_t)n);
+        uint64_t end = at + (uint64_t)n;
+        while (!rc && k < f->crc_count && f->crcs[k].offset < end) {
+            const struct source_crc *c = &f->crcs[k];
+            uint64_t from = c->offset > at ? c->offset : at, to = c->offset + c->size < end ? c->offset + c->size : end;
+            if (to > from)
+                crc = zip_crc32(crc, buf + (from - at), (size_t)(to - from));
+            if (c->offset + c->size > end)
+                break;   /* the entry goes on in the next chunk */
+            if (crc != c->crc)
+                rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s fails its CRC check (corrupt file)", f->path,
+                               c->entry);
+            crc = 0;
+            k++;
+        }
+        at = end;
+    }
+    if (!rc && k < f->crc_count)
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s lies past the end of the file", f->path, f->crcs[k].entry);
+    if (!rc)
+        *out = XXH3_128bits_digest(state);
+    XXH3_freeState(state);
+    free(buf);
+    return rc;
+}
+
 int hash_source_files(const struct ckpt_source *src, const bool *want, struct file_records *records, atomic_int *stop,
                       ckpt_error *err)
 {
@@ -123,7 +176,7 @@ int hash_source_files(const struct ckpt_source *src, const bool *want, struct fi
             int fd = open(f->path, O_RDONLY | O_CLOEXEC);
             if (fd < 0)
                 return ckpt_fail(err, CKPT_ERR_READ, "%s: cannot open: %s", f->path, strerror(errno));
-            rc = hash_file_range(fd, 0, f->size, f->path, &h, err);
+            rc = f->crc_count ? hash_and_check(fd, f, &h, err) : hash_file_range(fd, 0, f->size, f->path, &h, err);
             close(fd);
         }
         if (!rc)
