@@ -85,3 +85,24 @@ size=$(wc -c <"$f")
 printf '\177' | dd of="$f" bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
 check "parts made from bytes SRC no longer holds are refused" \
     'refuses "$t/i" "read other bytes of $f than it holds now"'
+
+# pack --merge (libckpt/pack/pack_merge.c) shares no staging folder, but the merged index names the
+# parts' volumes where they lie: each part index and volume must be the running user's alone
+packed() { rm -f "$t"/p.ckb*; for k in 1 2; do "$CKPT_BIN" pack "$CKPT_TESTDATA/sample" "$t/p.ckb" --part "$k/2" --quiet >/dev/null 2>&1; done; }
+packrefuses() {   # MESSAGE
+    "$CKPT_BIN" pack --merge "$t/p.ckb" >/dev/null 2>"$t/err"
+    status=$?
+    [ "$status" -eq 3 ] && grep -qF -- "$1" "$t/err" && ! test -e "$t/p.ckb" || { echo "# exit $status: $(cat "$t/err")"; return 1; }
+}
+packed
+chmod o+w "$t/p.ckb.part-2-of-2"
+check "pack --merge refuses a world-writable part index" 'packrefuses "$t/p.ckb.part-2-of-2: writable by its group or others"'
+packed
+chmod g+w "$t/p.ckb.part-1-of-2.001"
+check "pack --merge refuses a group-writable volume, leaving no bundle" 'packrefuses "$t/p.ckb.part-1-of-2.001: writable"'
+packed
+check "pack --merge refuses another user's volume" \
+    'root sh -c "chown $other \"$t/p.ckb.part-2-of-2.001\"" && { [ "$(id -u)" -ne 0 ] || packrefuses "owned by another user (uid $other)"; }'
+packed
+check "pack --merge of the user's own parts still joins them" \
+    '"$CKPT_BIN" pack --merge "$t/p.ckb" >/dev/null 2>&1 && "$CKPT_BIN" verify "$t/p.ckb" >/dev/null 2>&1'

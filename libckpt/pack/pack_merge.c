@@ -18,9 +18,12 @@
 #include "libckpt/io/atomic_file.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -56,6 +59,26 @@ static unsigned count_parts(const char *bundle)
     return parts;
 }
 
+/*
+ * A part's file (its index, a volume) must be the running user's alone: the
+ * merged index names the volumes as they are, so another user who could
+ * write one could swap its frames (with their checksums) after the merge.
+ */
+static int check_owned(const char *path, ckpt_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: not a regular file (a link?); refusing to merge it", path);
+    if (st.st_uid != geteuid())
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: owned by another user (uid %u); refusing to merge it", path,
+                         (unsigned)st.st_uid);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: writable by its group or others; refusing to merge it", path);
+    return CKPT_OK;
+}
+
 /* Reads part K's index file and its plan bytes. */
 static int read_part(struct part *p, const char *bundle, unsigned k, unsigned parts, ckpt_error *err)
 {
@@ -65,7 +88,9 @@ static int read_part(struct part *p, const char *bundle, unsigned k, unsigned pa
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: part %u of %u is missing (not packed yet, or failed)", p->path, k,
                          parts);
     uint64_t start, end;
-    int rc = bundle_read_index(p->path, NULL, true, &p->ix, &p->h, &start, &end, err);
+    int rc = check_owned(p->path, err);
+    if (!rc)
+        rc = bundle_read_index(p->path, NULL, true, &p->ix, &p->h, &start, &end, err);
     if (!rc && (p->h.part != k || p->h.parts != parts))
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: holds part %u of %u, not %u of %u", p->path, p->h.part, p->h.parts,
                        k, parts);
@@ -187,9 +212,14 @@ int ckpt_pack_merge(const char *bundle, int force, ckpt_pack_stats *stats, ckpt_
     uint64_t written = 0;
     if (!rc)
         rc = write_bundle(bundle, &out, &p[0], force, &written, err);
+    bool committed = !rc;
     struct bundle *check = NULL;
-    if (!rc && (rc = bundle_open(bundle, NULL, &check, err)) != CKPT_OK)
-        unlink(bundle);   /* a part's volume is missing or damaged: no bundle */
+    if (!rc)
+        rc = bundle_open(bundle, NULL, &check, err);
+    for (size_t v = 1; !rc && v < out.volume_count; v++)
+        rc = check_owned(bundle_volume_path(check, v), err);
+    if (rc && committed)
+        unlink(bundle);   /* a part's volume is missing, damaged or not ours alone: no bundle */
     bundle_close(check);
     for (unsigned k = 1; !rc && k <= parts; k++)
         unlink(p[k - 1].path);
