@@ -58,6 +58,45 @@ cat "$t/published" "$t/tag.xxh128" >"$t/mixed"
 check "a list mixing SHA-256 and XXH3-128 lines is checked line by line" \
     '"$ckpt" verify "$d" --sums "$t/mixed" >/dev/null 2>&1'
 
+# a Hugging Face Hub listing of the folder, as the tree API returns it and huggingface_hub reads it
+# (src/huggingface_hub/hf_api.py at ee0a4510f: list_repo_tree, line 4101, RepoFile.__init__, lines
+# 829-835: "path", "size", "oid" the git blob id, "lfs": {"oid": SHA-256, "size", "pointerSize"}; a
+# folder is {"type": "directory"}), and as model info's "siblings" (lines 1088-1095: "rfilename",
+# "blobId", "lfs": {"sha256", ...}).  Digests from the real tools: sha256sum for LFS files (the
+# shards), git hash-object for the others.
+hub() {   # hub tree|siblings FOLDER > JSON
+    (cd "$2" && for f in config.json generation_config.json model.safetensors.index.json original/params.json \
+                      model-00001-of-00002.safetensors model-00002-of-00002.safetensors; do
+        size=$(stat -c %s "$f")
+        case "$f" in
+        *.safetensors) printf '%s %s lfs %s\n' "$f" "$size" "$(sha256sum "$f" | cut -c1-64)" ;;
+        *) printf '%s %s git %s\n' "$f" "$size" "$(git hash-object "$f")" ;;
+        esac
+    done) | /usr/bin/python3 -c 'import json, sys
+kind = sys.argv[1]
+out = [{"type": "directory", "oid": "0" * 40, "size": 0, "path": "original"}] if kind == "tree" else []
+for line in sys.stdin:
+    path, size, how, digest = line.split()
+    size = int(size)
+    if kind == "tree":
+        e = {"type": "file", "oid": "f" * 40 if how == "lfs" else digest, "size": size if how == "git" else 135,
+             "path": path}
+        if how == "lfs":
+            e["lfs"] = {"oid": digest, "size": size, "pointerSize": 135}
+    else:
+        e = {"rfilename": path, "size": size, "blobId": "f" * 40 if how == "lfs" else digest}
+        if how == "lfs":
+            e["lfs"] = {"sha256": digest, "size": size, "pointerSize": 135}
+    out.append(e)
+print(json.dumps(out if kind == "tree" else {"id": "org/model", "sha": "0" * 40, "siblings": out}, indent=2))' "$1"
+}
+hub tree "$d" >"$t/tree.json"
+hub siblings "$d" >"$t/siblings.json"
+check "a Hub tree listing is checked: LFS files by SHA-256, the others by git blob id (exit 0)" \
+    '"$ckpt" verify "$d" --sums "$t/tree.json" -v >"$t/out" 2>&1 && [ "$(grep -c "^ok .*SHA-256 matches" "$t/out")" -eq 2 ] &&
+     [ "$(grep -c "^ok .*git blob id matches" "$t/out")" -eq 4 ]'
+check "a Hub model info's siblings are checked the same way" \
+    '"$ckpt" verify "$d" --sums "$t/siblings.json" >/dev/null 2>&1'
 cp -r "$d" "$t/bad"
 printf 'X' | dd of="$t/bad/model-00002-of-00002.safetensors" bs=1 seek=5000 conv=notrunc 2>/dev/null
 rm "$t/bad/original/params.json"
@@ -69,6 +108,13 @@ check "... naming the changed file with both digests" \
 check "... and the missing one" 'grep -q "^FAIL file  *original/params.json: missing" "$t/out"'
 check "... and sha256sum -c agrees it is broken" '! (cd "$t/bad" && sha256sum -c --quiet "$t/ref.sha256" >/dev/null 2>&1)'
 "$ckpt" verify "$t/bad" --sums "$t/ref.xxh128" --json >"$t/json" 2>/dev/null
+"$ckpt" verify "$t/bad" --sums "$t/tree.json" >"$t/out" 2>&1
+check "... and against the Hub listing the changed shard fails by SHA-256, the missing file as missing" \
+    'grep -q "^FAIL file  *model-00002-of-00002.safetensors: SHA-256" "$t/out" && grep -q "original/params.json: missing" "$t/out"'
+cp "$t/bad/config.json" "$t/config.keep"; printf ' ' >>"$t/bad/config.json"
+check "... and a changed small file by its git blob id" \
+    '"$ckpt" verify "$t/bad" --sums "$t/tree.json" 2>&1 | grep -q "^FAIL file  *config.json: [0-9]* bytes, the list says"'
+cp "$t/config.keep" "$t/bad/config.json"
 check "--json reports the two failures" 'grep -q "\"failures\": 2" "$t/json"'
 
 # a name with a line break: sha256sum escapes it; xxhsum 0.8.1 cannot, so it is refused for xxh128
@@ -109,6 +155,22 @@ refused "an unknown escape" "\\$h  a\\tb" "unknown escape"
 refused "a path listed twice" "$h  ./config.json" "listed again (first on line 1)"
 refused "the folder itself" "$h  ./" "names the folder itself"
 refused "a line of 9000 bytes" "$h  $(head -c 9000 /dev/zero | tr '\0' a)" "longer than 8192"
+hostile_json() {   # hostile_json WHAT JSON NEEDLE
+    printf '%s' "$2" >"$t/hostile.json"
+    "$ckpt" verify "$d" --sums "$t/hostile.json" >"$t/out" 2>"$t/err"
+    status=$? needle=$3
+    check "a Hub listing with $1 is refused (exit 3)" \
+        '[ "$status" -eq 3 ] && [ "$(wc -l <"$t/err")" -eq 1 ] && grep -q "hostile.json:.*$needle" "$t/err"'
+}
+hostile_json "a path climbing out" '[{"type": "file", "path": "../x", "size": 1, "oid": "'"$(printf '%040d' 0)"'"}]' "climbs out"
+hostile_json "an absolute path" '{"siblings": [{"rfilename": "/etc/passwd", "size": 1, "blobId": "'"$(printf '%040d' 0)"'"}]}' "absolute"
+hostile_json "a short git id" '[{"type": "file", "path": "config.json", "size": 1, "oid": "abc"}]' "not 40 hex digits"
+hostile_json "an LFS digest with a bad digit" \
+    '[{"type": "file", "path": "a", "size": 1, "oid": "x", "lfs": {"oid": "'"$(printf '%063dz' 0)"'", "size": 1}}]' "bad hex digit"
+hostile_json "no size" '[{"type": "file", "path": "config.json", "oid": "'"$(printf '%040d' 0)"'"}]' "needs a path"
+hostile_json "an unknown entry type" '[{"type": "link", "path": "x"}]' "neither file nor directory"
+hostile_json "siblings without checksums" '{"siblings": [{"rfilename": "config.json"}]}' "needs a path"
+hostile_json "another JSON document" '{"weights": []}' "must be a ckpt-manifest.json"
 printf '%s  a\0b\n' "$h" >"$t/nul"
 check "a list with a NUL byte is refused naming its line" \
     '"$ckpt" verify "$d" --sums "$t/nul" 2>&1 >/dev/null | grep -q "nul:1: line holds a NUL byte"'

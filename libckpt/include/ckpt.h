@@ -802,8 +802,10 @@ CKPT_API int ckpt_sums(const char *dir, const ckpt_sums_options *opts, ckpt_sum_
 
 /*
  * Checks the files of folder `dir` against the checksum list `sums`:
- * `sha256sum` / `xxhsum -H2` lines, their BSD `--tag` forms, or a
- * ckpt-manifest.json (its "files").  One CKPT_CHECK_FILE finding per listed
+ * `sha256sum` / `xxhsum -H2` lines, their BSD `--tag` forms, a
+ * ckpt-manifest.json (its "files"), or a Hugging Face Hub listing of a
+ * repository's files (the tree API's JSON array or model info's "siblings":
+ * LFS files checked by SHA-256, the others by their git blob id).  One CKPT_CHECK_FILE finding per listed
  * file, in list order; files the list does not name are not looked at.
  * Returns CKPT_OK when every file matches, CKPT_ERR_MISMATCH when one is
  * missing or differs, CKPT_ERR_FORMAT (naming the list's file and line)

@@ -29,12 +29,12 @@
 
 size_t sums_hex_len(ckpt_sums_format format)
 {
-    return format == CKPT_SUMS_SHA256 ? 64 : 32;
+    return format == CKPT_SUMS_SHA256 ? 64 : format == SUMS_GIT_BLOB ? 40 : 32;
 }
 
 const char *sums_format_name(ckpt_sums_format format)
 {
-    return format == CKPT_SUMS_SHA256 ? "sha256" : "xxh128";
+    return format == CKPT_SUMS_SHA256 ? "sha256" : format == SUMS_GIT_BLOB ? "git blob" : "xxh128";
 }
 
 int sums_hash_file(const char *path, const char *name, ckpt_sums_format format, char hex[SUMS_HEX_MAX + 1],
@@ -46,12 +46,20 @@ int sums_hash_file(const char *path, const char *name, ckpt_sums_format format, 
                          strerror(errno));
     uint8_t *buf = malloc(HASH_CHUNK);
     XXH3_state_t *xs = format == CKPT_SUMS_XXH128 ? XXH3_createState() : NULL;
-    EVP_MD_CTX *md = format == CKPT_SUMS_SHA256 ? EVP_MD_CTX_new() : NULL;
+    EVP_MD_CTX *md = format != CKPT_SUMS_XXH128 ? EVP_MD_CTX_new() : NULL;
     int rc = buf && (xs || md) ? CKPT_OK : ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", name);
     if (!rc && xs)
         XXH3_128bits_reset(xs);
-    if (!rc && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: libcrypto cannot start SHA-256", name);
+    if (!rc && md && EVP_DigestInit_ex(md, format == SUMS_GIT_BLOB ? EVP_sha1() : EVP_sha256(), NULL) != 1)
+        rc = ckpt_fail(err, CKPT_ERR_NOMEM, "%s: libcrypto cannot start %s", name, sums_format_name(format));
+    struct stat st;
+    if (!rc && format == SUMS_GIT_BLOB) {   /* git hashes its object header first: "blob SIZE\0" */
+        char header[32];
+        int n = fstat(fd, &st) == 0 ? snprintf(header, sizeof header, "blob %llu", (unsigned long long)st.st_size)
+                                    : -1;
+        if (n < 0 || EVP_DigestUpdate(md, header, (size_t)n + 1) != 1)
+            rc = ckpt_fail(err, CKPT_ERR_READ, "%s: cannot stat: %s", name, strerror(errno));
+    }
     while (!rc) {
         if (stop && atomic_load(stop)) {
             rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: hashing cancelled", name);
@@ -67,7 +75,7 @@ int sums_hash_file(const char *path, const char *name, ckpt_sums_format format, 
         if (xs)
             XXH3_128bits_update(xs, buf, (size_t)n);
         else if (EVP_DigestUpdate(md, buf, (size_t)n) != 1)
-            rc = ckpt_fail(err, CKPT_ERR_READ, "%s: SHA-256 update failed", name);
+            rc = ckpt_fail(err, CKPT_ERR_READ, "%s: %s update failed", name, sums_format_name(format));
         if (!rc && count && count(ctx, (uint64_t)n) != 0)
             rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: hashing cancelled", name);
     }
@@ -76,8 +84,8 @@ int sums_hash_file(const char *path, const char *name, ckpt_sums_format format, 
     if (!rc && md) {
         unsigned char d[EVP_MAX_MD_SIZE];
         unsigned len = 0;
-        if (EVP_DigestFinal_ex(md, d, &len) != 1 || len != 32)
-            rc = ckpt_fail(err, CKPT_ERR_READ, "%s: SHA-256 failed", name);
+        if (EVP_DigestFinal_ex(md, d, &len) != 1 || 2 * len != sums_hex_len(format))
+            rc = ckpt_fail(err, CKPT_ERR_READ, "%s: %s failed", name, sums_format_name(format));
         for (unsigned i = 0; !rc && i < len; i++)
             snprintf(hex + 2 * i, 3, "%02x", d[i]);
     }

@@ -15,7 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SUMS_HEX_MAX 64           /* SHA-256: 64 hex digits; XXH3-128: 32 */
+#define SUMS_HEX_MAX 64           /* SHA-256: 64 hex digits; XXH3-128: 32; git blob: 40 */
+
+/*
+ * Not a list format of its own, only read from Hugging Face Hub listings: git's blob id, the SHA-1
+ * of "blob SIZE\0" and the bytes, which the Hub gives the files it keeps out of LFS.
+ */
+#define SUMS_GIT_BLOB ((ckpt_sums_format)2)
 #define SUMS_LINE_MAX 8192        /* a longer line in a list is refused */
 #define SUMS_FILE_MAX ((uint64_t)64 << 20)
 #define SUMS_MAX_FILES 1000000    /* files listed or read, and folder depth 64 */
@@ -93,7 +99,10 @@ struct sums_list {
  * Reads a checksum list: GNU lines "HEX  PATH" (or "HEX *PATH", a leading
  * '\' for escaped names), BSD lines "SHA256 (PATH) = HEX", "XXH128 (PATH) =
  * HEX"; the digest's length tells SHA-256 from XXH3-128.  A list starting
- * with '{' is a ckpt-manifest.json: its "files" (XXH3-128 and size).  Blank lines and
+ * with '{' or '[' is JSON: a ckpt-manifest.json (its "files": XXH3-128 and
+ * size), or a Hugging Face Hub listing of a repository's files, the tree API's
+ * array or model info's "siblings" (SHA-256 of LFS files, git blob ids of the
+ * others, and sizes).  Blank lines and
  * lines starting with '#' are skipped.  Refuses (CKPT_ERR_FORMAT, naming the
  * file and line) a line over SUMS_LINE_MAX, bad hex, a path that is absolute
  * or climbs out with "..", a path listed twice.

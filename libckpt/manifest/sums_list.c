@@ -71,6 +71,9 @@ int sums_list_add(struct sums_list *l, const char *path, ckpt_sums_format format
     struct sums_entry *e = &l->items[l->count];
     memset(e, 0, sizeof *e);
     size_t want = sums_hex_len(format);
+    if (strnlen(hex, want + 1) != want)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%zu: the %s digest is not %zu hex digits", origin, line,
+                         sums_format_name(format), want);
     for (size_t i = 0; i < want; i++) {
         char c = hex[i];
         if (c >= 'A' && c <= 'F')
@@ -80,9 +83,6 @@ int sums_list_add(struct sums_list *l, const char *path, ckpt_sums_format format
                              sums_format_name(format));
         e->hex[i] = c;
     }
-    if (hex[want])
-        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%zu: the %s digest is not %zu hex digits", origin, line,
-                         sums_format_name(format), want);
     int rc = clean_path(path, &e->path, origin, line, err);
     if (rc)
         return rc;
@@ -166,33 +166,74 @@ static int parse_line(struct sums_list *l, char *text, const char *origin, size_
     return sums_list_add(l, path, format, hex, origin, line, err);
 }
 
-/* A ckpt-manifest.json: its "files", each with its XXH3-128. */
-static int parse_manifest(struct sums_list *l, const char *text, size_t len, const char *origin, ckpt_error *err)
+/* One JSON entry: a path, a digest of `format` and a size, each checked. */
+static int add_json(struct sums_list *l, const char *path, ckpt_sums_format format, const char *hex,
+                    const json_t *size, const char *origin, size_t entry, ckpt_error *err)
+{
+    if (!path || !hex || !json_is_integer(size) || json_integer_value(size) < 0)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%zu: the entry needs a path, a %s digest and a size", origin,
+                         entry, sums_format_name(format));
+    int rc = sums_list_add(l, path, format, hex, origin, entry, err);
+    if (!rc) {
+        l->items[l->count - 1].has_size = true;
+        l->items[l->count - 1].size = (uint64_t)json_integer_value(size);
+    }
+    return rc;
+}
+
+/*
+ * A Hugging Face Hub listing: the tree API's array (huggingface_hub's list_repo_tree reads it:
+ * {"type": "file", "path", "size", "oid": git blob id, "lfs": {"oid": SHA-256, "size"}}, folders
+ * {"type": "directory"} skipped) or model info's "siblings" ({"rfilename", "size", "blobId",
+ * "lfs": {"sha256", "size"}}, when asked with files_metadata).  An LFS file is checked by its
+ * SHA-256, any other by its git blob id.
+ */
+static int parse_hub_entry(struct sums_list *l, const json_t *e, bool tree, const char *origin, size_t entry,
+                           ckpt_error *err)
+{
+    const char *type = json_string_value(json_object_get(e, "type"));
+    if (tree && type && strcmp(type, "directory") == 0)
+        return CKPT_OK;
+    if (tree && (!type || strcmp(type, "file") != 0))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%zu: an entry of type neither file nor directory", origin, entry);
+    const char *path = json_string_value(json_object_get(e, tree ? "path" : "rfilename"));
+    const json_t *lfs = json_object_get(e, "lfs");
+    if (json_is_object(lfs))
+        return add_json(l, path, CKPT_SUMS_SHA256, json_string_value(json_object_get(lfs, tree ? "oid" : "sha256")),
+                        json_object_get(lfs, "size"), origin, entry, err);
+    if (lfs && !json_is_null(lfs))
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%zu: \"lfs\" is not an object", origin, entry);
+    return add_json(l, path, SUMS_GIT_BLOB, json_string_value(json_object_get(e, tree ? "oid" : "blobId")),
+                    json_object_get(e, "size"), origin, entry, err);
+}
+
+/* JSON lists: a ckpt-manifest.json ("files", each with its XXH3-128) or a Hub listing. */
+static int parse_json(struct sums_list *l, const char *text, size_t len, const char *origin, ckpt_error *err)
 {
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%d: invalid JSON: %s", origin, jerr.line, jerr.text);
-    const json_t *files = json_object_get(root, "files");
-    int rc = json_is_array(files) ? CKPT_OK
-                                  : ckpt_fail(err, CKPT_ERR_FORMAT, "%s: a JSON list must be a ckpt-manifest.json "
-                                                                    "with a \"files\" array",
-                                              origin);
-    for (size_t i = 0; !rc && i < json_array_size(files); i++) {
-        const json_t *f = json_array_get(files, i);
-        const char *path = json_string_value(json_object_get(f, "path"));
-        const char *hex = json_string_value(json_object_get(f, "xxh3_128"));
-        const json_t *size = json_object_get(f, "size");
-        if (!path || !hex || !json_is_integer(size) || json_integer_value(size) < 0) {
-            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: files[%zu] needs a path, a size and an xxh3_128", origin, i);
-            break;
-        }
-        rc = sums_list_add(l, path, CKPT_SUMS_XXH128, hex, origin, i + 1, err);
-        if (!rc) {
-            l->items[l->count - 1].has_size = true;
-            l->items[l->count - 1].size = (uint64_t)json_integer_value(size);
-        }
+    const json_t *files = json_object_get(root, "files"), *siblings = json_object_get(root, "siblings");
+    const json_t *list = json_is_array(root) ? root : json_is_array(files) ? files : siblings;
+    int rc = json_is_array(list) ? CKPT_OK
+                                 : ckpt_fail(err, CKPT_ERR_FORMAT,
+                                             "%s: a JSON list must be a ckpt-manifest.json (\"files\") or a Hugging "
+                                             "Face Hub listing (a tree array, or \"siblings\")",
+                                             origin);
+    for (size_t i = 0; !rc && i < json_array_size(list); i++) {
+        const json_t *e = json_array_get(list, i);
+        if (!json_is_object(e))
+            rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s:%zu: an entry that is not an object", origin, i + 1);
+        else if (list == files)
+            rc = add_json(l, json_string_value(json_object_get(e, "path")), CKPT_SUMS_XXH128,
+                          json_string_value(json_object_get(e, "xxh3_128")), json_object_get(e, "size"), origin, i + 1,
+                          err);
+        else
+            rc = parse_hub_entry(l, e, list == root, origin, i + 1, err);
     }
+    if (!rc && l->count == 0)
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: no file with a checksum", origin);
     json_decref(root);
     return rc;
 }
@@ -267,8 +308,8 @@ int sums_list_read(const char *file, struct sums_list *out, ckpt_error *err)
     if (rc)
         return rc;
     size_t first = strspn(text, " \t\r\n");
-    if (text[first] == '{') {
-        rc = parse_manifest(out, text, len, file, err);
+    if (text[first] == '{' || text[first] == '[') {
+        rc = parse_json(out, text, len, file, err);
     } else {
         size_t line = 0;
         for (char *p = text; !rc && p < text + len; line++) {

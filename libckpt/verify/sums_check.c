@@ -96,7 +96,7 @@ static void *check_worker(void *arg)
 static void report(struct reporter *r, const struct sums_entry *e, const struct result *res)
 {
     ckpt_finding f = {.check = CKPT_CHECK_FILE, .ok = res->outcome == MATCH, .file = e->path};
-    const char *algo = e->format == CKPT_SUMS_SHA256 ? "SHA-256" : "XXH3-128";
+    const char *algo = e->format == CKPT_SUMS_SHA256 ? "SHA-256" : e->format == SUMS_GIT_BLOB ? "git blob id" : "XXH3-128";
     switch (res->outcome) {
     case MATCH:
         report_finding(r, f, "%s: %s matches (%llu bytes)", e->path, algo, (unsigned long long)res->size);
