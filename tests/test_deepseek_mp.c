@@ -133,8 +133,9 @@ START_TEST(memory_bounded_by_the_largest_merged_tensor)
     struct rusage ru;
     ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
     const char *sanitized = getenv("SANITIZE");   /* AddressSanitizer's shadow memory is no measure of ckpt's */
-    ck_assert_msg((sanitized && strcmp(sanitized, "1") == 0) ||(uint64_t)ru.ru_maxrss * 1024 < largest, "peak RSS %ld KiB, the largest merged tensor %llu KiB",
-                  ru.ru_maxrss, (unsigned long long)(largest / 1024));
+    ck_assert_msg((sanitized && strcmp(sanitized, "1") == 0) || (uint64_t)ru.ru_maxrss * 1024 < largest,
+                  "peak RSS %ld KiB, the largest merged tensor %llu KiB", ru.ru_maxrss,
+                  (unsigned long long)(largest / 1024));
     test_rmtree(tmp);
     free(out);
     free(src);

@@ -30,8 +30,9 @@ static void convert_to_original(const char *fixture, const char *golden, const c
     char *dir = test_tmpdir(), *src = test_testdata(fixture), *out = test_join(dir, "out");
     char *rules = test_join(dir, "to_hf.rules"), *err = NULL;
     test_write_file(rules, to_hf, strlen(to_hf));
-    int status = test_ckpt(NULL, &err, "convert '%s' '%s' --quiet --target nd --deepspeed-weights module --rules '%s'%s",
-                           src, out, rules, extra);
+    int status = test_ckpt(NULL, &err,
+                           "convert '%s' '%s' --quiet --target nd --deepspeed-weights module --rules '%s'%s", src,
+                           out, rules, extra);
     ck_assert_msg(status == 0, "%s: %s", fixture, err);
     free(err);
     ckpt_source *got = test_open(out);
@@ -120,7 +121,7 @@ START_TEST(damaged_expert_files_refused)
         {"cp layer_0_expert_0_mp_rank_00_model_states.pt layer_4_expert_0_mp_rank_00_model_states.pt",
          {"layer_4_expert_0_mp_rank_00_model_states.pt", "MoE layer 4, but", "routers for 4"}},
         {"cp layer_0_expert_0_mp_rank_00_model_states.pt expert_0_mp_rank_00_model_states.pt",
-         {"expert_0_mp_rank_00_model_states.pt", "DeepSpeed before 0.5"}},
+         {"expert_0_mp_rank_00_model_states.pt", "DeepSpeed before 0.6"}},
     };
     for (size_t i = 0; i < COUNT(cases); i++) {
         char cmd[8192], *copy = test_join(tmp, "ckpt");

@@ -7,9 +7,10 @@
  * release dequantized) and writes their Hugging Face tensors; make_legacy.py, make_torch_dist.py,
  * make_deepspeed.py and make_hf_sources.py cut those tensors as each framework holds them, citing
  * its code.  So the expected tensors come from the scripts, never from libckpt's merges.  Each
- * source is converted with `--target ascend-910b --rename hf` (DeepSpeed's, whose names are the
- * model's own, with the rules docs/deepspeed.md gives instead), compared with the original, verified against its source; and
- * converted with `--quant w8a8-dynamic` and verified against its source too.
+ * source is converted with `--target ascend-910b --rename hf` (DeepSpeed's, whose names are
+ * the model's own, with the rules docs/deepspeed.md gives instead), compared with the original,
+ * verified against its source; and converted with `--quant w8a8-dynamic` and verified against
+ * its source too.
  */
 #include "helpers.h"
 

@@ -66,7 +66,7 @@ int ds_load(struct ckpt_source *src, const char *path, struct ds_file *f, torch_
 
 /*
  * Parses an MoE expert file's base name, layer_L_expert_E_mp_rank_TT_model_states.pt,
- * or expert_E_mp_rank_TT_model_states.pt (DeepSpeed before 0.5; *layer = -1).
+ * or expert_E_mp_rank_TT_model_states.pt (DeepSpeed before 0.6, commit e46d808a; *layer = -1).
  */
 bool ds_expert_file(const char *base, long *layer, long *expert, long *mp);
 

@@ -179,7 +179,7 @@ int ds_moe_declare(struct ckpt_source *src, const char *dir, char *const *paths,
         if (!ds_expert_file(slash ? slash + 1 : paths[i], &files[i].layer, &files[i].expert, &mp))
             rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: not named as a DeepSpeed expert file", paths[i]);
         else if (files[i].layer < 0)
-            rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: an expert file of DeepSpeed before 0.5 (every layer's "
+            rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: an expert file of DeepSpeed before 0.6 (every layer's "
                            "expert in one file, no layer id): not read", paths[i]);
         else if (nmods == 0)
             rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: expert files, but %s holds no native MoE router (*%s): "
