@@ -48,3 +48,7 @@ check "debian/control Build-Depends has every -dev package of ensure-deps.sh bui
 check "libckpt-dev depends on every -dev package of ensure-deps.sh build" \
     '(for p in $build_deps; do case $p in *-dev) field Depends libckpt-dev | grep -qx "$p" ||
          { echo "# not in libckpt-dev Depends: $p"; exit 1; } ;; esac; done)'
+# what lintian (make check-deb) would refuse and make check can see at once
+check "debian/changelog (sign-off lines aside) and debian/control's descriptions fit in 80 columns" \
+    '! awk "!/^ -- / && length > 80 { print FILENAME \":\" FNR \": \" \$0; bad = 1 } END { exit !bad }" debian/changelog &&
+     ! awk "/^Description:/ { d = 1; next } /^[^ ]/ { d = 0 } d && length > 80 { print; bad = 1 } END { exit !bad }" debian/control'
