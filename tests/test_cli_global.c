@@ -45,7 +45,7 @@ START_TEST(global_flags_everywhere)
     struct lines l;
     const char *before[] = {"-q", "-q -j 2 --progress=never", "--quiet --jobs=2 --progress never"};
     for (int k = 0; k < 3; k++) {
-        char tag[8];
+        char tag[16];
         snprintf(tag, sizeof tag, "%d", k);
         command_lines(&l, sample, dir, tag);
         const char *all[] = {l.inspect, l.convert, l.verify, l.diff, l.pack, l.unpack};
@@ -366,7 +366,7 @@ START_TEST(findings_in_a_stable_order)
                                dir), 0);
     int damaged = 0;
     for (int k = 1; k <= SHARDS; k += 2) {
-        char name[64];
+        char name[96];
         snprintf(name, sizeof name, "o/model-%05d-of-%05d.safetensors", k, SHARDS);
         char *path = test_join(dir, name);
         if (access(path, F_OK) == 0) {
@@ -395,7 +395,7 @@ START_TEST(findings_in_a_stable_order)
         /* the files' findings in shard order */
         const char *last = first;
         for (int k = 1; k <= SHARDS; k++) {
-            char name[64];
+            char name[96];
             snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors: ", k, SHARDS);
             const char *at = strstr(first, name);
             if (!at)
