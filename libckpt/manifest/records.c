@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HASH_CHUNK ((size_t)4 << 20)
+#define HASH_CHUNK ((size_t)1 << 20)   /* 1 MiB reads: as fast from the page cache as larger ones, less resident */
 
 int file_records_add(struct file_records *r, const char *name, uint64_t size, XXH128_hash_t hash, ckpt_error *err)
 {

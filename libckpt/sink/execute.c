@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #define DEFAULT_BUDGET ((uint64_t)16 << 20)  /* buffer bytes per worker */
-#define NZ_ROOM ((uint64_t)40 << 20)         /* besides the largest NZ matrix: row blocks, in all */
+#define NZ_ROOM ((uint64_t)36 << 20)         /* besides the largest NZ matrix: row blocks, in all */
 
 struct shard_out {
     int fd;
