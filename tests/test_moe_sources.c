@@ -44,6 +44,7 @@ static const struct source deepseek_v3[] = {
     {"moe/deepseek_v3_fp8", "--rename hf", false},          /* Hugging Face, fp8 with block scales */
     {"moe/deepseek_v3_mp", "--rename hf", true},            /* DeepSeek's model{i}-mp2.safetensors */
     {"moe/deepseek_v3_fused", "--rename hf", false},        /* transformers >= 5's fused experts */
+    {"moe/deepseek_v3_fp8_fused", "--rename hf", false},    /* the same in fp8, block scales fused alike */
 };
 
 static const struct source qwen3_moe[] = {

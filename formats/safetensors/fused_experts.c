@@ -13,8 +13,9 @@
  * [E, H, 2F] and are not in the list below), and `mlp.experts.down_proj`
  * [E, H, F] is each expert's down_proj.  Both are contiguous, so expert e's
  * gate, up and down are contiguous runs of the stored bytes: views, nothing
- * copied.  Other models (Mixtral's w1/w3 names, gpt-oss's [E, H, 2F]
- * interleaved layout) stay as stored.
+ * copied.  fp8 experts' block scales come apart alike.  Other models
+ * (Mixtral's w1/w3 names, gpt-oss's [E, H, 2F] interleaved layout) stay as
+ * stored.
  */
 #include "safetensors.h"
 
@@ -63,16 +64,35 @@ static bool ends_with(const char *s, const char *suffix, size_t *head)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+/*
+ * The fused tensors: gate_up_proj / down_proj, or their fp8 block scales
+ * (`gate_up_proj_scale_inv` [E, 2F/B, H/B], transformers' FP8 experts), which
+ * come apart the same way, each expert's `..._proj.weight_scale_inv`.
+ */
+static const struct {
+    const char *suffix;
+    bool gate_up;
+    const char *tail;   /* after the projection's name */
+} fused[] = {
+    {".experts.gate_up_proj", true, ".weight"},
+    {".experts.down_proj", false, ".weight"},
+    {".experts.gate_up_proj_scale_inv", true, ".weight_scale_inv"},
+    {".experts.down_proj_scale_inv", false, ".weight_scale_inv"},
+};
+
 int fused_experts_declare(struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
                           const uint64_t *shape, const struct tensor_view *view, bool *split, ckpt_error *err)
 {
-    size_t head;
-    bool gate_up = ends_with(name, ".experts.gate_up_proj", &head);
-    if (!gate_up && !ends_with(name, ".experts.down_proj", &head))
+    size_t head = 0, f = 0;
+    while (f < sizeof fused / sizeof fused[0] && !ends_with(name, fused[f].suffix, &head))
+        f++;
+    if (f == sizeof fused / sizeof fused[0])
         return CKPT_OK;
+    bool gate_up = fused[f].gate_up;
     if (rank != 3 || shape[0] == 0 || shape[0] > MAX_EXPERTS || (gate_up && shape[1] % 2 != 0))
-        return ckpt_fail(err, CKPT_ERR_FORMAT, "tensor %s: fused experts are [experts, %s], not this shape", name,
-                         gate_up ? "2 x intermediate, hidden" : "hidden, intermediate");
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "tensor %s: fused experts are [experts, %s], not this shape%s", name,
+                         gate_up ? "2 x intermediate, hidden" : "hidden, intermediate",
+                         gate_up ? " (an odd count of rows or blocks puts gate and up in one)" : "");
     *split = true;
     const char *const parts[2][2] = {{"down_proj", NULL}, {"gate_proj", "up_proj"}};
     uint64_t rows = gate_up ? shape[1] / 2 : shape[1], part[2] = {rows, shape[2]};
@@ -81,8 +101,8 @@ int fused_experts_declare(struct ckpt_source *src, const char *name, ckpt_dtype 
     for (uint64_t e = 0; e < shape[0] && !rc; e++) {
         for (int k = 0; k < (gate_up ? 2 : 1) && !rc; k++) {
             char out[1024];
-            if (snprintf(out, sizeof out, "%.*s.experts.%llu.%s.weight", (int)head, name, (unsigned long long)e,
-                         parts[gate_up][k]) >= (int)sizeof out)
+            if (snprintf(out, sizeof out, "%.*s.experts.%llu.%s%s", (int)head, name, (unsigned long long)e,
+                         parts[gate_up][k], fused[f].tail) >= (int)sizeof out)
                 return ckpt_fail(err, CKPT_ERR_FORMAT, "tensor %s: its name is too long", name);
             struct tensor_view v = *view;
             uint64_t first = (e * (gate_up ? 2 : 1) + (uint64_t)k) * rows * shape[2];   /* < the tensor's count */

@@ -25,8 +25,9 @@ bool fused_experts_model(const struct ckpt_source *src, const char *dir);
 
 /*
  * Declares tensor `name` (a plain view) as its experts when it is a fused
- * `*.experts.gate_up_proj` [E, 2F, H] or `*.experts.down_proj` [E, H, F]
- * (setting *split); otherwise leaves it to the caller.
+ * `*.experts.gate_up_proj` [E, 2F, H] or `*.experts.down_proj` [E, H, F],
+ * or the fp8 block scales of one (setting *split); otherwise leaves it to
+ * the caller.
  */
 int fused_experts_declare(struct ckpt_source *src, const char *name, ckpt_dtype dtype, uint32_t rank,
                           const uint64_t *shape, const struct tensor_view *view, bool *split, ckpt_error *err);

@@ -17,6 +17,8 @@ Run with Debian's python3-torch (/usr/bin/python3 make_hf_sources.py); the outpu
   when the dim is None (lines 72-76); saved as model{i}-mp{mp}.safetensors (line 81).  convert.py
   copies only *token* files (lines 83-85); the folder also holds config.json, which gives the
   block size (DeepSeek's inference/model.py fixes it at 128, line 15).
+- deepseek_v3_fp8_fused/: deepseek_v3_fp8 with its experts fused the same way, codes and block
+  scales alike (transformers' FP8 experts hold gate_up_proj_scale_inv [E, 2F/B, H/B]).
 - deepseek_v3_fused/, qwen3_moe_fused/: the bf16 models with each MoE layer's routed experts fused
   as transformers >= 5 holds them and writes them with save_pretrained(save_original_format=False):
   `mlp.experts.gate_up_proj` [E, 2F, H] and `mlp.experts.down_proj` [E, H, F], from the per-expert
@@ -113,27 +115,50 @@ def write_mp(folder, state, config):
         f.write("\n")
 
 
-def fused(full, experts):
-    """The MoE layers' routed experts as transformers >= 5 fuses them, in the place of the per-expert tensors."""
+def fuse_layers(state, fuse):
+    """state with each MoE layer's per-expert tensors replaced by fuse(prefix), at the first one's place."""
     out, done = {}, set()
-    for name, t in full.items():
-        head, sep, tail = name.partition(".mlp.experts.")
+    for name, t in state.items():
+        head, sep, _ = name.partition(".mlp.experts.")
         if not sep:
             out[name] = t
-            continue
-        if head in done:
-            continue
-        done.add(head)
-        p = head + ".mlp.experts."
-        gate = torch.stack([full[f"{p}{e}.gate_proj.weight"] for e in range(experts)])   # MergeModulelist(dim=0)
-        up = torch.stack([full[f"{p}{e}.up_proj.weight"] for e in range(experts)])
-        out[p + "gate_up_proj"] = torch.cat([gate, up], dim=1)                             # Concatenate(dim=1)
-        out[p + "down_proj"] = torch.stack([full[f"{p}{e}.down_proj.weight"] for e in range(experts)])
+        elif head not in done:
+            done.add(head)
+            out.update(fuse(head + ".mlp.experts."))
     return out
 
 
+def stacked(get, p, experts, parts, suffix):
+    """MergeModulelist(dim=0) of each part over the experts, then Concatenate(dim=1) of the parts."""
+    return torch.cat([torch.stack([get(f"{p}{e}.{k}.{suffix}") for e in range(experts)]) for k in parts], dim=1)
+
+
+FUSED = (("gate_up_proj", ("gate_proj", "up_proj")), ("down_proj", ("down_proj",)))
+
+
+def fused(full, experts):
+    """The MoE layers' routed experts as transformers >= 5 fuses them, in the place of the per-expert tensors."""
+    return fuse_layers(full, lambda p: {p + n: stacked(full.get, p, experts, parts, "weight") for n, parts in FUSED})
+
+
+def fused_fp8(state, experts):
+    """The fp8 release with fused experts, as transformers' FP8 experts hold them: codes [E, 2F, H] and
+    gate_up_proj_scale_inv [E, 2F/B, H/B] (gate's blocks then up's), down_proj and its scales alike."""
+    def codes(name):
+        return torch.frombuffer(bytearray(state[name].data), dtype=torch.uint8).reshape(state[name].shape)
+
+    def fuse(p):
+        out = {}
+        for n, parts in FUSED:
+            c = stacked(codes, p, experts, parts, "weight")
+            out[p + n] = Raw("F8_E4M3", c.shape, c.contiguous().numpy().tobytes())
+            out[p + n + "_scale_inv"] = stacked(state.get, p, experts, parts, "weight_scale_inv").contiguous()
+        return out
+    return fuse_layers(state, fuse)
+
+
 def main():
-    for name in ("deepseek_v3_fp8", "deepseek_v3_mp", "deepseek_v3_fused", "qwen3_moe_fused"):
+    for name in ("deepseek_v3_fp8", "deepseek_v3_mp", "deepseek_v3_fused", "qwen3_moe_fused", "deepseek_v3_fp8_fused"):
         shutil.rmtree(os.path.join(HERE, name), ignore_errors=True)
     config = dict(models.deepseek_v3_config(), quantization_config={
         "activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
@@ -141,6 +166,8 @@ def main():
     state = fp8_state()
     models.write_model(os.path.join(HERE, "deepseek_v3_fp8"), state, config)
     write_mp(os.path.join(HERE, "deepseek_v3_mp"), state, config)
+    models.write_model(os.path.join(HERE, "deepseek_v3_fp8_fused"),
+                       fused_fp8(state, models.DEEPSEEK_V3["n_routed_experts"]), config)
     models.write_model(os.path.join(HERE, "deepseek_v3_fused"),
                        fused(models.deepseek_v3_tensors(), models.DEEPSEEK_V3["n_routed_experts"]),
                        models.deepseek_v3_config())
