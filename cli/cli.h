@@ -4,6 +4,7 @@
 
 #include "ckpt.h"
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +33,9 @@ int cli_usage_error(const char *command, const char *fmt, ...);
  * misspell it (fp16 for f16, 910b for ascend-910b, a typo or two), or NULL.
  */
 const char *cli_suggest(const char *given, const char *const *choices);
+
+/* "unknown option '--taget'; did you mean '--target'?" (or "--target needs a value") as a usage error. */
+int cli_unknown_option(const char *command, const char *arg, const struct option *options);
 
 /* "OPTION takes A, B or C, not 'X'; did you mean 'B'?" as a usage error. */
 int cli_choice_error(const char *command, const char *option, const char *given, const char *const *choices);

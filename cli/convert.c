@@ -199,7 +199,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
                 return status;
             break;
         case 'h': fputs(convert_help, stdout); return -1;
-        default: return cli_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_unknown_option("convert", argv[optind - 1], options);
         }
     }
     if (argc - optind != 2)

@@ -59,8 +59,11 @@ int cli_parse_leading_globals(int argc, char **argv)
                     code = flags[k].code, takes = flags[k].takes_value;
             if (code && arg[2 + n] == '=')
                 value = arg + 3 + n;
-        } else if ((arg[1] == 'q' || arg[1] == 'v') && !arg[2]) {
-            code = arg[1];
+        } else if (arg[1] && strspn(arg + 1, "qv") == strlen(arg + 1)) {   /* -q, -v, -qv */
+            for (const char *p = arg + 1; *p; p++)
+                cli_parse_global_option("", *p, NULL);
+            i++;
+            continue;
         } else if (arg[1] == 'j') {   /* -j N, -jN */
             code = 'j', takes = 1;
             value = arg[2] ? arg + 2 : NULL;

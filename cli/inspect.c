@@ -198,7 +198,7 @@ int cmd_inspect(int argc, char **argv)
                 return status;
             break;
         case 'h': fputs(inspect_help, stdout); return EXIT_OK;
-        default: return cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_unknown_option("inspect", argv[optind - 1], options);
         }
     }
     if (argc - optind != 1)

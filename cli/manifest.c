@@ -44,7 +44,7 @@ int cmd_manifest(int argc, char **argv)
         case 'f': force = 1; break;
         case 'J': json = 1; break;
         case 'h': fputs(manifest_help, stdout); return EXIT_OK;
-        default: return cli_usage_error("manifest", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_unknown_option("manifest", argv[optind - 1], options);
         }
     }
     if (argc - optind != 2 || strcmp(argv[optind], "merge") != 0)

@@ -117,7 +117,7 @@ int cmd_pack(int argc, char **argv)
                 return status;
             break;
         case 'h': fputs(pack_help, stdout); return EXIT_OK;
-        default: return cli_usage_error("pack", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_unknown_option("pack", argv[optind - 1], options);
         }
     }
     if (merge && (argc - optind != 1 || opts.parts))
@@ -168,7 +168,7 @@ int cmd_unpack(int argc, char **argv)
         case 'f': opts.force = 1; break;
         case 'J': json = 1; break;
         case 'h': fputs(unpack_help, stdout); return EXIT_OK;
-        default: return cli_usage_error("unpack", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_unknown_option("unpack", argv[optind - 1], options);
         }
     }
     if (argc - optind != 2)

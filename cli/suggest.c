@@ -134,3 +134,24 @@ int cli_choice_error(const char *command, const char *option, const char *given,
         return cli_usage_error(command, "%s takes %s, not '%s'; did you mean '%s'?", option, list, given, guess);
     return cli_usage_error(command, "%s takes %s, not '%s'", option, list, given);
 }
+
+int cli_unknown_option(const char *command, const char *arg, const struct option *options)
+{
+    const char *names[128];
+    size_t n = 0;
+    if (strncmp(arg, "--", 2) == 0) {
+        size_t len = strcspn(arg + 2, "=");
+        for (const struct option *o = options; o->name && n + 1 < sizeof names / sizeof names[0]; o++) {
+            if (strlen(o->name) == len && strncmp(o->name, arg + 2, len) == 0 && o->has_arg == required_argument)
+                return cli_usage_error(command, "--%s needs a value", o->name);
+            names[n++] = o->name;
+        }
+        names[n] = NULL;
+        char word[128];
+        snprintf(word, sizeof word, "%.*s", (int)len, arg + 2);
+        const char *guess = cli_suggest(word, names);
+        if (guess)
+            return cli_usage_error(command, "unknown option '%s'; did you mean '--%s'?", arg, guess);
+    }
+    return cli_usage_error(command, "unknown option '%s'", arg);
+}

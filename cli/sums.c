@@ -63,7 +63,7 @@ int cmd_manifest_sums(int argc, char **argv)
                 return status;
             break;
         case 'h': fputs(sums_help, stdout); return EXIT_OK;
-        default: return cli_usage_error("manifest sums", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_unknown_option("manifest sums", argv[optind - 1], options);
         }
     }
     if (argc - optind != 1)
@@ -137,7 +137,7 @@ int cmd_manifest_create(int argc, char **argv)
                 return status;
             break;
         case 'h': fputs(create_help, stdout); return EXIT_OK;
-        default: return cli_usage_error("manifest create", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_unknown_option("manifest create", argv[optind - 1], options);
         }
     }
     if (argc - optind != 1)

@@ -124,7 +124,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
                 return status;
             break;
         case 'h': fputs(help, stdout); return -1;
-        default: return cli_usage_error(command, "unknown option '%s'", argv[optind - 1]);
+        default: return cli_unknown_option(command, argv[optind - 1], options);
         }
     }
     if (a->json && junit_to_stdout(a))

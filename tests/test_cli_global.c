@@ -191,6 +191,14 @@ START_TEST(did_you_mean)
     ck_assert_int_eq(test_ckpt(NULL, &err, "verfy x"), 2);
     ck_assert_ptr_nonnull(strstr(err, "unknown command 'verfy'; did you mean 'verify'?"));
     free(err);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --taget nd", sample, dir), 2);
+    ck_assert_ptr_nonnull(strstr(err, "unknown option '--taget'; did you mean '--target'?"));
+    free(err);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "convert '%s' '%s/o' --target", sample, dir), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--target needs a value"));
+    free(err);
+    ck_assert_int_eq(test_ckpt(NULL, &err, "-qv inspect '%s'", sample), 0);
+    free(err);
     ck_assert_int_eq(test_ckpt(NULL, &err, "manifest sums '%s' --format sha-256", sample), 2);
     ck_assert_ptr_nonnull(strstr(err, "did you mean 'sha256'?"));
     free(err);
