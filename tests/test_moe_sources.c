@@ -183,6 +183,30 @@ START_TEST(fused_experts_split_on_request)
 }
 END_TEST
 
+/* Converted in two parts and merged, the fused experts come apart in each part as in one process. */
+START_TEST(fused_experts_in_parts)
+{
+    char *dir = test_tmpdir(), *src = test_testdata("moe/qwen3_moe_fused"), *out = test_join(dir, "out"), *err = NULL;
+    for (int k = 1; k <= 2; k++) {
+        ck_assert_msg(test_ckpt(NULL, &err, "convert '%s' '%s' --quiet --target ascend-910b --rename hf --part %d/2",
+                                src, out, k) == 0, "part %d: %s", k, err);
+        free(err);
+    }
+    ck_assert_msg(test_ckpt(NULL, &err, "manifest merge '%s'", out) == 0, "merge: %s", err);
+    free(err);
+    ckpt_source *got = test_open(out);
+    expect_original(got, "qwen3_moe_fused in 2 parts", "moe/qwen3_moe/model.safetensors", NULL);
+    ckpt_source_free(got);
+    char *verify = NULL;
+    ck_assert_msg(test_ckpt(&verify, NULL, "verify '%s' --against '%s'", out, src) == 0, "%s", verify);
+    free(verify);
+    test_rmtree(dir);
+    free(out);
+    free(src);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("moe_sources");
@@ -191,6 +215,7 @@ int main(void)
     tcase_add_test(tc, deepseek_v3_from_every_format);
     tcase_add_test(tc, qwen3_moe_from_every_format);
     tcase_add_test(tc, fused_experts_split_on_request);
+    tcase_add_test(tc, fused_experts_in_parts);
     suite_add_tcase(s, tc);
     return test_main(s);
 }
