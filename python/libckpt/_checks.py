@@ -2,6 +2,8 @@
 import ctypes
 import json
 import math
+import signal
+import threading
 from dataclasses import dataclass, field
 
 from . import _lib
@@ -23,32 +25,79 @@ def _choice(what, value, choices):
 
 class _Callbacks:
     """Python callables behind C callbacks: an exception raised in one stops the run and is re-raised
-    after it, in place of the library's "cancelled" status."""
+    after it, in place of the library's "cancelled" status.  A run started from the main thread goes
+    on in a worker thread while the main thread waits, so that Ctrl-C (a notebook's interrupt) is
+    seen at once: the run is cancelled through its callbacks (or `cancel`), the library removes
+    what it was writing, and KeyboardInterrupt is raised when it has stopped."""
 
     def __init__(self):
         self.raised = None
+        self.interrupted = threading.Event()   # set by Ctrl-C in the waiting main thread
         self.keep = []   # the C function objects, alive until the call returns
 
     def wrap(self, kind, fn, python):
         def call(*args):
-            if self.raised is not None:
+            if self.raised is not None or self.interrupted.is_set():
                 return 1
             try:
-                return 1 if python(*args) else 0
+                stop = python(*args)
             except BaseException as e:   # noqa: B902 - KeyboardInterrupt must stop the run too
                 self.raised = e
                 return 1
+            return 1 if stop or self.interrupted.is_set() else 0
         c = kind(call)
         self.keep.append(c)
         return c
 
     def progress(self, fn):
-        return self.wrap(_lib.PROGRESS_FN, fn, lambda payload, done, total: fn(done, total)) if fn else \
-            _lib.PROGRESS_FN()
+        """A progress callback for the library, always installed: it is also how Ctrl-C cancels."""
+        return self.wrap(_lib.PROGRESS_FN, fn, lambda payload, done, total: fn(done, total) if fn else False)
+
+    def events(self, fn):
+        return self.wrap(_lib.EVENT_FN, fn,
+                         lambda payload, e: fn(e.contents.done, e.contents.total) if fn else False)
+
+    def run(self, call, cancel=None):
+        """call() (a libckpt call), interruptible by Ctrl-C when made from the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return call()
+        result, failed, done = [], [], threading.Event()
+
+        def work():
+            try:
+                result.append(call())
+            except BaseException as e:   # noqa: B902 - handed to the caller's thread
+                failed.append(e)
+            finally:
+                done.set()
+        # started with SIGINT blocked, which the worker inherits: a Ctrl-C can then only be raised in
+        # the loop below, once the mask is restored, never between starting the worker and waiting
+        # for it (the run's handles must outlive it)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        threading.Thread(target=work, name="libckpt", daemon=True).start()
+        while True:
+            try:
+                if mask is not None:
+                    restore, mask = mask, None
+                    signal.pthread_sigmask(signal.SIG_SETMASK, restore)
+                # an Event, not Thread.join: a join interrupted by KeyboardInterrupt may report the
+                # thread finished while it still runs (CPython issue 90882)
+                while not done.is_set():
+                    done.wait(0.1)
+                break
+            except KeyboardInterrupt:
+                self.interrupted.set()
+                if cancel is not None:
+                    cancel()
+        if failed:
+            raise failed[0]
+        return result[0]
 
     def check(self, rc, err, allowed=(0,)):
         if self.raised is not None:
             raise self.raised
+        if self.interrupted.is_set():
+            raise KeyboardInterrupt
         if rc not in allowed:
             _lib.check(rc, err)
 
@@ -190,7 +239,9 @@ def convert(src, dst, target, dtype=None, quant=None, nz=None, nz_fp32_c0=None, 
                                        ctypes.byref(err)), err)
         cb = _Callbacks()
         stats = _lib.ConvertStats()
-        rc = lib.ckpt_plan_execute(plan, cb.progress(progress), None, ctypes.byref(stats), ctypes.byref(err))
+        fn = cb.progress(progress)
+        rc = cb.run(lambda: lib.ckpt_plan_execute(plan, fn, None, ctypes.byref(stats), ctypes.byref(err)),
+                    cancel=lambda: lib.ckpt_plan_cancel(plan))
         cb.check(rc, err)
     finally:
         lib.ckpt_plan_free(plan)
@@ -220,9 +271,9 @@ def verify(dst, against=None, sums=None, max_abs_error=0.0, max_rel_error=0.0, j
         opts = _lib.options(lib.ckpt_sums_options_default, _lib.SumsOptions)
         opts.jobs = int(jobs or 0)
         opts.progress = cb.progress(progress)
-        rc = lib.ckpt_verify_sums(_lib.encode(dst), _lib.encode(sums), ctypes.byref(opts),
-                                  _collector(cb, findings, on_finding), None, ctypes.byref(summary),
-                                  ctypes.byref(err))
+        collect = _collector(cb, findings, on_finding)
+        rc = cb.run(lambda: lib.ckpt_verify_sums(_lib.encode(dst), _lib.encode(sums), ctypes.byref(opts), collect,
+                                                 None, ctypes.byref(summary), ctypes.byref(err)))
     else:
         opts = _lib.options(lib.ckpt_verify_options_default, _lib.VerifyOptions)
         open_opts = _open_options(deepspeed_weights)
@@ -238,8 +289,9 @@ def verify(dst, against=None, sums=None, max_abs_error=0.0, max_rel_error=0.0, j
                 raise ValueError("convert options are proven against a source: give against= too")
             convert_opts, _keep = _convert_options(**convert)
             opts.convert = ctypes.pointer(convert_opts)
-        rc = lib.ckpt_verify(_lib.encode(dst), ctypes.byref(opts), _collector(cb, findings, on_finding), None,
-                             ctypes.byref(summary), ctypes.byref(err))
+        collect = _collector(cb, findings, on_finding)
+        rc = cb.run(lambda: lib.ckpt_verify(_lib.encode(dst), ctypes.byref(opts), collect, None,
+                                            ctypes.byref(summary), ctypes.byref(err)))
     cb.check(rc, err, allowed=(0, MISMATCH))
     return _report(rc, findings, summary)
 
@@ -255,14 +307,13 @@ def diff(a, b, names_only=False, max_abs_error=0.0, max_rel_error=0.0, deepspeed
     opts.names_only = int(bool(names_only))
     opts.max_abs_error, opts.max_rel_error = float(max_abs_error), float(max_rel_error)
     opts.open = ctypes.pointer(open_opts)
-    if progress:
-        opts.events = cb.wrap(_lib.EVENT_FN, progress,
-                              lambda payload, e: progress(e.contents.done, e.contents.total))
+    opts.events = cb.events(progress)
     findings = []
     summary = _lib.VerifySummary()
     err = _lib.Error()
-    rc = lib.ckpt_diff(_lib.encode(a), _lib.encode(b), ctypes.byref(opts), _collector(cb, findings, on_finding),
-                       None, ctypes.byref(summary), ctypes.byref(err))
+    collect = _collector(cb, findings, on_finding)
+    rc = cb.run(lambda: lib.ckpt_diff(_lib.encode(a), _lib.encode(b), ctypes.byref(opts), collect, None,
+                                      ctypes.byref(summary), ctypes.byref(err)))
     cb.check(rc, err, allowed=(0, MISMATCH))
     return _report(rc, findings, summary)
 
@@ -278,7 +329,7 @@ def sums(path, format="xxh128", jobs=None, progress=None):   # noqa: A002 - the 
     out = []
     fn = cb.wrap(_lib.SUM_FN, None, lambda payload, p, h, line: out.append((_lib.text(p), _lib.text(h))))
     err = _lib.Error()
-    cb.check(lib.ckpt_sums(_lib.encode(path), ctypes.byref(opts), fn, None, ctypes.byref(err)), err)
+    cb.check(cb.run(lambda: lib.ckpt_sums(_lib.encode(path), ctypes.byref(opts), fn, None, ctypes.byref(err))), err)
     return out
 
 
@@ -292,7 +343,8 @@ def manifest(path, jobs=None, deepspeed_weights=None, progress=None):
     opts.progress = cb.progress(progress)
     text = ctypes.c_void_p()
     err = _lib.Error()
-    rc = lib.ckpt_manifest_create(_lib.encode(path), ctypes.byref(opts), ctypes.byref(text), ctypes.byref(err))
+    rc = cb.run(lambda: lib.ckpt_manifest_create(_lib.encode(path), ctypes.byref(opts), ctypes.byref(text),
+                                                 ctypes.byref(err)))
     try:
         cb.check(rc, err)
         return json.loads(ctypes.string_at(text.value).decode("utf-8"))

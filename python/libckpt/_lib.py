@@ -137,6 +137,7 @@ PROTOTYPES = {
     "ckpt_plan_build": (c_int, [P(c_void_p), c_void_p, c_char_p, c_void_p, P(Error)]),
     "ckpt_plan_free": (None, [c_void_p]),
     "ckpt_plan_execute": (c_int, [c_void_p, PROGRESS_FN, c_void_p, P(ConvertStats), P(Error)]),
+    "ckpt_plan_cancel": (None, [c_void_p]),
     "ckpt_verify_options_default": (None, [c_void_p]),
     "ckpt_verify": (c_int, [c_char_p, c_void_p, FINDING_FN, c_void_p, P(VerifySummary), P(Error)]),
     "ckpt_diff_options_default": (None, [c_void_p]),
