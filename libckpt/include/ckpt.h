@@ -20,7 +20,8 @@
  *     know keep their defaults; a size larger than the library knows (a
  *     newer header) is refused with CKPT_ERR_ARG.  Structs grow only at their
  *     end.  ckpt_limits, embedded in ckpt_open_options, is checked by its own
- *     size and never grows: new limits are added to ckpt_open_options.
+ *     size and does not grow after 0.1.0: later limits go to the end of
+ *     ckpt_open_options.
  *   - Choices are enums; those a command line spells have functions from and
  *     to their names (ckpt_target_from_name, ckpt_float_type_parse, ...).
  *
@@ -701,7 +702,8 @@ typedef struct ckpt_finding {
 /*
  * Called once per check, one call at a time; returning non-zero stops the
  * run.  Findings come in the same order every run, whatever the number of
- * jobs: the manifest's files in order, then its tensors in plan order.
+ * jobs: the checks of the folder as a whole (extra files by name), then the
+ * manifest's files in order, then its tensors in plan order.
  */
 typedef int (*ckpt_finding_fn)(void *payload, const ckpt_finding *finding);
 

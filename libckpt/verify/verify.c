@@ -404,23 +404,29 @@ static int verify_file(struct file_check *fc, ckpt_error *err)
 
 /* ---- the folder ---- */
 
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* Files in the folder the manifest does not list, by name (the same order on every filesystem). */
 static void check_extra_files(const char *dir, const struct manifest *m, struct reporter *r)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strcmp(e->d_name, MANIFEST_NAME) == 0)
-            continue;
-        bool listed = false;
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, by_name);
+    for (int k = 0; k < n; k++) {
+        const struct dirent *e = names[k];
+        bool listed = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+                      strcmp(e->d_name, MANIFEST_NAME) == 0;
         for (size_t i = 0; i < m->file_count && !listed; i++)
             listed = strcmp(m->files[i].path, e->d_name) == 0;
         if (!listed)
             report_finding(r, (ckpt_finding){.check = CKPT_CHECK_EXTRA_FILE, .file = e->d_name},
                            "%s: not listed in the manifest", e->d_name);
     }
-    closedir(d);
+    for (int k = 0; k < n; k++)
+        free(names[k]);
+    free(names);
 }
 
 struct pool {
