@@ -239,6 +239,9 @@ static int stream_nz(struct job *j, ckpt_error *err)
         return stream_nz_transposed(j, src_rows, batches, n1, mp, err);
     if (!column || !batches)
         return CKPT_OK;
+    if (src_rows > mp)   /* the plan gives the stored matrix the rows read; never more, or tiles would overrun */
+        return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "tensor %s: %llu rows to tile into %llu", j->te->pub.name,
+                         (unsigned long long)src_rows, (unsigned long long)mp);
     uint64_t in_line = view_line_bytes(&j->te->pub);
     uint64_t work = j->tf.role == CKPT_QUANT_ROLE_NONE ? 0 : j->tf.line_elems * ckpt_dtype_size(j->tf.load);
     uint64_t line = in_line + j->out_line_elems * es + work;   /* what one row in flight costs */
