@@ -53,6 +53,19 @@ _ckpt()
     elif [ "$prev" = "=" ] && [ "$COMP_CWORD" -gt 1 ]; then
         prev=${COMP_WORDS[COMP_CWORD - 2]}
     fi
+    # an option's value, before or after the command (ckpt --progress never convert ...)
+    local values_var="_ckpt_values_${prev#--}"
+    values_var=${values_var//-/_}
+    if [[ $prev == --* ]] && [ -n "${!values_var:-}" ]; then
+        mapfile -t COMPREPLY < <(compgen -W "${!values_var}" -- "$cur")
+        return 0
+    fi
+    for word in $_ckpt_free_args; do
+        if [ "$prev" = "$word" ]; then
+            COMPREPLY=()
+            return 0
+        fi
+    done
     # the command is the first word that names one (global options may come before it)
     for ((i = 1; i < COMP_CWORD; i++)); do
         for word in $_ckpt_commands; do
@@ -71,26 +84,17 @@ _ckpt()
         return 0
     fi
 
-    local values_var="_ckpt_values_${prev#--}"
-    values_var=${values_var//-/_}
-    if [[ $prev == --* ]] && [ -n "${!values_var:-}" ]; then
-        mapfile -t COMPREPLY < <(compgen -W "${!values_var}" -- "$cur")
-        return 0
-    fi
-    for word in $_ckpt_free_args; do
-        if [ "$prev" = "$word" ]; then
-            COMPREPLY=()
-            return 0
-        fi
-    done
     local opts_var="_ckpt_opts_$cmd" subs_var="_ckpt_subcommands_$cmd" sub=""
     if [ -n "${!subs_var:-}" ]; then
-        # a command with subcommands (manifest merge): the word right after the command
+        # a command with subcommands (manifest merge)
+        # the first word after the command that is not an option (ckpt manifest -q sums ...)
+        local seen=0
         for ((i = 1; i < COMP_CWORD; i++)); do
-            if [ "${COMP_WORDS[i]}" = "$cmd" ]; then
-                [ $((i + 1)) -lt "$COMP_CWORD" ] && sub=${COMP_WORDS[i + 1]}
+            if [ "$seen" = 1 ] && [[ ${COMP_WORDS[i]} != -* ]]; then
+                sub=${COMP_WORDS[i]}
                 break
             fi
+            [ "${COMP_WORDS[i]}" = "$cmd" ] && seen=1
         done
         if [ -z "$sub" ]; then
             mapfile -t COMPREPLY < <(compgen -W "${!subs_var}" -- "$cur")

@@ -51,3 +51,10 @@ check "completion: a subcommand's own options" \
     '[ "$(complete_words manifest sums --f)" = "$(lines --format)" ]'
 check "completion: a subcommand's option's choices" \
     '[ "$(complete_words manifest sums model --format "")" = "$(lines sha256 xxh128)" ]'
+check "completion: a global option's choices before the command" \
+    '[ "$(complete_words --progress "")" = "$(lines always auto never)" ]'
+check "completion: no guess for -j's number before the command" '[ -z "$(complete_words -j "")" ]'
+check "completion: a command's options after global options" \
+    '[ "$(complete_words -q -j 2 convert --ta)" = "$(lines --target)" ]'
+check "completion: a subcommand after a global option" \
+    '[ "$(complete_words manifest -q sums --f)" = "$(lines --format)" ]'
