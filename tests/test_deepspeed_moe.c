@@ -3,10 +3,11 @@
  * DeepSeek-V3-like and Qwen3-MoE-like models of make_moe_models.py, their MoE blocks DeepSpeed's
  * native MoE over EP=2, saved as DeepSpeed's engine saves them).
  *
- * With the module weights, every routed expert comes from its layer_L_expert_E file under the key
- * it holds, and the rules of docs/deepspeed.md give back the Hugging Face originals bit for bit;
- * the fp32 weights are refused (no ZeRO partition of an expert group can be placed), and so is a
- * folder whose expert files are missing, doubled, misnamed or tensor-parallel.
+ * Every routed expert comes from its layer_L_expert_E file under the key it holds, and the rules of
+ * docs/deepspeed.md give back the Hugging Face originals bit for bit; with the fp32 weights the
+ * dense groups are rebuilt from the ZeRO partitions (an expert group's cannot be placed: the
+ * experts stay 16-bit).  A folder whose expert files are missing, doubled, misnamed or
+ * tensor-parallel is refused, and so are expert files beside ZeRO-3 model states.
  */
 #include "helpers.h"
 
@@ -25,14 +26,14 @@ static const char to_hf[] =
 
 #define COUNT(a) (sizeof a / sizeof a[0])
 
-static void convert_to_original(const char *fixture, const char *golden, const char *extra)
+/* With the module weights (target nd) or the fp32 ones cast to bf16 (ascend-910b), the originals. */
+static void convert_to_original(const char *fixture, const char *golden, const char *weights)
 {
     char *dir = test_tmpdir(), *src = test_testdata(fixture), *out = test_join(dir, "out");
     char *rules = test_join(dir, "to_hf.rules"), *err = NULL;
     test_write_file(rules, to_hf, strlen(to_hf));
-    int status = test_ckpt(NULL, &err,
-                           "convert '%s' '%s' --quiet --target nd --deepspeed-weights module --rules '%s'%s", src,
-                           out, rules, extra);
+    int status = test_ckpt(NULL, &err, "convert '%s' '%s' --quiet --target %s --deepspeed-weights %s --rules '%s'",
+                           src, out, strcmp(weights, "fp32") == 0 ? "ascend-910b" : "nd", weights, rules);
     ck_assert_msg(status == 0, "%s: %s", fixture, err);
     free(err);
     ckpt_source *got = test_open(out);
@@ -50,8 +51,8 @@ static void convert_to_original(const char *fixture, const char *golden, const c
 
 START_TEST(module_weights_are_the_originals)
 {
-    convert_to_original("moe/deepseek_v3_deepspeed", "moe/deepseek_v3/model.safetensors", "");
-    convert_to_original("moe/qwen3_moe_deepspeed", "moe/qwen3_moe/model.safetensors", "");
+    convert_to_original("moe/deepseek_v3_deepspeed", "moe/deepseek_v3/model.safetensors", "module");
+    convert_to_original("moe/qwen3_moe_deepspeed", "moe/qwen3_moe/model.safetensors", "module");
 }
 END_TEST
 
@@ -87,12 +88,38 @@ static void expect_refused(const char *path, bool module, const char *const *nee
     free(errout);
 }
 
-START_TEST(fp32_weights_refused)
+/* The fp32 weights: the dense groups rebuilt from the ZeRO partitions, the experts their 16-bit files. */
+START_TEST(fp32_dense_groups_rebuilt)
 {
     char *path = test_testdata("moe/deepseek_v3_deepspeed");
-    const char *const why[] = {"a DeepSpeed MoE checkpoint (32 expert files)", "expert parameter groups",
-                               "zero_to_fp32 cannot either", "--deepspeed-weights module"};
-    expect_refused(path, false, why, COUNT(why));
+    ckpt_source *src = test_open(path);
+    static const struct {
+        const char *name;
+        ckpt_dtype dtype;
+        const char *file;
+    } want[] = {
+        {"model.layers.3.mlp.shared_experts.up_proj.weight", CKPT_DTYPE_F32, "_optim_states.pt"},
+        {"model.layers.3.mlp.moe.deepspeed_moe.gate.wg.weight", CKPT_DTYPE_F32, "_optim_states.pt"},
+        {"model.layers.3.mlp.moe.deepspeed_moe.experts.deepspeed_experts.6.up_proj.weight", CKPT_DTYPE_BF16,
+         "layer_1_expert_6_mp_rank_00_model_states.pt"},
+        {"model.layers.3.mlp.moe.deepspeed_moe.gate.e_score_correction_bias", CKPT_DTYPE_F32,
+         "mp_rank_00_model_states.pt"},   /* a buffer, as stored */
+    };
+    for (size_t i = 0; i < COUNT(want); i++) {
+        size_t at;
+        ck_assert_msg(ckpt_source_find(src, want[i].name, &at) == CKPT_OK, "no %s", want[i].name);
+        const ckpt_tensor *t = ckpt_source_tensor(src, at);
+        ck_assert_msg(t->dtype == want[i].dtype, "%s: %s", want[i].name, ckpt_dtype_name(t->dtype));
+        ck_assert_msg(strstr(ckpt_source_file_path(src, t->file), want[i].file), "%s: %s", want[i].name,
+                      ckpt_source_file_path(src, t->file));
+    }
+    ck_assert_str_eq(ckpt_source_metadata_value(src, "deepspeed.weights"), "fp32");
+    ck_assert_msg(strstr(ckpt_source_metadata_value(src, "deepspeed.expert_weights"), "module (16-bit)"), "%s",
+                  ckpt_source_metadata_value(src, "deepspeed.expert_weights"));
+    ckpt_source_free(src);
+    /* the fp32 masters are the module weights widened: cast back, the originals again */
+    convert_to_original("moe/deepseek_v3_deepspeed", "moe/deepseek_v3/model.safetensors", "fp32");
+    convert_to_original("moe/qwen3_moe_deepspeed", "moe/qwen3_moe/model.safetensors", "fp32");
     free(path);
 }
 END_TEST
@@ -107,21 +134,24 @@ START_TEST(damaged_expert_files_refused)
     expect_refused(misplaced, true, wrong_id, COUNT(wrong_id));
     static const struct {
         const char *damage, *needles[3];
+        bool fp32;   /* opened with the fp32 weights (the module weights otherwise) */
     } cases[] = {
         {"rm layer_2_expert_5_mp_rank_00_model_states.pt",
-         {"layer_2_expert_5_mp_rank_00_model_states.pt: missing", "expert 5 of 8 of model.layers.4.mlp.moe"}},
+         {"layer_2_expert_5_mp_rank_00_model_states.pt: missing", "expert 5 of 8 of model.layers.4.mlp.moe"}, false},
         {"cp layer_0_expert_0_mp_rank_00_model_states.pt layer_0_expert_0_mp_rank_01_model_states.pt",
-         {"layer_0_expert_0_mp_rank_01_model_states.pt", "tensor-parallel DeepSpeed MoE checkpoint"}},
+         {"layer_0_expert_0_mp_rank_01_model_states.pt", "tensor-parallel DeepSpeed MoE checkpoint"}, false},
         {"for e in 0 1 2 3 4 5 6 7; do cp layer_2_expert_${e}_mp_rank_00_model_states.pt "
          "layer_3_expert_${e}_mp_rank_00_model_states.pt; done",
          {"layer_3_expert_0_mp_rank_00_model_states.pt", "is not under model.layers.5.mlp.moe",
-          "MoE layer 3's module"}},
+          "MoE layer 3's module"}, false},
         {"cp layer_0_expert_0_mp_rank_00_model_states.pt layer_0_expert_8_mp_rank_00_model_states.pt",
-         {"layer_0_expert_8_mp_rank_00_model_states.pt", "expert 8, but router", "has 8"}},
+         {"layer_0_expert_8_mp_rank_00_model_states.pt", "expert 8, but router", "has 8"}, false},
         {"cp layer_0_expert_0_mp_rank_00_model_states.pt layer_4_expert_0_mp_rank_00_model_states.pt",
-         {"layer_4_expert_0_mp_rank_00_model_states.pt", "MoE layer 4, but", "routers for 4"}},
+         {"layer_4_expert_0_mp_rank_00_model_states.pt", "MoE layer 4, but", "routers for 4"}, false},
         {"cp layer_0_expert_0_mp_rank_00_model_states.pt expert_0_mp_rank_00_model_states.pt",
-         {"expert_0_mp_rank_00_model_states.pt", "DeepSpeed before 0.6"}},
+         {"expert_0_mp_rank_00_model_states.pt", "DeepSpeed before 0.6"}, false},
+        {"mv mp_rank_00_model_states.pt zero_pp_rank_0_mp_rank_00_model_states.pt",
+         {"beside ZeRO-3 model states", "refuses native MoE with ZeRO stage 3"}, true},
     };
     for (size_t i = 0; i < COUNT(cases); i++) {
         char cmd[8192], *copy = test_join(tmp, "ckpt");
@@ -131,7 +161,7 @@ START_TEST(damaged_expert_files_refused)
         size_t k = 0;
         while (k < 3 && cases[i].needles[k])
             k++;
-        expect_refused(copy, true, cases[i].needles, k);
+        expect_refused(copy, !cases[i].fp32, cases[i].needles, k);
         test_rmtree(copy);
         free(copy);
     }
@@ -149,7 +179,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, module_weights_are_the_originals);
     tcase_add_test(tc, experts_placed_by_their_key);
-    tcase_add_test(tc, fp32_weights_refused);
+    tcase_add_test(tc, fp32_dense_groups_rebuilt);
     tcase_add_test(tc, damaged_expert_files_refused);
     suite_add_tcase(s, tc);
     return test_main(s);

@@ -41,6 +41,7 @@ static const struct source deepseek_v3[] = {
     {"moe/deepseek_v3_grouped", "--rename hf", false},      /* TP=2 x EP=4 ETP=1 over PP=2, legacy GroupedMLP */
     {"moe/deepseek_v3_dist", "--rename hf", false},         /* Megatron torch_dist */
     {"moe/deepseek_v3_deepspeed", "--deepspeed-weights module @rules", false},
+    {"moe/deepseek_v3_deepspeed", "@rules", false},          /* fp32: dense rebuilt from ZeRO-2, experts 16-bit */
     {"moe/deepseek_v3_fp8", "--rename hf", false},          /* Hugging Face, fp8 with block scales */
     {"moe/deepseek_v3_mp", "--rename hf", true},            /* DeepSeek's model{i}-mp2.safetensors */
     {"moe/deepseek_v3_fused", "--rename hf", false},        /* transformers >= 5's fused experts */
@@ -53,6 +54,7 @@ static const struct source qwen3_moe[] = {
     {"moe/qwen3_moe_dist", "--rename hf", false},
     {"moe/qwen3_moe_nemo2", "--rename hf", false},
     {"moe/qwen3_moe_deepspeed", "--deepspeed-weights module @rules", false},
+    {"moe/qwen3_moe_deepspeed", "@rules", false},
     {"moe/qwen3_moe_fused", "--rename hf", false},
 };
 

@@ -10,8 +10,9 @@
  * 16-bit module weights of the model states (ZeRO 1/2 only: ZeRO-3 module
  * weights are empty placeholders).  An MoE checkpoint adds one
  * layer_L_expert_E_mp_rank_00_model_states.pt per routed expert
- * (deepspeed_moe.c): read with the module weights only, since no fp32
- * partition of an expert group can be placed (see fp32_refused).
+ * (deepspeed_moe.c): the experts are their 16-bit weights, even with the
+ * fp32 weights, since no fp32 partition of an expert group can be placed
+ * (see moe_fp32).
  * Tensor-parallel folders (mp_rank_01...) are refused.
  */
 #include "deepspeed.h"
@@ -297,20 +298,17 @@ static int fp32_weights(struct ckpt_source *src, struct folder *f, const char *z
 }
 
 /*
- * fp32 weights of an MoE checkpoint: refused.  ZeRO-1/2 partitions each
- * expert group over its expert-data-parallel group only, one EP rank's local
- * experts (stage_1_and_2.py:765-792), and param_shapes names rank 0's local
- * experts alone, so the other ranks' experts have no shapes to be placed by;
- * DeepSpeed's zero_to_fp32.py cannot rebuild them either (DeepSpeed issue
- * #4497).  The module weights hold every expert in 16 bits.
+ * fp32 weights of an MoE checkpoint: the dense groups are rebuilt from the
+ * ZeRO partitions as ever; the expert groups cannot be (deepspeed_zero.c,
+ * expert_group: DeepSpeed's zero_to_fp32.py cannot either, DeepSpeed issue
+ * #4497), so the routed experts are the 16-bit weights of the expert files,
+ * which deepspeed.expert_weights says.
  */
-static int fp32_refused(const struct folder *f, ckpt_error *err)
+static int moe_fp32(struct ckpt_source *src, struct folder *f, ckpt_error *err)
 {
-    return ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: a DeepSpeed MoE checkpoint (%zu expert files): the fp32 weights "
-                     "of its expert parameter groups cannot be rebuilt from the ZeRO partitions (each holds one "
-                     "expert-parallel rank's experts, and param_shapes names rank 0's only; DeepSpeed's "
-                     "zero_to_fp32 cannot either): read the 16-bit module weights (deepspeed_weights module)",
-                     f->dir, f->expert_count);
+    int rc = ds_moe_declare(src, f->dir, f->expert_paths, f->expert_count, &f->models[0], err);
+    return rc ? rc : source_add_metadata(src, "deepspeed.expert_weights", "module (16-bit): ZeRO partitions of "
+                                         "expert groups cannot be placed, so their fp32 is not rebuilt", f->dir, err);
 }
 
 static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
@@ -325,8 +323,6 @@ static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
     if (!rc && !zero3 && !format_dir_has(src->fs, f.dir, ZERO2_MODEL))
         rc = ckpt_fail(err, CKPT_ERR_NOT_FOUND, "%s: neither %s nor %s: not a DeepSpeed checkpoint", f.dir,
                        ZERO2_MODEL, ZERO3_MODEL);
-    if (!rc && f.expert_count && src->deepspeed_weights != CKPT_DEEPSPEED_MODULE)
-        rc = fp32_refused(&f, err);
     if (!rc && zero3 && src->deepspeed_weights == CKPT_DEEPSPEED_MODULE)
         rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED,
                        "%s: ZeRO-3 model states hold placeholders, not module weights: use the fp32 weights", f.dir);
@@ -346,7 +342,13 @@ static int ds_open(struct ckpt_source *src, const char *path, ckpt_error *err)
         if (!rc && f.expert_count)
             rc = ds_moe_declare(src, f.dir, f.expert_paths, f.expert_count, &f.models[0], err);
     } else if (!rc) {
-        rc = fp32_weights(src, &f, model, err);
+        if (f.expert_count && zero3)   /* DeepSpeed refuses native MoE with ZeRO-3 (engine.py:1889-1893) */
+            rc = ckpt_fail(err, CKPT_ERR_UNSUPPORTED, "%s: MoE expert files beside ZeRO-3 model states: DeepSpeed "
+                           "itself refuses native MoE with ZeRO stage 3", f.dir);
+        if (!rc)
+            rc = fp32_weights(src, &f, model, err);
+        if (!rc && f.expert_count)
+            rc = moe_fp32(src, &f, err);
     }
     free(model);
     folder_free(&f);

@@ -50,6 +50,7 @@ struct ds_optim {
     struct ds_file file;
     int64_t stage;
     int64_t world;               /* partition_count (the largest when it is a list) */
+    int64_t *group_world;        /* ... and each group's, one per flat partition (NULL: all `world`) */
     size_t *flat;                /* fp32 partitions, one per group, tensors of file.scratch */
     size_t flat_count;
 };

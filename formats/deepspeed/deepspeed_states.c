@@ -236,6 +236,17 @@ static int visit_optim(void *ctx, const struct pk_value *root, const char *origi
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: %s.%zu is not a tensor", origin, key, g);
     }
     o->flat_count = groups->count;
+    /* MoE: an expert group is partitioned over its expert-data-parallel ranks only (stage_1_and_2.py:765-792) */
+    const struct pk_value *counts = dict_get(sd, "partition_count");
+    if (counts && (counts->kind == PK_LIST || counts->kind == PK_TUPLE)) {
+        if (counts->count != groups->count)
+            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: partition_count has %zu entries for %zu groups", origin,
+                             counts->count, groups->count);
+        if (!(o->group_world = calloc(counts->count + 1, sizeof *o->group_world)))
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory", origin);
+        for (size_t g = 0; g < counts->count; g++)
+            pk_int(counts->items[g], &o->group_world[g]);   /* world_value checked each */
+    }
     return CKPT_OK;
 }
 
@@ -302,6 +313,7 @@ void ds_optim_free(struct ds_optim *o)
 {
     file_free(&o->file);
     free(o->flat);
+    free(o->group_world);
 }
 
 int ds_declare(struct ckpt_source *src, const struct ds_file *f, size_t index, const char *name, ckpt_error *err)

@@ -156,6 +156,22 @@ static int zero2_group(struct ckpt_source *src, const struct ds_model *m, size_t
     return rc;
 }
 
+/*
+ * An MoE expert group (split_params_into_different_moe_groups_for_optimizer,
+ * deepspeed/moe/utils.py:72-121): its parameters are routed experts'.  Its
+ * partitions hold one expert-parallel rank's experts, over that rank's
+ * expert-data-parallel group, and param_shapes names rank 0's only, so the
+ * other ranks' experts have no shapes to be placed by: zero_to_fp32 cannot
+ * rebuild them, and neither does this.
+ */
+static bool expert_group(const struct ds_model *m, size_t g)
+{
+    for (size_t i = g ? m->group_end[g - 1] : 0; i < m->group_end[g]; i++)
+        if (strstr(m->params[i].name, ".deepspeed_moe.experts.deepspeed_experts."))
+            return true;
+    return false;
+}
+
 static int zero2_params(struct ckpt_source *src, const struct ds_model *m, struct ds_optim *optims, size_t world,
                         struct runs *r, ckpt_error *err)
 {
@@ -164,6 +180,12 @@ static int zero2_params(struct ckpt_source *src, const struct ds_model *m, struc
             return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: %zu fp32 partitions for the %zu groups of param_shapes",
                              optims[k].file.path, optims[k].flat_count, m->group_count);
     for (size_t g = 0; g < m->group_count; g++) {
+        int64_t gw = optims[0].group_world ? optims[0].group_world[g] : (int64_t)world;
+        if (expert_group(m, g))
+            continue;   /* its experts come whole, in 16 bits, from the expert files (deepspeed_moe.c) */
+        if (gw != (int64_t)world)
+            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: group %zu is partitioned over %lld ranks, not the %zu of the "
+                             "data-parallel group, and holds no expert", optims[0].file.path, g, (long long)gw, world);
         int rc = zero2_group(src, m, g, optims, world, r, err);
         if (rc)
             return rc;

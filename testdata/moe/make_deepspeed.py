@@ -27,6 +27,12 @@ DeepSpeed is not installed: the files are laid out as deepspeedai/DeepSpeed @ ed
 - param_shapes: one dict per optimizer group, the dense parameters, then the expert group holding
   rank 0's local experts under their local ids (split_params_into_different_moe_groups_for_optimizer,
   deepspeed/moe/utils.py:72-121, 'moe': True).
+- bf16_zero_pp_rank_{r}_mp_rank_00_optim_states.pt, ZeRO-2 over DP=4: the dense group's fp32 flat
+  vector cut over the 4 ranks, the expert group's over its expert-data-parallel group only
+  (partition_count [4, 2]; deepspeed/runtime/zero/stage_1_and_2.py:765-792), rank r holding part
+  r // EP of EP rank r % EP's local experts (deepspeed/utils/groups.py:360-401); each group padded to
+  a multiple of 2 x its partition count, as zero_to_fp32 reads it.  The fp32 masters are the bf16
+  module weights widened, so both give the same model.
 
 Folders written: deepseek_v3_deepspeed/ and qwen3_moe_deepspeed/ (latest -> global_step10), and
 deepspeed_refused/misplaced_expert/ (a copy of the DeepSeek one whose layer_1_expert_3 file
@@ -43,7 +49,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import make_moe_models as models  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "deepspeed"))
+from make_fixtures import LossScaler, ZeroStageEnum  # noqa: E402  (DeepSpeed's classes under their names)
+
 EP = 2
+DP = 4   # data-parallel ranks; each EP group of 2 is replicated over EDP = DP / EP = 2
 PREFIX = ".deepspeed_moe.experts.deepspeed_experts."
 
 
@@ -73,6 +83,37 @@ def deepspeed_names(full, moe_module):
 def is_expert(name, moes):
     """_get_non_moe_state_dict's test (engine.py:4884-4887): under an MoE module, holds 'expert', not the router."""
     return any(name.startswith(m + ".") for m in moes) and "expert" in name and "moe.gate.wg.weight" not in name
+
+
+def partitions(tensors, count):
+    """The fp32 flat vector of `tensors`, padded to a multiple of 2 x count, cut into `count` equal parts."""
+    flat = torch.cat([t.float().reshape(-1) for t in tensors])
+    padded = 2 * count * -(-flat.numel() // (2 * count))
+    flat = torch.cat([flat, torch.zeros(padded - flat.numel())])
+    return [flat[i * (padded // count):(i + 1) * (padded // count)].clone() for i in range(count)]
+
+
+def optim_files(module, dense_params, rank0_experts, local):
+    """Each rank's ZeRO-2 optimizer states: its part of the dense group and of its EP rank's expert group."""
+    edp = DP // EP
+    dense = partitions([module[n] for n in dense_params], DP)
+    experts = []
+    for ep in range(EP):   # EP rank ep's local expert i is global expert ep * local + i
+        names = []
+        for n in rank0_experts:
+            i = int(n.split(PREFIX)[1].split(".")[0])
+            names.append(n.replace(f"{PREFIX}{i}.", f"{PREFIX}{ep * local + i}."))
+        experts.append(partitions([module[n] for n in names], edp))
+    files = {}
+    for r in range(DP):
+        sd = {"zero_stage": ZeroStageEnum(2), "loss_scaler": LossScaler(1.0), "dynamic_loss_scale": False,
+              "overflow": False, "clip_grad": 1.0,
+              "base_optimizer_state": {"state": {}, "param_groups": [{"lr": 1e-3}, {"lr": 1e-3, "moe": True}]},
+              "single_partition_of_fp32_groups": [dense[r], experts[r % EP][r // EP]],
+              "group_paddings": [0, 0], "partition_count": [DP, edp], "ds_version": "0.19.5"}
+        files[f"bf16_zero_pp_rank_{r}_mp_rank_00_optim_states.pt"] = {
+            "optimizer_state_dict": sd, "ds_config": {"zero_optimization": {"stage": 2}}, "ds_version": "0.19.5"}
+    return files
 
 
 def write(folder, full, moe_module, experts, buffers, mutate=None):
@@ -106,6 +147,7 @@ def write(folder, full, moe_module, experts, buffers, mutate=None):
         "ds_version": "0.19.5",
     }
     files = {"mp_rank_00_model_states.pt": states}
+    files.update(optim_files(module, params, rank0_experts, local))
     for layer_id, moe in enumerate(moes):
         for e in range(experts):   # each EP rank writes its local experts under their global ids
             own = collections.OrderedDict((n, t.clone().detach()) for n, t in module.items()
