@@ -12,7 +12,8 @@
  * folder, so every mutation libFuzzer makes is an attack.
  *
  * The oracle (abort() so that libFuzzer reports it): the honest folder
- * passes (else the rest would prove nothing); when verify passes
+ * passes (else the rest would prove nothing); no edit is blamed on the
+ * caller (CKPT_ERR_ARG, the usage exit); when verify passes
  * with the reference's options pinned, every file but the manifest equals
  * the reference's byte for byte and no file is more or less; when it
  * passes with the manifest's options, the same holds against a fresh
@@ -389,6 +390,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = ckpt_verify(dst, &opts, collect, &rep, NULL, NULL);
     if (size <= 1 && rc != CKPT_OK)
         abort();   /* the honest folder refused: the oracle below would prove nothing */
+    if (rc == CKPT_ERR_ARG)
+        abort();   /* a folder's content is input, never the caller's mistake (exit 3, not the usage exit 2) */
     static struct folder written, fresh;
     if (rc == CKPT_OK) {
         read_folder(dst, &written);   /* what is on disk: the edits may have written one name twice */
