@@ -12,6 +12,7 @@ Environment:
   RUNS           runs of each pair (default 5, at least 5)
   BENCH_JOBS     --jobs for ckpt (default: ckpt's own, one per core)
   BENCH_OUT      the markdown file (default bench/results/<UTC date>.md)
+  BENCH_ONLY     some of the rows, by group: convert verify bin inspect bundle growth (default all)
 
 Every row pairs a ckpt command with a baseline on the same bytes (pairs.py: alternated, from a
 warm page cache after a sync): `cp -r SRC COPY && sync` for commands that write (convert fsyncs
@@ -69,6 +70,12 @@ class Suite:
         base = os.environ.get("BENCH_DIR") or os.path.join(os.environ.get("TMPDIR", "/var/tmp"), "ckpt-bench")
         self.dir = base
         self.rss_bar = RSS_BAR_MIB
+        groups = {"convert", "verify", "bin", "inspect", "bundle", "growth"}
+        only = set(os.environ.get("BENCH_ONLY", "").replace(",", " ").split()) or groups
+        if only - groups:
+            raise SystemExit(f"bench: BENCH_ONLY: no group {' '.join(sorted(only - groups))} "
+                             f"(groups: {' '.join(sorted(groups))})")
+        self.want = only.__contains__
         self.rows, self.growth_rows, self.size_rows, self.raw = [], [], [], []
 
     def path(self, *parts):
@@ -134,33 +141,39 @@ class Suite:
         mib = int(size * 1024)
         label = f"{size:g} GiB"
         src = self.path("src")
-        sh(self.gen("gen_checkpoint"), src, str(mib), "4")
-        for name, extra in [("convert --target ascend-310p", ["--target", "ascend-310p"]),
-                            ("convert --target ascend-910b", ["--target", "ascend-910b"]),
-                            ("convert --target nd", ["--target", "nd"]),
-                            ("convert --target ascend-910b --quant w8a8-dynamic",
-                             ["--target", "ascend-910b", "--quant", "w8a8-dynamic"]),
-                            ("convert --target ascend-310p --nz all (device image)",
-                             ["--target", "ascend-310p", "--nz", "all"])]:
+        rows = [("convert --target ascend-310p", ["--target", "ascend-310p"]),
+                ("convert --target ascend-910b", ["--target", "ascend-910b"]),
+                ("convert --target nd", ["--target", "nd"]),
+                ("convert --target ascend-910b --quant w8a8-dynamic",
+                 ["--target", "ascend-910b", "--quant", "w8a8-dynamic"]),
+                ("convert --target ascend-310p --nz all (device image)", ["--target", "ascend-310p", "--nz", "all"])]
+        if not self.want("convert"):
+            rows = rows[:1] if self.want("growth") else []
+        if rows or self.want("verify"):
+            sh(self.gen("gen_checkpoint"), src, str(mib), "4")
+        for name, extra in rows:
             row = self.writer("convert", name, label, src,
                               [self.ckpt, "convert", src, self.path("out"), *extra, "--quiet", *self.jobs])
             if name.endswith("ascend-310p"):
                 self.growth_rows.append((size, row["pair"]))
-        out = self.path("out")
-        sh(self.ckpt, "convert", src, out, "--target", "ascend-310p", "--quiet", *self.jobs)
-        sh("sync")
-        self.pair("verify", "verify", label, [self.ckpt, "verify", out, *self.jobs],
-                  ["sh", "-c", f"cat {out}/* > /dev/null"], f"sync; cat {out}/* > /dev/null", "cat > /dev/null")
-        base, base_label = self.cp_base(src)
-        self.pair("against", "verify --against", label, [self.ckpt, "verify", out, "--against", src, *self.jobs],
-                  base, f"rm -rf {self.path('copy')}; sync; cat {out}/* {src}/* > /dev/null", base_label)
-        shutil.rmtree(out)
-        shutil.rmtree(src)
-        binsrc = self.path("bin")
-        sh(self.gen("gen_torch"), "bin", binsrc, str(mib), "4")
-        self.writer("bin", "convert of torch.save .bin shards --target ascend-310p", label, binsrc,
-                    [self.ckpt, "convert", binsrc, self.path("out"), "--target", "ascend-310p", "--quiet", *self.jobs])
-        shutil.rmtree(binsrc)
+        if self.want("verify"):
+            out = self.path("out")
+            sh(self.ckpt, "convert", src, out, "--target", "ascend-310p", "--quiet", *self.jobs)
+            sh("sync")
+            self.pair("verify", "verify", label, [self.ckpt, "verify", out, *self.jobs],
+                      ["sh", "-c", f"cat {out}/* > /dev/null"], f"sync; cat {out}/* > /dev/null", "cat > /dev/null")
+            base, base_label = self.cp_base(src)
+            self.pair("against", "verify --against", label, [self.ckpt, "verify", out, "--against", src, *self.jobs],
+                      base, f"rm -rf {self.path('copy')}; sync; cat {out}/* {src}/* > /dev/null", base_label)
+            shutil.rmtree(out)
+        shutil.rmtree(src, ignore_errors=True)
+        if self.want("bin"):
+            binsrc = self.path("bin")
+            sh(self.gen("gen_torch"), "bin", binsrc, str(mib), "4")
+            self.writer("bin", "convert of torch.save .bin shards --target ascend-310p", label, binsrc,
+                        [self.ckpt, "convert", binsrc, self.path("out"), "--target", "ascend-310p", "--quiet",
+                         *self.jobs])
+            shutil.rmtree(binsrc)
 
     def growth_only(self, size):
         src = self.path("src")
@@ -225,12 +238,13 @@ class Suite:
             for size in self.sizes:
                 print(f"== {size:g} GiB", flush=True)
                 self.convert_rows(size)
-                if first:
+                if first and self.want("inspect"):
                     self.inspect_row()
+                if first and self.want("bundle"):
                     self.bundle_rows(size)
-                    first = False
+                first = False
             for size in self.growth:
-                if size not in self.sizes:
+                if size not in self.sizes and self.want("growth"):
                     print(f"== growth: {size:g} GiB", flush=True)
                     self.growth_only(size)
         finally:
