@@ -199,11 +199,16 @@ DEB_DIR := $(BUILD)/deb
 DEB_JOBS ?= 2
 
 # dpkg-buildpackage writes its .debs next to the tree it builds, so it builds a copy of the
-# committed files under build/deb/ and the packages land there, not in the checkout's parent
+# tracked files (all but the build folders, outside a git checkout) under build/deb/ and the
+# packages land there, not in the checkout's parent
 deb:
 	@sh scripts/ensure-deps.sh build deb
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/libckpt-$(VERSION)
-	git ls-files -z | xargs -0 cp --parents -t $(DEB_DIR)/libckpt-$(VERSION)
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z | xargs -0 cp --parents -t $(DEB_DIR)/libckpt-$(VERSION); \
+	else \
+		tar -cf - --exclude='./build*' --exclude=./$(BUILD) . | tar -xf - -C $(DEB_DIR)/libckpt-$(VERSION); \
+	fi
 	cd $(DEB_DIR)/libckpt-$(VERSION) && dpkg-buildpackage -us -uc -b -J$(DEB_JOBS)
 	@ls $(DEB_DIR)/*.deb
 
