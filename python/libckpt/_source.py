@@ -61,8 +61,8 @@ class Tensor:
         """Rows of the first dimension (1 for a scalar): what `read(rows=...)` slices."""
         return self.shape[0] if self.shape else 1
 
-    def read(self, rows=None):
-        return self.source.read(self.name, rows)
+    def read(self, rows=None, out=None):
+        return self.source.read(self.name, rows, out)
 
     def __repr__(self):
         return f"Tensor({self.name!r}, {self.dtype}, {list(self.shape)})"
@@ -165,15 +165,21 @@ class Source:
         self.tensors = Tensors([Tensor(self, i, lib.ckpt_source_tensor(handle, i).contents)
                                 for i in range(lib.ckpt_source_tensor_count(handle))])
 
-    def read(self, name, rows=None):
+    def read(self, name, rows=None, out=None):
         """The logical values of tensor `name` (or rows `rows` of its first dimension) as a numpy array,
-        whatever the layout on disk: a new array, row-major, of the tensor's `numpy_dtype`."""
+        whatever the layout on disk: a new array, row-major, of the tensor's `numpy_dtype`; or written
+        into `out`, a C-contiguous writable array of that shape and item size, which is returned."""
         if self._handle is None:
             raise ValueError("read from a closed source")
         t = self.tensors[name]
         first, n = _rows_of(rows, t.rows)
         shape = ((n,) + t.shape[1:]) if t.shape else ()
-        out = np.empty(shape, dtype=t.numpy_dtype)
+        if out is None:
+            out = np.empty(shape, dtype=t.numpy_dtype)
+        elif (not isinstance(out, np.ndarray) or out.shape != shape or out.itemsize != t.numpy_dtype.itemsize
+              or not out.flags.c_contiguous or not out.flags.writeable):
+            raise ValueError(f"out must be a writable C-contiguous array of shape {shape} and "
+                             f"{t.numpy_dtype.itemsize}-byte items")
         if out.nbytes:
             err = _lib.Error()
             _lib.check(lib.ckpt_source_read(self._handle, t.index, first, n, out.ctypes.data_as(ctypes.c_void_p),

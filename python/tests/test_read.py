@@ -63,6 +63,16 @@ class SampleTest(unittest.TestCase):
         with self.assertRaises(IndexError):
             self.src.read(name, rows=317)
 
+    def test_read_into_a_given_array(self):
+        name = "model.embed_tokens.weight"
+        buf = np.zeros((4, 64), dtype=np.uint16)
+        self.assertIs(self.src.read(name, rows=(10, 14), out=buf), buf)
+        np.testing.assert_array_equal(buf, self.src.read(name)[10:14])
+        for bad in (np.zeros((4, 64), dtype=np.float32), np.zeros((5, 64), dtype=np.uint16),
+                    np.zeros((64, 4), dtype=np.uint16).T):
+            with self.assertRaises(ValueError):
+                self.src.read(name, rows=(10, 14), out=bad)
+
     def test_metadata_and_files(self):
         self.assertEqual(self.src.metadata, {"format": "pt"})
         names = [os.path.basename(p) for p, _ in self.src.files]
