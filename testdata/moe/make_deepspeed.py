@@ -116,7 +116,7 @@ def optim_files(module, dense_params, rank0_experts, local):
     return files
 
 
-def write(folder, full, moe_module, experts, buffers, mutate=None):
+def write(folder, full, moe_module, experts, buffers, mutate=None, optimizer=True):
     module, moes = deepspeed_names(full, moe_module)
     tag = os.path.join(folder, "global_step10")
     os.makedirs(tag)
@@ -147,7 +147,8 @@ def write(folder, full, moe_module, experts, buffers, mutate=None):
         "ds_version": "0.19.5",
     }
     files = {"mp_rank_00_model_states.pt": states}
-    files.update(optim_files(module, params, rank0_experts, local))
+    if optimizer:
+        files.update(optim_files(module, params, rank0_experts, local))
     for layer_id, moe in enumerate(moes):
         for e in range(experts):   # each EP rank writes its local experts under their global ids
             own = collections.OrderedDict((n, t.clone().detach()) for n, t in module.items()
@@ -182,7 +183,7 @@ def main():
             f[k.replace(PREFIX + "3.", PREFIX + "4.")] = f.pop(k)
 
     write(os.path.join(HERE, "deepspeed_refused", "misplaced_expert"), ds, deepseek_module, e_ds, ds_buffers,
-          misplaced)
+          misplaced, optimizer=False)   # read with the module weights only
 
 if __name__ == "__main__":
     main()
