@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #define DEFAULT_BUDGET ((uint64_t)16 << 20)  /* buffer bytes per worker */
+#define WRITEBACK_PIECE ((uint64_t)1 << 20)  /* pieces at least this large are sent to disk at once */
 #define NZ_ROOM ((uint64_t)36 << 20)         /* besides the largest NZ matrix: row blocks, in all */
 
 struct shard_out {
@@ -86,6 +87,16 @@ static int shard_write(struct execution *ex, size_t s, const uint8_t *p, uint64_
 {
     struct shard_out *sh = &ex->shards[s];
     int rc = pwrite_all(sh->fd, p, len, offset, ex, s, err);
+#ifdef SYNC_FILE_RANGE_WRITE
+    /*
+     * Start writing a large piece to disk now, without waiting: the disk then
+     * works while the conversion goes on, and the fsync at the end finds
+     * little left to write, instead of all of it at once.  Only a hint: the
+     * fsync still decides durability, so a failure here is ignored.
+     */
+    if (!rc && len >= WRITEBACK_PIECE)
+        (void)sync_file_range(sh->fd, (off_t)offset, (off_t)len, SYNC_FILE_RANGE_WRITE);
+#endif
     return rc ? rc : shard_hash_written(&sh->hash, sh->fd, p, len, offset, ex->plan->shards[s].name, err);
 }
 
