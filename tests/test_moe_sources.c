@@ -170,6 +170,12 @@ START_TEST(fused_experts_split_on_request)
     static const uint64_t up[2] = {24, 48};
     ck_assert_mem_eq(ckpt_source_tensor(src, at)->shape, up, sizeof up);
     ckpt_source_free(src);
+    /* the file alone: config.json is its folder's */
+    char *file = test_join(path, "model.safetensors");
+    ck_assert_int_eq(ckpt_source_open_ext(&src, file, &o, &err), CKPT_OK);
+    ck_assert_int_eq(ckpt_source_find(src, "model.layers.2.mlp.experts.0.down_proj.weight", &at), CKPT_OK);
+    ckpt_source_free(src);
+    free(file);
     /* a model_type transformers does not read per expert (gpt-oss fuses [E, H, 2F] interleaved): as stored */
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && sed -i 's/\"qwen3_moe\"/\"gpt_oss\"/' '%s/config.json'", path,

@@ -12,6 +12,7 @@
 #include "libckpt/common/error.h"
 #include "safetensors.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define SAFETENSORS_INDEX "model.safetensors.index.json"
@@ -63,8 +64,14 @@ static int open_listed(struct ckpt_source *src, const char *dir, ckpt_error *err
 static int safetensors_open(struct ckpt_source *src, const char *path, ckpt_error *err)
 {
     int rc;
-    src->split_fused = src->experts == CKPT_EXPERTS_SPLIT && format_is_dir(src->fs, path) &&
-                       fused_experts_model(src, path);
+    if (src->experts == CKPT_EXPERTS_SPLIT) {   /* config.json is the folder's, or the file's folder's */
+        char *dir = format_is_dir(src->fs, path) ? strdup(path) : NULL;
+        const char *slash = dir ? NULL : strrchr(path, '/');
+        if (!dir)
+            dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+        src->split_fused = dir && fused_experts_model(src, dir);
+        free(dir);
+    }
     if (!format_is_dir(src->fs, path))
         rc = safetensors_load_file(src, path, err);
     else if (format_dir_has(src->fs, path, SAFETENSORS_INDEX))
