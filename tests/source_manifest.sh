@@ -70,6 +70,21 @@ printf 'X' | dd of="$t/copy/model-00001-of-00002.safetensors" bs=1 seek=9000 con
 check "... and fails (exit 1) on a copy with one byte changed, naming the file" \
     '"$ckpt" verify "$t/copy" --sums "$t/sample.json" >"$t/out" 2>&1; [ $? -eq 1 ] &&
      grep -q "^FAIL file  *model-00001-of-00002.safetensors: XXH3-128" "$t/out"'
+# which tensor holds byte 9000 of the first shard, by the safetensors layout itself
+held=$("$py" -c 'import json, struct, sys
+blob = open(sys.argv[1], "rb").read()
+(n,) = struct.unpack("<Q", blob[:8])
+for name, e in json.loads(blob[8:8 + n]).items():
+    if name != "__metadata__" and 8 + n + e["data_offsets"][0] <= 9000 < 8 + n + e["data_offsets"][1]:
+        print(name)' "$t/copy/model-00001-of-00002.safetensors")
+"$ckpt" verify "$t/copy" --sums "$t/sample.json" -v >"$t/out" 2>&1
+check "... naming the tensor whose bytes changed ($held), and only it" \
+    '[ -n "$held" ] && grep -q "^FAIL tensor  *model-00001-of-00002.safetensors: tensor $held changed" "$t/out" &&
+     [ "$(grep -c "^FAIL tensor" "$t/out")" -eq 1 ] && grep -q "^ok   tensor .* unchanged" "$t/out"'
+cp -r "$td/dcp/new" "$t/dcp"
+"$ckpt" manifest create "$t/dcp" -o "$t/dcp.json" >/dev/null 2>&1
+check "a DCP tensor's file is the .distcp file its chunk is cut from" \
+    'grep -q "\"file\": \"__1_0.distcp\"" "$t/dcp.json" && ! grep -q "\"file\": \".*@" "$t/dcp.json"'
 cp "$t/sample.json" "$t/copy/ckpt-manifest.json"
 check "ckpt verify on a source manifest says what it is and how to check it (exit 3)" \
     '"$ckpt" verify "$t/copy" 2>"$t/err"; [ $? -eq 3 ] && grep -q "the manifest of a source (ckpt_manifest_create).*--sums MANIFEST" "$t/err"'

@@ -807,7 +807,10 @@ CKPT_API int ckpt_sums(const char *dir, const ckpt_sums_options *opts, ckpt_sum_
  * `sha256sum` / `xxhsum -H2` lines, their BSD `--tag` forms, a
  * ckpt-manifest.json (its "files"), or a Hugging Face Hub listing of a
  * repository's files (the tree API's JSON array or model info's "siblings":
- * LFS files checked by SHA-256, the others by their git blob id).  One CKPT_CHECK_FILE finding per listed
+ * LFS files checked by SHA-256, the others by their git blob id).  With
+ * the manifest of a source (ckpt_manifest_create), a file that differs is
+ * followed by one CKPT_CHECK_TENSOR finding per tensor it holds, naming
+ * those whose logical bytes changed.  One CKPT_CHECK_FILE finding per listed
  * file, in list order; files the list does not name are not looked at.
  * Returns CKPT_OK when every file matches, CKPT_ERR_MISMATCH when one is
  * missing or differs, CKPT_ERR_FORMAT (naming the list's file and line)

@@ -32,10 +32,11 @@ struct create_run {
     struct sums_progress p;
 };
 
-/* The XXH3-128 of a tensor's logical bytes, row-major little-endian, read a chunk of lines at a time. */
-static int hash_tensor(struct create_run *r, size_t i, ckpt_error *err)
+int sums_tensor_hash(const struct ckpt_source *src, size_t index, char hex[33], sums_bytes_fn count, void *ctx,
+                     atomic_int *stop, ckpt_error *err)
 {
-    const struct tensor_entry *t = &r->src->tensors[i];
+    const struct tensor_entry *t = &src->tensors[index];
+    hex[0] = '\0';
     if (t->pub.alias_of)
         return CKPT_OK;
     uint64_t lines = view_line_count(&t->pub), line_bytes = view_line_bytes(&t->pub);
@@ -51,18 +52,18 @@ static int hash_tensor(struct create_run *r, size_t i, ckpt_error *err)
         XXH3_128bits_reset(state);
     for (uint64_t at = 0; !rc && at < lines && t->pub.nbytes; at += per) {
         uint64_t n = lines - at < per ? lines - at : per;
-        if (atomic_load(&r->p.stop))
+        if (stop && atomic_load(stop))
             rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: cancelled", t->pub.name);
         if (!rc)
-            rc = view_read_lines(r->src, t, at, n, buf, err);
+            rc = view_read_lines(src, t, at, n, buf, err);
         if (!rc) {
             XXH3_128bits_update(state, buf, (size_t)(n * line_bytes));
-            if (sums_progress_add(&r->p, n * line_bytes))
+            if (count && count(ctx, n * line_bytes))
                 rc = ckpt_fail(err, CKPT_ERR_CANCELLED, "%s: cancelled", t->pub.name);
         }
     }
     if (!rc)
-        hash_hex(XXH3_128bits_digest(state), r->tensor_hex[i]);
+        hash_hex(XXH3_128bits_digest(state), hex);
     XXH3_freeState(state);
     free(buf);
     return rc;
@@ -89,7 +90,7 @@ static void *create_worker(void *arg)
             sums_progress_fail(&r->p, rc, &err);
     }
     for (size_t i; !atomic_load(&r->p.stop) && (i = atomic_fetch_add(&r->next_tensor, 1)) < r->src->tensor_count;) {
-        int rc = hash_tensor(r, i, &err);
+        int rc = sums_tensor_hash(r->src, i, r->tensor_hex[i], sums_progress_add, &r->p, &r->p.stop, &err);
         if (rc)
             sums_progress_fail(&r->p, rc, &err);
     }
@@ -104,17 +105,38 @@ static json_t *shape_array(const uint64_t *shape, uint32_t rank)
     return a;
 }
 
-/* A source file's path relative to SRC (its base name when SRC is that file). */
-static const char *relative(const char *path, const char *root, const char *base)
+static int by_path(const void *key, const void *item)
 {
-    size_t n = strlen(root);
-    while (n > 1 && root[n - 1] == '/')
+    return strcmp(key, ((const struct sums_file *)item)->path);
+}
+
+static bool listed(const struct sums_files *files, const char *path)
+{
+    return files->count && bsearch(path, files->items, files->count, sizeof *files->items, by_path) != NULL;
+}
+
+/*
+ * The listed file (relative to SRC) that holds a reader's file: itself, the file a slice
+ * "FILE@OFFSET" is cut from (DCP's .distcp chunks), or SRC itself for an archive's member.
+ */
+static const char *holder(const struct create_run *r, const char *path, const char *base, char *buf, size_t cap)
+{
+    size_t n = strlen(r->path);
+    while (n > 1 && r->path[n - 1] == '/')
         n--;
-    if (strcmp(path, root) == 0)
-        return base;
-    if (strncmp(path, root, n) == 0 && path[n] == '/')
-        return path + n + 1;
-    return path;
+    const char *rel = strcmp(path, r->path) == 0                           ? base
+                      : strncmp(path, r->path, n) == 0 && path[n] == '/' ? path + n + 1
+                                                                         : path;
+    if (r->single || listed(r->files, rel))
+        return r->single ? base : rel;
+    const char *at = strrchr(rel, '@');
+    if (at && (size_t)(at - rel) < cap) {
+        memcpy(buf, rel, (size_t)(at - rel));
+        buf[at - rel] = '\0';
+        if (listed(r->files, buf))
+            return buf;
+    }
+    return rel;
 }
 
 static json_t *manifest_json(const struct create_run *r, const char *base)
@@ -132,7 +154,8 @@ static json_t *manifest_json(const struct create_run *r, const char *base)
         if (o && t->alias_of) {
             json_object_set_new(o, "alias_of", json_string(t->alias_of));
         } else if (o) {
-            json_object_set_new(o, "file", json_string(relative(r->src->files[t->file].path, r->path, base)));
+            char buf[4096];
+            json_object_set_new(o, "file", json_string(holder(r, r->src->files[t->file].path, base, buf, sizeof buf)));
             json_object_set_new(o, "nbytes", json_integer((json_int_t)t->nbytes));
             json_object_set_new(o, "xxh3_128", json_string(r->tensor_hex[i]));
         }

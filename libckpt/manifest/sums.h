@@ -90,10 +90,28 @@ struct sums_entry {
     uint64_t size;
 };
 
+/* A tensor a source manifest lists (ckpt manifest create): its file and logical bytes' XXH3-128. */
+struct sums_tensor {
+    char *name;
+    char *file;                   /* normalised as entry paths are */
+    char hex[33];
+};
+
 struct sums_list {
     struct sums_entry *items;
     size_t count, cap;
+    struct sums_tensor *tensors;  /* a source manifest's, to name what changed in a file that differs */
+    size_t tensor_count;
 };
+
+/*
+ * The XXH3-128 of tensor `index`'s logical bytes (row-major little-endian, as ckpt_source_read
+ * gives them), read a bounded chunk of lines at a time; "" for an alias.  `count` and `stop` as
+ * for sums_hash_file.
+ */
+struct ckpt_source;
+int sums_tensor_hash(const struct ckpt_source *src, size_t index, char hex[33], sums_bytes_fn count, void *ctx,
+                     atomic_int *stop, ckpt_error *err);
 
 /*
  * Reads a checksum list: GNU lines "HEX  PATH" (or "HEX *PATH", a leading

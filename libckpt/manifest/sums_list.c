@@ -207,6 +207,41 @@ static int parse_hub_entry(struct sums_list *l, const json_t *e, bool tree, cons
                     json_object_get(e, "size"), origin, entry, err);
 }
 
+/*
+ * A source manifest's tensors (its "target" null: ckpt manifest create), kept to name the tensors
+ * of a file that differs; tensors of a conversion's manifest are stored bytes, checked by verify.
+ */
+static int parse_tensors(struct sums_list *l, const json_t *root, const char *origin, ckpt_error *err)
+{
+    const json_t *tensors = json_object_get(root, "tensors");
+    if (!json_is_null(json_object_get(root, "target")) || !json_is_array(tensors))
+        return CKPT_OK;
+    size_t n = json_array_size(tensors);
+    l->tensors = calloc(n + 1, sizeof *l->tensors);
+    if (!l->tensors)
+        return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory reading %s", origin);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *t = json_array_get(tensors, i);
+        const char *name = json_string_value(json_object_get(t, "name"));
+        const char *file = json_string_value(json_object_get(t, "file"));
+        const char *hex = json_string_value(json_object_get(t, "xxh3_128"));
+        if (json_object_get(t, "alias_of"))
+            continue;   /* shares another's bytes: checked with it */
+        struct sums_tensor *st = &l->tensors[l->tensor_count];
+        if (!name || !file || !hex || strlen(hex) != 32 || strspn(hex, "0123456789abcdef") != 32)
+            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: tensors[%zu] needs a name, a file and an xxh3_128", origin,
+                             i);
+        int rc = clean_path(file, &st->file, origin, i + 1, err);
+        if (rc)
+            return rc;
+        if (!(st->name = strdup(name)))
+            return ckpt_fail(err, CKPT_ERR_NOMEM, "out of memory reading %s", origin);
+        memcpy(st->hex, hex, 33);
+        l->tensor_count++;
+    }
+    return CKPT_OK;
+}
+
 /* JSON lists: a ckpt-manifest.json ("files", each with its XXH3-128) or a Hub listing. */
 static int parse_json(struct sums_list *l, const char *text, size_t len, const char *origin, ckpt_error *err)
 {
@@ -234,6 +269,8 @@ static int parse_json(struct sums_list *l, const char *text, size_t len, const c
     }
     if (!rc && l->count == 0)
         rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: no file with a checksum", origin);
+    if (!rc && list == files)
+        rc = parse_tensors(l, root, origin, err);
     json_decref(root);
     return rc;
 }
@@ -342,5 +379,10 @@ void sums_list_free(struct sums_list *l)
     for (size_t i = 0; i < l->count; i++)
         free(l->items[i].path);
     free(l->items);
+    for (size_t i = 0; i < l->tensor_count; i++) {
+        free(l->tensors[i].name);
+        free(l->tensors[i].file);
+    }
+    free(l->tensors);
     memset(l, 0, sizeof *l);
 }

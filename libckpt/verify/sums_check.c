@@ -14,6 +14,7 @@
 #include "libckpt/manifest/sums.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,52 @@ static void report(struct reporter *r, const struct sums_entry *e, const struct 
     }
 }
 
+/*
+ * A source manifest's files that differ: opens `dir` as a checkpoint and hashes the logical bytes
+ * of each tensor the manifest places in them, one finding each, so that the report names what
+ * changed (or that every tensor is intact and only other bytes, a header or padding, differ).
+ */
+static void name_tensors(const char *dir, const struct sums_list *list, const struct result *results,
+                         struct reporter *r)
+{
+    bool any = false;
+    for (size_t i = 0; i < list->count && !any; i++)
+        any = results[i].outcome == SIZE_DIFFERS || results[i].outcome == DIGEST_DIFFERS;
+    if (!any || !list->tensor_count)
+        return;
+    ckpt_source *src = NULL;
+    ckpt_error err;
+    if (ckpt_source_open(&src, dir, NULL, &err) != CKPT_OK) {
+        report_finding(r, (ckpt_finding){.check = CKPT_CHECK_TENSOR, .ok = 0},
+                       "%s: its tensors cannot be compared: %s", dir, err.message);
+        return;
+    }
+    for (size_t i = 0; i < list->count && !atomic_load(&r->stop); i++) {
+        if (results[i].outcome != SIZE_DIFFERS && results[i].outcome != DIGEST_DIFFERS)
+            continue;
+        const char *file = list->items[i].path;
+        for (size_t k = 0; k < list->tensor_count && !atomic_load(&r->stop); k++) {
+            const struct sums_tensor *t = &list->tensors[k];
+            if (strcmp(t->file, file) != 0)
+                continue;
+            ckpt_finding f = {.check = CKPT_CHECK_TENSOR, .file = file, .tensor = t->name};
+            size_t index;
+            char hex[33];
+            if (ckpt_source_find(src, t->name, &index) != CKPT_OK) {
+                report_finding(r, f, "%s: tensor %s is gone", file, t->name);
+            } else if (sums_tensor_hash(src, index, hex, NULL, NULL, &r->stop, &err) != CKPT_OK) {
+                report_finding(r, f, "%s: tensor %s cannot be read: %s", file, t->name, err.message);
+            } else if ((f.ok = strcmp(hex, t->hex) == 0)) {
+                report_finding(r, f, "%s: tensor %s unchanged", file, t->name);
+            } else {
+                report_finding(r, f, "%s: tensor %s changed (xxh3 %s, the manifest says %s)", file, t->name, hex,
+                               t->hex);
+            }
+        }
+    }
+    ckpt_source_free(src);
+}
+
 int ckpt_verify_sums(const char *dir, const char *sums, const ckpt_sums_options *opts, ckpt_finding_fn fn,
                      void *payload, ckpt_verify_summary *summary, ckpt_error *err)
 {
@@ -156,6 +203,8 @@ int ckpt_verify_sums(const char *dir, const char *sums, const ckpt_sums_options 
         run_on_threads(worker_count(opts->jobs, list.count), check_worker, &run);
     for (size_t i = 0; !rc && i < list.count && !atomic_load(&r.stop); i++)
         report(&r, &list.items[i], &run.results[i]);
+    if (!rc && !atomic_load(&r.stop))
+        name_tensors(dir, &list, run.results, &r);
     r.summary.seconds = now_seconds() - start;
     if (summary)
         *summary = r.summary;
