@@ -7,6 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Source bytes per block at most, whatever the budget: a block is read,
+ * converted and written while it is still in the core's cache.  Blocks of
+ * 8 MiB went through memory three times; at 256 MiB bf16 -> f16 they cost
+ * 468 ms of CPU against 263 ms for blocks of 1 MiB (perf stat, 4 runs).
+ */
+#define CACHE_BLOCK ((uint64_t)1 << 20)
+
 struct job {
     const struct ckpt_plan *plan;
     const struct plan_item *it;
@@ -178,6 +186,8 @@ static int stream_nd(struct job *j, ckpt_error *err)
     uint64_t out_line = j->out_line_elems * j->out_esize;
     uint64_t work = j->tf.role == CKPT_QUANT_ROLE_NONE ? 0 : j->tf.line_elems * ckpt_dtype_size(j->tf.load);
     uint64_t per = j->budget / (in_line + out_line + work + 1);
+    if (per > CACHE_BLOCK / (in_line + 1))
+        per = CACHE_BLOCK / (in_line + 1);
     if (per == 0)
         per = 1;
     int rc = CKPT_OK;
@@ -251,6 +261,8 @@ static int stream_nz(struct job *j, ckpt_error *err)
     if (width > n1)
         width = n1;
     uint64_t per = j->budget > width * column ? (j->budget - width * column) / line / 16 * 16 : 0;
+    if (per > CACHE_BLOCK / (in_line + 1) / 16 * 16)
+        per = CACHE_BLOCK / (in_line + 1) / 16 * 16;
     if (per < 16)
         per = 16;
     /* a later panel's pass converts the same rows again: its cast counts and values were already taken */
