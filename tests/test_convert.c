@@ -682,11 +682,17 @@ START_TEST(killed_conversion_leaves_nothing)
     char *src = make_big_source(dir);
     char *dst = test_join(dir, "out");
     int status;
-    double t0 = seconds_now();
-    waitpid(start_convert(src, dst), &status, 0);
-    double full = seconds_now() - t0;
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    test_rmtree(dst);
+    /* the shortest of three runs: a run slowed by a busy machine would put the kills past the end */
+    double full = 0;
+    for (int run = 0; run < 3; run++) {
+        double t0 = seconds_now();
+        waitpid(start_convert(src, dst), &status, 0);
+        double took = seconds_now() - t0;
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        test_rmtree(dst);
+        if (run == 0 || took < full)
+            full = took;
+    }
 
     const unsigned seed0 = (unsigned)time(NULL) ^ (unsigned)getpid();
     unsigned seed = seed0;
