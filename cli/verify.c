@@ -23,6 +23,7 @@ static const char verify_help[] =
     "  --sums FILE       instead, check the files that FILE lists: sha256sum or\n"
     "                    xxhsum lines (ckpt manifest sums), a ckpt-manifest.json,\n"
     "                    or a Hugging Face Hub listing of a repository's files\n"
+    "  --ignore-missing  with --sums: a listed file DST lacks is no failure\n"
     "  --max-abs-error X fail a tensor whose largest absolute error exceeds X\n"
     "                    (with --against)\n"
     "  --max-rel-error X the same for the relative error\n"
@@ -58,6 +59,7 @@ static const char diff_help[] =
 
 struct check_args {
     const char *against, *junit, *sums;
+    int ignore_missing;
     double max_abs, max_rel;
     int json, names_only;
     ckpt_open_options open;
@@ -85,6 +87,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         {"max-rel-error", required_argument, NULL, 'R'},
         {"json", no_argument, NULL, 'J'},          {"junit", required_argument, NULL, 'U'},
         {"sums", required_argument, NULL, 'S'},    {"names-only", no_argument, NULL, 'n'},
+        {"ignore-missing", no_argument, NULL, 'M'},
         CLI_GLOBAL_OPTIONS, CLI_OPEN_OPTIONS,      CLI_CONVERT_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
@@ -96,6 +99,7 @@ static int parse_args(const char *command, const char *help, int argc, char **ar
         switch (c) {
         case 'a': a->against = optarg; break;
         case 'S': a->sums = optarg; break;
+        case 'M': a->ignore_missing = 1; break;
         case 'A':
             if (parse_double(optarg, &a->max_abs))
                 return cli_usage_error(command, "bad --max-abs-error '%s'", optarg);
@@ -165,6 +169,7 @@ static int verify_sums(const char *dir, const struct check_args *a)
     ckpt_sums_options opts;
     ckpt_sums_options_default(&opts);
     opts.jobs = cli_global.jobs;
+    opts.ignore_missing = a->ignore_missing;
     struct cli_progress progress;
     cli_progress_start(&progress, cli_want_progress(a->json));
     struct findings fs = {.verbose = cli_global.verbose, .quiet_text = a->json || junit_to_stdout(a),
@@ -195,6 +200,8 @@ int cmd_verify(int argc, char **argv)
         return cli_usage_error("verify", "--sums and --against are two different checks: give one");
     if (a.conv.given && !a.against)
         return cli_usage_error("verify", "conversion options need --against SRC");
+    if (a.ignore_missing && !a.sums)
+        return cli_usage_error("verify", "--ignore-missing goes with --sums FILE");
     if (a.sums)
         return verify_sums(argv[optind], &a);
     if (a.conv.given && (status = cli_convert_finish("verify", &a.conv)))
@@ -238,7 +245,7 @@ int cmd_diff(int argc, char **argv)
         return status < 0 ? EXIT_OK : status;
     if (argc - optind != 2)
         return cli_usage_error("diff", "expects two checkpoints, got %d paths", argc - optind);
-    if (a.against || a.sums)
+    if (a.against || a.sums || a.ignore_missing)
         return cli_usage_error("diff", "--against and --sums are options of verify");
     ckpt_diff_options opts;
     ckpt_diff_options_default(&opts);

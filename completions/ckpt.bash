@@ -14,7 +14,7 @@ _ckpt_convert_opts="--target --dtype --quant --nz --nz-fp32-c0 --overflow --rena
 _ckpt_opts_inspect="--json --objects $_ckpt_source_opts $_ckpt_global_opts"
 _ckpt_opts_convert="$_ckpt_convert_opts --max-memory --force --part $_ckpt_source_opts --dry-run --json
     $_ckpt_global_opts"
-_ckpt_opts_verify="--against --sums --max-abs-error --max-rel-error $_ckpt_source_opts $_ckpt_convert_opts
+_ckpt_opts_verify="--against --sums --ignore-missing --max-abs-error --max-rel-error $_ckpt_source_opts $_ckpt_convert_opts
     --json --junit $_ckpt_global_opts"
 _ckpt_opts_diff="--names-only --max-abs-error --max-rel-error $_ckpt_source_opts --json --junit $_ckpt_global_opts"
 # a command with subcommands: _ckpt_subcommands_CMD, and _ckpt_opts_CMD_SUB for each

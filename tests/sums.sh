@@ -106,6 +106,18 @@ check "a changed byte and a missing file fail verify (exit 1)" '[ "$status" -eq 
 check "... naming the changed file with both digests" \
     'grep -q "^FAIL file  *model-00002-of-00002.safetensors: SHA-256 [0-9a-f]\{64\}, the list says" "$t/out"'
 check "... and the missing one" 'grep -q "^FAIL file  *original/params.json: missing" "$t/out"'
+"$ckpt" verify "$t/bad" --sums "$t/ref.sha256" --ignore-missing >"$t/out" 2>&1
+status=$?
+check "--ignore-missing: the missing file is not reported, the changed one still fails (exit 1)" \
+    '[ "$status" -eq 1 ] && ! grep -q "params.json" "$t/out" && grep -q "^FAIL file  *model-00002" "$t/out" &&
+     grep -q "^verify: 7 checks, 1 failed" "$t/out"'
+check "... as sha256sum --ignore-missing reports it" \
+    '(cd "$t/bad" && sha256sum -c --quiet --ignore-missing "$t/ref.sha256" 2>&1) | grep -v params.json | grep -q "model-00002.*FAILED"'
+mkdir "$t/empty-dir"
+check "--ignore-missing with none of the listed files there still fails (exit 1)" \
+    '"$ckpt" verify "$t/empty-dir" --sums "$t/ref.sha256" --ignore-missing 2>&1 | grep -q "none of the 8 files"'
+check "--ignore-missing without --sums is a usage error (exit 2)" \
+    '"$ckpt" verify "$t/bad" --ignore-missing 2>/dev/null; [ $? -eq 2 ]'
 check "... and sha256sum -c agrees it is broken" '! (cd "$t/bad" && sha256sum -c --quiet "$t/ref.sha256" >/dev/null 2>&1)'
 "$ckpt" verify "$t/bad" --sums "$t/ref.xxh128" --json >"$t/json" 2>/dev/null
 "$ckpt" verify "$t/bad" --sums "$t/tree.json" >"$t/out" 2>&1

@@ -782,6 +782,8 @@ typedef struct ckpt_sums_options {
     unsigned jobs;             /* hashing threads; 0: one per core */
     ckpt_progress_fn progress; /* bytes hashed so far, or NULL; one call at a time; non-zero cancels */
     void *progress_payload;
+    int ignore_missing;        /* ckpt_verify_sums: a listed file the folder lacks is no failure and gives
+                                  no finding (sha256sum --ignore-missing); none present at all still fails */
 } ckpt_sums_options;
 
 CKPT_API void ckpt_sums_options_default(ckpt_sums_options *opts);

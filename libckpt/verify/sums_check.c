@@ -201,8 +201,16 @@ int ckpt_verify_sums(const char *dir, const char *sums, const ckpt_sums_options 
     }
     if (!rc)
         run_on_threads(worker_count(opts->jobs, list.count), check_worker, &run);
-    for (size_t i = 0; !rc && i < list.count && !atomic_load(&r.stop); i++)
-        report(&r, &list.items[i], &run.results[i]);
+    size_t skipped = 0;
+    for (size_t i = 0; !rc && i < list.count && !atomic_load(&r.stop); i++) {
+        if (opts->ignore_missing && run.results[i].outcome == MISSING)
+            skipped++;   /* as sha256sum --ignore-missing: a file the copy left out on purpose */
+        else
+            report(&r, &list.items[i], &run.results[i]);
+    }
+    if (!rc && skipped && skipped == list.count)
+        report_finding(&r, (ckpt_finding){.check = CKPT_CHECK_FILE, .ok = 0},
+                       "%s: none of the %zu files %s lists is there", dir, list.count, sums);
     if (!rc && !atomic_load(&r.stop))
         name_tensors(dir, &list, run.results, &r);
     r.summary.seconds = now_seconds() - start;

@@ -253,23 +253,27 @@ def convert(src, dst, target, dtype=None, quant=None, nz=None, nz_fp32_c0=None, 
 
 
 def verify(dst, against=None, sums=None, max_abs_error=0.0, max_rel_error=0.0, jobs=None, max_memory=None,
-           deepspeed_weights=None, convert=None, progress=None, on_finding=None):
+           deepspeed_weights=None, convert=None, ignore_missing=False, progress=None, on_finding=None):
     """Checks the folder `dst` as `ckpt verify` does: against its ckpt-manifest.json (or a bundle),
     with `against` also every tensor recomputed from that source, or with `sums` instead against
     a checksum list (sha256sum / xxhsum lines, or a ckpt-manifest.json).  `convert`, a dict of
     convert's keywords (target required), is the conversion `against` proves; None: the options
-    the manifest records (each reported as an "option" finding).  Returns a Report (falsy
+    the manifest records (each reported as an "option" finding).  `ignore_missing` (with sums):
+    a listed file dst lacks is no failure, as sha256sum --ignore-missing.  Returns a Report (falsy
     when a check failed); raises when the check cannot run.  `progress(done, total)` as for
     convert; `on_finding(finding)` sees each finding as it comes (returning True stops)."""
     cb = _Callbacks()
     findings = []
     summary = _lib.VerifySummary()
     err = _lib.Error()
+    if ignore_missing and sums is None:
+        raise ValueError("ignore_missing goes with sums=")
     if sums is not None:
         if against is not None:
             raise ValueError("sums and against are two different checks: give one")
         opts = _lib.options(lib.ckpt_sums_options_default, _lib.SumsOptions)
         opts.jobs = int(jobs or 0)
+        opts.ignore_missing = int(bool(ignore_missing))
         opts.progress = cb.progress(progress)
         collect = _collector(cb, findings, on_finding)
         rc = cb.run(lambda: lib.ckpt_verify_sums(_lib.encode(dst), _lib.encode(sums), ctypes.byref(opts), collect,

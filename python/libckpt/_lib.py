@@ -97,7 +97,7 @@ class DiffOptions(ctypes.Structure):
 
 class SumsOptions(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("format", c_int), ("jobs", c_uint), ("progress", PROGRESS_FN),
-                ("progress_payload", c_void_p)]
+                ("progress_payload", c_void_p), ("ignore_missing", c_int)]
 
 
 class ManifestOptions(ctypes.Structure):

@@ -135,6 +135,9 @@ class SumsTest(unittest.TestCase):
                 f.write(" ")
             report = libckpt.verify(copy, sums=listing)
             self.assertEqual([(f.file, f.ok) for f in report.failures], [("config.json", False)])
+            os.remove(os.path.join(copy, "generation_config.json"))
+            self.assertEqual([f.file for f in libckpt.verify(copy, sums=listing, ignore_missing=True).failures],
+                             ["config.json"])
             with open(listing, "a") as out:
                 out.write(f"{'0' * 64}  ../outside\n")
             with self.assertRaises(libckpt.FormatError) as cm:
