@@ -67,12 +67,23 @@ bool hex_hash(const char *hex, XXH128_hash_t *out)
     return true;
 }
 
-int hash_file_update(int fd, uint64_t offset, uint64_t len, const char *name, XXH3_state_t *state, ckpt_error *err)
+/*
+ * Reads bytes [offset, offset + len) of `fd` in chunks and hands each to
+ * `use` with its file offset: the one read loop behind every hash of a
+ * file's bytes, so a short or failed read is reported the same way by all.
+ */
+typedef int (*chunk_fn)(void *ctx, const uint8_t *buf, uint64_t at, size_t n, ckpt_error *err);
+
+static int read_chunks(int fd, uint64_t offset, uint64_t len, const char *name, chunk_fn use, void *ctx,
+                       ckpt_error *err)
 {
+    if (len > UINT64_MAX - offset)
+        return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: a range past 2^64 bytes", name);
+    const uint64_t end = offset + len;
     uint8_t *buf = malloc(len < HASH_CHUNK ? (size_t)len + 1 : HASH_CHUNK);
     int rc = !buf ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", name) : CKPT_OK;
-    while (!rc && len > 0) {
-        size_t want = len < HASH_CHUNK ? (size_t)len : HASH_CHUNK;
+    while (!rc && offset < end) {
+        size_t want = end - offset < HASH_CHUNK ? (size_t)(end - offset) : HASH_CHUNK;
         ssize_t n = pread(fd, buf, want, (off_t)offset);
         if (n < 0 && errno == EINTR)
             continue;
@@ -83,15 +94,27 @@ int hash_file_update(int fd, uint64_t offset, uint64_t len, const char *name, XX
         }
         if (n == 0) {
             rc = ckpt_fail(err, CKPT_ERR_READ, "%s: file truncated while hashing it (at byte %llu of %llu)", name,
-                           (unsigned long long)offset, (unsigned long long)(offset + len));
+                           (unsigned long long)offset, (unsigned long long)end);
             break;
         }
-        XXH3_128bits_update(state, buf, (size_t)n);
+        rc = use(ctx, buf, offset, (size_t)n, err);
         offset += (uint64_t)n;
-        len -= (uint64_t)n;
     }
     free(buf);
     return rc;
+}
+
+static int update_state(void *state, const uint8_t *buf, uint64_t at, size_t n, ckpt_error *err)
+{
+    (void)at;
+    (void)err;
+    XXH3_128bits_update(state, buf, n);
+    return CKPT_OK;
+}
+
+int hash_file_update(int fd, uint64_t offset, uint64_t len, const char *name, XXH3_state_t *state, ckpt_error *err)
+{
+    return read_chunks(fd, offset, len, name, update_state, state, err);
 }
 
 int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH128_hash_t *out, ckpt_error *err)
@@ -113,50 +136,49 @@ int hash_file_range(int fd, uint64_t offset, uint64_t len, const char *name, XXH
  * reader left to this pass (source_file.crcs: sorted, apart): the bytes are
  * read once for both.
  */
+struct crc_pass {
+    const struct source_file *file;
+    XXH3_state_t *state;
+    size_t next;    /* the first entry of file->crcs not yet checked */
+    uint32_t crc;   /* of the part of crcs[next] read so far */
+};
+
+static int hash_and_crc(void *ctx, const uint8_t *buf, uint64_t at, size_t n, ckpt_error *err)
+{
+    struct crc_pass *p = ctx;
+    const struct source_file *f = p->file;
+    XXH3_128bits_update(p->state, buf, n);
+    uint64_t end = at + n;
+    while (p->next < f->crc_count && f->crcs[p->next].offset < end) {
+        const struct source_crc *c = &f->crcs[p->next];
+        uint64_t from = c->offset > at ? c->offset : at, to = c->offset + c->size < end ? c->offset + c->size : end;
+        if (to > from)
+            p->crc = zip_crc32(p->crc, buf + (from - at), (size_t)(to - from));
+        if (c->offset + c->size > end)
+            break;   /* the entry goes on in the next chunk */
+        if (p->crc != c->crc)
+            return ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s fails its CRC check (corrupt file)", f->path,
+                             c->entry);
+        p->crc = 0;
+        p->next++;
+    }
+    return CKPT_OK;
+}
+
 static int hash_and_check(int fd, const struct source_file *f, XXH128_hash_t *out, ckpt_error *err)
 {
-    XXH3_state_t *state = XXH3_createState();
-    uint8_t *buf = malloc(HASH_CHUNK);
-    int rc = !state || !buf ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", f->path) : CKPT_OK;
-    if (!rc)
-        XXH3_128bits_reset(state);
-    size_t k = 0;
-    uint32_t crc = 0;
-    for (uint64_t at = 0; !rc && at < f->size;) {
-        size_t want = f->size - at < HASH_CHUNK ? (size_t)(f->size - at) : HASH_CHUNK;
-        ssize_t n = pread(fd, buf, want, (off_t)at);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? ckpt_fail(err, CKPT_ERR_READ, "%s: read failed at byte %llu: %s", f->path,
-                                   (unsigned long long)at, strerror(errno))
-                       : ckpt_fail(err, CKPT_ERR_READ, "%s: file truncated while hashing it (at byte %llu of %llu)",
-                                   f->path, (unsigned long long)at, (unsigned long long)f->size);
-            break;
-        }
-        XXH3_128bits_update(state, buf, (size_t)n);
-        uint64_t end = at + (uint64_t)n;
-        while (!rc && k < f->crc_count && f->crcs[k].offset < end) {
-            const struct source_crc *c = &f->crcs[k];
-            uint64_t from = c->offset > at ? c->offset : at, to = c->offset + c->size < end ? c->offset + c->size : end;
-            if (to > from)
-                crc = zip_crc32(crc, buf + (from - at), (size_t)(to - from));
-            if (c->offset + c->size > end)
-                break;   /* the entry goes on in the next chunk */
-            if (crc != c->crc)
-                rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s fails its CRC check (corrupt file)", f->path,
-                               c->entry);
-            crc = 0;
-            k++;
-        }
-        at = end;
+    struct crc_pass pass = {.file = f, .state = XXH3_createState()};
+    int rc = !pass.state ? ckpt_fail(err, CKPT_ERR_NOMEM, "%s: out of memory hashing", f->path) : CKPT_OK;
+    if (!rc) {
+        XXH3_128bits_reset(pass.state);
+        rc = read_chunks(fd, 0, f->size, f->path, hash_and_crc, &pass, err);
     }
-    if (!rc && k < f->crc_count)
-        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s lies past the end of the file", f->path, f->crcs[k].entry);
+    if (!rc && pass.next < f->crc_count)
+        rc = ckpt_fail(err, CKPT_ERR_FORMAT, "%s: entry %s lies past the end of the file", f->path,
+                       f->crcs[pass.next].entry);
     if (!rc)
-        *out = XXH3_128bits_digest(state);
-    XXH3_freeState(state);
-    free(buf);
+        *out = XXH3_128bits_digest(pass.state);
+    XXH3_freeState(pass.state);
     return rc;
 }
 
